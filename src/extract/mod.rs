@@ -1,0 +1,259 @@
+//! `fraudctl extract`: payments API (or a CSV in the data set's layout) → `raw.jsonl`, plus
+//! `raw.rejected.jsonl` with the reason for every record that could not be used.
+
+mod csv_source;
+mod http_source;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use clap::Args;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::Failure;
+use crate::pan::{mask_digit_runs, PanProtector};
+use crate::rundir::{RunArgs, RunDir};
+use crate::stagefile::{read_header, Header, Rejected, StageWriter};
+use crate::transaction::{redact, validate};
+
+pub const RAW_SCHEMA: &str = "fraudctl.raw";
+
+/// Options of `fraudctl extract`.
+#[derive(Debug, Clone, Args)]
+pub struct ExtractArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// URL of the payments API's current-transactions endpoint.
+    #[arg(long, env = "FRAUDCTL_API_URL", default_value = "http://127.0.0.1:8000/current-transactions")]
+    pub api_url: String,
+
+    /// Read transactions from this CSV file (the data set's layout: fraudTrain.csv, fraudTest.csv)
+    /// instead of the API; `current_time` is taken from trans_date_trans_time, read as UTC.
+    #[arg(long, env = "FRAUDCTL_EXTRACT_CSV", value_name = "PATH")]
+    pub from_csv: Option<PathBuf>,
+
+    /// Stop after this many valid transactions [default: 5000 from the API, all rows of a CSV].
+    #[arg(long, env = "FRAUDCTL_MAX_RECORDS")]
+    pub max_records: Option<u64>,
+
+    /// Stop polling the API after this many seconds (keep it under the DAG's schedule interval).
+    #[arg(long, env = "FRAUDCTL_MAX_SECONDS", default_value_t = 45)]
+    pub max_seconds: u64,
+
+    /// Pause between two API requests, in milliseconds.
+    #[arg(long, env = "FRAUDCTL_POLL_INTERVAL_MS", default_value_t = 100)]
+    pub poll_interval_ms: u64,
+
+    /// Timeout of one API request, in seconds.
+    #[arg(long, env = "FRAUDCTL_REQUEST_TIMEOUT_SECS", default_value_t = 10)]
+    pub request_timeout_secs: u64,
+
+    /// Retries of a request that failed with a 5xx, 429, timeout or network error, with
+    /// exponential backoff (0.2 s doubling, at most 5 s).
+    #[arg(long, env = "FRAUDCTL_API_RETRIES", default_value_t = 5)]
+    pub retries: u32,
+
+    /// Fetch again even if the run directory already holds its raw file (by default that file
+    /// is reused: backfills re-process what the run captured).
+    #[arg(long, env = "FRAUDCTL_REFETCH")]
+    pub refetch: bool,
+
+    /// End of the data interval this run stands for (RFC 3339, e.g. Airflow's
+    /// data_interval_end). With no raw file captured and an interval that ended more than
+    /// --max-lag-secs ago, the run is skipped (exit 99): the API only serves the present.
+    #[arg(long, env = "FRAUDCTL_INTERVAL_END", value_name = "TIME")]
+    pub interval_end: Option<DateTime<Utc>>,
+
+    /// How far in the past an interval may end and still be fetched from the API, in seconds.
+    #[arg(long, env = "FRAUDCTL_MAX_LAG_SECS", default_value_t = 600)]
+    pub max_lag_secs: u64,
+}
+
+/// What `extract` prints on stdout.
+#[derive(Debug, Serialize)]
+pub struct ExtractSummary {
+    pub stage: &'static str,
+    pub run_id: String,
+    pub source: String,
+    pub records: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub requests: u64,
+    pub source_errors: u64,
+    pub reused: bool,
+    pub raw_file: PathBuf,
+}
+
+pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
+    let dir = RunDir::open(&args.run)?;
+    let source = match &args.from_csv {
+        Some(path) => format!("csv:{}", path.display()),
+        None => args.api_url.clone(),
+    };
+    if !args.refetch {
+        if let Some(header) = read_header(&dir.raw())? {
+            tracing::info!(file = %dir.raw().display(), records = header.records(), "raw file already captured for this run, reusing it (--refetch to fetch again)");
+            return Ok(ExtractSummary {
+                stage: "extract",
+                run_id: dir.run_id.clone(),
+                source,
+                records: header.records(),
+                rejected: header.count("rejected"),
+                duplicates: header.count("duplicates"),
+                requests: 0,
+                source_errors: 0,
+                reused: true,
+                raw_file: dir.raw(),
+            });
+        }
+    }
+    if let (None, Some(end)) = (&args.from_csv, args.interval_end) {
+        let lag = Utc::now() - end;
+        if lag.num_seconds() > args.max_lag_secs as i64 {
+            return Err(Failure::Skipped(format!(
+                "no raw file was captured for the interval ending {end} ({} min ago) and the payments API only serves current transactions: nothing to re-process for this run",
+                lag.num_minutes()
+            ))
+            .into());
+        }
+    }
+
+    let pan = PanProtector::from_env()?;
+    let mut collector = Collector::new(&dir, pan, &source)?;
+    let stats = match &args.from_csv {
+        Some(path) => csv_source::read(path, args.max_records.unwrap_or(u64::MAX), &mut collector)?,
+        None => http_source::poll(
+            &http_source::Polling {
+                url: args.api_url.clone(),
+                max_records: args.max_records.unwrap_or(5000),
+                max_time: Duration::from_secs(args.max_seconds),
+                interval: Duration::from_millis(args.poll_interval_ms),
+                timeout: Duration::from_secs(args.request_timeout_secs),
+                retries: args.retries,
+            },
+            &mut collector,
+        )?,
+    };
+    let (records, rejected, duplicates) = collector.finish(&stats)?;
+    Ok(ExtractSummary {
+        stage: "extract",
+        run_id: dir.run_id.clone(),
+        source,
+        records,
+        rejected,
+        duplicates,
+        requests: stats.requests,
+        source_errors: stats.source_errors,
+        reused: false,
+        raw_file: dir.raw(),
+    })
+}
+
+/// Counters a source reports.
+#[derive(Debug, Default)]
+pub(crate) struct SourceStats {
+    pub requests: u64,
+    pub source_errors: u64,
+}
+
+/// Validates, de-duplicates and routes records to the raw or the rejected file.
+pub(crate) struct Collector {
+    raw: StageWriter,
+    rejected: StageWriter,
+    seen: HashSet<u128>,
+    duplicates: u64,
+    pan: PanProtector,
+}
+
+impl Collector {
+    fn new(dir: &RunDir, pan: PanProtector, source: &str) -> Result<Self> {
+        let meta = serde_json::json!({ "source": source });
+        Ok(Collector {
+            raw: StageWriter::create(&dir.raw(), Header::new(RAW_SCHEMA, &dir.run_id, "extract", meta.clone()))?,
+            rejected: StageWriter::create(
+                &dir.raw_rejected(),
+                Header::new(crate::stagefile::REJECTED_SCHEMA, &dir.run_id, "extract", meta),
+            )?,
+            seen: HashSet::new(),
+            duplicates: 0,
+            pan,
+        })
+    }
+
+    pub fn records(&self) -> u64 {
+        self.raw.records()
+    }
+
+    pub fn rejected(&self) -> u64 {
+        self.rejected.records()
+    }
+
+    /// One decoded row from `origin` (a URL and request number, or a file and line).
+    pub fn row(&mut self, row: &Map<String, Value>, origin: &str) -> Result<()> {
+        match validate(row, &self.pan) {
+            Ok(tx) => {
+                if self.seen.insert(trans_num_key(&tx.trans_num)) {
+                    self.raw.write(&tx)
+                } else {
+                    self.duplicates += 1;
+                    let reason = format!("duplicate trans_num {} (already extracted in this run)", tx.trans_num);
+                    self.reject(reason, origin, Some(redact(row, &self.pan)), None)
+                }
+            }
+            Err(reason) => self.reject(reason, origin, Some(redact(row, &self.pan)), None),
+        }
+    }
+
+    /// A row or body that could not be decoded at all; the text is kept with digit runs masked.
+    pub fn unreadable(&mut self, reason: String, origin: &str, text: &str) -> Result<()> {
+        let mut text = mask_digit_runs(text);
+        if text.len() > 4096 {
+            let cut = (0..=4096).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            text.truncate(cut);
+            text.push_str("…");
+        }
+        self.reject(reason, origin, None, Some(text))
+    }
+
+    fn reject(&mut self, reason: String, origin: &str, record: Option<Value>, body: Option<String>) -> Result<()> {
+        tracing::debug!(origin, reason = %reason, "record rejected");
+        self.rejected.write(&Rejected { reason, origin: origin.to_string(), record, body })
+    }
+
+    fn finish(self, stats: &SourceStats) -> Result<(u64, u64, u64)> {
+        let rejected = self.rejected.records();
+        let counts = |extra: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            extra.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        let shared = [
+            ("duplicates", self.duplicates),
+            ("requests", stats.requests),
+            ("source_errors", stats.source_errors),
+        ];
+        // The rejected file first: the raw file's presence marks the extraction as complete.
+        self.rejected.finish(counts(&shared))?;
+        let header = self.raw.finish(counts(&[shared.as_slice(), &[("rejected", rejected)]].concat()))?;
+        if rejected > 0 {
+            tracing::warn!(rejected, records = header.records(), "some records were rejected; see raw.rejected.jsonl");
+        }
+        Ok((header.records(), rejected, self.duplicates))
+    }
+}
+
+/// A compact key for de-duplication: the 128 bits of a hex trans_num (the data set's form), else
+/// the first 128 bits of its SHA-256. Bounded memory for a million records.
+fn trans_num_key(trans_num: &str) -> u128 {
+    if trans_num.len() == 32 {
+        if let Ok(v) = u128::from_str_radix(trans_num, 16) {
+            return v;
+        }
+    }
+    let digest = Sha256::digest(trans_num.as_bytes());
+    u128::from_be_bytes(digest[..16].try_into().expect("16 bytes")) | 1 << 127
+}

@@ -1,0 +1,117 @@
+//! The `fraudctl` command line: parses arguments, sets up logging, calls the library, prints the
+//! stage's JSON summary on stdout and exits with a documented code (see `fraudctl::error::exit`).
+
+use anyhow::Result;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use serde::Serialize;
+
+use fraudctl::error::{exit, exit_code_of, Failure};
+use fraudctl::{db, extract, load, migrate, report, score, simulator, transform};
+
+/// Fraud-detection data pipeline: payments API → features → fraud score → PostgreSQL → alerts.
+///
+/// Each stage reads the previous stage's file in a run directory and writes its own (JSON Lines,
+/// written atomically); stdout carries the stage's JSON summary, logs go to stderr
+/// (FRAUDCTL_LOG=debug for more). Every flag can also be set by the environment variable shown
+/// in its help; secrets (the card-hash key, passwords) are read from the environment only.
+///
+/// Exit codes: 0 success, 1 error, 2 usage, 3 service unavailable (retry later), 4 unusable input,
+/// 5 configuration, 99 skipped.
+#[derive(Debug, Parser)]
+#[command(name = "fraudctl", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Poll the payments API (or read a CSV) into raw.jsonl; invalid records go to
+    /// raw.rejected.jsonl with their reason. Reuses the run's raw file if it exists.
+    Extract(extract::ExtractArgs),
+    /// Compute the model's features (features.jsonl) as its feature spec defines them.
+    Transform(transform::TransformArgs),
+    /// Add fraud probability, predicted label, model version and scorer (scored.jsonl).
+    Score(score::ScoreArgs),
+    /// Upsert scored.jsonl into payments_scored, in one transaction.
+    Load(load::LoadArgs),
+    /// Apply the database migrations (idempotent, safe to run concurrently).
+    Migrate(migrate::MigrateArgs),
+    /// Print one business day's payments and frauds (default: yesterday).
+    Report(report::ReportArgs),
+    /// Serve a simulated payments API (CSV replay or synthetic), with injectable faults.
+    ServePayments(simulator::ServeArgs),
+}
+
+fn main() {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    init_logging();
+    let code = match refuse_secrets_in_argv(&matches).and_then(|()| dispatch(cli.command)) {
+        Ok(()) => exit::OK,
+        Err(err) => {
+            let code = exit_code_of(&err);
+            if code == exit::SKIPPED {
+                eprintln!("fraudctl: {err}");
+            } else {
+                eprintln!("fraudctl: error: {err}");
+                for cause in err.chain().skip(1) {
+                    eprintln!("  caused by: {cause}");
+                }
+            }
+            code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Extract(args) => print(&extract::run(&args)?),
+        Command::Transform(args) => print(&transform::run(&args)?),
+        Command::Score(args) => print(&score::run(&args)?),
+        Command::Load(args) => print(&load::run(&args)?),
+        Command::Migrate(args) => print(&migrate::run(&args)?),
+        Command::Report(args) => {
+            let built = report::build(&args)?;
+            report::write(&built, args.format, &mut std::io::stdout().lock())
+        }
+        Command::ServePayments(args) => simulator::serve(&args),
+    }
+}
+
+/// Prints a summary as one JSON line (Airflow's BashOperator pushes the last line to XCom).
+fn print<T: Serialize>(summary: &T) -> Result<()> {
+    println!("{}", serde_json::to_string(summary)?);
+    Ok(())
+}
+
+/// A database URL with a password must come from the environment, where it does not show in
+/// process listings or Airflow's rendered command.
+fn refuse_secrets_in_argv(matches: &ArgMatches) -> Result<()> {
+    let mut m = matches;
+    while let Some((_, sub)) = m.subcommand() {
+        m = sub;
+    }
+    let given_in_argv = m.ids().any(|id| id == "database_url") && m.value_source("database_url") == Some(ValueSource::CommandLine);
+    if given_in_argv && m.get_one::<String>("database_url").is_some_and(|url| db::has_password(url)) {
+        return Err(Failure::Config(
+            "--database-url carries a password: pass it in FRAUDCTL_DATABASE_URL instead (secrets never go on the command line)".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FRAUDCTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,refinery_core=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .compact()
+        .init();
+}

@@ -1,0 +1,167 @@
+//! `fraudctl report`: one business day's payments and frauds, from `fraud_report_for_day` (the
+//! function behind the view `v_daily_fraud_report`).
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::db::DbArgs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned text for people.
+    Table,
+    /// One row per payment, with a header line.
+    Csv,
+    /// A document with the summary and the rows.
+    Json,
+}
+
+/// Options of `fraudctl report`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Business day to report (YYYY-MM-DD) [default: yesterday in the business time zone].
+    #[arg(long, env = "FRAUDCTL_REPORT_DAY")]
+    pub day: Option<NaiveDate>,
+
+    /// Output format.
+    #[arg(long, env = "FRAUDCTL_REPORT_FORMAT", value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// List every payment of the day, not only the predicted frauds.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub day: NaiveDate,
+    pub time_zone: String,
+    pub payments: i64,
+    pub predicted_frauds: i64,
+    pub labelled_frauds: i64,
+    pub amount: f64,
+    pub amount_at_risk: f64,
+    pub alerts_sent: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub local_time: String,
+    pub trans_num: String,
+    pub card: String,
+    pub merchant: String,
+    pub category: String,
+    pub amt: f64,
+    pub place: String,
+    pub fraud_probability: f64,
+    pub predicted_fraud: bool,
+    pub is_fraud_label: Option<bool>,
+    pub alert_status: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub summary: Summary,
+    pub rows: Vec<Row>,
+}
+
+pub fn build(args: &ReportArgs) -> Result<Report> {
+    let mut client = args.db.connect()?;
+    let s = client
+        .query_one(
+            "WITH d AS (SELECT coalesce($1::date, business_yesterday()) AS day)
+             SELECT d.day, business_time_zone(), count(r.trans_num),
+                    count(*) FILTER (WHERE r.predicted_fraud),
+                    count(*) FILTER (WHERE r.is_fraud_label),
+                    coalesce(sum(r.amt), 0)::float8,
+                    coalesce(sum(r.amt) FILTER (WHERE r.predicted_fraud), 0)::float8,
+                    count(*) FILTER (WHERE r.alert_status = 'sent')
+             FROM d LEFT JOIN LATERAL fraud_report_for_day(d.day) r ON true
+             GROUP BY d.day",
+            &[&args.day],
+        )
+        .context("querying fraud_report_for_day (has `fraudctl migrate` run?)")?;
+    let summary = Summary {
+        day: s.get(0),
+        time_zone: s.get(1),
+        payments: s.get(2),
+        predicted_frauds: s.get(3),
+        labelled_frauds: s.get(4),
+        amount: s.get(5),
+        amount_at_risk: s.get(6),
+        alerts_sent: s.get(7),
+    };
+    let rows = client
+        .query(
+            "SELECT to_char(local_time, 'YYYY-MM-DD HH24:MI:SS'), trans_num, card, merchant, category,
+                    amt::float8, city || ', ' || state, fraud_probability, predicted_fraud,
+                    is_fraud_label, alert_status
+             FROM fraud_report_for_day($1) WHERE predicted_fraud OR $2",
+            &[&summary.day, &args.all],
+        )
+        .context("querying fraud_report_for_day")?
+        .iter()
+        .map(|r| Row {
+            local_time: r.get(0),
+            trans_num: r.get(1),
+            card: r.get(2),
+            merchant: r.get(3),
+            category: r.get(4),
+            amt: r.get(5),
+            place: r.get(6),
+            fraud_probability: r.get(7),
+            predicted_fraud: r.get(8),
+            is_fraud_label: r.get(9),
+            alert_status: r.get(10),
+        })
+        .collect();
+    Ok(Report { summary, rows })
+}
+
+pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> Result<()> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, report)?;
+            writeln!(out)?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            for row in &report.rows {
+                w.serialize(row)?;
+            }
+            if report.rows.is_empty() {
+                w.write_record(["local_time", "trans_num", "card", "merchant", "category", "amt", "place",
+                    "fraud_probability", "predicted_fraud", "is_fraud_label", "alert_status"])?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            let s = &report.summary;
+            let rate = if s.payments > 0 { 100.0 * s.predicted_frauds as f64 / s.payments as f64 } else { 0.0 };
+            writeln!(out, "Fraud report for {} ({})", s.day, s.time_zone)?;
+            writeln!(out, "  payments          {:>12}   amount         {:>14.2}", s.payments, s.amount)?;
+            writeln!(out, "  predicted frauds  {:>12}   amount at risk {:>14.2}", s.predicted_frauds, s.amount_at_risk)?;
+            writeln!(out, "  fraud rate        {:>11.2}%   alerts sent    {:>14}", rate, s.alerts_sent)?;
+            writeln!(out, "  labelled frauds   {:>12}", s.labelled_frauds)?;
+            if report.rows.is_empty() {
+                writeln!(out, "\nNo payments to list for this day.")?;
+                return Ok(());
+            }
+            writeln!(out)?;
+            writeln!(out, "{:<19}  {:<9}  {:>10}  {:<14}  {:<32}  {:>5}  {:<5}  {}", "local time", "card", "amount", "category", "merchant", "p", "label", "alert")?;
+            for r in &report.rows {
+                let label = match r.is_fraud_label { Some(true) => "fraud", Some(false) => "legit", None => "-" };
+                let merchant: String = r.merchant.chars().take(32).collect();
+                writeln!(out, "{:<19}  {:<9}  {:>10.2}  {:<14}  {:<32}  {:>5.3}  {:<5}  {}", r.local_time, r.card, r.amt, r.category, merchant, r.fraud_probability, label, r.alert_status.as_deref().unwrap_or("-"))?;
+            }
+        }
+    }
+    Ok(())
+}

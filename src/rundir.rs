@@ -1,0 +1,79 @@
+//! One work directory per pipeline run, shared by the stages (a shared volume between Airflow
+//! workers). Stages keep no other local state, so they can run on any worker.
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+/// Where a stage reads and writes its files.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Work directory of the run: stage files are read from and written to it (created, mode 0700).
+    #[arg(long, env = "FRAUDCTL_RUN_DIR", value_name = "DIR")]
+    pub run_dir: PathBuf,
+
+    /// Identifier of the run, recorded in every stage file and database row [default: the run
+    /// directory's name].
+    #[arg(long, env = "FRAUDCTL_RUN_ID", value_name = "ID")]
+    pub run_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub path: PathBuf,
+    pub run_id: String,
+}
+
+impl RunDir {
+    pub fn open(args: &RunArgs) -> Result<Self> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&args.run_dir)
+            .with_context(|| format!("cannot create run directory {}", args.run_dir.display()))?;
+        let run_id = match &args.run_id {
+            Some(id) => id.clone(),
+            None => args
+                .run_dir
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "run".to_string()),
+        };
+        Ok(RunDir { path: args.run_dir.clone(), run_id })
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn raw(&self) -> PathBuf {
+        self.file("raw.jsonl")
+    }
+    pub fn raw_rejected(&self) -> PathBuf {
+        self.file("raw.rejected.jsonl")
+    }
+    pub fn features(&self) -> PathBuf {
+        self.file("features.jsonl")
+    }
+    pub fn features_rejected(&self) -> PathBuf {
+        self.file("features.rejected.jsonl")
+    }
+    pub fn scored(&self) -> PathBuf {
+        self.file("scored.jsonl")
+    }
+}
+
+/// Fails with a message that names the stage to run first when an input file is missing.
+pub fn require_input(path: &Path, produced_by: &str) -> Result<()> {
+    if !path.exists() {
+        anyhow::bail!(crate::error::Failure::BadInput(format!(
+            "{} does not exist: run `fraudctl {produced_by}` for this run directory first",
+            path.display()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! `fraudctl serve-payments`: an HTTP server that behaves like the payments API
+//! (`GET /current-transactions`, one transaction per call, the same body format), replaying a CSV
+//! in the data set's layout or generating synthetic transactions, with injectable faults.
+//!
+//! Other endpoints: `GET /health` (200 "ok") and `GET /stats` (JSON counters, for tests).
+
+mod synthetic;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{NaiveDateTime, Utc};
+use clap::{Args, ValueEnum};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::payments_api::encode;
+use crate::transaction::API_COLUMNS;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TimeMode {
+    /// Stamp current_time with the time of the request, like the real API.
+    Now,
+    /// Keep the row's original time (trans_date_trans_time, or the synthetic clock).
+    Original,
+}
+
+/// Options of `fraudctl serve-payments`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FRAUDCTL_SIM_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: String,
+
+    /// Replay this CSV (the data set's layout, e.g. fraudTest.csv) in order, looping at the end
+    /// (later loops suffix trans_num with "-L<n>" so every transaction served is unique).
+    /// Without it, transactions are generated.
+    #[arg(long, env = "FRAUDCTL_SIM_CSV", value_name = "PATH")]
+    pub csv: Option<PathBuf>,
+
+    /// Answer 503 once the CSV is exhausted instead of looping.
+    #[arg(long, env = "FRAUDCTL_SIM_NO_LOOP")]
+    pub no_loop: bool,
+
+    /// What current_time carries.
+    #[arg(long, env = "FRAUDCTL_SIM_TIME_MODE", value_enum, default_value_t = TimeMode::Now)]
+    pub time_mode: TimeMode,
+
+    /// Seed of the generator and of the fault injection (same seed, same sequence).
+    #[arg(long, env = "FRAUDCTL_SIM_SEED", default_value_t = 42)]
+    pub seed: u64,
+
+    /// Share of generated transactions that are frauds.
+    #[arg(long, env = "FRAUDCTL_SIM_FRAUD_RATE", default_value_t = 0.02)]
+    pub fraud_rate: f64,
+
+    /// Transactions per response (the real API sends one).
+    #[arg(long, env = "FRAUDCTL_SIM_ROWS_PER_RESPONSE", default_value_t = 1)]
+    pub rows_per_response: usize,
+
+    /// Fault: share of requests answered 500 (no transaction consumed).
+    #[arg(long, env = "FRAUDCTL_SIM_ERROR_RATE", default_value_t = 0.0)]
+    pub error_rate: f64,
+
+    /// Fault: share of responses with a malformed body (truncated, not JSON, a wrong type, a
+    /// missing column); the transaction is consumed.
+    #[arg(long, env = "FRAUDCTL_SIM_MALFORMED_RATE", default_value_t = 0.0)]
+    pub malformed_rate: f64,
+
+    /// Fault: share of responses delayed by --slow-ms.
+    #[arg(long, env = "FRAUDCTL_SIM_SLOW_RATE", default_value_t = 0.0)]
+    pub slow_rate: f64,
+
+    /// Delay of a slow response, in milliseconds.
+    #[arg(long, env = "FRAUDCTL_SIM_SLOW_MS", default_value_t = 2000)]
+    pub slow_ms: u64,
+
+    /// Fault: share of responses that repeat the previous transaction (same trans_num).
+    #[arg(long, env = "FRAUDCTL_SIM_DUPLICATE_RATE", default_value_t = 0.0)]
+    pub duplicate_rate: f64,
+
+    /// Worker threads answering requests.
+    #[arg(long, env = "FRAUDCTL_SIM_THREADS", default_value_t = 4)]
+    pub threads: usize,
+}
+
+/// Counters served on `/stats`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    pub requests: u64,
+    /// Transactions sent in well-formed responses.
+    pub served: u64,
+    /// Transactions sent garbled (each is one rejected record for the client).
+    pub malformed: u64,
+    pub duplicates: u64,
+    pub errors: u64,
+    pub slow: u64,
+}
+
+enum Source {
+    Csv { rows: Vec<Vec<Value>>, next: usize, loops: u64, no_loop: bool },
+    Synthetic(synthetic::Generator),
+}
+
+struct State {
+    source: Source,
+    rng: SmallRng,
+    last: Option<Vec<Value>>,
+    stats: Stats,
+    served_index: u64,
+}
+
+enum Reply {
+    Body(String),
+    Error(u16, String),
+}
+
+pub fn serve(args: &ServeArgs) -> Result<()> {
+    let source = match &args.csv {
+        Some(path) => Source::Csv { rows: load_csv(path, args.time_mode)?, next: 0, loops: 0, no_loop: args.no_loop },
+        None => Source::Synthetic(synthetic::Generator::new(args.seed, args.fraud_rate)),
+    };
+    let state = Arc::new(Mutex::new(State {
+        source,
+        rng: SmallRng::seed_from_u64(args.seed ^ 0x5eed),
+        last: None,
+        stats: Stats::default(),
+        served_index: 0,
+    }));
+    let server = Arc::new(tiny_http::Server::http(&args.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?);
+    tracing::info!(listen = %args.listen, source = %args.csv.as_ref().map_or("synthetic".into(), |p| p.display().to_string()), "payments simulator serving GET /current-transactions");
+    let workers: Vec<_> = (0..args.threads.max(1))
+        .map(|_| {
+            let (server, state, args) = (server.clone(), state.clone(), args.clone());
+            std::thread::spawn(move || {
+                for request in server.incoming_requests() {
+                    let (status, body, content_type) = route(&request, &state, &args);
+                    let header = tiny_http::Header::from_bytes("Content-Type", content_type).expect("static header");
+                    let response = tiny_http::Response::from_string(body).with_status_code(status).with_header(header);
+                    if let Err(e) = request.respond(response) {
+                        tracing::debug!(error = %e, "client went away");
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().ok();
+    }
+    Ok(())
+}
+
+fn route(request: &tiny_http::Request, state: &Mutex<State>, args: &ServeArgs) -> (u16, String, &'static str) {
+    let path = request.url().split('?').next().unwrap_or("");
+    match (request.method(), path) {
+        (tiny_http::Method::Get, "/current-transactions") => {
+            let (reply, delay) = next_reply(state, args);
+            if let Some(d) = delay {
+                std::thread::sleep(d);
+            }
+            match reply {
+                Reply::Body(b) => (200, b, "application/json"),
+                Reply::Error(code, msg) => (code, msg, "text/plain"),
+            }
+        }
+        (tiny_http::Method::Get, "/health") => (200, "ok".into(), "text/plain"),
+        (tiny_http::Method::Get, "/stats") => {
+            let stats = state.lock().expect("state lock").stats.clone();
+            (200, serde_json::to_string(&stats).expect("stats serialise"), "application/json")
+        }
+        _ => (404, "not found: try GET /current-transactions".into(), "text/plain"),
+    }
+}
+
+fn next_reply(state: &Mutex<State>, args: &ServeArgs) -> (Reply, Option<Duration>) {
+    let mut s = state.lock().expect("state lock");
+    s.stats.requests += 1;
+    if s.rng.gen_bool(args.error_rate.clamp(0.0, 1.0)) {
+        s.stats.errors += 1;
+        return (Reply::Error(500, "injected fault: internal server error".into()), None);
+    }
+    let delay = s.rng.gen_bool(args.slow_rate.clamp(0.0, 1.0)).then(|| Duration::from_millis(args.slow_ms));
+    s.stats.slow += u64::from(delay.is_some());
+    let mut rows = Vec::with_capacity(args.rows_per_response);
+    let mut duplicates = 0;
+    for _ in 0..args.rows_per_response.max(1) {
+        let repeat = s.rng.gen_bool(args.duplicate_rate.clamp(0.0, 1.0));
+        let row = match (&s.last, repeat) {
+            (Some(last), true) => {
+                duplicates += 1;
+                last.clone()
+            }
+            _ => match next_row(&mut s, args.time_mode) {
+                Some(row) => row,
+                None if rows.is_empty() => return (Reply::Error(503, "the CSV is exhausted (--no-loop)".into()), delay),
+                None => break,
+            },
+        };
+        s.last = Some(row.clone());
+        rows.push(row);
+    }
+    let first_index = s.served_index;
+    s.served_index += rows.len() as u64;
+    let index: Vec<u64> = (first_index..s.served_index).collect();
+    let n = rows.len() as u64;
+    s.stats.duplicates += duplicates;
+    if s.rng.gen_bool(args.malformed_rate.clamp(0.0, 1.0)) {
+        s.stats.malformed += n;
+        let kind = s.rng.gen_range(0..4);
+        return (Reply::Body(malformed(kind, &index, rows)), delay);
+    }
+    s.stats.served += n;
+    (Reply::Body(encode(&API_COLUMNS, &index, &rows)), delay)
+}
+
+fn next_row(s: &mut State, mode: TimeMode) -> Option<Vec<Value>> {
+    let now_ms = Utc::now().timestamp_millis();
+    let mut row = match &mut s.source {
+        Source::Synthetic(g) => g.next(),
+        Source::Csv { rows, next, loops, no_loop } => {
+            if *next == rows.len() {
+                if *no_loop || rows.is_empty() {
+                    return None;
+                }
+                *next = 0;
+                *loops += 1;
+            }
+            let mut row = rows[*next].clone();
+            *next += 1;
+            if *loops > 0 {
+                let tn = &mut row[16];
+                *tn = Value::String(format!("{}-L{loops}", tn.as_str().unwrap_or_default()));
+            }
+            row
+        }
+    };
+    if mode == TimeMode::Now {
+        row[20] = Value::from(now_ms);
+    }
+    Some(row)
+}
+
+/// A garbled body of one of four kinds; the rows' card numbers are in it, as the real API would
+/// send them.
+fn malformed(kind: u32, index: &[u64], mut rows: Vec<Vec<Value>>) -> String {
+    match kind {
+        0 => {
+            let body = encode(&API_COLUMNS, index, &rows);
+            body[..body.len() / 2].to_string()
+        }
+        1 => "<html><body>502 Bad Gateway</body></html>".to_string(),
+        2 => {
+            for row in &mut rows {
+                row[3] = Value::String("sixty".into());
+            }
+            encode(&API_COLUMNS, index, &rows)
+        }
+        _ => {
+            let columns: Vec<&str> = API_COLUMNS.iter().copied().filter(|c| *c != "merchant").collect();
+            for row in &mut rows {
+                row.remove(1);
+            }
+            encode(&columns, index, &rows)
+        }
+    }
+}
+
+/// Loads a CSV in the data set's layout as API rows (API_COLUMNS order).
+fn load_csv(path: &std::path::Path, mode: TimeMode) -> Result<Vec<Vec<Value>>> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("cannot open CSV {}", path.display()))?;
+    let headers = reader.headers().with_context(|| format!("cannot read {}", path.display()))?.clone();
+    let position = |name: &str| {
+        headers.iter().position(|h| h == name).with_context(|| format!("{} has no column {name}: not the data set's layout", path.display()))
+    };
+    let time_col = position("trans_date_trans_time")?;
+    let cols: Vec<usize> = API_COLUMNS[..20].iter().map(|c| position(c)).collect::<Result<_>>()?;
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.with_context(|| format!("{} line {}", path.display(), i + 2))?;
+        let mut row: Vec<Value> = cols
+            .iter()
+            .zip(API_COLUMNS)
+            .map(|(&c, name)| cell(name, &record[c]))
+            .collect();
+        let time = NaiveDateTime::parse_from_str(&record[time_col], "%Y-%m-%d %H:%M:%S")
+            .map(|t| t.and_utc().timestamp_millis())
+            .with_context(|| format!("{} line {}: bad trans_date_trans_time", path.display(), i + 2))?;
+        row.push(Value::from(if mode == TimeMode::Original { time } else { 0 }));
+        rows.push(row);
+    }
+    tracing::info!(rows = rows.len(), file = %path.display(), "loaded CSV for replay");
+    Ok(rows)
+}
+
+fn cell(name: &str, text: &str) -> Value {
+    match name {
+        "cc_num" | "zip" | "city_pop" | "is_fraud" => text.parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::from(text)),
+        "amt" | "lat" | "long" | "merch_lat" | "merch_long" => {
+            text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or_else(|| Value::from(text))
+        }
+        _ => Value::from(text),
+    }
+}

@@ -1,0 +1,341 @@
+//! The stage-file contract (docs/stage-files.md): JSON Lines, a header line naming schema,
+//! version, run, stage, time and record counts, then one record per line. Written atomically
+//! (temporary file, then rename) with owner-only permissions; read with schema, version and
+//! record-count checks.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::marker::PhantomData;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Failure;
+
+/// The only stage-file version this build reads and writes.
+pub const VERSION: u32 = 1;
+
+/// Room left in the header line for counts that grow while records stream.
+const HEADER_SLACK: usize = 512;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Header {
+    pub schema: String,
+    pub version: u32,
+    pub run_id: String,
+    pub stage: String,
+    pub created_at: String,
+    pub counts: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub meta: serde_json::Value,
+}
+
+impl Header {
+    pub fn new(schema: &str, run_id: &str, stage: &str, meta: serde_json::Value) -> Self {
+        Header {
+            schema: schema.to_string(),
+            version: VERSION,
+            run_id: run_id.to_string(),
+            stage: stage.to_string(),
+            created_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            counts: BTreeMap::new(),
+            meta,
+        }
+    }
+
+    /// The number of records the file holds.
+    pub fn records(&self) -> u64 {
+        self.counts.get("records").copied().unwrap_or(0)
+    }
+
+    pub fn count(&self, name: &str) -> u64 {
+        self.counts.get(name).copied().unwrap_or(0)
+    }
+
+    pub fn created_at(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.created_at).ok().map(|t| t.with_timezone(&Utc))
+    }
+}
+
+/// Streams records into `PATH.tmp`, then [`StageWriter::finish`] rewrites the header with the
+/// final counts and renames the file into place. Dropped unfinished, it removes the temporary
+/// file, so a failed stage never leaves a file the next stage would read as complete.
+pub struct StageWriter {
+    out: Option<BufWriter<File>>,
+    tmp: PathBuf,
+    path: PathBuf,
+    header: Header,
+    width: usize,
+    records: u64,
+    line: Vec<u8>,
+}
+
+impl StageWriter {
+    pub fn create(path: &Path, header: Header) -> Result<Self> {
+        let tmp = path.with_extension("jsonl.tmp");
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let width = serde_json::to_vec(&header)?.len() + HEADER_SLACK;
+        out.write_all(&padded(&header, width)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        Ok(StageWriter {
+            out: Some(out),
+            tmp,
+            path: path.to_path_buf(),
+            header,
+            width,
+            records: 0,
+            line: Vec::with_capacity(1024),
+        })
+    }
+
+    pub fn write<R: Serialize + ?Sized>(&mut self, record: &R) -> Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, record)?;
+        self.line.push(b'\n');
+        let out = self.out.as_mut().expect("writer used after finish");
+        out.write_all(&self.line)
+            .with_context(|| format!("cannot write {}", self.tmp.display()))?;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Writes one record already serialised as a JSON object (no newline).
+    pub fn write_raw(&mut self, json: &[u8]) -> Result<()> {
+        let out = self.out.as_mut().expect("writer used after finish");
+        out.write_all(json)
+            .and_then(|_| out.write_all(b"\n"))
+            .with_context(|| format!("cannot write {}", self.tmp.display()))?;
+        self.records += 1;
+        Ok(())
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Sets the final counts (`records` is set from what was written), makes the file durable
+    /// and renames it into place.
+    pub fn finish(mut self, counts: BTreeMap<String, u64>) -> Result<Header> {
+        let mut out = self.out.take().expect("writer finished twice");
+        self.header.counts = counts;
+        self.header.counts.insert("records".into(), self.records);
+        let tmp = self.tmp.clone();
+        let io = |e: std::io::Error| anyhow::Error::new(e).context(format!("cannot write {}", tmp.display()));
+        out.flush().map_err(io)?;
+        let mut file = out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        file.write_all(&padded(&self.header, self.width)?).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        fs::rename(&self.tmp, &self.path).with_context(|| {
+            format!("cannot rename {} to {}", self.tmp.display(), self.path.display())
+        })?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).ok();
+        }
+        Ok(self.header.clone())
+    }
+}
+
+impl Drop for StageWriter {
+    fn drop(&mut self) {
+        if self.out.is_some() {
+            fs::remove_file(&self.tmp).ok();
+        }
+    }
+}
+
+fn padded(header: &Header, width: usize) -> Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(header)?;
+    anyhow::ensure!(line.len() <= width, "stage-file header grew past its reserved width");
+    line.resize(width, b' ');
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Reads a stage file, refusing an unexpected schema, an unknown version, and a record count
+/// that differs from the header's (a truncated or tampered file).
+pub struct StageReader<T> {
+    header: Header,
+    path: PathBuf,
+    input: BufReader<File>,
+    line: String,
+    seen: u64,
+    _record: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> StageReader<T> {
+    pub fn open(path: &Path, schema: &str) -> Result<Self> {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut input = BufReader::with_capacity(1 << 20, file);
+        let mut line = String::new();
+        input
+            .read_line(&mut line)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let header: Header = serde_json::from_str(line.trim_end()).map_err(|e| {
+            Failure::BadInput(format!("{} has no valid stage-file header: {e}", path.display()))
+        })?;
+        if header.schema != schema {
+            return Err(Failure::BadInput(format!(
+                "{} holds schema {:?}, expected {schema:?}",
+                path.display(),
+                header.schema
+            ))
+            .into());
+        }
+        if header.version != VERSION {
+            return Err(Failure::BadInput(format!(
+                "{} is {schema} version {}, this fraudctl reads version {VERSION} only: re-run the stage that wrote it with this fraudctl",
+                path.display(),
+                header.version
+            ))
+            .into());
+        }
+        Ok(StageReader {
+            header,
+            path: path.to_path_buf(),
+            input,
+            line,
+            seen: 0,
+            _record: PhantomData,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The next record, `None` at the end of the file.
+    pub fn next_record(&mut self) -> Result<Option<T>> {
+        match self.next_line()? {
+            None => Ok(None),
+            Some(line) => {
+                let record = serde_json::from_str(line).map_err(|e| {
+                    Failure::BadInput(format!(
+                        "{} record {}: {e}",
+                        self.path.display(),
+                        self.seen
+                    ))
+                })?;
+                Ok(Some(record))
+            }
+        }
+    }
+
+    /// The next record line, unparsed (for stages that pass records through).
+    pub fn next_line(&mut self) -> Result<Option<&str>> {
+        self.line.clear();
+        let n = self
+            .input
+            .read_line(&mut self.line)
+            .with_context(|| format!("cannot read {}", self.path.display()))?;
+        if n == 0 {
+            if self.seen != self.header.records() {
+                return Err(Failure::BadInput(format!(
+                    "{} ends after {} records but its header announces {}: the file is truncated",
+                    self.path.display(),
+                    self.seen,
+                    self.header.records()
+                ))
+                .into());
+            }
+            return Ok(None);
+        }
+        self.seen += 1;
+        Ok(Some(self.line.trim_end_matches('\n')))
+    }
+}
+
+/// Reads only the header of a stage file, if the file exists.
+pub fn read_header(path: &Path) -> Result<Option<Header>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut line = String::new();
+    BufReader::new(file)
+        .read_line(&mut line)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let header = serde_json::from_str(line.trim_end())
+        .map_err(|e| Failure::BadInput(format!("{} has no valid header: {e}", path.display())))?;
+    Ok(Some(header))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_truncation_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jsonl");
+        let mut w = StageWriter::create(&path, Header::new("s", "r", "t", serde_json::Value::Null)).unwrap();
+        for i in 0..3u32 {
+            w.write(&i).unwrap();
+        }
+        assert!(!path.exists(), "file appears only when finished");
+        let header = w.finish(BTreeMap::new()).unwrap();
+        assert_eq!(header.records(), 3);
+        let mut r = StageReader::<u32>::open(&path, "s").unwrap();
+        let mut got = vec![];
+        while let Some(v) = r.next_record().unwrap() {
+            got.push(v);
+        }
+        assert_eq!(got, vec![0, 1, 2]);
+
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, &text[..text.len() - 2]).unwrap();
+        let mut r = StageReader::<u32>::open(&path, "s").unwrap();
+        let err = std::iter::from_fn(|| r.next_record().transpose()).find_map(Result::err);
+        assert!(err.unwrap().to_string().contains("truncated"));
+    }
+
+    #[test]
+    fn unknown_version_and_schema_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jsonl");
+        let w = StageWriter::create(&path, Header::new("s", "r", "t", serde_json::Value::Null)).unwrap();
+        w.finish(BTreeMap::new()).unwrap();
+        let text = fs::read_to_string(&path).unwrap().replace("\"version\":1", "\"version\":7");
+        fs::write(&path, text).unwrap();
+        let err = StageReader::<u32>::open(&path, "s").err().unwrap().to_string();
+        assert!(err.contains("version 7"), "{err}");
+        let err = StageReader::<u32>::open(&path, "other").err().unwrap().to_string();
+        assert!(err.contains("expected \"other\""), "{err}");
+    }
+
+    #[test]
+    fn dropped_writer_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jsonl");
+        let mut w = StageWriter::create(&path, Header::new("s", "r", "t", serde_json::Value::Null)).unwrap();
+        w.write(&1u32).unwrap();
+        drop(w);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
+
+/// Schema of the rejected files.
+pub const REJECTED_SCHEMA: &str = "fraudctl.rejected";
+
+/// A record a stage could not use, with the reason. Card numbers are already protected.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rejected {
+    pub reason: String,
+    pub origin: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}

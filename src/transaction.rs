@@ -1,0 +1,237 @@
+//! The canonical transaction: what `extract` keeps of a payments-API row after validation.
+//!
+//! Validation never guesses: a field of the wrong type, out of range or missing rejects the
+//! record with a reason naming the field. The card number is read as an exact integer (or a
+//! digit string), never through a float, and replaced by its protected form.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::pan::{mask_digit_runs, PanProtector};
+
+/// The 21 columns of the payments API, in order.
+pub const API_COLUMNS: [&str; 21] = [
+    "cc_num", "merchant", "category", "amt", "first", "last", "gender", "street", "city", "state",
+    "zip", "lat", "long", "city_pop", "job", "dob", "trans_num", "merch_lat", "merch_long",
+    "is_fraud", "current_time",
+];
+
+/// Largest amount accepted, in the data set's currency.
+pub const MAX_AMOUNT: f64 = 1_000_000.0;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transaction {
+    pub trans_num: String,
+    pub trans_time_ms: i64,
+    pub cc_last4: String,
+    pub cc_hash: String,
+    pub merchant: String,
+    pub category: String,
+    pub amt: f64,
+    pub gender: String,
+    pub city: String,
+    pub state: String,
+    pub zip: u32,
+    pub lat: f64,
+    pub long: f64,
+    pub city_pop: u64,
+    pub job: String,
+    pub dob: NaiveDate,
+    pub merch_lat: f64,
+    pub merch_long: f64,
+    pub is_fraud: Option<bool>,
+}
+
+impl Transaction {
+    pub fn trans_time(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.trans_time_ms).expect("validated at extraction")
+    }
+
+    /// The amount in cents (amounts are validated to carry at most two decimals).
+    pub fn amt_cents(&self) -> i64 {
+        (self.amt * 100.0).round() as i64
+    }
+}
+
+/// Validates one row (column name → JSON value) into a [`Transaction`], or says why not.
+pub fn validate(row: &Map<String, Value>, pan: &PanProtector) -> Result<Transaction, String> {
+    let f = Fields(row);
+    let cc_digits = f.card_number()?;
+    let protected = pan.protect(&cc_digits);
+    let trans_time_ms = f.integer("current_time")?;
+    let earliest = 946_684_800_000; // 2000-01-01
+    let latest = 4_102_444_800_000; // 2100-01-01
+    if !(earliest..latest).contains(&trans_time_ms) {
+        return Err(format!(
+            "current_time {trans_time_ms} is not epoch milliseconds between 2000 and 2100"
+        ));
+    }
+    let trans_time = DateTime::from_timestamp_millis(trans_time_ms).expect("range checked");
+    let amt = f.number("amt", 0.0, MAX_AMOUNT)?;
+    if amt <= 0.0 {
+        return Err(format!("amt {amt} must be positive"));
+    }
+    if ((amt * 100.0).round() - amt * 100.0).abs() > 1e-6 {
+        return Err(format!("amt {amt} has more than two decimal places"));
+    }
+    let dob = f.date("dob")?;
+    if dob >= trans_time.date_naive() || dob.format("%Y").to_string() < "1900".to_string() {
+        return Err(format!("dob {dob} is not a birth date before the transaction"));
+    }
+    let gender = f.string("gender")?;
+    if gender != "M" && gender != "F" {
+        return Err(format!("gender {gender:?} is not \"M\" or \"F\""));
+    }
+    let state = f.string("state")?;
+    if state.len() != 2 || !state.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(format!("state {state:?} is not a two-letter code"));
+    }
+    let trans_num = f.string("trans_num")?;
+    if trans_num.len() > 64 || !trans_num.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(format!("trans_num {trans_num:?} is not 1-64 letters, digits, '-' or '_'"));
+    }
+    Ok(Transaction {
+        trans_num,
+        trans_time_ms,
+        cc_last4: protected.last4,
+        cc_hash: protected.hash,
+        merchant: f.string("merchant")?,
+        category: f.string("category")?,
+        amt,
+        gender,
+        city: f.string("city")?,
+        state,
+        zip: u32::try_from(f.integer("zip")?)
+            .ok()
+            .filter(|z| *z <= 99_999)
+            .ok_or("zip is not a 5-digit postal code")?,
+        lat: f.number("lat", -90.0, 90.0)?,
+        long: f.number("long", -180.0, 180.0)?,
+        city_pop: u64::try_from(f.integer("city_pop")?)
+            .ok()
+            .filter(|p| *p <= 100_000_000)
+            .ok_or("city_pop is not between 0 and 100000000")?,
+        job: f.string("job")?,
+        dob,
+        merch_lat: f.number("merch_lat", -90.0, 90.0)?,
+        merch_long: f.number("merch_long", -180.0, 180.0)?,
+        is_fraud: f.label("is_fraud")?,
+    })
+}
+
+/// A row as kept in a rejected file: the card number reduced to its protected form, names and
+/// street dropped, everything else as received so the reason can be checked.
+pub fn redact(row: &Map<String, Value>, pan: &PanProtector) -> Value {
+    let mut kept = Map::new();
+    for (name, value) in row {
+        match name.as_str() {
+            "first" | "last" | "street" => {}
+            "cc_num" => {
+                let digits = match value {
+                    Value::Number(n) => n.to_string(),
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                    let p = pan.protect(&digits);
+                    kept.insert("cc_last4".into(), Value::String(p.last4));
+                    kept.insert("cc_hash".into(), Value::String(p.hash));
+                } else {
+                    kept.insert("cc_num".into(), Value::String(mask_digit_runs(&digits)));
+                }
+            }
+            _ => {
+                kept.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    Value::Object(kept)
+}
+
+struct Fields<'a>(&'a Map<String, Value>);
+
+impl Fields<'_> {
+    fn get(&self, name: &str) -> Result<&Value, String> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Err(format!("missing field {name}")),
+            Some(v) => Ok(v),
+        }
+    }
+
+    fn string(&self, name: &str) -> Result<String, String> {
+        match self.get(name)? {
+            Value::String(s) if !s.trim().is_empty() && s.len() <= 200 => Ok(s.clone()),
+            Value::String(_) => Err(format!("{name} is empty or longer than 200 characters")),
+            other => Err(format!("{name} must be a string, got {}", kind(other))),
+        }
+    }
+
+    fn number(&self, name: &str, min: f64, max: f64) -> Result<f64, String> {
+        match self.get(name)? {
+            Value::Number(n) => {
+                let v = n.as_f64().filter(|v| v.is_finite()).ok_or(format!("{name} is not a finite number"))?;
+                if v < min || v > max {
+                    return Err(format!("{name} {v} is outside [{min}, {max}]"));
+                }
+                Ok(v)
+            }
+            other => Err(format!("{name} must be a number, got {}", kind(other))),
+        }
+    }
+
+    fn integer(&self, name: &str) -> Result<i64, String> {
+        match self.get(name)? {
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    return Ok(i);
+                }
+                match n.as_f64() {
+                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+                    _ => Err(format!("{name} must be an integer, got {n}")),
+                }
+            }
+            other => Err(format!("{name} must be an integer, got {}", kind(other))),
+        }
+    }
+
+    fn date(&self, name: &str) -> Result<NaiveDate, String> {
+        let s = self.string(name)?;
+        NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| format!("{name} {s:?} is not a YYYY-MM-DD date"))
+    }
+
+    /// The card number as decimal digits: an exact JSON integer or a digit string, 11–19 digits.
+    fn card_number(&self) -> Result<String, String> {
+        let digits = match self.get("cc_num")? {
+            Value::Number(n) if n.is_u64() => n.to_string(),
+            Value::Number(_) => return Err("cc_num must be a whole number of 11-19 digits, got a float or negative number".into()),
+            Value::String(s) => s.trim().to_string(),
+            other => return Err(format!("cc_num must be a number, got {}", kind(other))),
+        };
+        if !(11..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("cc_num is not 11-19 digits (got {} characters)", digits.len()));
+        }
+        Ok(digits)
+    }
+
+    fn label(&self, name: &str) -> Result<Option<bool>, String> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(Some(false)),
+            Some(Value::Number(n)) if n.as_u64() == Some(1) => Ok(Some(true)),
+            Some(other) => Err(format!("{name} must be 0 or 1, got {other}")),
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
