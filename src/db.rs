@@ -15,7 +15,12 @@ mod embedded {
 pub struct DbArgs {
     /// PostgreSQL URL of fraud_db. Put a password only in the environment variable, never on the
     /// command line (fraudctl refuses a URL with a password given as a flag).
-    #[arg(long, env = "FRAUDCTL_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:55432/fraud_db", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "FRAUDCTL_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:55432/fraud_db",
+        hide_env_values = true
+    )]
     pub database_url: String,
 }
 
@@ -23,10 +28,17 @@ impl DbArgs {
     pub fn connect(&self) -> Result<Client> {
         let target = redact_url(&self.database_url);
         let config: postgres::Config = self.database_url.parse().map_err(|e| {
-            Failure::Config(format!("--database-url / FRAUDCTL_DATABASE_URL {target} is not a PostgreSQL URL: {e}"))
+            Failure::Config(format!(
+                "--database-url / FRAUDCTL_DATABASE_URL {target} is not a PostgreSQL URL: {e}"
+            ))
         })?;
         config.connect(NoTls).map_err(|e| {
-            Failure::Unavailable { service: "PostgreSQL", target, detail: crate::error::chain(&e) }.into()
+            Failure::Unavailable {
+                service: "PostgreSQL",
+                target,
+                detail: crate::error::chain(&e),
+            }
+            .into()
         })
     }
 }
@@ -37,7 +49,12 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
                 None => url.to_string(),
             }
         }
@@ -52,7 +69,11 @@ pub fn has_password(url: &str) -> bool {
 
 /// Migrations this build applies, as (version, name).
 pub fn known_migrations() -> Vec<(i64, String)> {
-    embedded::migrations::runner().get_migrations().iter().map(|m| (i64::from(m.version()), m.name().to_string())).collect()
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| (i64::from(m.version()), m.name().to_string()))
+        .collect()
 }
 
 /// Applies pending migrations. Safe to run concurrently: a session-level advisory lock makes a
@@ -60,10 +81,16 @@ pub fn known_migrations() -> Vec<(i64, String)> {
 pub fn migrate(client: &mut Client) -> Result<Vec<(i64, String)>> {
     const LOCK: i64 = 0x6672_6175_6463_746c; // "fraudctl"
     client.execute("SELECT pg_advisory_lock($1)", &[&LOCK])?;
-    let report = embedded::migrations::runner().set_abort_divergent(true).run(client);
+    let report = embedded::migrations::runner()
+        .set_abort_divergent(true)
+        .run(client);
     client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK])?;
     let report = report.map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
-    Ok(report.applied_migrations().iter().map(|m| (i64::from(m.version()), m.name().to_string())).collect())
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|m| (i64::from(m.version()), m.name().to_string()))
+        .collect())
 }
 
 #[cfg(test)]
@@ -72,7 +99,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert!(has_password("postgres://u:secret@h/db"));
         assert!(!has_password("postgres://u@h/db"));

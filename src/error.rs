@@ -32,7 +32,11 @@ pub enum Failure {
     #[error("{0}")]
     Config(String),
     #[error("{service} unavailable at {target}: {detail}")]
-    Unavailable { service: &'static str, target: String, detail: String },
+    Unavailable {
+        service: &'static str,
+        target: String,
+        detail: String,
+    },
     #[error("{0}")]
     BadInput(String),
     #[error("skipped: {0}")]

@@ -5,6 +5,7 @@
 //! `fraudctl` binary only parses arguments and dispatches. Stages exchange JSON Lines files in a
 //! run directory ([`stagefile`], docs/stage-files.md).
 
+pub mod alert;
 pub mod db;
 pub mod error;
 pub mod extract;

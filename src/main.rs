@@ -7,7 +7,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Serialize;
 
 use fraudctl::error::{exit, exit_code_of, Failure};
-use fraudctl::{db, extract, load, migrate, report, score, simulator, transform};
+use fraudctl::{alert, db, extract, load, migrate, report, score, simulator, transform};
 
 /// Fraud-detection data pipeline: payments API → features → fraud score → PostgreSQL → alerts.
 ///
@@ -19,7 +19,12 @@ use fraudctl::{db, extract, load, migrate, report, score, simulator, transform};
 /// Exit codes: 0 success, 1 error, 2 usage, 3 service unavailable (retry later), 4 unusable input,
 /// 5 configuration, 99 skipped.
 #[derive(Debug, Parser)]
-#[command(name = "fraudctl", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "fraudctl",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,6 +41,8 @@ enum Command {
     Score(score::ScoreArgs),
     /// Upsert scored.jsonl into payments_scored, in one transaction.
     Load(load::LoadArgs),
+    /// Email every predicted fraud not alerted yet, once (recorded in fraud_alerts).
+    Alert(alert::AlertArgs),
     /// Apply the database migrations (idempotent, safe to run concurrently).
     Migrate(migrate::MigrateArgs),
     /// Print one business day's payments and frauds (default: yesterday).
@@ -72,6 +79,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Transform(args) => print(&transform::run(&args)?),
         Command::Score(args) => print(&score::run(&args)?),
         Command::Load(args) => print(&load::run(&args)?),
+        Command::Alert(args) => print(&alert::run(&args)?),
         Command::Migrate(args) => print(&migrate::run(&args)?),
         Command::Report(args) => {
             let built = report::build(&args)?;
@@ -94,8 +102,12 @@ fn refuse_secrets_in_argv(matches: &ArgMatches) -> Result<()> {
     while let Some((_, sub)) = m.subcommand() {
         m = sub;
     }
-    let given_in_argv = m.ids().any(|id| id == "database_url") && m.value_source("database_url") == Some(ValueSource::CommandLine);
-    if given_in_argv && m.get_one::<String>("database_url").is_some_and(|url| db::has_password(url)) {
+    let given_in_argv = m.ids().any(|id| id == "database_url")
+        && m.value_source("database_url") == Some(ValueSource::CommandLine);
+    if given_in_argv
+        && m.get_one::<String>("database_url")
+            .is_some_and(|url| db::has_password(url))
+    {
         return Err(Failure::Config(
             "--database-url carries a password: pass it in FRAUDCTL_DATABASE_URL instead (secrets never go on the command line)".into(),
         )

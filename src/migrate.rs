@@ -44,7 +44,10 @@ pub fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     }
     if let Some(zone) = &args.business_time_zone {
         let known: bool = client
-            .query_one("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)", &[zone])?
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)",
+                &[zone],
+            )?
             .get(0);
         if !known {
             return Err(Failure::Config(format!(
@@ -69,17 +72,35 @@ pub fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
 }
 
 fn create_database(target: &DbArgs) -> Result<()> {
-    let config: postgres::Config = target
-        .database_url
-        .parse()
-        .map_err(|e| Failure::Config(format!("--database-url / FRAUDCTL_DATABASE_URL is not a PostgreSQL URL: {e}")))?;
+    let config: postgres::Config = target.database_url.parse().map_err(|e| {
+        Failure::Config(format!(
+            "--database-url / FRAUDCTL_DATABASE_URL is not a PostgreSQL URL: {e}"
+        ))
+    })?;
     let name = config
         .get_dbname()
-        .ok_or_else(|| Failure::Config("--database-url / FRAUDCTL_DATABASE_URL names no database".into()))?
+        .ok_or_else(|| {
+            Failure::Config("--database-url / FRAUDCTL_DATABASE_URL names no database".into())
+        })?
         .to_string();
-    let admin_url = format!("{}/postgres", target.database_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(""));
-    let mut admin = DbArgs { database_url: admin_url }.connect()?;
-    let exists: bool = admin.query_one("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", &[&name])?.get(0);
+    let admin_url = format!(
+        "{}/postgres",
+        target
+            .database_url
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .unwrap_or("")
+    );
+    let mut admin = DbArgs {
+        database_url: admin_url,
+    }
+    .connect()?;
+    let exists: bool = admin
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+            &[&name],
+        )?
+        .get(0);
     if !exists {
         let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
         match admin.batch_execute(&sql) {

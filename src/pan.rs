@@ -33,7 +33,9 @@ impl PanProtector {
     }
 
     pub fn new(key: &[u8]) -> Self {
-        PanProtector { mac: Hmac::new_from_slice(key).expect("HMAC takes keys of any size") }
+        PanProtector {
+            mac: Hmac::new_from_slice(key).expect("HMAC takes keys of any size"),
+        }
     }
 
     /// `digits` must be the card number's decimal digits.
@@ -82,11 +84,19 @@ mod tests {
         let p = PanProtector::new(b"0123456789abcdef").protect("4497913965512794052");
         assert_eq!(p.last4, "4052");
         assert_eq!(p.hash.len(), 64);
-        assert_ne!(p.hash, PanProtector::new(b"another key 12345").protect("4497913965512794052").hash);
+        assert_ne!(
+            p.hash,
+            PanProtector::new(b"another key 12345")
+                .protect("4497913965512794052")
+                .hash
+        );
     }
 
     #[test]
     fn masks_long_digit_runs_only() {
-        assert_eq!(mask_digit_runs("[4497913965512794052,\"x\",60.16,28372]"), "[****4052,\"x\",60.16,28372]");
+        assert_eq!(
+            mask_digit_runs("[4497913965512794052,\"x\",60.16,28372]"),
+            "[****4052,\"x\",60.16,28372]"
+        );
     }
 }

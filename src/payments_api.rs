@@ -12,9 +12,8 @@ pub type Rows = Vec<Result<Map<String, Value>, String>>;
 pub fn decode(body: &str) -> Result<Rows, String> {
     let outer: Value = serde_json::from_str(body).map_err(|e| format!("body is not JSON: {e}"))?;
     let doc = match outer {
-        Value::String(inner) => {
-            serde_json::from_str(&inner).map_err(|e| format!("body string does not hold a JSON document: {e}"))?
-        }
+        Value::String(inner) => serde_json::from_str(&inner)
+            .map_err(|e| format!("body string does not hold a JSON document: {e}"))?,
         doc => doc,
     };
     let Value::Object(mut doc) = doc else {
@@ -67,7 +66,10 @@ mod tests {
         for body in [plain, wrapped.as_str()] {
             let rows = decode(body).unwrap();
             assert_eq!(rows[0].as_ref().unwrap()["b"], "x");
-            assert!(rows[1].as_ref().unwrap_err().contains("1 values for 2 columns"));
+            assert!(rows[1]
+                .as_ref()
+                .unwrap_err()
+                .contains("1 values for 2 columns"));
         }
         assert!(decode("<html>").unwrap_err().contains("not JSON"));
         assert!(decode("\"{\\\"columns\\\": [\"").is_err());

@@ -15,13 +15,20 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(retries: u32, initial: Duration, max: Duration) -> Self {
-        Backoff { retries, initial, max }
+        Backoff {
+            retries,
+            initial,
+            max,
+        }
     }
 
     /// The pause before retry number `attempt` (0-based): doubling, capped, with ±20 % jitter so
     /// that many workers do not retry in lockstep.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let base = self.initial.saturating_mul(1 << attempt.min(16)).min(self.max);
+        let base = self
+            .initial
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.max);
         base.mul_f64(rand::thread_rng().gen_range(0.8..1.2))
     }
 }

@@ -43,7 +43,10 @@ impl RunDir {
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| "run".to_string()),
         };
-        Ok(RunDir { path: args.run_dir.clone(), run_id })
+        Ok(RunDir {
+            path: args.run_dir.clone(),
+            run_id,
+        })
     }
 
     pub fn file(&self, name: &str) -> PathBuf {

@@ -58,7 +58,9 @@ impl Header {
     }
 
     pub fn created_at(&self) -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(&self.created_at).ok().map(|t| t.with_timezone(&Utc))
+        DateTime::parse_from_rfc3339(&self.created_at)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
     }
 }
 
@@ -132,14 +134,21 @@ impl StageWriter {
         self.header.counts = counts;
         self.header.counts.insert("records".into(), self.records);
         let tmp = self.tmp.clone();
-        let io = |e: std::io::Error| anyhow::Error::new(e).context(format!("cannot write {}", tmp.display()));
+        let io = |e: std::io::Error| {
+            anyhow::Error::new(e).context(format!("cannot write {}", tmp.display()))
+        };
         out.flush().map_err(io)?;
         let mut file = out.into_inner().map_err(|e| io(e.into_error()))?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
-        file.write_all(&padded(&self.header, self.width)?).map_err(io)?;
+        file.write_all(&padded(&self.header, self.width)?)
+            .map_err(io)?;
         file.sync_all().map_err(io)?;
         fs::rename(&self.tmp, &self.path).with_context(|| {
-            format!("cannot rename {} to {}", self.tmp.display(), self.path.display())
+            format!(
+                "cannot rename {} to {}",
+                self.tmp.display(),
+                self.path.display()
+            )
         })?;
         if let Some(dir) = self.path.parent() {
             File::open(dir).and_then(|d| d.sync_all()).ok();
@@ -158,7 +167,10 @@ impl Drop for StageWriter {
 
 fn padded(header: &Header, width: usize) -> Result<Vec<u8>> {
     let mut line = serde_json::to_vec(header)?;
-    anyhow::ensure!(line.len() <= width, "stage-file header grew past its reserved width");
+    anyhow::ensure!(
+        line.len() <= width,
+        "stage-file header grew past its reserved width"
+    );
     line.resize(width, b' ');
     line.push(b'\n');
     Ok(line)
@@ -184,7 +196,10 @@ impl<T: DeserializeOwned> StageReader<T> {
             .read_line(&mut line)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let header: Header = serde_json::from_str(line.trim_end()).map_err(|e| {
-            Failure::BadInput(format!("{} has no valid stage-file header: {e}", path.display()))
+            Failure::BadInput(format!(
+                "{} has no valid stage-file header: {e}",
+                path.display()
+            ))
         })?;
         if header.schema != schema {
             return Err(Failure::BadInput(format!(
@@ -222,11 +237,7 @@ impl<T: DeserializeOwned> StageReader<T> {
             None => Ok(None),
             Some(line) => {
                 let record = serde_json::from_str(line).map_err(|e| {
-                    Failure::BadInput(format!(
-                        "{} record {}: {e}",
-                        self.path.display(),
-                        self.seen
-                    ))
+                    Failure::BadInput(format!("{} record {}: {e}", self.path.display(), self.seen))
                 })?;
                 Ok(Some(record))
             }
@@ -280,7 +291,8 @@ mod tests {
     fn round_trip_and_truncation_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.jsonl");
-        let mut w = StageWriter::create(&path, Header::new("s", "r", "t", serde_json::Value::Null)).unwrap();
+        let mut w = StageWriter::create(&path, Header::new("s", "r", "t", serde_json::Value::Null))
+            .unwrap();
         for i in 0..3u32 {
             w.write(&i).unwrap();
         }
@@ -305,13 +317,22 @@ mod tests {
     fn unknown_version_and_schema_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.jsonl");
-        let w = StageWriter::create(&path, Header::new("s", "r", "t", serde_json::Value::Null)).unwrap();
+        let w = StageWriter::create(&path, Header::new("s", "r", "t", serde_json::Value::Null))
+            .unwrap();
         w.finish(BTreeMap::new()).unwrap();
-        let text = fs::read_to_string(&path).unwrap().replace("\"version\":1", "\"version\":7");
+        let text = fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"version\":1", "\"version\":7");
         fs::write(&path, text).unwrap();
-        let err = StageReader::<u32>::open(&path, "s").err().unwrap().to_string();
+        let err = StageReader::<u32>::open(&path, "s")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("version 7"), "{err}");
-        let err = StageReader::<u32>::open(&path, "other").err().unwrap().to_string();
+        let err = StageReader::<u32>::open(&path, "other")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("expected \"other\""), "{err}");
     }
 
@@ -319,7 +340,8 @@ mod tests {
     fn dropped_writer_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.jsonl");
-        let mut w = StageWriter::create(&path, Header::new("s", "r", "t", serde_json::Value::Null)).unwrap();
+        let mut w = StageWriter::create(&path, Header::new("s", "r", "t", serde_json::Value::Null))
+            .unwrap();
         w.write(&1u32).unwrap();
         drop(w);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);

@@ -12,9 +12,27 @@ use crate::pan::{mask_digit_runs, PanProtector};
 
 /// The 21 columns of the payments API, in order.
 pub const API_COLUMNS: [&str; 21] = [
-    "cc_num", "merchant", "category", "amt", "first", "last", "gender", "street", "city", "state",
-    "zip", "lat", "long", "city_pop", "job", "dob", "trans_num", "merch_lat", "merch_long",
-    "is_fraud", "current_time",
+    "cc_num",
+    "merchant",
+    "category",
+    "amt",
+    "first",
+    "last",
+    "gender",
+    "street",
+    "city",
+    "state",
+    "zip",
+    "lat",
+    "long",
+    "city_pop",
+    "job",
+    "dob",
+    "trans_num",
+    "merch_lat",
+    "merch_long",
+    "is_fraud",
+    "current_time",
 ];
 
 /// Largest amount accepted, in the data set's currency.
@@ -77,7 +95,9 @@ pub fn validate(row: &Map<String, Value>, pan: &PanProtector) -> Result<Transact
     }
     let dob = f.date("dob")?;
     if dob >= trans_time.date_naive() || dob.format("%Y").to_string() < "1900".to_string() {
-        return Err(format!("dob {dob} is not a birth date before the transaction"));
+        return Err(format!(
+            "dob {dob} is not a birth date before the transaction"
+        ));
     }
     let gender = f.string("gender")?;
     if gender != "M" && gender != "F" {
@@ -88,8 +108,14 @@ pub fn validate(row: &Map<String, Value>, pan: &PanProtector) -> Result<Transact
         return Err(format!("state {state:?} is not a two-letter code"));
     }
     let trans_num = f.string("trans_num")?;
-    if trans_num.len() > 64 || !trans_num.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(format!("trans_num {trans_num:?} is not 1-64 letters, digits, '-' or '_'"));
+    if trans_num.len() > 64
+        || !trans_num
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "trans_num {trans_num:?} is not 1-64 letters, digits, '-' or '_'"
+        ));
     }
     Ok(Transaction {
         trans_num,
@@ -170,7 +196,10 @@ impl Fields<'_> {
     fn number(&self, name: &str, min: f64, max: f64) -> Result<f64, String> {
         match self.get(name)? {
             Value::Number(n) => {
-                let v = n.as_f64().filter(|v| v.is_finite()).ok_or(format!("{name} is not a finite number"))?;
+                let v = n
+                    .as_f64()
+                    .filter(|v| v.is_finite())
+                    .ok_or(format!("{name} is not a finite number"))?;
                 if v < min || v > max {
                     return Err(format!("{name} {v} is outside [{min}, {max}]"));
                 }
@@ -197,19 +226,27 @@ impl Fields<'_> {
 
     fn date(&self, name: &str) -> Result<NaiveDate, String> {
         let s = self.string(name)?;
-        NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| format!("{name} {s:?} is not a YYYY-MM-DD date"))
+        NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+            .map_err(|_| format!("{name} {s:?} is not a YYYY-MM-DD date"))
     }
 
     /// The card number as decimal digits: an exact JSON integer or a digit string, 11–19 digits.
     fn card_number(&self) -> Result<String, String> {
-        let digits = match self.get("cc_num")? {
-            Value::Number(n) if n.is_u64() => n.to_string(),
-            Value::Number(_) => return Err("cc_num must be a whole number of 11-19 digits, got a float or negative number".into()),
-            Value::String(s) => s.trim().to_string(),
-            other => return Err(format!("cc_num must be a number, got {}", kind(other))),
-        };
+        let digits =
+            match self.get("cc_num")? {
+                Value::Number(n) if n.is_u64() => n.to_string(),
+                Value::Number(_) => return Err(
+                    "cc_num must be a whole number of 11-19 digits, got a float or negative number"
+                        .into(),
+                ),
+                Value::String(s) => s.trim().to_string(),
+                other => return Err(format!("cc_num must be a number, got {}", kind(other))),
+            };
         if !(11..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("cc_num is not 11-19 digits (got {} characters)", digits.len()));
+            return Err(format!(
+                "cc_num is not 11-19 digits (got {} characters)",
+                digits.len()
+            ));
         }
         Ok(digits)
     }

@@ -10,9 +10,23 @@ use serde_json::{Map, Number, Value};
 
 use super::{Collector, SourceStats};
 
-const NUMERIC: [&str; 9] = ["cc_num", "amt", "zip", "lat", "long", "city_pop", "merch_lat", "merch_long", "is_fraud"];
+const NUMERIC: [&str; 9] = [
+    "cc_num",
+    "amt",
+    "zip",
+    "lat",
+    "long",
+    "city_pop",
+    "merch_lat",
+    "merch_long",
+    "is_fraud",
+];
 
-pub(crate) fn read(path: &Path, max_records: u64, collector: &mut Collector) -> Result<SourceStats> {
+pub(crate) fn read(
+    path: &Path,
+    max_records: u64,
+    collector: &mut Collector,
+) -> Result<SourceStats> {
     let mut reader = csv::ReaderBuilder::new()
         .from_path(path)
         .with_context(|| format!("cannot open CSV {}", path.display()))?;
@@ -59,7 +73,11 @@ fn to_row(headers: &csv::StringRecord, record: &csv::StringRecord) -> Map<String
         } else {
             Value::String(cell.to_string())
         };
-        let key = if name == "trans_date_trans_time" { "current_time" } else { name };
+        let key = if name == "trans_date_trans_time" {
+            "current_time"
+        } else {
+            name
+        };
         if !key.is_empty() {
             row.insert(key.to_string(), value);
         }
@@ -75,5 +93,8 @@ fn number(cell: &str) -> Option<Value> {
     if let Ok(i) = cell.parse::<i64>() {
         return Some(Value::from(i));
     }
-    cell.parse::<f64>().ok().and_then(Number::from_f64).map(Value::Number)
+    cell.parse::<f64>()
+        .ok()
+        .and_then(Number::from_f64)
+        .map(Value::Number)
 }

@@ -37,7 +37,11 @@ pub(crate) fn poll(p: &Polling, collector: &mut Collector) -> Result<SourceStats
         .timeout(p.timeout)
         .user_agent(concat!("fraudctl/", env!("CARGO_PKG_VERSION")))
         .build()?;
-    let backoff = Backoff::new(p.retries, Duration::from_millis(200), Duration::from_secs(5));
+    let backoff = Backoff::new(
+        p.retries,
+        Duration::from_millis(200),
+        Duration::from_secs(5),
+    );
     let deadline = Instant::now() + p.max_time;
     let mut stats = SourceStats::default();
     tracing::info!(url = %p.url, max_records = p.max_records, max_seconds = p.max_time.as_secs(), "polling the payments API");
@@ -58,7 +62,11 @@ pub(crate) fn poll(p: &Polling, collector: &mut Collector) -> Result<SourceStats
                         for (i, row) in rows.into_iter().enumerate() {
                             match row {
                                 Ok(row) => collector.row(&row, &origin)?,
-                                Err(reason) => collector.unreadable(reason, &format!("{origin} row {i}"), &body)?,
+                                Err(reason) => collector.unreadable(
+                                    reason,
+                                    &format!("{origin} row {i}"),
+                                    &body,
+                                )?,
                             }
                         }
                     }
@@ -66,10 +74,9 @@ pub(crate) fn poll(p: &Polling, collector: &mut Collector) -> Result<SourceStats
                 }
             }
             Err(FetchError::Permanent(msg)) => {
-                return Err(Failure::Config(format!(
-                    "{msg}: check --api-url / FRAUDCTL_API_URL"
-                ))
-                .into());
+                return Err(
+                    Failure::Config(format!("{msg}: check --api-url / FRAUDCTL_API_URL")).into(),
+                );
             }
             Err(FetchError::Transient(msg)) => {
                 if collector.records() + collector.rejected() == 0 {
@@ -85,14 +92,20 @@ pub(crate) fn poll(p: &Polling, collector: &mut Collector) -> Result<SourceStats
             }
         }
         if !p.interval.is_zero() {
-            std::thread::sleep(p.interval.min(deadline.saturating_duration_since(Instant::now())));
+            std::thread::sleep(
+                p.interval
+                    .min(deadline.saturating_duration_since(Instant::now())),
+            );
         }
     }
     Ok(stats)
 }
 
 fn fetch(client: &reqwest::blocking::Client, url: &str) -> Result<String, FetchError> {
-    let response = client.get(url).send().map_err(|e| FetchError::Transient(crate::error::chain(&e)))?;
+    let response = client
+        .get(url)
+        .send()
+        .map_err(|e| FetchError::Transient(crate::error::chain(&e)))?;
     let status = response.status();
     if status.is_server_error() || status.as_u16() == 429 {
         return Err(FetchError::Transient(format!("{url} answered {status}")));
@@ -100,5 +113,10 @@ fn fetch(client: &reqwest::blocking::Client, url: &str) -> Result<String, FetchE
     if !status.is_success() {
         return Err(FetchError::Permanent(format!("{url} answered {status}")));
     }
-    response.text().map_err(|e| FetchError::Transient(format!("reading the body of {url}: {}", crate::error::chain(&e))))
+    response.text().map_err(|e| {
+        FetchError::Transient(format!(
+            "reading the body of {url}: {}",
+            crate::error::chain(&e)
+        ))
+    })
 }

@@ -30,7 +30,11 @@ pub struct ExtractArgs {
     pub run: RunArgs,
 
     /// URL of the payments API's current-transactions endpoint.
-    #[arg(long, env = "FRAUDCTL_API_URL", default_value = "http://127.0.0.1:8000/current-transactions")]
+    #[arg(
+        long,
+        env = "FRAUDCTL_API_URL",
+        default_value = "http://127.0.0.1:8000/current-transactions"
+    )]
     pub api_url: String,
 
     /// Read transactions from this CSV file (the data set's layout: fraudTrain.csv, fraudTest.csv)
@@ -175,10 +179,18 @@ impl Collector {
     fn new(dir: &RunDir, pan: PanProtector, source: &str) -> Result<Self> {
         let meta = serde_json::json!({ "source": source });
         Ok(Collector {
-            raw: StageWriter::create(&dir.raw(), Header::new(RAW_SCHEMA, &dir.run_id, "extract", meta.clone()))?,
+            raw: StageWriter::create(
+                &dir.raw(),
+                Header::new(RAW_SCHEMA, &dir.run_id, "extract", meta.clone()),
+            )?,
             rejected: StageWriter::create(
                 &dir.raw_rejected(),
-                Header::new(crate::stagefile::REJECTED_SCHEMA, &dir.run_id, "extract", meta),
+                Header::new(
+                    crate::stagefile::REJECTED_SCHEMA,
+                    &dir.run_id,
+                    "extract",
+                    meta,
+                ),
             )?,
             seen: HashSet::new(),
             duplicates: 0,
@@ -202,7 +214,10 @@ impl Collector {
                     self.raw.write(&tx)
                 } else {
                     self.duplicates += 1;
-                    let reason = format!("duplicate trans_num {} (already extracted in this run)", tx.trans_num);
+                    let reason = format!(
+                        "duplicate trans_num {} (already extracted in this run)",
+                        tx.trans_num
+                    );
                     self.reject(reason, origin, Some(redact(row, &self.pan)), None)
                 }
             }
@@ -214,16 +229,30 @@ impl Collector {
     pub fn unreadable(&mut self, reason: String, origin: &str, text: &str) -> Result<()> {
         let mut text = mask_digit_runs(text);
         if text.len() > 4096 {
-            let cut = (0..=4096).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            let cut = (0..=4096)
+                .rev()
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(0);
             text.truncate(cut);
             text.push_str("…");
         }
         self.reject(reason, origin, None, Some(text))
     }
 
-    fn reject(&mut self, reason: String, origin: &str, record: Option<Value>, body: Option<String>) -> Result<()> {
+    fn reject(
+        &mut self,
+        reason: String,
+        origin: &str,
+        record: Option<Value>,
+        body: Option<String>,
+    ) -> Result<()> {
         tracing::debug!(origin, reason = %reason, "record rejected");
-        self.rejected.write(&Rejected { reason, origin: origin.to_string(), record, body })
+        self.rejected.write(&Rejected {
+            reason,
+            origin: origin.to_string(),
+            record,
+            body,
+        })
     }
 
     fn finish(self, stats: &SourceStats) -> Result<(u64, u64, u64)> {
@@ -238,9 +267,15 @@ impl Collector {
         ];
         // The rejected file first: the raw file's presence marks the extraction as complete.
         self.rejected.finish(counts(&shared))?;
-        let header = self.raw.finish(counts(&[shared.as_slice(), &[("rejected", rejected)]].concat()))?;
+        let header = self.raw.finish(counts(
+            &[shared.as_slice(), &[("rejected", rejected)]].concat(),
+        ))?;
         if rejected > 0 {
-            tracing::warn!(rejected, records = header.records(), "some records were rejected; see raw.rejected.jsonl");
+            tracing::warn!(
+                rejected,
+                records = header.records(),
+                "some records were rejected; see raw.rejected.jsonl"
+            );
         }
         Ok((header.records(), rejected, self.duplicates))
     }

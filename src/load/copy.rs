@@ -21,7 +21,8 @@ impl CopyEncoder {
     }
 
     fn field(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(bytes.len() as i32).to_be_bytes());
         self.buf.extend_from_slice(bytes);
     }
 

@@ -48,13 +48,20 @@ const STAGING_FIELDS: i16 = 22;
 
 /// Columns compared to decide whether an existing row changes (run_id and times excluded, so
 /// re-running a run leaves its rows untouched).
-const DATA_COLUMNS: &str = "trans_time, cc_last4, cc_hash, merchant, category, amt, gender, city, state, city_pop,
+const DATA_COLUMNS: &str =
+    "trans_time, cc_last4, cc_hash, merchant, category, amt, gender, city, state, city_pop,
     merch_lat, merch_long, age_years, distance_km, is_fraud_label, fraud_probability,
     predicted_fraud, threshold, model_version, scorer, needs_rescore";
 
 fn upsert_sql() -> String {
-    let excluded: Vec<String> = DATA_COLUMNS.split(',').map(|c| format!("EXCLUDED.{}", c.trim())).collect();
-    let current: Vec<String> = DATA_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect();
+    let excluded: Vec<String> = DATA_COLUMNS
+        .split(',')
+        .map(|c| format!("EXCLUDED.{}", c.trim()))
+        .collect();
+    let current: Vec<String> = DATA_COLUMNS
+        .split(',')
+        .map(|c| format!("p.{}", c.trim()))
+        .collect();
     format!(
         "WITH upserted AS (
             INSERT INTO payments_scored AS p (trans_num, {DATA_COLUMNS}, run_id)
@@ -86,7 +93,8 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
     let mut input = StageReader::<ScoredRecord>::open(&dir.scored(), SCORED_SCHEMA)?;
     let mut client = args.db.connect()?;
     let mut txn = client.transaction()?;
-    txn.batch_execute(STAGING).context("creating the staging table")?;
+    txn.batch_execute(STAGING)
+        .context("creating the staging table")?;
     let mut records = 0u64;
     {
         let mut writer = txn
@@ -97,21 +105,36 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
             encode(&mut enc, &r);
             records += 1;
             if enc.buf.len() >= 1 << 20 {
-                writer.write_all(&enc.buf).context("streaming rows to PostgreSQL")?;
+                writer
+                    .write_all(&enc.buf)
+                    .context("streaming rows to PostgreSQL")?;
                 enc.buf.clear();
             }
         }
         enc.finish();
-        writer.write_all(&enc.buf).context("streaming rows to PostgreSQL")?;
-        writer.finish().context("finishing COPY into the staging table")?;
+        writer
+            .write_all(&enc.buf)
+            .context("streaming rows to PostgreSQL")?;
+        writer
+            .finish()
+            .context("finishing COPY into the staging table")?;
     }
-    let row = txn.query_one(&upsert_sql(), &[&dir.run_id]).context("upserting into payments_scored")?;
+    let row = txn
+        .query_one(&upsert_sql(), &[&dir.run_id])
+        .context("upserting into payments_scored")?;
     let (inserted, updated): (i64, i64) = (row.get(0), row.get(1));
     let unchanged = records as i64 - inserted - updated;
     record_audit(&mut txn, &dir, records, inserted, updated, unchanged)?;
     txn.commit().context("committing the load")?;
     tracing::info!(run_id = %dir.run_id, records, inserted, updated, unchanged, "loaded into payments_scored");
-    Ok(LoadSummary { stage: "load", run_id: dir.run_id, records, inserted, updated, unchanged })
+    Ok(LoadSummary {
+        stage: "load",
+        run_id: dir.run_id,
+        records,
+        inserted,
+        updated,
+        unchanged,
+    })
 }
 
 fn encode(enc: &mut CopyEncoder, r: &ScoredRecord) {
@@ -150,23 +173,50 @@ fn record_audit(
     updated: i64,
     unchanged: i64,
 ) -> Result<()> {
-    let upsert = "INSERT INTO pipeline_runs (run_id, stage, records, rejected, file_created_at, details)
+    let upsert =
+        "INSERT INTO pipeline_runs (run_id, stage, records, rejected, file_created_at, details)
                   VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6::text::jsonb)
                   ON CONFLICT (run_id, stage) DO UPDATE
                   SET records = EXCLUDED.records, rejected = EXCLUDED.rejected,
                       file_created_at = EXCLUDED.file_created_at, details = EXCLUDED.details,
                       recorded_at = now()";
-    for (stage, path) in [("extract", dir.raw()), ("transform", dir.features()), ("score", dir.scored())] {
+    for (stage, path) in [
+        ("extract", dir.raw()),
+        ("transform", dir.features()),
+        ("score", dir.scored()),
+    ] {
         if let Some(h) = read_header(&path)? {
             let details = serde_json::to_string(&h.counts)?;
-            txn.execute(upsert, &[&dir.run_id, &stage, &(h.records() as i64), &(h.count("rejected") as i64), &h.created_at, &details])
-                .with_context(|| format!("recording the {stage} stage in pipeline_runs"))?;
+            txn.execute(
+                upsert,
+                &[
+                    &dir.run_id,
+                    &stage,
+                    &(h.records() as i64),
+                    &(h.count("rejected") as i64),
+                    &h.created_at,
+                    &details,
+                ],
+            )
+            .with_context(|| format!("recording the {stage} stage in pipeline_runs"))?;
         }
     }
-    let details = serde_json::json!({ "inserted": inserted, "updated": updated, "unchanged": unchanged }).to_string();
+    let details =
+        serde_json::json!({ "inserted": inserted, "updated": updated, "unchanged": unchanged })
+            .to_string();
     let now = chrono::Utc::now().to_rfc3339();
-    txn.execute(upsert, &[&dir.run_id, &"load", &(records as i64), &0i64, &now, &details])
-        .context("recording the load stage in pipeline_runs")?;
+    txn.execute(
+        upsert,
+        &[
+            &dir.run_id,
+            &"load",
+            &(records as i64),
+            &0i64,
+            &now,
+            &details,
+        ],
+    )
+    .context("recording the load stage in pipeline_runs")?;
     Ok(())
 }
 

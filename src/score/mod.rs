@@ -118,8 +118,10 @@ pub struct LocalModel {
 impl LocalModel {
     pub fn load(dir: &Path) -> Result<Self> {
         let model_path = dir.join("model.json");
-        let bytes = std::fs::read(&model_path).with_context(|| format!("cannot read model {}", model_path.display()))?;
-        let model = XgbModel::parse(&bytes).map_err(|e| Failure::BadInput(format!("model {}: {e}", model_path.display())))?;
+        let bytes = std::fs::read(&model_path)
+            .with_context(|| format!("cannot read model {}", model_path.display()))?;
+        let model = XgbModel::parse(&bytes)
+            .map_err(|e| Failure::BadInput(format!("model {}: {e}", model_path.display())))?;
         let spec = FeatureSpec::load(&dir.join("feature_spec.json"))?;
         if model.num_features != spec.width() {
             return Err(Failure::BadInput(format!(
@@ -130,13 +132,22 @@ impl LocalModel {
             ))
             .into());
         }
-        let version = format!("{}@{}", spec.name, &hex::encode(Sha256::digest(&bytes))[..12]);
-        Ok(LocalModel { spec, model, version })
+        let version = format!(
+            "{}@{}",
+            spec.name,
+            &hex::encode(Sha256::digest(&bytes))[..12]
+        );
+        Ok(LocalModel {
+            spec,
+            model,
+            version,
+        })
     }
 
     /// Scores a transaction from scratch (features computed with this model's own spec).
     fn score_tx(&self, tx_json: &str, values: &mut Vec<f64>) -> Result<f64> {
-        let tx: Transaction = serde_json::from_str(tx_json).context("scored record holds an invalid transaction")?;
+        let tx: Transaction =
+            serde_json::from_str(tx_json).context("scored record holds an invalid transaction")?;
         let derived = Derived::of(&tx, self.spec.time_zone);
         self.spec.compute(&tx, &derived, values);
         let row: Vec<Option<f64>> = values.iter().map(|v| Some(*v)).collect();
@@ -153,7 +164,14 @@ struct Output {
 }
 
 impl Output {
-    fn write(&mut self, tx: &RawValue, derived: &RawValue, probability: f64, version: &str, scorer: &str) -> Result<()> {
+    fn write(
+        &mut self,
+        tx: &RawValue,
+        derived: &RawValue,
+        probability: f64,
+        version: &str,
+        scorer: &str,
+    ) -> Result<()> {
         let needs_rescore = scorer == "local-fallback";
         let score = Score {
             probability,
@@ -166,14 +184,25 @@ impl Output {
         self.frauds += u64::from(score.predicted_fraud);
         self.fallback += u64::from(needs_rescore);
         self.line.clear();
-        serde_json::to_writer(&mut self.line, &ScoredOut { tx, derived, score: &score })?;
+        serde_json::to_writer(
+            &mut self.line,
+            &ScoredOut {
+                tx,
+                derived,
+                score: &score,
+            },
+        )?;
         self.writer.write_raw(&self.line)
     }
 }
 
 pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
     if !(0.0..=1.0).contains(&args.threshold) {
-        return Err(Failure::Config(format!("--threshold / FRAUDCTL_THRESHOLD {} is not between 0 and 1", args.threshold)).into());
+        return Err(Failure::Config(format!(
+            "--threshold / FRAUDCTL_THRESHOLD {} is not between 0 and 1",
+            args.threshold
+        ))
+        .into());
     }
     let dir = RunDir::open(&args.run)?;
     require_input(&dir.features(), "transform")?;
@@ -184,8 +213,17 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
         _ => Some(LocalModel::load(&args.model_dir)?),
     };
     let meta = serde_json::json!({ "scorer": format!("{:?}", args.scorer).to_lowercase(), "threshold": args.threshold, "feature_spec": spec_meta });
-    let writer = StageWriter::create(&dir.scored(), Header::new(SCORED_SCHEMA, &dir.run_id, "score", meta))?;
-    let mut out = Output { writer, threshold: args.threshold, frauds: 0, fallback: 0, line: Vec::with_capacity(1024) };
+    let writer = StageWriter::create(
+        &dir.scored(),
+        Header::new(SCORED_SCHEMA, &dir.run_id, "score", meta),
+    )?;
+    let mut out = Output {
+        writer,
+        threshold: args.threshold,
+        frauds: 0,
+        fallback: 0,
+        line: Vec::with_capacity(1024),
+    };
 
     let (scorer, model_version) = match args.scorer {
         Scorer::Local => {
@@ -205,8 +243,16 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
             ("local", local.version.clone())
         }
         Scorer::Sagemaker => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            let version = runtime.block_on(score_sagemaker(&mut input, &args.sagemaker, local.as_ref(), &mut out))?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let version = runtime.block_on(score_sagemaker(
+                &mut input,
+                &args.sagemaker,
+                local.as_ref(),
+                &mut out,
+            ))?;
             ("sagemaker", version)
         }
     };
@@ -216,7 +262,10 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
         ("fallback".to_string(), fallback),
     ]))?;
     if fallback > 0 {
-        tracing::warn!(fallback, "rows scored by the local fallback are marked needs_rescore");
+        tracing::warn!(
+            fallback,
+            "rows scored by the local fallback are marked needs_rescore"
+        );
     }
     Ok(ScoreSummary {
         stage: "score",
@@ -229,9 +278,14 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
     })
 }
 
-fn score_local(input: &mut StageReader<serde_json::Value>, local: &LocalModel, out: &mut Output) -> Result<()> {
+fn score_local(
+    input: &mut StageReader<serde_json::Value>,
+    local: &LocalModel,
+    out: &mut Output,
+) -> Result<()> {
     while let Some(line) = input.next_line()? {
-        let record: FeatureRecord = serde_json::from_str(line).map_err(|e| Failure::BadInput(format!("features record: {e}")))?;
+        let record: FeatureRecord = serde_json::from_str(line)
+            .map_err(|e| Failure::BadInput(format!("features record: {e}")))?;
         if record.features.len() != local.model.num_features {
             return Err(Failure::BadInput(format!(
                 "a features record has {} values, the model takes {}",
@@ -268,25 +322,50 @@ async fn score_sagemaker(
     loop {
         let record = match input.next_line()? {
             Some(line) => {
-                let r: FeatureRecord = serde_json::from_str(line).map_err(|e| Failure::BadInput(format!("features record: {e}")))?;
+                let r: FeatureRecord = serde_json::from_str(line)
+                    .map_err(|e| Failure::BadInput(format!("features record: {e}")))?;
                 row.clear();
                 sagemaker::csv_row(&r.features, &mut row);
                 if row.len() > max_bytes {
-                    return Err(Failure::BadInput(format!("one feature row is {} bytes, over the {max_bytes}-byte payload limit", row.len())).into());
+                    return Err(Failure::BadInput(format!(
+                        "one feature row is {} bytes, over the {max_bytes}-byte payload limit",
+                        row.len()
+                    ))
+                    .into());
                 }
                 Some((r.tx.to_owned(), r.derived.to_owned()))
             }
             None => None,
         };
         let full = !batch.rows.is_empty()
-            && (record.is_none() || batch.rows.len() >= args.sagemaker_max_rows || payload.len() + row.len() > max_bytes);
+            && (record.is_none()
+                || batch.rows.len() >= args.sagemaker_max_rows
+                || payload.len() + row.len() > max_bytes);
         if full {
-            let task = tokio::spawn(sagemaker::Endpoint::invoke(endpoint.client(), endpoint.name.clone(), std::mem::take(&mut payload), batch.rows.len()));
-            in_flight.push(task, std::mem::replace(&mut batch, Batch { rows: Vec::new() }));
+            let task = tokio::spawn(sagemaker::Endpoint::invoke(
+                endpoint.client(),
+                endpoint.name.clone(),
+                std::mem::take(&mut payload),
+                batch.rows.len(),
+            ));
+            in_flight.push(
+                task,
+                std::mem::replace(&mut batch, Batch { rows: Vec::new() }),
+            );
         }
         while in_flight.is_full() || (record.is_none() && batch.rows.is_empty()) {
-            let Some((result, done)) = in_flight.next().await else { break };
-            write_batch(result, done, &endpoint, fallback, out, &mut version, &mut values)?;
+            let Some((result, done)) = in_flight.next().await else {
+                break;
+            };
+            write_batch(
+                result,
+                done,
+                &endpoint,
+                fallback,
+                out,
+                &mut version,
+                &mut values,
+            )?;
         }
         match record {
             Some(rows) => {

@@ -80,10 +80,17 @@ impl Endpoint {
         })?;
         let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
         let region = shared.region().map(|r| r.to_string()).ok_or_else(|| {
-            Failure::Config("no AWS region for the SageMaker endpoint: set AWS_REGION (or a profile's region)".into())
+            Failure::Config(
+                "no AWS region for the SageMaker endpoint: set AWS_REGION (or a profile's region)"
+                    .into(),
+            )
         })?;
         let mut config = aws_sdk_sagemakerruntime::config::Builder::from(&shared)
-            .retry_config(RetryConfig::standard().with_max_attempts(args.sagemaker_attempts.max(1)).with_initial_backoff(Duration::from_millis(100)))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(args.sagemaker_attempts.max(1))
+                    .with_initial_backoff(Duration::from_millis(100)),
+            )
             .timeout_config(
                 TimeoutConfig::builder()
                     .operation_attempt_timeout(Duration::from_secs(args.sagemaker_timeout_secs))
@@ -96,9 +103,16 @@ impl Endpoint {
         let target = format!(
             "{} (region {region}{})",
             name,
-            args.sagemaker_endpoint_url.as_deref().map(|u| format!(", {u}")).unwrap_or_default()
+            args.sagemaker_endpoint_url
+                .as_deref()
+                .map(|u| format!(", {u}"))
+                .unwrap_or_default()
         );
-        Ok(Endpoint { client: Client::from_conf(config.build()), name, target })
+        Ok(Endpoint {
+            client: Client::from_conf(config.build()),
+            name,
+            target,
+        })
     }
 
     pub fn target(&self) -> &str {
@@ -106,7 +120,12 @@ impl Endpoint {
     }
 
     /// Sends one CSV batch of `rows` rows.
-    pub async fn invoke(client: Client, name: String, payload: Vec<u8>, rows: usize) -> BatchResult {
+    pub async fn invoke(
+        client: Client,
+        name: String,
+        payload: Vec<u8>,
+        rows: usize,
+    ) -> BatchResult {
         let response = client
             .invoke_endpoint()
             .endpoint_name(&name)
@@ -125,16 +144,29 @@ impl Endpoint {
                     err.code().unwrap_or("error"),
                     err.message().unwrap_or("no message")
                 );
-                return Err(if status == 429 || status >= 500 { InvokeError::Unavailable(msg) } else { InvokeError::Refused(msg) });
+                return Err(if status == 429 || status >= 500 {
+                    InvokeError::Unavailable(msg)
+                } else {
+                    InvokeError::Refused(msg)
+                });
             }
             Err(e) => return Err(InvokeError::Unavailable(crate::error::chain(&e))),
         };
-        let variant = output.invoked_production_variant().unwrap_or("default").to_string();
-        let body = output.body().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+        let variant = output
+            .invoked_production_variant()
+            .unwrap_or("default")
+            .to_string();
+        let body = output
+            .body()
+            .map(|b| b.as_ref().to_vec())
+            .unwrap_or_default();
         let text = String::from_utf8_lossy(&body);
         let scores = parse_scores(&text).map_err(InvokeError::Refused)?;
         if scores.len() != rows {
-            return Err(InvokeError::Refused(format!("endpoint answered {} scores for {rows} rows", scores.len())));
+            return Err(InvokeError::Refused(format!(
+                "endpoint answered {} scores for {rows} rows",
+                scores.len()
+            )));
         }
         Ok((scores, variant))
     }
@@ -181,7 +213,10 @@ pub struct InFlight<T> {
 
 impl<T> InFlight<T> {
     pub fn new(limit: usize) -> Self {
-        InFlight { queue: VecDeque::new(), limit }
+        InFlight {
+            queue: VecDeque::new(),
+            limit,
+        }
     }
 
     pub fn is_full(&self) -> bool {
@@ -195,7 +230,11 @@ impl<T> InFlight<T> {
     /// The oldest batch and its result.
     pub async fn next(&mut self) -> Option<(BatchResult, T)> {
         let (task, batch) = self.queue.pop_front()?;
-        let result = task.await.unwrap_or_else(|e| Err(InvokeError::Unavailable(format!("request task failed: {e}"))));
+        let result = task.await.unwrap_or_else(|e| {
+            Err(InvokeError::Unavailable(format!(
+                "request task failed: {e}"
+            )))
+        });
         Some((result, batch))
     }
 }

@@ -52,20 +52,27 @@ struct TreeFile {
 
 impl XgbModel {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
-        Self::parse(&text).map_err(|e| Failure::BadInput(format!("model {}: {e}", path.display())).into())
+        let text =
+            std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
+        Self::parse(&text)
+            .map_err(|e| Failure::BadInput(format!("model {}: {e}", path.display())).into())
     }
 
     pub fn parse(text: &[u8]) -> Result<Self, String> {
-        let file: ModelFile = serde_json::from_slice(text).map_err(|e| format!("not an XGBoost JSON model: {e}"))?;
+        let file: ModelFile =
+            serde_json::from_slice(text).map_err(|e| format!("not an XGBoost JSON model: {e}"))?;
         let learner = file.learner;
         let objective = learner.objective["name"].as_str().unwrap_or("?");
         if objective != "binary:logistic" {
-            return Err(format!("objective {objective:?} is not supported (binary:logistic only)"));
+            return Err(format!(
+                "objective {objective:?} is not supported (binary:logistic only)"
+            ));
         }
         let booster = learner.gradient_booster["name"].as_str().unwrap_or("?");
         if booster != "gbtree" {
-            return Err(format!("booster {booster:?} is not supported (gbtree only)"));
+            return Err(format!(
+                "booster {booster:?} is not supported (gbtree only)"
+            ));
         }
         let param = &learner.learner_model_param;
         let base_score = parse_base_score(param["base_score"].as_str().unwrap_or("0.5"))?;
@@ -81,30 +88,51 @@ impl XgbModel {
             .ok_or("gradient_booster.model.trees is missing")?;
         let mut trees = Vec::with_capacity(trees_json.len());
         for (i, t) in trees_json.iter().enumerate() {
-            let t: TreeFile = serde_json::from_value(t.clone()).map_err(|e| format!("tree {i}: {e}"))?;
+            let t: TreeFile =
+                serde_json::from_value(t.clone()).map_err(|e| format!("tree {i}: {e}"))?;
             if t.split_type.iter().any(|s| *s != 0) {
-                return Err(format!("tree {i} has categorical splits, which are not supported"));
+                return Err(format!(
+                    "tree {i} has categorical splits, which are not supported"
+                ));
             }
             let n = t.left_children.len();
-            if [t.right_children.len(), t.split_indices.len(), t.split_conditions.len(), t.default_left.len()]
-                .iter()
-                .any(|len| *len != n)
+            if [
+                t.right_children.len(),
+                t.split_indices.len(),
+                t.split_conditions.len(),
+                t.default_left.len(),
+            ]
+            .iter()
+            .any(|len| *len != n)
             {
                 return Err(format!("tree {i} has arrays of different lengths"));
             }
             for node in 0..n {
                 let (l, r) = (t.left_children[node], t.right_children[node]);
-                if l != -1 && (l as usize >= n || r as usize >= n || r < 0 || l as usize <= node || r as usize <= node) {
+                if l != -1
+                    && (l as usize >= n
+                        || r as usize >= n
+                        || r < 0
+                        || l as usize <= node
+                        || r as usize <= node)
+                {
                     return Err(format!("tree {i} node {node} has invalid children"));
                 }
                 if l != -1 && t.split_indices[node] as usize >= num_features {
-                    return Err(format!("tree {i} node {node} splits on feature {} of {num_features}", t.split_indices[node]));
+                    return Err(format!(
+                        "tree {i} node {node} splits on feature {} of {num_features}",
+                        t.split_indices[node]
+                    ));
                 }
             }
             let default_left = t
                 .default_left
                 .iter()
-                .map(|v| v.as_bool().or_else(|| v.as_u64().map(|x| x != 0)).ok_or("default_left holds a non-boolean"))
+                .map(|v| {
+                    v.as_bool()
+                        .or_else(|| v.as_u64().map(|x| x != 0))
+                        .ok_or("default_left holds a non-boolean")
+                })
                 .collect::<Result<_, _>>()?;
             trees.push(Tree {
                 left: t.left_children,
@@ -115,7 +143,11 @@ impl XgbModel {
             });
         }
         let base_margin = -(1.0f32 / base_score - 1.0f32).ln();
-        Ok(XgbModel { trees, base_margin, num_features })
+        Ok(XgbModel {
+            trees,
+            base_margin,
+            num_features,
+        })
     }
 
     /// The fraud probability for one feature row (`None` = missing).
@@ -129,7 +161,11 @@ impl XgbModel {
                     Some(v) if !v.is_nan() => v < tree.threshold[node],
                     _ => tree.default_left[node],
                 };
-                node = if go_left { tree.left[node] } else { tree.right[node] } as usize;
+                node = if go_left {
+                    tree.left[node]
+                } else {
+                    tree.right[node]
+                } as usize;
             }
             margin += tree.threshold[node];
         }
@@ -141,7 +177,9 @@ impl XgbModel {
 fn parse_base_score(s: &str) -> Result<f32, String> {
     let inner = s.trim().trim_start_matches('[').trim_end_matches(']');
     let first = inner.split(',').next().unwrap_or("").trim();
-    first.parse::<f32>().map_err(|_| format!("base_score {s:?} is not a number"))
+    first
+        .parse::<f32>()
+        .map_err(|_| format!("base_score {s:?} is not a number"))
 }
 
 #[cfg(test)]
@@ -165,7 +203,11 @@ mod tests {
         let m = model("5E-1");
         let sig = |x: f32| f64::from(1.0f32 / (1.0f32 + (-x).exp()));
         assert_eq!(m.predict(&[Some(1.0)]), sig(-0.4));
-        assert_eq!(m.predict(&[Some(1.5)]), sig(0.6), "a value on the threshold goes right");
+        assert_eq!(
+            m.predict(&[Some(1.5)]),
+            sig(0.6),
+            "a value on the threshold goes right"
+        );
         // 1.4999999999 rounds to 1.5 in f32: XGBoost compares in f32, so it goes right too.
         assert_eq!(m.predict(&[Some(1.499_999_999_9)]), sig(0.6));
         assert_eq!(m.predict(&[None]), sig(0.6));

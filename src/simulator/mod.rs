@@ -102,7 +102,12 @@ pub struct Stats {
 }
 
 enum Source {
-    Csv { rows: Vec<Vec<Value>>, next: usize, loops: u64, no_loop: bool },
+    Csv {
+        rows: Vec<Vec<Value>>,
+        next: usize,
+        loops: u64,
+        no_loop: bool,
+    },
     Synthetic(synthetic::Generator),
 }
 
@@ -121,7 +126,12 @@ enum Reply {
 
 pub fn serve(args: &ServeArgs) -> Result<()> {
     let source = match &args.csv {
-        Some(path) => Source::Csv { rows: load_csv(path, args.time_mode)?, next: 0, loops: 0, no_loop: args.no_loop },
+        Some(path) => Source::Csv {
+            rows: load_csv(path, args.time_mode)?,
+            next: 0,
+            loops: 0,
+            no_loop: args.no_loop,
+        },
         None => Source::Synthetic(synthetic::Generator::new(args.seed, args.fraud_rate)),
     };
     let state = Arc::new(Mutex::new(State {
@@ -131,7 +141,10 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         stats: Stats::default(),
         served_index: 0,
     }));
-    let server = Arc::new(tiny_http::Server::http(&args.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?);
+    let server = Arc::new(
+        tiny_http::Server::http(&args.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?,
+    );
     tracing::info!(listen = %args.listen, source = %args.csv.as_ref().map_or("synthetic".into(), |p| p.display().to_string()), "payments simulator serving GET /current-transactions");
     let workers: Vec<_> = (0..args.threads.max(1))
         .map(|_| {
@@ -139,8 +152,11 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
             std::thread::spawn(move || {
                 for request in server.incoming_requests() {
                     let (status, body, content_type) = route(&request, &state, &args);
-                    let header = tiny_http::Header::from_bytes("Content-Type", content_type).expect("static header");
-                    let response = tiny_http::Response::from_string(body).with_status_code(status).with_header(header);
+                    let header = tiny_http::Header::from_bytes("Content-Type", content_type)
+                        .expect("static header");
+                    let response = tiny_http::Response::from_string(body)
+                        .with_status_code(status)
+                        .with_header(header);
                     if let Err(e) = request.respond(response) {
                         tracing::debug!(error = %e, "client went away");
                     }
@@ -154,7 +170,11 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     Ok(())
 }
 
-fn route(request: &tiny_http::Request, state: &Mutex<State>, args: &ServeArgs) -> (u16, String, &'static str) {
+fn route(
+    request: &tiny_http::Request,
+    state: &Mutex<State>,
+    args: &ServeArgs,
+) -> (u16, String, &'static str) {
     let path = request.url().split('?').next().unwrap_or("");
     match (request.method(), path) {
         (tiny_http::Method::Get, "/current-transactions") => {
@@ -170,9 +190,17 @@ fn route(request: &tiny_http::Request, state: &Mutex<State>, args: &ServeArgs) -
         (tiny_http::Method::Get, "/health") => (200, "ok".into(), "text/plain"),
         (tiny_http::Method::Get, "/stats") => {
             let stats = state.lock().expect("state lock").stats.clone();
-            (200, serde_json::to_string(&stats).expect("stats serialise"), "application/json")
+            (
+                200,
+                serde_json::to_string(&stats).expect("stats serialise"),
+                "application/json",
+            )
         }
-        _ => (404, "not found: try GET /current-transactions".into(), "text/plain"),
+        _ => (
+            404,
+            "not found: try GET /current-transactions".into(),
+            "text/plain",
+        ),
     }
 }
 
@@ -181,9 +209,15 @@ fn next_reply(state: &Mutex<State>, args: &ServeArgs) -> (Reply, Option<Duration
     s.stats.requests += 1;
     if s.rng.gen_bool(args.error_rate.clamp(0.0, 1.0)) {
         s.stats.errors += 1;
-        return (Reply::Error(500, "injected fault: internal server error".into()), None);
+        return (
+            Reply::Error(500, "injected fault: internal server error".into()),
+            None,
+        );
     }
-    let delay = s.rng.gen_bool(args.slow_rate.clamp(0.0, 1.0)).then(|| Duration::from_millis(args.slow_ms));
+    let delay = s
+        .rng
+        .gen_bool(args.slow_rate.clamp(0.0, 1.0))
+        .then(|| Duration::from_millis(args.slow_ms));
     s.stats.slow += u64::from(delay.is_some());
     let mut rows = Vec::with_capacity(args.rows_per_response);
     let mut duplicates = 0;
@@ -196,7 +230,12 @@ fn next_reply(state: &Mutex<State>, args: &ServeArgs) -> (Reply, Option<Duration
             }
             _ => match next_row(&mut s, args.time_mode) {
                 Some(row) => row,
-                None if rows.is_empty() => return (Reply::Error(503, "the CSV is exhausted (--no-loop)".into()), delay),
+                None if rows.is_empty() => {
+                    return (
+                        Reply::Error(503, "the CSV is exhausted (--no-loop)".into()),
+                        delay,
+                    )
+                }
                 None => break,
             },
         };
@@ -221,7 +260,12 @@ fn next_row(s: &mut State, mode: TimeMode) -> Option<Vec<Value>> {
     let now_ms = Utc::now().timestamp_millis();
     let mut row = match &mut s.source {
         Source::Synthetic(g) => g.next(),
-        Source::Csv { rows, next, loops, no_loop } => {
+        Source::Csv {
+            rows,
+            next,
+            loops,
+            no_loop,
+        } => {
             if *next == rows.len() {
                 if *no_loop || rows.is_empty() {
                     return None;
@@ -260,7 +304,11 @@ fn malformed(kind: u32, index: &[u64], mut rows: Vec<Vec<Value>>) -> String {
             encode(&API_COLUMNS, index, &rows)
         }
         _ => {
-            let columns: Vec<&str> = API_COLUMNS.iter().copied().filter(|c| *c != "merchant").collect();
+            let columns: Vec<&str> = API_COLUMNS
+                .iter()
+                .copied()
+                .filter(|c| *c != "merchant")
+                .collect();
             for row in &mut rows {
                 row.remove(1);
             }
@@ -271,13 +319,25 @@ fn malformed(kind: u32, index: &[u64], mut rows: Vec<Vec<Value>>) -> String {
 
 /// Loads a CSV in the data set's layout as API rows (API_COLUMNS order).
 fn load_csv(path: &std::path::Path, mode: TimeMode) -> Result<Vec<Vec<Value>>> {
-    let mut reader = csv::Reader::from_path(path).with_context(|| format!("cannot open CSV {}", path.display()))?;
-    let headers = reader.headers().with_context(|| format!("cannot read {}", path.display()))?.clone();
+    let mut reader = csv::Reader::from_path(path)
+        .with_context(|| format!("cannot open CSV {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .clone();
     let position = |name: &str| {
-        headers.iter().position(|h| h == name).with_context(|| format!("{} has no column {name}: not the data set's layout", path.display()))
+        headers.iter().position(|h| h == name).with_context(|| {
+            format!(
+                "{} has no column {name}: not the data set's layout",
+                path.display()
+            )
+        })
     };
     let time_col = position("trans_date_trans_time")?;
-    let cols: Vec<usize> = API_COLUMNS[..20].iter().map(|c| position(c)).collect::<Result<_>>()?;
+    let cols: Vec<usize> = API_COLUMNS[..20]
+        .iter()
+        .map(|c| position(c))
+        .collect::<Result<_>>()?;
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.with_context(|| format!("{} line {}", path.display(), i + 2))?;
@@ -288,8 +348,18 @@ fn load_csv(path: &std::path::Path, mode: TimeMode) -> Result<Vec<Vec<Value>>> {
             .collect();
         let time = NaiveDateTime::parse_from_str(&record[time_col], "%Y-%m-%d %H:%M:%S")
             .map(|t| t.and_utc().timestamp_millis())
-            .with_context(|| format!("{} line {}: bad trans_date_trans_time", path.display(), i + 2))?;
-        row.push(Value::from(if mode == TimeMode::Original { time } else { 0 }));
+            .with_context(|| {
+                format!(
+                    "{} line {}: bad trans_date_trans_time",
+                    path.display(),
+                    i + 2
+                )
+            })?;
+        row.push(Value::from(if mode == TimeMode::Original {
+            time
+        } else {
+            0
+        }));
         rows.push(row);
     }
     tracing::info!(rows = rows.len(), file = %path.display(), "loaded CSV for replay");
@@ -298,10 +368,16 @@ fn load_csv(path: &std::path::Path, mode: TimeMode) -> Result<Vec<Vec<Value>>> {
 
 fn cell(name: &str, text: &str) -> Value {
     match name {
-        "cc_num" | "zip" | "city_pop" | "is_fraud" => text.parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::from(text)),
-        "amt" | "lat" | "long" | "merch_lat" | "merch_long" => {
-            text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or_else(|| Value::from(text))
-        }
+        "cc_num" | "zip" | "city_pop" | "is_fraud" => text
+            .parse::<u64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::from(text)),
+        "amt" | "lat" | "long" | "merch_lat" | "merch_long" => text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::from(text)),
         _ => Value::from(text),
     }
 }

@@ -46,14 +46,44 @@ const CITIES: [(&str, &str, u32, f64, f64, u64); 16] = [
     ("Chicago", "IL", 60601, 41.8858, -87.6181, 2_695_598),
 ];
 
-const FIRST: [&str; 12] = ["Jennifer", "Stephanie", "Edward", "Jeremy", "Tyler", "Scott", "Mary", "Linda", "James", "Robert", "Susan", "Daniel"];
-const LAST: [&str; 12] = ["Banks", "Gill", "Sanchez", "White", "Garcia", "Edwards", "Smith", "Johnson", "Brown", "Miller", "Davis", "Wilson"];
-const JOBS: [&str; 10] = [
-    "Psychologist, counselling", "Special educational needs teacher", "Nature conservation officer",
-    "Patent attorney", "Dance movement psychotherapist", "Hospital doctor", "Film/video editor",
-    "Exhibition designer", "Surveyor, land/geomatics", "Systems developer",
+const FIRST: [&str; 12] = [
+    "Jennifer",
+    "Stephanie",
+    "Edward",
+    "Jeremy",
+    "Tyler",
+    "Scott",
+    "Mary",
+    "Linda",
+    "James",
+    "Robert",
+    "Susan",
+    "Daniel",
 ];
-const STREETS: [&str; 6] = ["Perry Cove", "Riley Greens Suite 393", "Amy Street Suite 107", "Ware Ridge", "Garcia Park", "Lake Drive"];
+const LAST: [&str; 12] = [
+    "Banks", "Gill", "Sanchez", "White", "Garcia", "Edwards", "Smith", "Johnson", "Brown",
+    "Miller", "Davis", "Wilson",
+];
+const JOBS: [&str; 10] = [
+    "Psychologist, counselling",
+    "Special educational needs teacher",
+    "Nature conservation officer",
+    "Patent attorney",
+    "Dance movement psychotherapist",
+    "Hospital doctor",
+    "Film/video editor",
+    "Exhibition designer",
+    "Surveyor, land/geomatics",
+    "Systems developer",
+];
+const STREETS: [&str; 6] = [
+    "Perry Cove",
+    "Riley Greens Suite 393",
+    "Amy Street Suite 107",
+    "Ware Ridge",
+    "Garcia Park",
+    "Lake Drive",
+];
 
 struct Card {
     cc_num: u64,
@@ -83,10 +113,19 @@ impl Generator {
                 first: FIRST.choose(&mut rng).copied().unwrap_or("Alex"),
                 last: LAST.choose(&mut rng).copied().unwrap_or("Doe"),
                 gender: if rng.gen_bool(0.5) { "F" } else { "M" },
-                street: format!("{} {}", rng.gen_range(1..99999), STREETS.choose(&mut rng).copied().unwrap_or("Main Street")),
+                street: format!(
+                    "{} {}",
+                    rng.gen_range(1..99999),
+                    STREETS.choose(&mut rng).copied().unwrap_or("Main Street")
+                ),
                 city: rng.gen_range(0..CITIES.len()),
                 job: JOBS.choose(&mut rng).copied().unwrap_or("Engineer"),
-                dob: NaiveDate::from_ymd_opt(rng.gen_range(1935..2004), rng.gen_range(1..=12), rng.gen_range(1..=28)).expect("valid date"),
+                dob: NaiveDate::from_ymd_opt(
+                    rng.gen_range(1935..2004),
+                    rng.gen_range(1..=12),
+                    rng.gen_range(1..=28),
+                )
+                .expect("valid date"),
             })
             .collect();
         let merchants = (0..300)
@@ -95,27 +134,50 @@ impl Generator {
                 (format!("fraud_{a}, {b} and {c}"), i % CATEGORIES.len())
             })
             .collect();
-        let clock = NaiveDate::from_ymd_opt(2020, 6, 21).and_then(|d| d.and_hms_opt(0, 0, 0)).expect("valid time");
-        Generator { rng, cards, merchants, fraud_rate: fraud_rate.clamp(0.0, 1.0), clock }
+        let clock = NaiveDate::from_ymd_opt(2020, 6, 21)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("valid time");
+        Generator {
+            rng,
+            cards,
+            merchants,
+            fraud_rate: fraud_rate.clamp(0.0, 1.0),
+            clock,
+        }
     }
 
     /// The next transaction as an API row (API_COLUMNS order).
     pub fn next(&mut self) -> Vec<Value> {
         let rng = &mut self.rng;
         let fraud = rng.gen_bool(self.fraud_rate);
-        let weights: Vec<f64> = CATEGORIES.iter().map(|c| if fraud { c.3 } else { c.1 }).collect();
+        let weights: Vec<f64> = CATEGORIES
+            .iter()
+            .map(|c| if fraud { c.3 } else { c.1 })
+            .collect();
         let category = weighted(rng, &weights);
         let (name, _, legit_median, _, fraud_median) = CATEGORIES[category];
         let median = if fraud { fraud_median } else { legit_median };
-        let amt = (median * (normal(rng) * if fraud { 0.35 } else { 0.9 }).exp()).clamp(1.0, 25_000.0);
-        let hour = if fraud && rng.gen_bool(0.8) { [22, 23, 0, 1, 2, 3][rng.gen_range(0..6)] } else { rng.gen_range(7..23) };
+        let amt =
+            (median * (normal(rng) * if fraud { 0.35 } else { 0.9 }).exp()).clamp(1.0, 25_000.0);
+        let hour = if fraud && rng.gen_bool(0.8) {
+            [22, 23, 0, 1, 2, 3][rng.gen_range(0..6)]
+        } else {
+            rng.gen_range(7..23)
+        };
         self.clock += Duration::seconds(rng.gen_range(20..90));
-        let time = self.clock.date().and_hms_opt(hour, rng.gen_range(0..60), rng.gen_range(0..60)).expect("valid time");
+        let time = self
+            .clock
+            .date()
+            .and_hms_opt(hour, rng.gen_range(0..60), rng.gen_range(0..60))
+            .expect("valid time");
         let card = &self.cards[rng.gen_range(0..self.cards.len())];
-        let merchants: Vec<&(String, usize)> = self.merchants.iter().filter(|m| m.1 == category).collect();
+        let merchants: Vec<&(String, usize)> =
+            self.merchants.iter().filter(|m| m.1 == category).collect();
         let merchant = &merchants[rng.gen_range(0..merchants.len())].0;
         let (city, state, zip, lat, long, pop) = CITIES[card.city];
-        let trans_num: String = (0..32).map(|_| char::from_digit(rng.gen_range(0..16), 16).expect("hex digit")).collect();
+        let trans_num: String = (0..32)
+            .map(|_| char::from_digit(rng.gen_range(0..16), 16).expect("hex digit"))
+            .collect();
         vec![
             Value::from(card.cc_num),
             Value::from(merchant.as_str()),
@@ -165,12 +227,25 @@ fn normal(rng: &mut SmallRng) -> f64 {
 
 /// A Luhn-valid card number of `len` digits starting with 4.
 fn luhn_number(rng: &mut SmallRng, len: usize) -> u64 {
-    let mut digits: Vec<u32> = std::iter::once(4).chain((1..len - 1).map(|_| rng.gen_range(0..10))).collect();
+    let mut digits: Vec<u32> = std::iter::once(4)
+        .chain((1..len - 1).map(|_| rng.gen_range(0..10)))
+        .collect();
     let sum: u32 = digits
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, d)| if i % 2 == 0 { let x = d * 2; if x > 9 { x - 9 } else { x } } else { *d })
+        .map(|(i, d)| {
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                *d
+            }
+        })
         .sum();
     digits.push((10 - sum % 10) % 10);
     digits.iter().fold(0u64, |n, d| n * 10 + u64::from(*d))

@@ -70,7 +70,13 @@ fn numeric(tx: &Transaction, derived: &Derived, n: Numeric) -> f64 {
         Numeric::LogCityPop => (1.0 + tx.city_pop as f64).ln(),
         Numeric::MerchLat => tx.merch_lat,
         Numeric::MerchLong => tx.merch_long,
-        Numeric::Gender => if tx.gender == "F" { 1.0 } else { 0.0 },
+        Numeric::Gender => {
+            if tx.gender == "F" {
+                1.0
+            } else {
+                0.0
+            }
+        }
         Numeric::Hour => f64::from(derived.hour),
         Numeric::DayOfWeek => f64::from(derived.day_of_week),
         Numeric::Age => derived.age_years,
@@ -84,15 +90,25 @@ impl FeatureSpec {
         out.clear();
         for block in &self.blocks {
             match block {
-                Block::Numeric(features) => out.extend(features.iter().map(|n| numeric(tx, derived, *n))),
-                Block::OneHot { field: f, index, width } => {
+                Block::Numeric(features) => {
+                    out.extend(features.iter().map(|n| numeric(tx, derived, *n)))
+                }
+                Block::OneHot {
+                    field: f,
+                    index,
+                    width,
+                } => {
                     let start = out.len();
                     out.resize(start + width, 0.0);
                     if let Some(i) = index.get(field(tx, *f)) {
                         out[start + i] = 1.0;
                     }
                 }
-                Block::Hashing { fields, n_features, alternate_sign } => {
+                Block::Hashing {
+                    fields,
+                    n_features,
+                    alternate_sign,
+                } => {
                     let start = out.len();
                     out.resize(start + n_features, 0.0);
                     for f in fields {

@@ -31,7 +31,11 @@ pub struct TransformArgs {
 
     /// Feature spec shipped with the model (model/<name>/feature_spec.json); decides the columns
     /// and their order.
-    #[arg(long, env = "FRAUDCTL_FEATURE_SPEC", default_value = "model/default/feature_spec.json")]
+    #[arg(
+        long,
+        env = "FRAUDCTL_FEATURE_SPEC",
+        default_value = "model/default/feature_spec.json"
+    )]
     pub feature_spec: PathBuf,
 }
 
@@ -71,10 +75,18 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
     let meta = serde_json::json!({
         "feature_spec": { "name": spec.name, "sha256": spec.sha256, "columns": spec.columns },
     });
-    let mut output = StageWriter::create(&dir.features(), Header::new(FEATURES_SCHEMA, &dir.run_id, "transform", meta))?;
+    let mut output = StageWriter::create(
+        &dir.features(),
+        Header::new(FEATURES_SCHEMA, &dir.run_id, "transform", meta),
+    )?;
     let mut rejected = StageWriter::create(
         &dir.features_rejected(),
-        Header::new(REJECTED_SCHEMA, &dir.run_id, "transform", serde_json::Value::Null),
+        Header::new(
+            REJECTED_SCHEMA,
+            &dir.run_id,
+            "transform",
+            serde_json::Value::Null,
+        ),
     )?;
     let mut values = Vec::with_capacity(spec.width());
     let mut line_no = 1u64;
@@ -82,12 +94,20 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
         line_no += 1;
         let parsed = serde_json::from_str::<Transaction>(line)
             .map_err(|e| e.to_string())
-            .and_then(|tx| serde_json::from_str::<&RawValue>(line).map(|raw| (tx, raw)).map_err(|e| e.to_string()));
+            .and_then(|tx| {
+                serde_json::from_str::<&RawValue>(line)
+                    .map(|raw| (tx, raw))
+                    .map_err(|e| e.to_string())
+            });
         match parsed {
             Ok((tx, raw)) => {
                 let derived = Derived::of(&tx, spec.time_zone);
                 spec.compute(&tx, &derived, &mut values);
-                output.write(&FeatureRecordOut { tx: raw, derived, features: &values })?;
+                output.write(&FeatureRecordOut {
+                    tx: raw,
+                    derived,
+                    features: &values,
+                })?;
             }
             Err(reason) => rejected.write(&Rejected {
                 reason: format!("not a canonical transaction: {reason}"),

@@ -26,8 +26,13 @@ struct SpecFile {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum BlockFile {
-    Numeric { features: Vec<Numeric> },
-    OneHot { field: Field, categories: Vec<String> },
+    Numeric {
+        features: Vec<Numeric>,
+    },
+    OneHot {
+        field: Field,
+        categories: Vec<String>,
+    },
     Hashing {
         fields: Vec<Field>,
         n_features: usize,
@@ -77,8 +82,16 @@ pub enum Field {
 #[derive(Debug)]
 pub enum Block {
     Numeric(Vec<Numeric>),
-    OneHot { field: Field, index: HashMap<String, usize>, width: usize },
-    Hashing { fields: Vec<Field>, n_features: usize, alternate_sign: bool },
+    OneHot {
+        field: Field,
+        index: HashMap<String, usize>,
+        width: usize,
+    },
+    Hashing {
+        fields: Vec<Field>,
+        n_features: usize,
+        alternate_sign: bool,
+    },
 }
 
 /// A checked feature spec.
@@ -93,8 +106,10 @@ pub struct FeatureSpec {
 
 impl FeatureSpec {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read(path).with_context(|| format!("cannot read feature spec {}", path.display()))?;
-        Self::parse(&text).map_err(|e| Failure::BadInput(format!("feature spec {}: {e}", path.display())).into())
+        let text = std::fs::read(path)
+            .with_context(|| format!("cannot read feature spec {}", path.display()))?;
+        Self::parse(&text)
+            .map_err(|e| Failure::BadInput(format!("feature spec {}: {e}", path.display())).into())
     }
 
     pub fn parse(text: &[u8]) -> Result<Self, String> {
@@ -105,10 +120,12 @@ impl FeatureSpec {
                 file.schema, file.version
             ));
         }
-        let time_zone: Tz = file
-            .time_zone
-            .parse()
-            .map_err(|_| format!("time_zone {:?} is not an IANA time zone name", file.time_zone))?;
+        let time_zone: Tz = file.time_zone.parse().map_err(|_| {
+            format!(
+                "time_zone {:?} is not an IANA time zone name",
+                file.time_zone
+            )
+        })?;
         let mut columns = Vec::new();
         let mut blocks = Vec::new();
         for block in file.blocks {
@@ -125,15 +142,30 @@ impl FeatureSpec {
                         }
                         columns.push(format!("{}={c}", field.name()));
                     }
-                    Block::OneHot { field, index, width: categories.len() }
+                    Block::OneHot {
+                        field,
+                        index,
+                        width: categories.len(),
+                    }
                 }
-                BlockFile::Hashing { fields, n_features, alternate_sign, prefix } => {
+                BlockFile::Hashing {
+                    fields,
+                    n_features,
+                    alternate_sign,
+                    prefix,
+                } => {
                     if n_features == 0 || n_features > 1 << 20 {
-                        return Err(format!("hashing block n_features {n_features} is not in 1..=1048576"));
+                        return Err(format!(
+                            "hashing block n_features {n_features} is not in 1..=1048576"
+                        ));
                     }
                     let prefix = prefix.unwrap_or_else(|| "hash".into());
                     columns.extend((0..n_features).map(|i| format!("{prefix}_{i}")));
-                    Block::Hashing { fields, n_features, alternate_sign }
+                    Block::Hashing {
+                        fields,
+                        n_features,
+                        alternate_sign,
+                    }
                 }
             });
         }
@@ -194,13 +226,17 @@ mod tests {
 
     #[test]
     fn unknown_feature_and_block_are_errors() {
-        let bad_feature = br#"{"schema":"fraudctl.feature_spec","version":1,"name":"x","time_zone":"UTC",
+        let bad_feature =
+            br#"{"schema":"fraudctl.feature_spec","version":1,"name":"x","time_zone":"UTC",
             "blocks":[{"type":"numeric","features":["amt","velocity_1h"]}]}"#;
         let err = FeatureSpec::parse(bad_feature).unwrap_err();
         assert!(err.contains("velocity_1h"), "{err}");
-        let bad_block = br#"{"schema":"fraudctl.feature_spec","version":1,"name":"x","time_zone":"UTC",
+        let bad_block =
+            br#"{"schema":"fraudctl.feature_spec","version":1,"name":"x","time_zone":"UTC",
             "blocks":[{"type":"embedding","field":"job"}]}"#;
-        assert!(FeatureSpec::parse(bad_block).unwrap_err().contains("embedding"));
+        assert!(FeatureSpec::parse(bad_block)
+            .unwrap_err()
+            .contains("embedding"));
     }
 
     #[test]
@@ -210,6 +246,17 @@ mod tests {
                       {"type":"hashing","fields":["merchant","job"],"n_features":3},
                       {"type":"numeric","features":["amt","distance_km"]}]}"#;
         let spec = FeatureSpec::parse(spec).unwrap();
-        assert_eq!(spec.columns, ["state=NC", "state=NY", "hash_0", "hash_1", "hash_2", "amt", "distance_km"]);
+        assert_eq!(
+            spec.columns,
+            [
+                "state=NC",
+                "state=NY",
+                "hash_0",
+                "hash_1",
+                "hash_2",
+                "amt",
+                "distance_km"
+            ]
+        );
     }
 }

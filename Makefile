@@ -1,0 +1,38 @@
+# fraudctl — the two commands that matter: `make up` (the whole local stack) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+
+.PHONY: build venv test up down pg clean
+
+build: ## the fraudctl binary (target/release/fraudctl)
+	cargo build --release --locked
+
+# One pinned virtualenv per Python component; rebuilt when its requirements change.
+.venv/.installed: requirements-dev.txt model/requirements.txt
+	$(PYTHON) -m venv .venv
+	.venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+.venv-dashboard/.installed: dashboard/requirements.txt
+	$(PYTHON) -m venv .venv-dashboard
+	.venv-dashboard/bin/pip install -q --disable-pip-version-check -r dashboard/requirements.txt
+	touch $@
+
+.venv-airflow/.installed: airflow/requirements.txt
+	$(PYTHON) -m venv .venv-airflow
+	.venv-airflow/bin/pip install -q --disable-pip-version-check -r airflow/requirements.txt
+	touch $@
+
+VENVS := .venv/.installed $(if $(wildcard dashboard/requirements.txt),.venv-dashboard/.installed) $(if $(wildcard airflow/requirements.txt),.venv-airflow/.installed)
+
+venv: $(VENVS) ## the pinned Python environments
+
+pg: ## start the private PostgreSQL cluster (.local/pg, port 55432)
+	scripts/pg.sh start
+
+test: build venv ## every test (starts PostgreSQL itself)
+	scripts/test.sh
+
+clean:
+	scripts/pg.sh stop
+	rm -rf .local .venv .venv-dashboard .venv-airflow target

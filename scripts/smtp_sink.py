@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""A local SMTP sink: a real SMTP server (aiosmtpd) that keeps every message it accepts.
+
+    python scripts/smtp_sink.py serve --listen 127.0.0.1:1025 --maildir .local/mail
+    python scripts/smtp_sink.py list --maildir .local/mail          # what it received
+    python scripts/smtp_sink.py show --maildir .local/mail FILE     # one message, in full
+
+Each accepted message is written atomically to MAILDIR/<n>.eml. `--fail-first N` answers
+"451 try again later" to the first N messages (a server that refuses, then recovers).
+"""
+import argparse
+import asyncio
+import email
+import email.policy
+import itertools
+import os
+import sys
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+
+class Sink:
+    def __init__(self, maildir: Path, fail_first: int):
+        self.maildir = maildir
+        self.failures_left = fail_first
+        self.seq = itertools.count(len(list(maildir.glob("*.eml"))) + 1)
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            return "451 4.3.0 temporary failure (injected), try again later"
+        path = self.maildir / f"{next(self.seq):06d}.eml"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(envelope.original_content)
+        os.replace(tmp, path)
+        print(f"accepted {path.name} from {envelope.mail_from} to {','.join(envelope.rcpt_tos)}", flush=True)
+        return "250 OK"
+
+
+def serve(args):
+    host, port = args.listen.rsplit(":", 1)
+    args.maildir.mkdir(parents=True, exist_ok=True)
+    controller = Controller(Sink(args.maildir, args.fail_first), hostname=host, port=int(port))
+    controller.start()
+    print(f"SMTP sink listening on {args.listen}, storing messages in {args.maildir}", flush=True)
+    try:
+        asyncio.run(asyncio.Event().wait())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        controller.stop()
+
+
+def messages(maildir: Path):
+    for path in sorted(maildir.glob("*.eml")):
+        yield path, email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+
+
+def list_messages(args):
+    found = False
+    for path, msg in messages(args.maildir):
+        found = True
+        print(f"{path.name}  {msg['Date']}  to {msg['To']}  {msg['Subject']}")
+    if not found:
+        print(f"no message in {args.maildir}")
+
+
+def show(args):
+    path = args.maildir / args.file
+    if not path.is_file():
+        sys.exit(f"no message {args.file} in {args.maildir}: see `smtp_sink.py list`")
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    print("".join(f"{k}: {v}\n" for k, v in msg.items()))
+    body = msg.get_body(preferencelist=("plain",))
+    print(body.get_content() if body else msg.get_payload())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the SMTP server")
+    p.add_argument("--listen", default=os.environ.get("FRAUDCTL_SMTP_SINK_LISTEN", "127.0.0.1:1025"))
+    p.add_argument("--fail-first", type=int, default=0, help="answer 451 to the first N messages")
+    for name in ("serve", "list", "show"):
+        q = p if name == "serve" else sub.add_parser(name, help=f"{name} received messages")
+        q.add_argument("--maildir", type=Path, default=Path(os.environ.get("FRAUDCTL_SMTP_SINK_DIR", ".local/mail")))
+        if name == "show":
+            q.add_argument("file", help="a file name printed by `list`")
+    args = parser.parse_args()
+    {"serve": serve, "list": list_messages, "show": show}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

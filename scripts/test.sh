@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit and integration tests, then the Python suites (model parity,
+# dashboard, Airflow DAGs). Starts the private PostgreSQL cluster and builds what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export FRAUDCTL_TEST_ADMIN_URL=${FRAUDCTL_TEST_ADMIN_URL:-$(scripts/pg.sh start)}
+export FRAUDCTL_BIN=$PWD/target/release/fraudctl
+export FRAUDCTL_TEST_PYTHON=$PWD/.venv/bin/python
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Rust: unit and integration tests"
+cargo test --release --locked -- --test-threads 4
+
+step "Python: model and parity tests"
+.venv/bin/python -m pytest -q tests/python
+
+if [[ -d dashboard/tests ]]; then
+    step "Python: dashboard tests"
+    .venv-dashboard/bin/python -m pytest -q dashboard/tests
+fi
+
+if [[ -d dags/tests ]]; then
+    step "Python: Airflow DAG tests"
+    .venv-airflow/bin/python -m pytest -q dags/tests
+fi

@@ -1,0 +1,190 @@
+//! The `alert` stage against a real SMTP server (scripts/smtp_sink.py, aiosmtpd).
+
+mod util;
+
+use std::collections::HashSet;
+
+use util::*;
+
+/// A loaded run of `n` sample transactions stamped "now" (so their frauds are alertable).
+fn loaded_recent_run(db: &TestDb, n: u32) -> RunDir {
+    let sim = Simulator::start(&[
+        "--csv",
+        sample_csv().to_str().unwrap(),
+        "--time-mode",
+        "now",
+    ]);
+    let dir = RunDir::new();
+    ok(dir.stage("extract").args([
+        "--api-url",
+        &sim.url(),
+        "--max-records",
+        &n.to_string(),
+        "--poll-interval-ms",
+        "0",
+    ]));
+    ok(dir
+        .stage("transform")
+        .arg("--feature-spec")
+        .arg(default_model().join("feature_spec.json")));
+    ok(dir.stage("score").arg("--model-dir").arg(default_model()));
+    ok(db
+        .cmd("load")
+        .arg("--run-dir")
+        .arg(dir.path())
+        .args(["--run-id", "test-run"]));
+    dir
+}
+
+fn alert(db: &TestDb, dir: &RunDir, smtp: &str) -> std::process::Command {
+    let mut cmd = db.cmd("alert");
+    cmd.arg("--run-dir").arg(dir.path()).args([
+        "--smtp-url",
+        smtp,
+        "--to",
+        "analysts@example.test",
+        "--smtp-retries",
+        "0",
+    ]);
+    cmd
+}
+
+fn header<'a>(message: &'a str, name: &str) -> &'a str {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or("")
+}
+
+#[test]
+fn each_predicted_fraud_is_emailed_once_with_what_an_analyst_needs() {
+    let db = TestDb::new();
+    let dir = loaded_recent_run(&db, 400);
+    let frauds = db.count("SELECT count(*) FROM payments_scored WHERE predicted_fraud");
+    assert!(frauds >= 10, "the sample has frauds: {frauds}");
+    let sink = SmtpSink::start(0);
+    let out = util::run(&mut alert(&db, &dir, &sink.url()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let messages = sink.messages();
+    assert_eq!(messages.len() as i64, frauds);
+
+    let rows = db.client().query(
+        "SELECT trans_num, cc_last4, to_char(amt, 'FM999999990.00'), merchant, model_version FROM payments_scored WHERE predicted_fraud", &[]).unwrap();
+    for row in rows {
+        let trans_num: &str = row.get(0);
+        let id = format!("<fraud-alert.{trans_num}@fraudctl>");
+        let message = messages
+            .iter()
+            .find(|m| header(m, "Message-ID") == id)
+            .unwrap_or_else(|| panic!("no email for {trans_num}"));
+        assert_eq!(header(message, "To"), "analysts@example.test");
+        for needed in [
+            format!("**** {}", row.get::<_, &str>(1)),
+            row.get::<_, String>(2),
+            row.get::<_, String>(4),
+            "Probability:".into(),
+            "text/html".into(),
+            "?day=".into(),
+        ] {
+            assert!(
+                message.contains(&needed),
+                "email for {trans_num} lacks {needed:?}"
+            );
+        }
+        let _: &str = row.get(3);
+    }
+    // Again: nothing new is sent.
+    let again = ok(&mut alert(&db, &dir, &sink.url()));
+    assert_eq!(again["sent"], 0);
+    assert_eq!(sink.messages().len() as i64, frauds);
+    assert_eq!(
+        db.count("SELECT count(*) FROM fraud_alerts WHERE status = 'sent'"),
+        frauds
+    );
+
+    // No card number in clear in any email or log.
+    let pans = sample_pans();
+    let mut everything = messages.concat();
+    everything.push_str(&String::from_utf8_lossy(&out.stderr));
+    let leaked: Vec<&String> = pans
+        .iter()
+        .filter(|p| everything.contains(p.as_str()))
+        .collect();
+    assert!(leaked.is_empty(), "card numbers in clear: {leaked:?}");
+}
+
+#[test]
+fn a_server_that_refuses_then_recovers_ends_with_every_alert_sent_once() {
+    let db = TestDb::new();
+    let dir = loaded_recent_run(&db, 400);
+    let frauds = db.count("SELECT count(*) FROM payments_scored WHERE predicted_fraud");
+
+    // Down: nothing is sent, nothing recorded, exit 3.
+    let port = free_port();
+    let stderr = fails(
+        &mut alert(&db, &dir, &format!("smtp://127.0.0.1:{port}")),
+        3,
+    );
+    assert!(stderr.contains("SMTP server unavailable"), "{stderr}");
+    assert_eq!(db.count("SELECT count(*) FROM fraud_alerts"), 0);
+
+    // Up on the same address, but refusing the first message (451): the task fails, nothing recorded.
+    let sink = SmtpSink::start_on(port, 1);
+    fails(&mut alert(&db, &dir, &sink.url()), 3);
+    assert_eq!(db.count("SELECT count(*) FROM fraud_alerts"), 0);
+    assert!(sink.messages().is_empty());
+
+    // Recovered: a run capped at two emails, then the rest; each alert goes out once.
+    let first = ok(alert(&db, &dir, &sink.url()).args(["--max-emails", "2"]));
+    assert_eq!(first["sent"], 2);
+    let last = ok(&mut alert(&db, &dir, &sink.url()));
+    assert_eq!(last["sent"].as_i64().unwrap(), frauds - 2);
+    let ids: Vec<String> = sink
+        .messages()
+        .iter()
+        .map(|m| header(m, "Message-ID").to_string())
+        .collect();
+    assert_eq!(ids.len() as i64, frauds);
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        ids.len(),
+        "no alert was sent twice"
+    );
+}
+
+#[test]
+fn old_frauds_met_in_a_backfill_are_recorded_not_emailed() {
+    let db = TestDb::new();
+    let dir = RunDir::new();
+    features_from_sample(&dir, 500);
+    ok(dir.stage("score").arg("--model-dir").arg(default_model()));
+    ok(db.cmd("load").arg("--run-dir").arg(dir.path()));
+    let frauds = db.count("SELECT count(*) FROM payments_scored WHERE predicted_fraud");
+    let sink = SmtpSink::start(0);
+    let dry = util::run(&mut alert(&db, &dir, &sink.url()).arg("--dry-run"));
+    let planned = String::from_utf8_lossy(&dry.stdout);
+    assert_eq!(
+        planned.matches("\"action\":\"suppress\"").count() as i64,
+        frauds,
+        "dry run lists what it would do"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM fraud_alerts"),
+        0,
+        "a dry run changes nothing"
+    );
+    let summary = ok(&mut alert(&db, &dir, &sink.url()));
+    assert_eq!(
+        (summary["sent"].as_i64(), summary["suppressed"].as_i64()),
+        (Some(0), Some(frauds))
+    );
+    assert!(sink.messages().is_empty());
+    assert_eq!(
+        db.count("SELECT count(*) FROM fraud_alerts WHERE status = 'suppressed'"),
+        frauds
+    );
+}

@@ -1,0 +1,506 @@
+//! The core pipeline against a real PostgreSQL and a real `serve-payments` process:
+//! extract → transform → score → load, idempotence, bad input, retries, crashes.
+
+mod util;
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+use util::*;
+
+/// extract + transform + score (local model) in `dir`; returns the extract summary.
+fn extract_to_scored(dir: &RunDir, extract: &mut std::process::Command) -> Value {
+    let summary = ok(extract);
+    ok(dir
+        .stage("transform")
+        .arg("--feature-spec")
+        .arg(default_model().join("feature_spec.json")));
+    ok(dir.stage("score").arg("--model-dir").arg(default_model()));
+    summary
+}
+
+#[test]
+fn fixture_body_parses_to_the_exact_record() {
+    let body =
+        std::fs::read_to_string(shared().join("fixtures/current-transactions.json")).unwrap();
+    let server = FixtureServer::serve(body);
+    let dir = RunDir::new();
+    let summary = ok(dir
+        .stage("extract")
+        .args(["--api-url", &server.url, "--max-records", "1"]));
+    assert_eq!(summary["records"], 1);
+    let pan = fraudctl::pan::PanProtector::new(PAN_KEY.as_bytes()).protect("4497913965512794052");
+    let expected = serde_json::json!({
+        "trans_num": "3cb54a489fb351f73a7db98f6c7bb1ad", "trans_time_ms": 1730134684025_i64,
+        "cc_last4": "4052", "cc_hash": pan.hash, "merchant": "fraud_Berge, Kautzer and Harris",
+        "category": "personal_care", "amt": 60.16, "gender": "M", "city": "Pembroke", "state": "NC",
+        "zip": 28372, "lat": 34.6902, "long": -79.1834, "city_pop": 14783, "job": "Hospital doctor",
+        "dob": "1955-11-07", "merch_lat": 34.38451, "merch_long": -78.621062, "is_fraud": false,
+    });
+    assert_eq!(dir.records("raw.jsonl"), vec![expected]);
+}
+
+#[test]
+fn real_sample_replays_through_the_pipeline_into_postgres() {
+    let db = TestDb::new();
+    let sim = Simulator::start(&[
+        "--csv",
+        sample_csv().to_str().unwrap(),
+        "--time-mode",
+        "original",
+        "--no-loop",
+    ]);
+    let dir = RunDir::new();
+    let summary = extract_to_scored(
+        &dir,
+        dir.stage("extract").args([
+            "--api-url",
+            &sim.url(),
+            "--max-records",
+            "6185",
+            "--poll-interval-ms",
+            "0",
+        ]),
+    );
+    assert_eq!(
+        (summary["records"].as_u64(), summary["rejected"].as_u64()),
+        (Some(6185), Some(0))
+    );
+    let load = ok(db
+        .cmd("load")
+        .arg("--run-dir")
+        .arg(dir.path())
+        .args(["--run-id", "test-run"]));
+    assert_eq!(load["inserted"], 6185);
+    assert_eq!(db.count("SELECT count(*) FROM payments_scored"), 6185);
+    assert_eq!(
+        db.count("SELECT count(*) FROM payments_scored WHERE is_fraud_label"),
+        870
+    );
+    // The frauds rank far above the legitimate payments.
+    let mean = |label: bool| -> f64 {
+        db.client()
+            .query_one(
+                "SELECT avg(fraud_probability) FROM payments_scored WHERE is_fraud_label = $1",
+                &[&label],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert!(
+        mean(true) > 0.7 && mean(false) < 0.1,
+        "fraud mean {} legit mean {}",
+        mean(true),
+        mean(false)
+    );
+    let audited = db.count("SELECT count(*) FROM pipeline_runs WHERE run_id = 'test-run'");
+    assert_eq!(audited, 4, "extract, transform, score and load are audited");
+}
+
+#[test]
+fn every_stage_is_idempotent() {
+    let db = TestDb::new();
+    let dir = RunDir::new();
+    let csv = sample_csv();
+    let extract = || {
+        let mut cmd = dir.stage("extract");
+        cmd.arg("--from-csv").arg(&csv).arg("--refetch");
+        cmd
+    };
+    extract_to_scored(&dir, &mut extract());
+    let load = || {
+        ok(db
+            .cmd("load")
+            .arg("--run-dir")
+            .arg(dir.path())
+            .args(["--run-id", "test-run"]))
+    };
+    let first = load();
+    let snapshot = |db: &TestDb| -> Vec<String> {
+        db.client()
+            .query("SELECT row_to_json(p)::text FROM (SELECT trans_num, amt, fraud_probability, predicted_fraud, model_version, loaded_at, updated_at FROM payments_scored ORDER BY trans_num) p", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let rows_before = snapshot(&db);
+    let files_before: Vec<_> = ["raw.jsonl", "features.jsonl", "scored.jsonl"]
+        .iter()
+        .map(|f| dir.records(f))
+        .collect();
+
+    // Every stage again, in order: same records, same rows, nothing inserted or updated.
+    extract_to_scored(&dir, &mut extract());
+    let second = load();
+    let files_after: Vec<_> = ["raw.jsonl", "features.jsonl", "scored.jsonl"]
+        .iter()
+        .map(|f| dir.records(f))
+        .collect();
+    assert_eq!(files_before, files_after, "stage files are deterministic");
+    assert_eq!(first["inserted"], 6185);
+    assert_eq!(
+        (
+            second["inserted"].as_i64(),
+            second["updated"].as_i64(),
+            second["unchanged"].as_i64()
+        ),
+        (Some(0), Some(0), Some(6185))
+    );
+    assert_eq!(
+        rows_before,
+        snapshot(&db),
+        "a re-run leaves every row untouched"
+    );
+    // Without --refetch, extract reuses the captured raw file.
+    let reused = ok(dir
+        .stage("extract")
+        .args(["--api-url", "http://127.0.0.1:9/unused"]));
+    assert_eq!(reused["reused"], true);
+}
+
+#[test]
+fn faulty_api_loses_and_duplicates_nothing() {
+    let db = TestDb::new();
+    let sim = Simulator::start(&[
+        "--error-rate",
+        "0.3",
+        "--malformed-rate",
+        "0.15",
+        "--duplicate-rate",
+        "0.1",
+        "--seed",
+        "7",
+        "--fraud-rate",
+        "0.1",
+    ]);
+    let dir = RunDir::new();
+    extract_to_scored(
+        &dir,
+        dir.stage("extract").args([
+            "--api-url",
+            &sim.url(),
+            "--max-records",
+            "300",
+            "--poll-interval-ms",
+            "0",
+        ]),
+    );
+    ok(db
+        .cmd("load")
+        .arg("--run-dir")
+        .arg(dir.path())
+        .args(["--run-id", "test-run"]));
+    let stats = sim.stats();
+    let raw = dir.records("raw.jsonl");
+    let rejected = dir.records("raw.rejected.jsonl");
+    assert!(
+        stats["errors"].as_u64().unwrap() > 0,
+        "500s were injected and retried: {stats}"
+    );
+    // Every transaction the server sent is either extracted or rejected with a reason.
+    let sent = stats["served"].as_u64().unwrap() + stats["malformed"].as_u64().unwrap();
+    assert_eq!(raw.len() as u64 + rejected.len() as u64, sent, "{stats}");
+    let reasons: Vec<&str> = rejected
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "duplicate trans_num",
+        "amt must be a number",
+        "missing field merchant",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(expected)),
+            "no rejection for {expected:?} in {reasons:?}"
+        );
+    }
+    let unique: HashSet<&str> = raw
+        .iter()
+        .map(|r| r["trans_num"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        unique.len(),
+        raw.len(),
+        "raw.jsonl holds each trans_num once"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM payments_scored") as usize,
+        raw.len()
+    );
+}
+
+#[test]
+fn bad_records_from_a_csv_are_rejected_with_reasons() {
+    let dir = RunDir::new();
+    let mut text = std::fs::read_to_string(sample_csv()).unwrap();
+    let lines: Vec<&str> = text.lines().take(4).collect();
+    // Row 1 intact; row 2 with a float card number; row 3 with an amount of 10^12; row 1 again.
+    let bad_card = lines[2].replacen(
+        &lines[2].split(',').nth(2).unwrap().to_string(),
+        "6.30423337322e11",
+        1,
+    );
+    let huge = lines[3].replacen(",220.11,", ",1000000000000,", 1);
+    text = [lines[0], lines[1], &bad_card, &huge, lines[1]].join("\n");
+    let csv = dir.file("input.csv");
+    std::fs::write(&csv, text).unwrap();
+    let summary = ok(dir.stage("extract").arg("--from-csv").arg(&csv));
+    assert_eq!(summary["records"], 1);
+    let reasons: Vec<String> = dir
+        .records("raw.rejected.jsonl")
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].contains("cc_num"), "{reasons:?}");
+    assert!(reasons[1].contains("amt"), "{reasons:?}");
+    assert!(reasons[2].contains("duplicate trans_num"), "{reasons:?}");
+}
+
+#[test]
+fn an_api_that_stays_down_fails_with_its_url() {
+    let dir = RunDir::new();
+    let url = format!("http://127.0.0.1:{}/current-transactions", free_port());
+    let stderr = fails(
+        dir.stage("extract")
+            .args(["--api-url", &url, "--retries", "2"]),
+        3,
+    );
+    assert!(
+        stderr.contains(&url) && stderr.contains("payments API unavailable"),
+        "{stderr}"
+    );
+    assert!(!dir.file("raw.jsonl").exists());
+}
+
+#[test]
+fn a_past_interval_without_raw_data_is_skipped() {
+    let dir = RunDir::new();
+    let stderr = fails(
+        dir.stage("extract")
+            .args(["--interval-end", "2024-01-01T00:00:00Z"]),
+        99,
+    );
+    assert!(stderr.contains("no raw file was captured"), "{stderr}");
+    assert!(!dir.file("raw.jsonl").exists());
+}
+
+#[test]
+fn a_killed_extract_leaves_no_raw_file_and_a_rerun_completes() {
+    let sim = Simulator::start(&["--slow-rate", "1", "--slow-ms", "30000"]);
+    let dir = RunDir::new();
+    let mut child = dir
+        .stage("extract")
+        .args(["--api-url", &sim.url()])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!dir.file("raw.jsonl").exists(), "no raw file after a crash");
+    drop(sim);
+    let sim = Simulator::start(&[]);
+    let summary = ok(dir.stage("extract").args([
+        "--api-url",
+        &sim.url(),
+        "--max-records",
+        "5",
+        "--poll-interval-ms",
+        "0",
+    ]));
+    assert_eq!(summary["records"], 5);
+}
+
+#[test]
+fn a_killed_load_leaves_the_table_as_before() {
+    let db = TestDb::new();
+    let dir = RunDir::new();
+    extract_to_scored(
+        &dir,
+        dir.stage("extract").arg("--from-csv").arg(sample_csv()),
+    );
+    // Hold a lock that blocks the load's upsert, kill the load while it waits, then release.
+    let mut blocker = db.client();
+    let mut lock = blocker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE payments_scored IN SHARE MODE")
+        .unwrap();
+    let mut child = db
+        .cmd("load")
+        .arg("--run-dir")
+        .arg(dir.path())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while db.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%payments_scored%'") == 0 {
+        assert!(std::time::Instant::now() < deadline, "load never reached its upsert");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    lock.commit().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while db.count("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%payments_staging%' AND pid <> pg_backend_pid()") > 0 {
+        assert!(std::time::Instant::now() < deadline, "the killed load's session did not end");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM payments_scored"),
+        0,
+        "nothing of the killed load is visible"
+    );
+    let load = ok(db.cmd("load").arg("--run-dir").arg(dir.path()));
+    assert_eq!(load["inserted"], 6185);
+}
+
+#[test]
+fn migrate_is_repeatable_and_safe_concurrently() {
+    let db = TestDb::new();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            db.cmd("migrate")
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+    }
+    let known = fraudctl::db::known_migrations().len() as i64;
+    assert_eq!(
+        db.count("SELECT count(*) FROM refinery_schema_history"),
+        known
+    );
+    let again = ok(&mut db.cmd("migrate"));
+    assert_eq!(again["applied"], serde_json::json!([]));
+}
+
+#[test]
+fn a_fresh_database_is_created_and_the_time_zone_validated() {
+    let db = TestDb::new();
+    let url = format!("{}_new", db.url);
+    let summary = ok(fraudctl()
+        .args([
+            "migrate",
+            "--create-database",
+            "--business-time-zone",
+            "Europe/Paris",
+        ])
+        .env("FRAUDCTL_DATABASE_URL", &url));
+    assert_eq!(summary["business_time_zone"], "Europe/Paris");
+    let stderr = fails(
+        fraudctl()
+            .args(["migrate", "--business-time-zone", "Mars/Olympus"])
+            .env("FRAUDCTL_DATABASE_URL", &url),
+        5,
+    );
+    assert!(stderr.contains("Mars/Olympus"), "{stderr}");
+    let mut admin = db.client();
+    admin
+        .batch_execute(&format!("DROP DATABASE {}_new WITH (FORCE)", db.name))
+        .unwrap();
+}
+
+#[test]
+fn a_password_on_the_command_line_is_refused() {
+    let stderr = fails(
+        fraudctl().args([
+            "report",
+            "--database-url",
+            "postgres://u:hunter2@127.0.0.1:1/x",
+        ]),
+        5,
+    );
+    assert!(
+        stderr.contains("FRAUDCTL_DATABASE_URL") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unusable_inputs_are_refused_with_exit_4() {
+    let dir = RunDir::new();
+    ok(dir
+        .stage("extract")
+        .arg("--from-csv")
+        .arg(sample_csv())
+        .args(["--max-records", "10"]));
+    // An unknown stage-file version.
+    let raw = std::fs::read_to_string(dir.file("raw.jsonl")).unwrap();
+    std::fs::write(
+        dir.file("raw.jsonl"),
+        raw.replacen("\"version\":1", "\"version\":2", 1),
+    )
+    .unwrap();
+    let stderr = fails(
+        dir.stage("transform")
+            .arg("--feature-spec")
+            .arg(default_model().join("feature_spec.json")),
+        4,
+    );
+    assert!(stderr.contains("version 2"), "{stderr}");
+    // A truncated stage file.
+    let mut lines: Vec<&str> = raw.lines().collect();
+    lines.pop();
+    std::fs::write(dir.file("raw.jsonl"), lines.join("\n") + "\n").unwrap();
+    let stderr = fails(
+        dir.stage("transform")
+            .arg("--feature-spec")
+            .arg(default_model().join("feature_spec.json")),
+        4,
+    );
+    assert!(stderr.contains("truncated"), "{stderr}");
+    // A feature spec naming a feature transform does not know.
+    std::fs::write(dir.file("raw.jsonl"), &raw).unwrap();
+    let spec = dir.file("spec.json");
+    std::fs::write(&spec, r#"{"schema":"fraudctl.feature_spec","version":1,"name":"x","time_zone":"UTC","blocks":[{"type":"numeric","features":["amt","velocity_24h"]}]}"#).unwrap();
+    let stderr = fails(dir.stage("transform").arg("--feature-spec").arg(&spec), 4);
+    assert!(
+        stderr.contains("velocity_24h") && stderr.contains("spec.json"),
+        "{stderr}"
+    );
+    // A stage run before its input exists names the stage to run.
+    let empty = RunDir::new();
+    let stderr = fails(&mut empty.stage("score"), 4);
+    assert!(stderr.contains("fraudctl transform"), "{stderr}");
+}
+
+#[test]
+fn card_numbers_never_reach_files_or_database() {
+    let db = TestDb::new();
+    let dir = RunDir::new();
+    extract_to_scored(
+        &dir,
+        dir.stage("extract").arg("--from-csv").arg(sample_csv()),
+    );
+    ok(db.cmd("load").arg("--run-dir").arg(dir.path()));
+    let mut reader = csv::Reader::from_path(sample_csv()).unwrap();
+    let pans: HashSet<String> = reader
+        .records()
+        .map(|r| r.unwrap()[2].to_string())
+        .collect();
+    let mut dump = String::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        dump.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    for row in db
+        .client()
+        .query("SELECT row_to_json(p)::text FROM payments_scored p", &[])
+        .unwrap()
+    {
+        dump.push_str(row.get::<_, &str>(0));
+    }
+    let leaked: Vec<&String> = pans
+        .iter()
+        .filter(|pan| dump.contains(pan.as_str()))
+        .collect();
+    assert!(leaked.is_empty(), "card numbers in clear: {leaked:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.file("scored.jsonl"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "stage files are owner-only");
+}
