@@ -36,6 +36,11 @@ mod tests {
         // Values of sklearn.utils.murmurhash3_32(s, seed=0, positive=False).
         assert_eq!(murmur3_32(b"", 0) as i32, 0);
         assert_eq!(murmur3_32(b"foo", 0) as i32, -156908512);
-        assert_eq!(murmur3_32(b"Hello World!", 0) as i32, -1505357907);
+        assert_eq!(murmur3_32(b"Hello World!", 0) as i32, -603376259);
+        assert_eq!(
+            murmur3_32("fraud_Berge, Kautzer and Harris".as_bytes(), 0) as i32,
+            -1415965924
+        );
+        assert_eq!(murmur3_32(b"Hospital doctor", 0) as i32, -1028422204);
     }
 }
