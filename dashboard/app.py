@@ -1,0 +1,320 @@
+"""fraudctl morning report: one business day's payments and frauds, read from fraud_db.
+
+Reads only what the role fraud_report_reader may read (migrations/V5__report_reader.sql): the
+report functions for a day and the freshness view. Run with `streamlit run dashboard/app.py`.
+"""
+
+import datetime as dt
+import os
+import re
+
+import altair as alt
+import pandas as pd
+import psycopg
+import streamlit as st
+
+st.set_page_config(page_title="Fraud report", page_icon=":material/credit_card:", layout="wide")
+
+DATABASE_URL_VAR = "FRAUDCTL_DASHBOARD_DATABASE_URL"
+STALE_MINUTES_VAR = "FRAUDCTL_DASHBOARD_STALE_MINUTES"
+DEFAULT_STALE_MINUTES = 10
+FRAUD_COLOR = "#d62728"
+LEGIT_COLOR = "#4c78a8"
+CHART_HEIGHT = 300
+
+
+class SetupError(Exception):
+    """Something the person running the dashboard must fix; the message says what."""
+
+
+def redact(url: str) -> str:
+    """The URL (or key=value conninfo) with its password hidden, for messages."""
+    url = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
+
+
+def database_url() -> str:
+    url = os.environ.get(DATABASE_URL_VAR, "").strip()
+    if not url:
+        raise SetupError(
+            f"{DATABASE_URL_VAR} is not set. Set it to the PostgreSQL URL of fraud_db for a login "
+            "role that is a member of fraud_report_reader, e.g. "
+            "postgres://fraud_dashboard:PASSWORD@127.0.0.1:55432/fraud_db (see dashboard/README.md)."
+        )
+    return url
+
+
+def stale_minutes() -> float:
+    value = os.environ.get(STALE_MINUTES_VAR, str(DEFAULT_STALE_MINUTES))
+    try:
+        minutes = float(value)
+    except ValueError:
+        minutes = 0
+    if not minutes > 0:  # also refuses NaN
+        raise SetupError(f"{STALE_MINUTES_VAR}={value!r} is not a positive number of minutes.")
+    return minutes
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def query(url: str, sql: str, params: tuple = ()) -> pd.DataFrame:
+    """Runs one read-only query; the rows as a DataFrame. Cached for a minute."""
+    try:
+        with psycopg.connect(url, connect_timeout=5, application_name="fraudctl-dashboard") as conn:
+            conn.read_only = True
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+    except psycopg.OperationalError as e:
+        raise SetupError(
+            f"Cannot reach fraud_db at {redact(url)} ({DATABASE_URL_VAR}): {str(e).strip()}"
+        ) from e
+    except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable) as e:
+        raise SetupError(
+            f"fraud_db at {redact(url)} lacks the report's views or functions ({str(e).strip()}): "
+            "run `fraudctl migrate` against it."
+        ) from e
+    except psycopg.errors.InsufficientPrivilege as e:
+        raise SetupError(
+            f"The role in {DATABASE_URL_VAR} may not read the report ({str(e).strip()}): "
+            "make it a member of fraud_report_reader (see dashboard/README.md)."
+        ) from e
+
+
+def money(amount: float) -> str:
+    return f"${amount:,.2f}"
+
+
+def ratio(numerator: int, denominator: int) -> str:
+    return f"{numerator / denominator:.1%}" if denominator else "—"
+
+
+def bar_chart(data, x, y, title, color, horizontal=False, sort=None, tooltip=()):
+    """A plain bar chart of counts: categories on x (or on y when horizontal), counts on the other axis."""
+    counts = alt.Axis(tickMinStep=1, format=",d")
+    if horizontal:
+        names = alt.Axis(labelOverlap=False, labelLimit=160)
+        encoding = [alt.Y(x, title=None, sort=sort, axis=names), alt.X(y, title=None, axis=counts)]
+    else:
+        encoding = [alt.X(x, title=None, sort=sort, axis=alt.Axis(labelAngle=0)), alt.Y(y, title=None, axis=counts)]
+    return alt.Chart(data, title=title).mark_bar(color=color).encode(*encoding, tooltip=[x, y, *tooltip])
+
+
+def show_freshness(url: str) -> None:
+    """One line under the title; an error when the pipeline has stopped or never ran."""
+    fresh = query(
+        url,
+        """SELECT last_run_id,
+                  to_char(last_run_at AT TIME ZONE business_time_zone(), 'YYYY-MM-DD HH24:MI') AS last_run,
+                  (extract(epoch FROM checked_at - last_run_at) / 60)::float8 AS age_minutes,
+                  to_char(last_payment_at AT TIME ZONE business_time_zone(), 'YYYY-MM-DD HH24:MI') AS last_payment
+           FROM v_pipeline_freshness""",
+    ).iloc[0]
+    limit = stale_minutes()
+    if pd.isna(fresh.last_run_id):
+        st.error(
+            "The pipeline has never run: no run has loaded payments (pipeline_runs records no load "
+            "stage). Check the Airflow DAG fraud_pipeline.",
+            icon=":material/error:",
+        )
+        return
+    run = f"{fresh.last_run_id}, at {fresh.last_run} ({fresh.age_minutes:,.0f} min ago)"
+    payment = "none yet" if pd.isna(fresh.last_payment) else fresh.last_payment
+    if fresh.age_minutes > limit:
+        st.error(
+            f"The pipeline has stopped: its last successful run was {run}, more than {limit:g} "
+            f"minutes ago ({STALE_MINUTES_VAR}); last payment: {payment}. Figures may be incomplete: "
+            "check the Airflow DAG fraud_pipeline.",
+            icon=":material/error:",
+        )
+    else:
+        st.caption(f":material/check_circle: Data is fresh: last successful run {run}; last payment: {payment}.")
+
+
+def show_headline(summary) -> None:
+    payments, frauds = int(summary.payments), int(summary.predicted_frauds)
+    columns = st.columns(5)
+    columns[0].metric("Payments", f"{payments:,}", border=True, help=f"Total {money(summary.amount)}")
+    columns[1].metric("Predicted frauds", f"{frauds:,}", border=True)
+    columns[2].metric("Fraud rate", f"{summary.fraud_rate:.2%}" if payments else "—", border=True,
+                      help="Predicted frauds per payment")
+    columns[3].metric(
+        "Amount at risk", money(summary.amount_at_risk), border=True,
+        help="Sum of the amounts of the predicted frauds",
+    )
+    columns[4].metric("Alerts sent", f"{int(summary.alerts_sent):,}", border=True)
+
+
+def show_charts(url: str, day: dt.date, frauds: pd.DataFrame) -> None:
+    hours = query(url, "SELECT hour, payments, frauds FROM fraud_report_by_hour(%s)", (day,))
+    categories = query(
+        url,
+        "SELECT category, payments, frauds, amount_at_risk::float8 AS amount_at_risk "
+        "FROM fraud_report_by_category(%s)",
+        (day,),
+    )
+    bands = query(
+        url, "SELECT band_order, band, frauds, legit FROM fraud_report_by_amount_band(%s)", (day,)
+    )
+
+    left, right = st.columns(2)
+    left.altair_chart(
+        bar_chart(hours, "hour:O", "payments:Q", "Payments by hour (local time)", LEGIT_COLOR),
+        width="stretch", height=CHART_HEIGHT,
+    )
+    right.altair_chart(
+        bar_chart(hours, "hour:O", "frauds:Q", "Predicted frauds by hour (local time)", FRAUD_COLOR),
+        width="stretch", height=CHART_HEIGHT,
+    )
+
+    # Both category charts in the same order (most frauds first), one row per category.
+    order = list(categories.category)
+    height = max(CHART_HEIGHT, 60 + 22 * len(order))
+    left, right = st.columns(2)
+    left.altair_chart(
+        bar_chart(categories, "category:N", "payments:Q", "Payments by category", LEGIT_COLOR,
+                  horizontal=True, sort=order),
+        width="stretch", height=height,
+    )
+    right.altair_chart(
+        bar_chart(categories, "category:N", "frauds:Q", "Predicted frauds by category", FRAUD_COLOR,
+                  horizontal=True, sort=order, tooltip=["amount_at_risk:Q"]),
+        width="stretch", height=height,
+    )
+
+    left, right = st.columns(2)
+    left.altair_chart(amount_chart(bands), width="stretch", height=CHART_HEIGHT)
+    with right:
+        st.markdown("**Where the frauds were** (merchant locations)")
+        if frauds.empty:
+            st.caption("No predicted frauds on this day.")
+        else:
+            st.map(frauds, latitude="merch_lat", longitude="merch_long", color=FRAUD_COLOR,
+                   size=15000, height=CHART_HEIGHT)
+
+
+def amount_chart(bands: pd.DataFrame) -> alt.Chart:
+    """Share of each class's payments per amount band: frauds and legit payments side by side."""
+    long = bands.melt(id_vars=["band_order", "band"], value_vars=["frauds", "legit"],
+                      var_name="kind", value_name="count")
+    long["kind"] = long.kind.map({"frauds": "Predicted fraud", "legit": "Legitimate"})
+    totals = long.groupby("kind")["count"].transform("sum")
+    long["share"] = (long["count"] / totals.where(totals > 0)).fillna(0)
+    colors = alt.Scale(domain=["Legitimate", "Predicted fraud"], range=[LEGIT_COLOR, FRAUD_COLOR])
+    return (
+        alt.Chart(long, title="Amount distribution: share of each kind's payments")
+        .mark_bar()
+        .encode(
+            alt.X("band:N", title=None, sort=list(bands.band), axis=alt.Axis(labelAngle=0)),
+            alt.Y("share:Q", title=None, axis=alt.Axis(format="%")),
+            alt.XOffset("kind:N"),
+            alt.Color("kind:N", title=None, scale=colors, legend=alt.Legend(orient="top")),
+            tooltip=["band:N", "kind:N", "count:Q", alt.Tooltip("share:Q", format=".1%")],
+        )
+    )
+
+
+def show_frauds(day: dt.date, frauds: pd.DataFrame) -> None:
+    st.subheader("Predicted frauds", divider="gray")
+    if frauds.empty:
+        st.info("No predicted frauds on this day.")
+        return
+    left, right = st.columns([2, 1])
+    categories = left.multiselect("Category", sorted(frauds.category.unique()), placeholder="All categories")
+    min_probability = right.slider("Minimum fraud probability", 0.0, 1.0, 0.0, 0.05)
+    shown = frauds[frauds.fraud_probability >= min_probability]
+    if categories:
+        shown = shown[shown.category.isin(categories)]
+    shown = shown.drop(columns=["merch_lat", "merch_long"])
+    st.dataframe(
+        shown,
+        hide_index=True,
+        column_config={
+            "local_time": st.column_config.DatetimeColumn("Local time", format="YYYY-MM-DD HH:mm:ss"),
+            "card": "Card",
+            "merchant": "Merchant",
+            "category": "Category",
+            "amt": st.column_config.NumberColumn("Amount", format="dollar"),
+            "city": "City",
+            "state": "State",
+            "fraud_probability": st.column_config.ProgressColumn(
+                "Probability", min_value=0.0, max_value=1.0, format="%.3f"
+            ),
+            "is_fraud_label": "Labelled fraud",
+            "alert_status": "Alert",
+            "model_version": "Model",
+            "trans_num": "Transaction",
+        },
+    )
+    st.download_button(
+        f"Download {len(shown):,} frauds as CSV",
+        shown.to_csv(index=False),
+        file_name=f"frauds-{day.isoformat()}.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        on_click="ignore",
+    )
+
+
+def show_model_performance(summary) -> None:
+    st.subheader("How the model did", divider="gray")
+    labelled = int(summary.labelled_payments)
+    if not labelled:
+        st.info("None of this day's payments has a label yet: precision and recall need labels.")
+        return
+    tp, fp = int(summary.true_positives), int(summary.false_positives)
+    fn, tn = int(summary.false_negatives), int(summary.true_negatives)
+    metrics, confusion = st.columns([1, 1])
+    with metrics:
+        first, second, third = st.columns(3)
+        first.metric("Precision", ratio(tp, tp + fp), border=True,
+                     help="Of the labelled payments predicted fraud, the share labelled fraud")
+        second.metric("Recall", ratio(tp, tp + fn), border=True,
+                      help="Of the payments labelled fraud, the share predicted fraud")
+        third.metric("Labelled payments", f"{labelled:,}", border=True)
+    counts = st.column_config.NumberColumn(format="localized")
+    confusion.dataframe(
+        pd.DataFrame(
+            {"Predicted fraud": [tp, fp], "Predicted legitimate": [fn, tn]},
+            index=["Labelled fraud", "Labelled legitimate"],
+        ),
+        width="stretch",
+        column_config={"Predicted fraud": counts, "Predicted legitimate": counts},
+    )
+
+
+def main() -> None:
+    url = database_url()
+    defaults = query(url, "SELECT business_yesterday() AS yesterday, business_time_zone() AS time_zone").iloc[0]
+
+    title, picker = st.columns([3, 1], vertical_alignment="bottom")
+    title.title(":material/credit_card: Morning fraud report")
+    day = picker.date_input(
+        "Business day", value=defaults.yesterday, key="day", bind="query-params",
+        help=f"A day in the business time zone, {defaults.time_zone}; yesterday by default.",
+    )
+    st.caption(f"All payments of {day:%A %d %B %Y} in {defaults.time_zone}, scored by the fraud model.")
+    show_freshness(url)
+
+    summary = query(url, "SELECT * FROM fraud_report_summary(%s)", (day,)).iloc[0]
+    show_headline(summary)
+    if not summary.payments:
+        st.info(f"No payments on {day.isoformat()} ({defaults.time_zone}).", icon=":material/info:")
+        return
+
+    frauds = query(
+        url,
+        """SELECT local_time, card, merchant, category, amt::float8 AS amt, city, state,
+                  fraud_probability, is_fraud_label, alert_status, model_version, trans_num,
+                  merch_lat, merch_long
+           FROM fraud_report_for_day(%s) WHERE predicted_fraud ORDER BY local_time, trans_num""",
+        (day,),
+    )
+    show_charts(url, day, frauds)
+    show_frauds(day, frauds)
+    show_model_performance(summary)
+
+
+try:
+    main()
+except SetupError as e:
+    st.error(str(e), icon=":material/error:")

@@ -1,0 +1,208 @@
+"""The dashboard against a real PostgreSQL: known rows in, figures on screen checked."""
+
+import datetime as dt
+import socket
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+UTC = dt.timezone.utc
+DAY = dt.date(2026, 3, 9)
+
+
+def at_utc(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
+
+
+def metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_headline_figures_for_a_chosen_day(fraud_db, dashboard):
+    fraud_db.payment("t-legit-1", at_utc(DAY, 8), amt=20.00)
+    fraud_db.payment("t-legit-2", at_utc(DAY, 12), amt=35.50)
+    fraud_db.payment("t-fraud-1", at_utc(DAY, 1, 30), amt=950.25, category="shopping_net", probability=0.97)
+    fraud_db.payment("t-fraud-2", at_utc(DAY, 23, 59), amt=300.25, category="grocery_pos", probability=0.81)
+    fraud_db.alert("t-fraud-1", "sent")
+    fraud_db.alert("t-fraud-2", "suppressed")
+    fraud_db.payment("t-next-day", at_utc(DAY + dt.timedelta(days=1), 0, 1), amt=5000, probability=0.99)
+    fraud_db.pipeline_run("run-1", minutes_ago=1)
+
+    at = dashboard(day=DAY)
+
+    assert metrics(at) == {
+        "Payments": "4",
+        "Predicted frauds": "2",
+        "Fraud rate": "50.00%",
+        "Amount at risk": "$1,250.50",
+        "Alerts sent": "1",
+    }
+    assert not at.error
+    frauds = at.dataframe[0].value
+    assert list(frauds.trans_num) == ["t-fraud-1", "t-fraud-2"]
+    assert set(frauds.card) == {"**** 4242"}
+    assert list(frauds.alert_status) == ["sent", "suppressed"]
+
+
+def test_frauds_table_filters(fraud_db, dashboard):
+    fraud_db.payment("t-net", at_utc(DAY, 9), category="shopping_net", probability=0.95)
+    fraud_db.payment("t-pos-high", at_utc(DAY, 10), category="grocery_pos", probability=0.90)
+    fraud_db.payment("t-pos-low", at_utc(DAY, 11), category="grocery_pos", probability=0.55)
+
+    at = dashboard(day=DAY)
+    assert len(at.dataframe[0].value) == 3
+
+    at.multiselect[0].set_value(["grocery_pos"]).run()
+    assert list(at.dataframe[0].value.trans_num) == ["t-pos-high", "t-pos-low"]
+
+    at.slider[0].set_value(0.6).run()
+    assert list(at.dataframe[0].value.trans_num) == ["t-pos-high"]
+
+
+def test_model_performance_where_labels_exist(fraud_db, dashboard):
+    outcomes = {  # (predicted fraud, labelled fraud): how many
+        (True, True): 3,
+        (True, False): 1,
+        (False, True): 2,
+        (False, False): 4,
+    }
+    for (predicted, label), count in outcomes.items():
+        for i in range(count):
+            fraud_db.payment(f"t-{predicted}-{label}-{i}", at_utc(DAY, 10, i),
+                             probability=0.9 if predicted else 0.1, label=label)
+    fraud_db.payment("t-unlabelled", at_utc(DAY, 11), probability=0.9)
+
+    shown = metrics(dashboard(day=DAY))
+
+    assert shown["Precision"] == "75.0%"
+    assert shown["Recall"] == "60.0%"
+    assert shown["Labelled payments"] == "10"
+
+
+def test_model_performance_without_labels(fraud_db, dashboard):
+    fraud_db.payment("t-1", at_utc(DAY, 10), probability=0.9)
+
+    at = dashboard(day=DAY)
+
+    assert "Precision" not in metrics(at)
+    assert any("precision and recall need labels" in i.value for i in at.info)
+
+
+def test_empty_day(fraud_db, dashboard):
+    fraud_db.payment("t-other-day", at_utc(DAY - dt.timedelta(days=1), 12), probability=0.9)
+
+    at = dashboard(day=DAY)
+
+    assert metrics(at) == {
+        "Payments": "0",
+        "Predicted frauds": "0",
+        "Fraud rate": "—",
+        "Amount at risk": "$0.00",
+        "Alerts sent": "0",
+    }
+    assert [i.value for i in at.info] == ["No payments on 2026-03-09 (UTC)."]
+    assert not at.dataframe
+
+
+def test_day_across_a_time_zone_boundary(fraud_db, dashboard):
+    # 03:00 UTC on 10 March 2026 is 23:00 on 9 March in New York (EDT, UTC-4).
+    fraud_db.set_time_zone("America/New_York")
+    fraud_db.payment("t-late-evening", at_utc(dt.date(2026, 3, 10), 3), amt=410.00, probability=0.9)
+    fraud_db.payment("t-next-morning", at_utc(dt.date(2026, 3, 10), 4, 30), amt=12.00)
+
+    at = dashboard(day=dt.date(2026, 3, 9))
+    assert metrics(at)["Payments"] == "1"
+    assert metrics(at)["Amount at risk"] == "$410.00"
+    assert at.dataframe[0].value.local_time.iloc[0] == dt.datetime(2026, 3, 9, 23, 0)
+
+    at.date_input(key="day").set_value(dt.date(2026, 3, 10)).run()
+    assert metrics(at)["Payments"] == "1"
+    assert metrics(at)["Predicted frauds"] == "0"
+
+
+def test_defaults_to_yesterday_in_the_business_time_zone(fraud_db, dashboard):
+    zone = "Pacific/Auckland"
+    fraud_db.set_time_zone(zone)
+    yesterday = fraud_db.yesterday()
+    fraud_db.payment("t-yesterday-noon", dt.datetime.combine(yesterday, dt.time(12), ZoneInfo(zone)))
+
+    at = dashboard()
+
+    assert at.date_input(key="day").value == yesterday
+    assert metrics(at)["Payments"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("minutes_ago", "stale_minutes", "error"),
+    [
+        (None, None, "The pipeline has never run"),
+        (30, None, "The pipeline has stopped: its last successful run was run-2, at "),
+        (30, 60, None),
+        (2, None, None),
+    ],
+)
+def test_data_freshness(fraud_db, dashboard, minutes_ago, stale_minutes, error):
+    if minutes_ago is not None:
+        fraud_db.pipeline_run("run-1", minutes_ago=minutes_ago + 1)
+        fraud_db.pipeline_run("run-2", minutes_ago=minutes_ago)
+
+    at = dashboard(day=DAY, stale_minutes=stale_minutes)
+
+    if error:
+        assert len(at.error) == 1 and error in at.error[0].value
+    else:
+        assert not at.error
+        fresh = [c.value for c in at.caption if "Data is fresh" in c.value]
+        assert len(fresh) == 1 and "last successful run run-2, at" in fresh[0]
+        assert fresh[0].endswith("last payment: none yet.")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO payments_scored SELECT * FROM payments_scored",
+        "UPDATE payments_scored SET amt = 0",
+        "DELETE FROM payments_scored",
+        "SELECT * FROM payments_scored",
+        "SELECT * FROM pipeline_runs",
+        "SELECT * FROM fraud_alerts",
+        "SELECT * FROM fraudctl_settings",
+        "UPDATE fraudctl_settings SET value = 'UTC'",
+        "CREATE TABLE dashboard_scratch (x int)",
+    ],
+)
+def test_reader_role_is_refused_tables_and_writes(reader_url, statement):
+    with psycopg.connect(reader_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+
+
+def test_reader_role_reads_the_report(fraud_db, reader_url):
+    fraud_db.payment("t-yesterday", dt.datetime.combine(fraud_db.yesterday(), dt.time(12), UTC))
+    with psycopg.connect(reader_url, autocommit=True) as conn:
+        assert conn.execute("SELECT trans_num, card FROM v_daily_fraud_report").fetchall() == [
+            ("t-yesterday", "**** 4242")
+        ]
+        assert conn.execute("SELECT count(*) FROM v_pipeline_freshness").fetchone() == (1,)
+
+
+def test_unset_database_url_is_named(run_dashboard):
+    at = run_dashboard(None)
+
+    assert len(at.error) == 1
+    assert at.error[0].value.startswith("FRAUDCTL_DASHBOARD_DATABASE_URL is not set")
+
+
+def test_unreachable_database_is_named(run_dashboard):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    at = run_dashboard(f"postgres://dashboard:secret@127.0.0.1:{port}/fraud_db")
+
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert message.startswith(f"Cannot reach fraud_db at postgres://dashboard:***@127.0.0.1:{port}/fraud_db "
+                              "(FRAUDCTL_DASHBOARD_DATABASE_URL)")
+    assert "secret" not in message
