@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# One-shot initialisation of the stack (service airflow-init): Airflow's metadata database, the
+# admin user of the web UI, and fraud_db's migrations. Idempotent: safe on every `up`.
+set -euo pipefail
+
+airflow db migrate
+if ! airflow users list --output plain | awk '{print $2}' | grep -qx "$AIRFLOW_ADMIN_USER"; then
+    airflow users create --role Admin --username "$AIRFLOW_ADMIN_USER" \
+        --password "$AIRFLOW_ADMIN_PASSWORD" --firstname Fraud --lastname Admin \
+        --email "$AIRFLOW_ADMIN_EMAIL"
+fi
+# fraudctl reads FRAUDCTL_DATABASE_URL (password included) from the environment only.
+FRAUDCTL_DATABASE_URL="$AIRFLOW_CONN_FRAUD_DB" fraudctl migrate
+echo "airflow-init: done"

@@ -1,0 +1,93 @@
+"""
+### fraud_daily_digest
+
+Every morning (06:00 UTC): email yesterday's fraud report (`fraudctl report`: the frauds of the
+business day in the body, every payment of the day as an attached CSV) through the SMTP
+Connection `fraudctl_smtp`, to the Variable `fraudctl_digest_to` (default: `fraudctl_alert_to`).
+"Yesterday" is the day before the run's data_interval_end in the Variable
+`fraudctl_business_time_zone` (default UTC), so a re-run or backfill of a morning mails the same day.
+
+Also applies the **retention rule** of the run directories: `cleanup_run_dirs` deletes the run
+directories of both DAGs not modified for more than `fraudctl_retention_days` days (default 7).
+A backfill can only re-score intervals whose directory is still there.
+
+catchup=False: a missed morning is not mailed late; trigger it by hand (or backfill) if wanted.
+"""
+import os
+import subprocess
+from pathlib import Path
+
+import pendulum
+from airflow import DAG
+from airflow.decorators import task
+from airflow.operators.bash import BashOperator
+from airflow.providers.smtp.operators.smtp import EmailOperator
+
+from fraudctl_common import DATABASE_URL, DEFAULT_ARGS, RUNS_ROOT, SMTP_CONN_ID, var
+
+REPORT_DAY = (
+    "{{ data_interval_end.in_timezone(var.value.get('fraudctl_business_time_zone', 'UTC'))"
+    ".subtract(days=1).strftime('%Y-%m-%d') }}"
+)
+REPORT = "ti.xcom_pull(task_ids='build_report')"
+
+
+@task
+def build_report(fraudctl_bin: str, database_url: str, day: str, out_dir: str) -> dict:
+    """Run `fraudctl report` for the day: the frauds as a table, every payment as CSV."""
+    env = {**os.environ, "FRAUDCTL_DATABASE_URL": database_url}
+
+    def report(*args: str) -> str:
+        done = subprocess.run([fraudctl_bin, "report", "--day", day, *args], env=env,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"fraudctl report failed (exit {done.returncode}): {done.stderr}")
+        return done.stdout
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / f"payments-{day}.csv"
+    csv_path.write_text(report("--format", "csv", "--all"))
+    return {"day": day, "table": report("--format", "table"), "csv": str(csv_path)}
+
+
+with DAG(
+    dag_id="fraud_daily_digest",
+    description="Morning email of yesterday's fraud report; run-directory retention",
+    schedule="0 6 * * *",
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=["fraudctl", "fraud", "report"],
+) as dag:
+    report = build_report(
+        fraudctl_bin=var("bin", "fraudctl"),
+        database_url=DATABASE_URL,
+        day=REPORT_DAY,
+        out_dir=RUNS_ROOT + "/fraud_daily_digest/{{ data_interval_end | ts_nodash }}",
+    )
+    send_digest = EmailOperator(
+        task_id="send_digest",
+        conn_id=SMTP_CONN_ID,
+        to="{{ var.value.get('fraudctl_digest_to', var.value.get('fraudctl_alert_to', 'fraud-team@localhost')) }}",
+        subject="Fraud report for {{ %s['day'] }}" % REPORT,
+        html_content="<p>Frauds of {{ %s['day'] }}; every payment of the day is attached.</p>"
+        "<pre>{{ %s['table'] | e }}</pre>" % (REPORT, REPORT),
+        files=["{{ %s['csv'] }}" % REPORT],
+    )
+    cleanup_run_dirs = BashOperator(
+        task_id="cleanup_run_dirs",
+        bash_command=(
+            'set -euo pipefail; removed=0; '
+            'for d in "$RUNS_ROOT/fraud_pipeline" "$RUNS_ROOT/fraud_daily_digest"; do '
+            '[ -d "$d" ] || continue; '
+            'n=$(find "$d" -mindepth 1 -maxdepth 1 -type d -mmin "+$((RETENTION_DAYS * 1440))" -print -exec rm -rf {} + | wc -l); '
+            'removed=$((removed + n)); done; '
+            'echo "{\\"stage\\": \\"cleanup\\", \\"retention_days\\": $RETENTION_DAYS, \\"removed\\": $removed}"'
+        ),
+        env={"RUNS_ROOT": RUNS_ROOT, "RETENTION_DAYS": var("retention_days", "7")},
+        append_env=True,
+    )
+    report >> send_digest

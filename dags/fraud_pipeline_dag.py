@@ -1,0 +1,86 @@
+"""
+### fraud_pipeline
+
+Every minute: poll the payments API, compute the features, score, upsert into `payments_scored`,
+email every new predicted fraud. One `fraudctl` stage per task; each stage reads the previous
+stage's file in the run directory and prints its JSON summary as the last stdout line (→ XCom).
+
+* **Run directory**: `{fraudctl_runs_root}/fraud_pipeline/<data_interval_end, e.g. 20261124T101500>`,
+  on a volume shared by all workers. It is keyed by the *data interval*, not the run id, so any
+  run of the same interval (scheduled, manual, `dags test`, cleared, backfill) finds the raw file
+  that interval captured. Directories older than `fraudctl_retention_days` (default 7) are
+  deleted by the `cleanup_run_dirs` task of `fraud_daily_digest`.
+* **catchup=False**: the payments API only serves the present, so a catch-up run of a missed
+  interval could not fetch its data; missed intervals are not replayed automatically. Re-scoring
+  past intervals is an explicit `airflow dags backfill`: intervals whose raw file exists are
+  re-processed, the others end with `extract` *skipped* (exit 99) and the rest of the run skipped.
+* **max_active_runs=1**: runs of a minute never overlap (extract polls for at most
+  `fraudctl_extract_max_seconds`, 45 s by default).
+* **Alerts** are sent once per fraud (recorded in `fraud_alerts`); frauds older than
+  `fraudctl_alert_max_age_hours` (default 24), e.g. found by a backfill, are recorded, not emailed.
+* **Configuration**: Variables `fraudctl_*`, Connections `fraud_db` and `fraudctl_smtp`, and the
+  worker environment (`FRAUDCTL_PAN_HASH_KEY`, `AWS_*`): see airflow/README.md.
+"""
+import pendulum
+from airflow import DAG
+
+from fraudctl_common import (DATABASE_URL, DEFAULT_ARGS, MODEL_DIR, RUNS_ROOT, SMTP_ENV,
+                             FraudctlStageOperator, fraudctl, var)
+
+RUN_ENV = {
+    "FRAUDCTL_BIN": var("bin", "fraudctl"),
+    "FRAUDCTL_RUN_DIR": RUNS_ROOT + "/fraud_pipeline/{{ data_interval_end | ts_nodash }}",
+    "FRAUDCTL_RUN_ID": "{{ run_id }}",
+    "FRAUDCTL_LOG": var("log"),
+}
+
+STAGE_ENV = {
+    "extract": {
+        "FRAUDCTL_INTERVAL_END": "{{ data_interval_end.isoformat() }}",
+        "FRAUDCTL_API_URL": var("api_url"),
+        "FRAUDCTL_MAX_SECONDS": var("extract_max_seconds"),
+        "FRAUDCTL_MAX_RECORDS": var("extract_max_records"),
+        "FRAUDCTL_MAX_LAG_SECS": var("extract_max_lag_secs"),
+    },
+    "transform": {"FRAUDCTL_FEATURE_SPEC": MODEL_DIR + "/feature_spec.json"},
+    "score": {
+        "FRAUDCTL_MODEL_DIR": MODEL_DIR,
+        "FRAUDCTL_SCORER": var("scorer"),
+        "FRAUDCTL_THRESHOLD": var("threshold"),
+        "FRAUDCTL_FALLBACK": var("scorer_fallback"),
+        "FRAUDCTL_SAGEMAKER_ENDPOINT": var("sagemaker_endpoint"),
+        "FRAUDCTL_SAGEMAKER_ENDPOINT_URL": var("sagemaker_endpoint_url"),
+    },
+    "load": {"FRAUDCTL_DATABASE_URL": DATABASE_URL},
+    "alert": {
+        "FRAUDCTL_DATABASE_URL": DATABASE_URL,
+        **SMTP_ENV,
+        "FRAUDCTL_ALERT_TO": var("alert_to"),
+        "FRAUDCTL_ALERT_MAX_AGE_HOURS": var("alert_max_age_hours"),
+        "FRAUDCTL_REPORT_URL": var("report_url"),
+    },
+}
+
+with DAG(
+    dag_id="fraud_pipeline",
+    description="Payments API -> features -> fraud score -> PostgreSQL -> fraud alert emails",
+    schedule="* * * * *",
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=pendulum.duration(minutes=15),
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=["fraudctl", "fraud"],
+) as dag:
+    tasks = [
+        FraudctlStageOperator(
+            task_id=stage,
+            bash_command=fraudctl(stage),
+            env={**RUN_ENV, **stage_env},
+            append_env=True,  # keeps PATH, FRAUDCTL_PAN_HASH_KEY, AWS_* of the worker
+        )
+        for stage, stage_env in STAGE_ENV.items()
+    ]
+    extract, transform, score, load, alert = tasks
+    extract >> transform >> score >> load >> alert

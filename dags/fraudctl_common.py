@@ -1,0 +1,75 @@
+"""Shared pieces of the fraudctl DAGs: the templates that turn Airflow Variables and Connections
+into the environment of a `fraudctl` command. Not a DAG file (listed in .airflowignore).
+
+Every value is a Jinja template rendered at run time, never at parse time, so parsing the DAG
+files touches neither the metadata database nor any secret. An empty or missing Variable renders
+as "" and the command unsets empty FRAUDCTL_* variables first: fraudctl then uses its own default.
+Secrets reach a command only through the environment of that command (a Connection's password,
+or the worker's own environment for FRAUDCTL_PAN_HASH_KEY and AWS_*), never its command line.
+"""
+from datetime import timedelta
+
+from airflow.exceptions import AirflowSkipException
+from airflow.models.skipmixin import SkipMixin
+from airflow.operators.bash import BashOperator
+
+FRAUD_DB_CONN_ID = "fraud_db"  # Postgres connection to the business database
+SMTP_CONN_ID = "fraudctl_smtp"  # SMTP connection, shared by the alerts and the morning digest
+
+
+def var(name: str, default: str = "") -> str:
+    """Template of the Variable fraudctl_<name> (metadata DB or env AIRFLOW_VAR_FRAUDCTL_<NAME>)."""
+    return "{{ var.value.get('fraudctl_%s', %r) }}" % (name, default)
+
+
+RUNS_ROOT = var("runs_root", "/opt/fraudctl/runs")
+MODEL_DIR = var("model_dir", "/opt/fraudctl/model/default")
+DATABASE_URL = "{{ conn.%s.get_uri() }}" % FRAUD_DB_CONN_ID
+
+# The SMTP connection's extras follow the SMTP provider's SmtpHook: SSL unless disable_ssl,
+# STARTTLS unless disable_tls; from_email is the sender. fraudctl gets the same server as a URL.
+_SMTP = "conn.%s" % SMTP_CONN_ID
+SMTP_ENV = {
+    "FRAUDCTL_SMTP_URL": (
+        "{%% set x = %s.extra_dejson %%}"
+        "{{ 'smtps' if not x.get('disable_ssl') else ('smtp' if x.get('disable_tls') else 'smtp+starttls') }}"
+        "://{{ %s.host }}:{{ %s.port or 25 }}" % (_SMTP, _SMTP, _SMTP)
+    ),
+    "FRAUDCTL_SMTP_USERNAME": "{{ %s.login or '' }}" % _SMTP,
+    "FRAUDCTL_SMTP_PASSWORD": "{{ %s.password or '' }}" % _SMTP,
+    "FRAUDCTL_ALERT_FROM": "{{ %s.extra_dejson.get('from_email', '') }}" % _SMTP,
+}
+
+DEFAULT_ARGS = {
+    "owner": "fraud-team",
+    "retries": 3,
+    "retry_delay": timedelta(seconds=15),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=2),
+    "execution_timeout": timedelta(minutes=5),
+}
+
+
+def fraudctl(subcommand: str) -> str:
+    """The bash_command of a fraudctl stage: no value inline, everything comes from env."""
+    return (
+        'for v in "${!FRAUDCTL_@}"; do [ -n "${!v}" ] || unset "$v"; done; '
+        f'exec "${{FRAUDCTL_BIN:-fraudctl}}" {subcommand}'
+    )
+
+
+class FraudctlStageOperator(BashOperator, SkipMixin):
+    """A BashOperator running one fraudctl stage. When the stage is skipped (exit 99: a past
+    interval with no raw data) it marks every downstream task skipped itself, like
+    ShortCircuitOperator, instead of leaving that to trigger-rule propagation: Airflow 2.8's
+    backfill counts tasks skipped by propagation as "not ready" and, with nothing else running
+    (max_active_runs=1), stops with "BackfillJob is deadlocked"."""
+
+    def execute(self, context):
+        try:
+            return super().execute(context)
+        except AirflowSkipException:
+            downstream = self.get_flat_relatives(upstream=False)
+            if downstream:
+                self.skip(context["dag_run"], context["logical_date"], downstream)
+            raise

@@ -1,0 +1,238 @@
+"""Shared set-up of the DAG tests: a throwaway Airflow home, real services, helpers.
+
+Real components only: the private PostgreSQL (scripts/pg.sh start; FRAUDCTL_TEST_PG_URL to use
+another server), the fraudctl binary (FRAUDCTL_BIN, default target/release/fraudctl) and its
+payments simulator, the SMTP sink (scripts/smtp_sink.py), Airflow 2.8.3 (airflow/requirements.txt)
+run through its own CLI with LocalExecutor and a PostgreSQL metadata database.
+"""
+import email
+import email.policy
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DAGS = ROOT / "dags"
+VENV_BIN = Path(sys.executable).parent  # the venv of airflow/requirements.txt
+
+# In-process Airflow (DagBag tests) gets a throwaway home before any test module imports airflow.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="fraudctl-airflow-home-")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+
+PG_URL = os.environ.get("FRAUDCTL_TEST_PG_URL", "postgres://postgres@127.0.0.1:55432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before listening on {port}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout} s")
+
+
+def with_db(url: str, dbname: str, password: str | None = None) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if password:
+        user, host = netloc.rsplit("@", 1)
+        netloc = f"{user.split(':')[0]}:{password}@{host}"
+    return urlunsplit((parts.scheme, netloc, "/" + dbname, "", ""))
+
+
+def sql(url: str, query: str, *params):
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def fraudctl_bin() -> Path:
+    path = Path(os.environ.get("FRAUDCTL_BIN", ROOT / "target/release/fraudctl"))
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"no fraudctl binary at {path}: build it (cargo build --release) or set FRAUDCTL_BIN")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    path = Path(os.environ.get("FRAUDCTL_MODEL_DIR", ROOT / "model/default"))
+    if not (path / "model.json").is_file() or not (path / "feature_spec.json").is_file():
+        pytest.fail(f"no model in {path} (model.json, feature_spec.json): set FRAUDCTL_MODEL_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def databases(fraudctl_bin):
+    """A fresh business database (fraudctl migrate --create-database) and Airflow metadata DB."""
+    try:
+        sql(PG_URL, "select 1")
+    except Exception as exc:  # noqa: BLE001 - any connection failure means the same thing
+        pytest.fail(f"PostgreSQL at {PG_URL} unreachable ({exc}): run scripts/pg.sh start")
+    suffix = secrets.token_hex(4)
+    fraud_db, airflow_db = f"fraud_db_dagtest_{suffix}", f"airflow_db_dagtest_{suffix}"
+    subprocess.run([fraudctl_bin, "migrate", "--create-database"], check=True,
+                   env={**os.environ, "FRAUDCTL_DATABASE_URL": with_db(PG_URL, fraud_db)})
+    sql(PG_URL, f"create database {airflow_db}")
+    yield {"fraud": with_db(PG_URL, fraud_db), "airflow": with_db(PG_URL, airflow_db)}
+    for db in (fraud_db, airflow_db):
+        sql(PG_URL, f"drop database if exists {db} with (force)")
+
+
+def _service(cmd: list, port: int, what: str, log: Path):
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc, what)
+    except RuntimeError as exc:
+        proc.kill()
+        pytest.fail(f"{exc}; log: {log.read_text()[-2000:]}")
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def payments_api(fraudctl_bin, tmp_path_factory):
+    """The payments simulator, with many frauds so that a short run has some."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("simulator") / "simulator.log"
+    proc = _service([fraudctl_bin, "serve-payments", "--listen", f"127.0.0.1:{port}",
+                     "--fraud-rate", "0.2"], port, "payments simulator", log)
+    yield f"http://127.0.0.1:{port}/current-transactions"
+    _stop(proc)
+
+
+class Mailbox:
+    def __init__(self, maildir: Path):
+        self.maildir = maildir
+
+    def messages(self) -> list:
+        return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+                for p in sorted(self.maildir.glob("*.eml"))]
+
+
+@pytest.fixture(scope="session")
+def mailbox(tmp_path_factory):
+    """The SMTP sink (scripts/smtp_sink.py): every accepted message is a file in its maildir."""
+    port = free_port()
+    base = tmp_path_factory.mktemp("smtp")
+    proc = _service([sys.executable, ROOT / "scripts/smtp_sink.py", "serve", "--listen",
+                     f"127.0.0.1:{port}", "--maildir", base / "mail"], port, "SMTP sink",
+                    base / "sink.log")
+    box = Mailbox(base / "mail")
+    box.port = port
+    yield box
+    _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def secrets_in_play() -> dict:
+    """Secret values the tests hand to Airflow and then look for where they must not be."""
+    return {"db_password": "dbpw-" + secrets.token_hex(8), "pan_key": "pan-" + secrets.token_hex(16)}
+
+
+class Airflow:
+    """The airflow CLI of the pinned venv, with one AIRFLOW_HOME and environment."""
+
+    def __init__(self, env: dict, home: Path, metadata_url: str):
+        self.env, self.home, self.metadata_url = env, home, metadata_url
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 600, **env_overrides):
+        env = {**self.env, **{k: str(v) for k, v in env_overrides.items()}}
+        done = subprocess.run([VENV_BIN / "airflow", *args], env=env, capture_output=True,
+                              text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise AssertionError(f"airflow {' '.join(args)} exited {done.returncode}:\n"
+                                 f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+        return done
+
+    def task_states(self, dag_id: str, logical_date: str) -> dict:
+        rows = sql(self.metadata_url,
+                   "select ti.task_id, ti.state from task_instance ti join dag_run dr"
+                   " on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id"
+                   " where dr.dag_id = %s and dr.execution_date = %s", dag_id, logical_date)
+        return dict(rows)
+
+    def xcoms(self, dag_id: str, logical_date: str) -> dict:
+        rows = sql(self.metadata_url,
+                   "select x.task_id, x.value from xcom x join dag_run dr on dr.id = x.dag_run_id"
+                   " where dr.dag_id = %s and dr.execution_date = %s and x.key = 'return_value'",
+                   dag_id, logical_date)
+        return {task: json.loads(bytes(value)) for task, value in rows}
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in (self.home / "logs").rglob("*.log"))
+
+
+@pytest.fixture(scope="session")
+def airflow(tmp_path_factory, databases, fraudctl_bin, model_dir, payments_api, mailbox,
+            secrets_in_play) -> Airflow:
+    """Airflow configured as in production (Variables and Connections from the environment),
+    its metadata database created by `airflow db migrate`."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    runs_root = tmp_path_factory.mktemp("runs")
+    smtp_conn = {"conn_type": "smtp", "host": "127.0.0.1", "port": mailbox.port,
+                 "extra": {"disable_ssl": True, "disable_tls": True,
+                           "from_email": "fraudctl@example.test"}}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": databases["airflow"].replace("postgres://", "postgresql+psycopg2://", 1),
+        # Connections and Variables from the environment, as docker-compose sets them.
+        "AIRFLOW_CONN_FRAUD_DB": with_db(databases["fraud"], urlsplit(databases["fraud"]).path[1:],
+                                         password=secrets_in_play["db_password"]),
+        "AIRFLOW_CONN_FRAUDCTL_SMTP": json.dumps(smtp_conn),
+        "AIRFLOW_VAR_FRAUDCTL_BIN": str(fraudctl_bin),
+        "AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT": str(runs_root),
+        "AIRFLOW_VAR_FRAUDCTL_MODEL_DIR": str(model_dir),
+        "AIRFLOW_VAR_FRAUDCTL_API_URL": payments_api,
+        "AIRFLOW_VAR_FRAUDCTL_EXTRACT_MAX_SECONDS": "4",
+        "AIRFLOW_VAR_FRAUDCTL_EXTRACT_MAX_RECORDS": "40",
+        "AIRFLOW_VAR_FRAUDCTL_EXTRACT_MAX_LAG_SECS": "3600",
+        "AIRFLOW_VAR_FRAUDCTL_ALERT_TO": "fraud-team@example.test",
+        "FRAUDCTL_PAN_HASH_KEY": secrets_in_play["pan_key"],  # the worker's environment
+    }
+    af = Airflow(env, home, databases["airflow"])
+    af.runs_root = runs_root
+    af.fraud_db = databases["fraud"]
+    af("db", "migrate")
+    return af
