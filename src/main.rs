@@ -30,6 +30,18 @@ struct Cli {
     command: Command,
 }
 
+/// Options of `fraudctl run`.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Work directory of the run.
+    #[arg(long, env = "FRAUDCTL_RUN_DIR", value_name = "DIR")]
+    run_dir: std::path::PathBuf,
+
+    /// Stop after load (no emails).
+    #[arg(long)]
+    no_alert: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Poll the payments API (or read a CSV) into raw.jsonl; invalid records go to
@@ -47,6 +59,9 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Print one business day's payments and frauds (default: yesterday).
     Report(report::ReportArgs),
+    /// Run extract, transform, score, load and alert for one run directory (every other setting
+    /// from the stages' environment variables).
+    Run(RunArgs),
     /// Serve a simulated payments API (CSV replay or synthetic), with injectable faults.
     ServePayments(simulator::ServeArgs),
 }
@@ -86,7 +101,28 @@ fn dispatch(command: Command) -> Result<()> {
             report::write(&built, args.format, &mut std::io::stdout().lock())
         }
         Command::ServePayments(args) => simulator::serve(&args),
+        Command::Run(args) => run_pipeline(&args),
     }
+}
+
+/// Each stage is parsed as if invoked alone, so flags' environment variables and defaults apply
+/// unchanged; a stage that fails or is skipped stops the run with its own exit code.
+fn run_pipeline(args: &RunArgs) -> Result<()> {
+    let stages: &[&str] = if args.no_alert {
+        &["extract", "transform", "score", "load"]
+    } else {
+        &["extract", "transform", "score", "load", "alert"]
+    };
+    for stage in stages {
+        let argv = ["fraudctl", stage, "--run-dir"]
+            .map(std::ffi::OsStr::new)
+            .into_iter()
+            .chain([args.run_dir.as_os_str()]);
+        let cli = Cli::try_parse_from(argv)?;
+        tracing::info!(stage, "running");
+        dispatch(cli.command)?;
+    }
+    Ok(())
 }
 
 /// Prints a summary as one JSON line (Airflow's BashOperator pushes the last line to XCom).

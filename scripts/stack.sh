@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The whole stack on this machine, without Docker (`make up`, `make down`, `make status`):
+# PostgreSQL (fraud_db + Airflow's metadata), the payments simulator, the SMTP sink, the Airflow
+# scheduler (LocalExecutor) and webserver running the fraud_pipeline DAG every minute, and the
+# dashboard. Offline defaults: simulator, local model, local SMTP sink.
+#
+# Everything lives under .local/ (git-ignored): data, logs (.local/logs), pid files, received
+# mail (.local/mail) and the generated secrets (.local/stack.env, mode 0600).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LOCAL=$ROOT/.local
+LOGS=$LOCAL/logs
+PIDS=$LOCAL/pids
+SIM_PORT=${FRAUDCTL_SIM_PORT:-8000}
+SMTP_PORT=${FRAUDCTL_SMTP_PORT:-1025}
+AIRFLOW_PORT=${FRAUDCTL_AIRFLOW_PORT:-8080}
+DASHBOARD_PORT=${FRAUDCTL_DASHBOARD_PORT:-8501}
+FRAUDCTL=$ROOT/target/release/fraudctl
+
+log() { printf '==> %s\n' "$*"; }
+
+# start NAME COMMAND...: runs COMMAND in the background with its log and pid file.
+start() {
+    local name=$1; shift
+    if [[ -f $PIDS/$name.pid ]] && kill -0 "$(cat "$PIDS/$name.pid")" 2>/dev/null; then
+        log "$name already running"
+        return
+    fi
+    nohup setsid "$@" >"$LOGS/$name.log" 2>&1 &
+    echo $! >"$PIDS/$name.pid"
+    log "$name started (log: .local/logs/$name.log)"
+}
+
+wait_port() {
+    local name=$1 port=$2
+    for _ in $(seq 1 120); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return; fi
+        sleep 1
+    done
+    echo "stack.sh: $name did not open port $port; see .local/logs/$name.log" >&2
+    tail -n 20 "$LOGS/$name.log" >&2 || true
+    exit 1
+}
+
+secrets() {
+    if [[ ! -f $LOCAL/stack.env ]]; then
+        umask 077
+        {
+            echo "FRAUDCTL_PAN_HASH_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+            echo "FRAUDCTL_DASHBOARD_DB_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        } >"$LOCAL/stack.env"
+    fi
+    set -a; source "$LOCAL/stack.env"; set +a
+}
+
+up() {
+    mkdir -p "$LOGS" "$PIDS" "$LOCAL/runs" "$LOCAL/mail"
+    secrets
+    local admin base
+    admin=$(scripts/pg.sh start)
+    base=${admin%/postgres}
+    log "PostgreSQL on ${base#postgres://postgres@}"
+    export FRAUDCTL_DATABASE_URL=$base/fraud_db
+    "$FRAUDCTL" migrate --create-database --business-time-zone "${FRAUDCTL_BUSINESS_TIME_ZONE:-UTC}" >/dev/null
+    psql -qAt "$admin" -c "SELECT 1 FROM pg_database WHERE datname = 'airflow_db'" | grep -q 1 \
+        || psql -q "$admin" -c "CREATE DATABASE airflow_db"
+    # The dashboard's login role: a member of the read-only fraud_report_reader (V5 migration).
+    psql -q "$FRAUDCTL_DATABASE_URL" -v pw="$FRAUDCTL_DASHBOARD_DB_PASSWORD" <<'SQL'
+SELECT format('CREATE ROLE fraud_dashboard LOGIN IN ROLE fraud_report_reader PASSWORD %L', :'pw')
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fraud_dashboard') \gexec
+SELECT format('ALTER ROLE fraud_dashboard PASSWORD %L', :'pw') \gexec
+SQL
+
+    start simulator "$FRAUDCTL" serve-payments --listen "127.0.0.1:$SIM_PORT" --fraud-rate "${FRAUDCTL_SIM_FRAUD_RATE:-0.02}"
+    start smtp-sink "$ROOT/.venv/bin/python" scripts/smtp_sink.py serve --listen "127.0.0.1:$SMTP_PORT" --maildir "$LOCAL/mail"
+
+    export AIRFLOW_HOME=$LOCAL/airflow
+    mkdir -p "$AIRFLOW_HOME"
+    # Local stack only: the UI on 127.0.0.1 needs no login.
+    printf 'from flask_appbuilder.const import AUTH_DB\nAUTH_TYPE = AUTH_DB\nAUTH_ROLE_PUBLIC = "Admin"\n' >"$AIRFLOW_HOME/webserver_config.py"
+    export AIRFLOW__CORE__DAGS_FOLDER=$ROOT/dags \
+        AIRFLOW__CORE__LOAD_EXAMPLES=False \
+        AIRFLOW__CORE__EXECUTOR=LocalExecutor \
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://postgres@127.0.0.1:${base##*:}/airflow_db \
+        AIRFLOW__WEBSERVER__WEB_SERVER_HOST=127.0.0.1 \
+        AIRFLOW__WEBSERVER__WEB_SERVER_PORT=$AIRFLOW_PORT \
+        AIRFLOW_CONN_FRAUD_DB=$FRAUDCTL_DATABASE_URL \
+        AIRFLOW_CONN_FRAUDCTL_SMTP="{\"conn_type\": \"smtp\", \"host\": \"127.0.0.1\", \"port\": $SMTP_PORT, \"extra\": {\"disable_ssl\": true, \"disable_tls\": true, \"from_email\": \"fraudctl@localhost\"}}" \
+        AIRFLOW_VAR_FRAUDCTL_BIN=$FRAUDCTL \
+        AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=$LOCAL/runs \
+        AIRFLOW_VAR_FRAUDCTL_MODEL_DIR=$ROOT/model/default \
+        AIRFLOW_VAR_FRAUDCTL_API_URL=http://127.0.0.1:$SIM_PORT/current-transactions \
+        AIRFLOW_VAR_FRAUDCTL_REPORT_URL=http://127.0.0.1:$DASHBOARD_PORT \
+        FRAUDCTL_POLL_INTERVAL_MS=${FRAUDCTL_POLL_INTERVAL_MS:-200}
+    unset FRAUDCTL_DATABASE_URL
+    log "Airflow metadata database (airflow db migrate)"
+    "$ROOT/.venv-airflow/bin/airflow" db migrate >"$LOGS/airflow-db.log" 2>&1 \
+        || { tail -n 20 "$LOGS/airflow-db.log" >&2; exit 1; }
+    start airflow-scheduler "$ROOT/.venv-airflow/bin/airflow" scheduler
+    start airflow-webserver "$ROOT/.venv-airflow/bin/airflow" webserver
+
+    start dashboard env FRAUDCTL_DASHBOARD_DATABASE_URL="postgres://fraud_dashboard:$FRAUDCTL_DASHBOARD_DB_PASSWORD@127.0.0.1:${base##*:}/fraud_db" \
+        "$ROOT/.venv-dashboard/bin/streamlit" run dashboard/app.py --server.address 127.0.0.1 \
+        --server.port "$DASHBOARD_PORT" --server.headless true --browser.gatherUsageStats false
+
+    wait_port simulator "$SIM_PORT"; wait_port smtp-sink "$SMTP_PORT"
+    wait_port dashboard "$DASHBOARD_PORT"; wait_port airflow-webserver "$AIRFLOW_PORT"
+    cat <<EOF
+
+fraudctl stack is up (fraud_pipeline runs every minute):
+  Airflow UI          http://127.0.0.1:$AIRFLOW_PORT
+  dashboard           http://127.0.0.1:$DASHBOARD_PORT
+  payments simulator  http://127.0.0.1:$SIM_PORT/current-transactions
+  emails received     .venv/bin/python scripts/smtp_sink.py list --maildir .local/mail
+  daily report        FRAUDCTL_DATABASE_URL=$base/fraud_db target/release/fraudctl report
+  logs                .local/logs/        stop with: make down
+EOF
+}
+
+down() {
+    shopt -s nullglob
+    for pidfile in "$PIDS"/*.pid; do
+        local pid name
+        pid=$(cat "$pidfile"); name=$(basename "$pidfile" .pid)
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+            log "$name stopped"
+        fi
+        rm -f "$pidfile"
+    done
+    scripts/pg.sh stop
+    log "PostgreSQL stopped"
+}
+
+status() {
+    shopt -s nullglob
+    for pidfile in "$PIDS"/*.pid; do
+        local name; name=$(basename "$pidfile" .pid)
+        if kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "$name: running"; else echo "$name: stopped"; fi
+    done
+}
+
+case "${1:-}" in
+    up) up ;;
+    down) down ;;
+    status) status ;;
+    *) echo "usage: scripts/stack.sh up|down|status" >&2; exit 2 ;;
+esac
