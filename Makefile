@@ -23,7 +23,7 @@ build: ## the fraudctl binary (target/release/fraudctl)
 	.venv-airflow/bin/pip install -q --disable-pip-version-check -r airflow/requirements.txt
 	touch $@
 
-VENVS := .venv/.installed $(if $(wildcard dashboard/requirements.txt),.venv-dashboard/.installed) $(if $(wildcard airflow/requirements.txt),.venv-airflow/.installed)
+VENVS := .venv/.installed .venv-dashboard/.installed .venv-airflow/.installed
 
 venv: $(VENVS) ## the pinned Python environments
 
