@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 
-.PHONY: build venv test up down status pg clean
+.PHONY: build venv test up down status pg bench clean
 
 build: ## the fraudctl binary (target/release/fraudctl)
 	cargo build --release --locked
@@ -32,6 +32,12 @@ pg: ## start the private PostgreSQL cluster (.local/pg, port 55432)
 
 test: build venv ## every test (starts PostgreSQL itself)
 	scripts/test.sh
+
+N ?= 1000000
+RUNS ?= 3
+bench: build ## the benchmark (N transactions, median of RUNS runs; BENCHMARKS.md), then cargo bench
+	$(PYTHON) scripts/bench.py --n $(N) --runs $(RUNS)
+	cargo bench --locked --bench hot_paths
 
 up: build venv ## the whole local stack: PostgreSQL, simulator, SMTP sink, Airflow, dashboard
 	scripts/stack.sh up

@@ -7,6 +7,7 @@
 #
 # Data lives in .local/pg (git-ignored); it listens on 127.0.0.1:${FRAUDCTL_PG_PORT:-55432} with
 # trust authentication for loopback only: a throwaway cluster, never a production database.
+# Memory and WAL settings give bulk loads room (BENCHMARKS.md); docker-compose.yml uses the same.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,7 +41,7 @@ start() {
         return
     fi
     as_owner "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 \
-        -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$root/.local/pg -c max_connections=200 -c fsync=${FRAUDCTL_PG_FSYNC:-on}" \
+        -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$root/.local/pg -c max_connections=200 -c shared_buffers=1GB -c max_wal_size=8GB -c wal_buffers=64MB -c fsync=${FRAUDCTL_PG_FSYNC:-on}" \
         start >/dev/null || { echo "pg.sh: PostgreSQL failed to start; see $log" >&2; tail -n 20 "$log" >&2; exit 1; }
     url
 }

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod load;
 pub mod migrate;
 pub mod pan;
+pub mod parallel;
 pub mod payments_api;
 pub mod report;
 pub mod retry;

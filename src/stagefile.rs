@@ -123,6 +123,15 @@ impl StageWriter {
         Ok(())
     }
 
+    /// Writes `records` records already serialised as JSON lines (each ending in a newline).
+    pub fn write_lines(&mut self, lines: &[u8], records: u64) -> Result<()> {
+        let out = self.out.as_mut().expect("writer used after finish");
+        out.write_all(lines)
+            .with_context(|| format!("cannot write {}", self.tmp.display()))?;
+        self.records += records;
+        Ok(())
+    }
+
     pub fn records(&self) -> u64 {
         self.records
     }

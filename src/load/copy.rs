@@ -8,12 +8,24 @@ pub struct CopyEncoder {
 }
 
 impl CopyEncoder {
+    /// An encoder for rows in the middle of the stream (no file header).
     pub fn new() -> Self {
-        let mut buf = Vec::with_capacity(1 << 20);
-        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        CopyEncoder {
+            buf: Vec::with_capacity(1 << 20),
+        }
+    }
+
+    /// The binary COPY file header, which goes before the first row.
+    pub fn header() -> Vec<u8> {
+        let mut buf = b"PGCOPY\n\xff\r\n\0".to_vec();
         buf.extend_from_slice(&0i32.to_be_bytes()); // flags
         buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
-        CopyEncoder { buf }
+        buf
+    }
+
+    /// The trailer that ends the stream.
+    pub fn trailer() -> [u8; 2] {
+        (-1i16).to_be_bytes()
     }
 
     pub fn row(&mut self, fields: i16) {
@@ -50,9 +62,5 @@ impl CopyEncoder {
     /// A timestamptz from epoch milliseconds.
     pub fn timestamptz_ms(&mut self, ms: i64) {
         self.int8(ms * 1000 - EPOCH_2000_MICROS);
-    }
-
-    pub fn finish(&mut self) {
-        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
     }
 }

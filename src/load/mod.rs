@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::db::DbArgs;
 use crate::error::Failure;
+use crate::parallel;
 use crate::rundir::{require_input, RunArgs, RunDir};
 use crate::score::{ScoredRecord, SCORED_SCHEMA};
 use crate::stagefile::{read_header, StageReader};
@@ -37,51 +38,12 @@ pub struct LoadSummary {
     pub unchanged: i64,
 }
 
-const STAGING: &str = "CREATE TEMPORARY TABLE payments_staging (
-    trans_num text, trans_time timestamptz, cc_last4 text, cc_hash text, merchant text,
-    category text, amt_cents int8, gender text, city text, state text, city_pop int8,
-    merch_lat float8, merch_long float8, age_years float8, distance_km float8,
-    is_fraud_label bool, fraud_probability float8, predicted_fraud bool, threshold float8,
-    model_version text, scorer text, needs_rescore bool
-) ON COMMIT DROP";
+/// The staging table (src/load/sql/staging.sql; `scripts/bench.py` runs the same file).
+const STAGING: &str = include_str!("sql/staging.sql");
 const STAGING_FIELDS: i16 = 22;
 
-/// Columns compared to decide whether an existing row changes (run_id and times excluded, so
-/// re-running a run leaves its rows untouched).
-const DATA_COLUMNS: &str =
-    "trans_time, cc_last4, cc_hash, merchant, category, amt, gender, city, state, city_pop,
-    merch_lat, merch_long, age_years, distance_km, is_fraud_label, fraud_probability,
-    predicted_fraud, threshold, model_version, scorer, needs_rescore";
-
-fn upsert_sql() -> String {
-    let excluded: Vec<String> = DATA_COLUMNS
-        .split(',')
-        .map(|c| format!("EXCLUDED.{}", c.trim()))
-        .collect();
-    let current: Vec<String> = DATA_COLUMNS
-        .split(',')
-        .map(|c| format!("p.{}", c.trim()))
-        .collect();
-    format!(
-        "WITH upserted AS (
-            INSERT INTO payments_scored AS p (trans_num, {DATA_COLUMNS}, run_id)
-            SELECT trans_num, trans_time, cc_last4, cc_hash, merchant, category,
-                   (amt_cents::numeric / 100)::numeric(14, 2), gender, city, state, city_pop,
-                   merch_lat, merch_long, age_years, distance_km, is_fraud_label,
-                   fraud_probability, predicted_fraud, threshold, model_version, scorer,
-                   needs_rescore, $1
-            FROM payments_staging
-            ON CONFLICT (trans_num) DO UPDATE
-               SET ({DATA_COLUMNS}, run_id, updated_at) = ({}, EXCLUDED.run_id, now())
-             WHERE ({}) IS DISTINCT FROM ({})
-            RETURNING (xmax = 0) AS inserted
-        )
-        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted",
-        excluded.join(", "),
-        current.join(", "),
-        excluded.join(", ")
-    )
-}
+/// Staging → payments_scored (src/load/sql/upsert.sql).
+const UPSERT: &str = include_str!("sql/upsert.sql");
 
 pub fn run(args: &LoadArgs) -> Result<LoadSummary> {
     load(args).map_err(explain)
@@ -89,8 +51,9 @@ pub fn run(args: &LoadArgs) -> Result<LoadSummary> {
 
 fn load(args: &LoadArgs) -> Result<LoadSummary> {
     let dir = RunDir::open(&args.run)?;
-    require_input(&dir.scored(), "score")?;
-    let mut input = StageReader::<ScoredRecord>::open(&dir.scored(), SCORED_SCHEMA)?;
+    let scored = dir.scored();
+    require_input(&scored, "score")?;
+    let mut input = StageReader::<ScoredRecord>::open(&scored, SCORED_SCHEMA)?;
     let mut client = args.db.connect()?;
     let mut txn = client.transaction()?;
     txn.batch_execute(STAGING)
@@ -100,27 +63,37 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
         let mut writer = txn
             .copy_in("COPY payments_staging FROM STDIN (FORMAT binary)")
             .context("starting COPY into the staging table")?;
-        let mut enc = CopyEncoder::new();
-        while let Some(r) = input.next_record()? {
-            encode(&mut enc, &r);
-            records += 1;
-            if enc.buf.len() >= 1 << 20 {
-                writer
-                    .write_all(&enc.buf)
-                    .context("streaming rows to PostgreSQL")?;
-                enc.buf.clear();
-            }
-        }
-        enc.finish();
-        writer
-            .write_all(&enc.buf)
-            .context("streaming rows to PostgreSQL")?;
+        let mut stream = |bytes: &[u8]| {
+            writer
+                .write_all(bytes)
+                .context("streaming rows to PostgreSQL")
+        };
+        stream(&CopyEncoder::header())?;
+        parallel::map_chunks(
+            &mut input,
+            || (),
+            |_, chunk| {
+                let mut enc = CopyEncoder::new();
+                for (no, line) in chunk.lines() {
+                    let r: ScoredRecord = serde_json::from_str(line).map_err(|e| {
+                        Failure::BadInput(format!("{} record {no}: {e}", scored.display()))
+                    })?;
+                    encode(&mut enc, &r);
+                }
+                Ok((enc.buf, chunk.len() as u64))
+            },
+            |(rows, n)| {
+                records += n;
+                stream(&rows)
+            },
+        )?;
+        stream(&CopyEncoder::trailer())?;
         writer
             .finish()
             .context("finishing COPY into the staging table")?;
     }
     let row = txn
-        .query_one(&upsert_sql(), &[&dir.run_id])
+        .query_one(UPSERT, &[&dir.run_id])
         .context("upserting into payments_scored")?;
     let (inserted, updated): (i64, i64) = (row.get(0), row.get(1));
     let unchanged = records as i64 - inserted - updated;

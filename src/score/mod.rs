@@ -22,6 +22,7 @@ pub use sagemaker::{parse_scores, SageMakerArgs, MAX_PAYLOAD_BYTES};
 pub use xgboost::XgbModel;
 
 use crate::error::Failure;
+use crate::parallel;
 use crate::rundir::{require_input, RunArgs, RunDir};
 use crate::stagefile::{Header, StageReader, StageWriter};
 use crate::transaction::Transaction;
@@ -163,6 +164,26 @@ struct Output {
     line: Vec<u8>,
 }
 
+impl Score {
+    fn new(probability: f64, threshold: f64, version: &str, scorer: &str) -> Self {
+        Score {
+            probability,
+            predicted_fraud: probability >= threshold,
+            threshold,
+            model_version: version.to_string(),
+            scorer: scorer.to_string(),
+            needs_rescore: scorer == "local-fallback",
+        }
+    }
+}
+
+/// Appends one `scored.jsonl` line.
+fn push_scored(line: &mut Vec<u8>, tx: &RawValue, derived: &RawValue, score: &Score) {
+    serde_json::to_writer(&mut *line, &ScoredOut { tx, derived, score })
+        .expect("a scored record serialises");
+    line.push(b'\n');
+}
+
 impl Output {
     fn write(
         &mut self,
@@ -172,27 +193,12 @@ impl Output {
         version: &str,
         scorer: &str,
     ) -> Result<()> {
-        let needs_rescore = scorer == "local-fallback";
-        let score = Score {
-            probability,
-            predicted_fraud: probability >= self.threshold,
-            threshold: self.threshold,
-            model_version: version.to_string(),
-            scorer: scorer.to_string(),
-            needs_rescore,
-        };
+        let score = Score::new(probability, self.threshold, version, scorer);
         self.frauds += u64::from(score.predicted_fraud);
-        self.fallback += u64::from(needs_rescore);
+        self.fallback += u64::from(score.needs_rescore);
         self.line.clear();
-        serde_json::to_writer(
-            &mut self.line,
-            &ScoredOut {
-                tx,
-                derived,
-                score: &score,
-            },
-        )?;
-        self.writer.write_raw(&self.line)
+        push_scored(&mut self.line, tx, derived, &score);
+        self.writer.write_lines(&self.line, 1)
     }
 }
 
@@ -278,26 +284,52 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
     })
 }
 
+/// Parses a `features.jsonl` line, naming its record number when it is not one.
+fn feature_record(record: u64, line: &str) -> Result<FeatureRecord<'_>> {
+    serde_json::from_str(line)
+        .map_err(|e| Failure::BadInput(format!("features record {record}: {e}")).into())
+}
+
 fn score_local(
     input: &mut StageReader<serde_json::Value>,
     local: &LocalModel,
     out: &mut Output,
 ) -> Result<()> {
-    while let Some(line) = input.next_line()? {
-        let record: FeatureRecord = serde_json::from_str(line)
-            .map_err(|e| Failure::BadInput(format!("features record: {e}")))?;
-        if record.features.len() != local.model.num_features {
-            return Err(Failure::BadInput(format!(
-                "a features record has {} values, the model takes {}",
-                record.features.len(),
-                local.model.num_features
-            ))
-            .into());
-        }
-        let p = local.model.predict(&record.features);
-        out.write(record.tx, record.derived, p, &local.version, "local")?;
-    }
-    Ok(())
+    let threshold = out.threshold;
+    parallel::map_chunks(
+        input,
+        || (Vec::new(), Vec::new()),
+        |(rows, probabilities), chunk| {
+            let mut records = Vec::with_capacity(chunk.len());
+            rows.clear();
+            for (no, line) in chunk.lines() {
+                let record = feature_record(no, line)?;
+                if record.features.len() != local.model.num_features {
+                    return Err(Failure::BadInput(format!(
+                        "features record {no} has {} values, the model takes {}",
+                        record.features.len(),
+                        local.model.num_features
+                    ))
+                    .into());
+                }
+                XgbModel::push_row(rows, &record.features);
+                records.push(record);
+            }
+            local.model.predict_rows(rows, probabilities);
+            let mut lines = Vec::with_capacity(chunk.len() * 1024);
+            let mut frauds = 0u64;
+            for (record, p) in records.iter().zip(probabilities.iter()) {
+                let score = Score::new(*p, threshold, &local.version, "local");
+                frauds += u64::from(score.predicted_fraud);
+                push_scored(&mut lines, record.tx, record.derived, &score);
+            }
+            Ok((lines, chunk.len() as u64, frauds))
+        },
+        |(lines, records, frauds)| {
+            out.frauds += frauds;
+            out.writer.write_lines(&lines, records)
+        },
+    )
 }
 
 /// Rows of one SageMaker batch, kept to write them once their scores arrive.
@@ -319,11 +351,12 @@ async fn score_sagemaker(
     let mut row = Vec::new();
     let mut version = format!("sagemaker:{}", endpoint.name);
     let mut values = Vec::new();
+    let mut records = 0u64;
     loop {
         let record = match input.next_line()? {
             Some(line) => {
-                let r: FeatureRecord = serde_json::from_str(line)
-                    .map_err(|e| Failure::BadInput(format!("features record: {e}")))?;
+                records += 1;
+                let r = feature_record(records, line)?;
                 row.clear();
                 sagemaker::csv_row(&r.features, &mut row);
                 if row.len() > max_bytes {

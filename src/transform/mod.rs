@@ -6,7 +6,7 @@ mod murmur3;
 mod spec;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
@@ -17,6 +17,7 @@ pub use features::{haversine_km, Derived};
 pub use spec::FeatureSpec;
 
 use crate::extract::RAW_SCHEMA;
+use crate::parallel::{self, Chunk};
 use crate::rundir::{require_input, RunArgs, RunDir};
 use crate::stagefile::{Header, Rejected, StageReader, StageWriter, REJECTED_SCHEMA};
 use crate::transaction::Transaction;
@@ -37,14 +38,6 @@ pub struct TransformArgs {
         default_value = "model/default/feature_spec.json"
     )]
     pub feature_spec: PathBuf,
-}
-
-/// A record of `features.jsonl`, as written.
-#[derive(Serialize)]
-struct FeatureRecordOut<'a> {
-    tx: &'a RawValue,
-    derived: Derived,
-    features: &'a [f64],
 }
 
 /// A record of `features.jsonl`, as read by `score`.
@@ -88,35 +81,16 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
             serde_json::Value::Null,
         ),
     )?;
-    let mut values = Vec::with_capacity(spec.width());
-    let mut line_no = 1u64;
-    while let Some(line) = input.next_line()? {
-        line_no += 1;
-        let parsed = serde_json::from_str::<Transaction>(line)
-            .map_err(|e| e.to_string())
-            .and_then(|tx| {
-                serde_json::from_str::<&RawValue>(line)
-                    .map(|raw| (tx, raw))
-                    .map_err(|e| e.to_string())
-            });
-        match parsed {
-            Ok((tx, raw)) => {
-                let derived = Derived::of(&tx, spec.time_zone);
-                spec.compute(&tx, &derived, &mut values);
-                output.write(&FeatureRecordOut {
-                    tx: raw,
-                    derived,
-                    features: &values,
-                })?;
-            }
-            Err(reason) => rejected.write(&Rejected {
-                reason: format!("not a canonical transaction: {reason}"),
-                origin: format!("{} line {line_no}", dir.raw().display()),
-                record: None,
-                body: Some(crate::pan::mask_digit_runs(line)),
-            })?,
-        }
-    }
+    let raw_path = dir.raw();
+    parallel::map_chunks(
+        &mut input,
+        || Vec::with_capacity(spec.width()),
+        |values, chunk| Ok(transform_chunk(&spec, &raw_path, chunk, values)),
+        |done| {
+            output.write_lines(&done.lines, done.records)?;
+            done.rejected.iter().try_for_each(|r| rejected.write(r))
+        },
+    )?;
     let rejected_n = rejected.records();
     rejected.finish(BTreeMap::new())?;
     let header = output.finish(BTreeMap::from([("rejected".to_string(), rejected_n)]))?;
@@ -128,4 +102,53 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
         columns: spec.width(),
         feature_spec: spec.name,
     })
+}
+
+/// What one chunk of `raw.jsonl` became.
+struct Transformed {
+    /// `features.jsonl` lines.
+    lines: Vec<u8>,
+    records: u64,
+    rejected: Vec<Rejected>,
+}
+
+/// Turns each line of a chunk into a `features.jsonl` record: `{"tx": <the raw line as is>,
+/// "derived": {...}, "features": [...]}`, or a rejected record.
+fn transform_chunk(
+    spec: &FeatureSpec,
+    raw_path: &Path,
+    chunk: &Chunk,
+    values: &mut Vec<f64>,
+) -> Transformed {
+    let mut done = Transformed {
+        lines: Vec::with_capacity(chunk.len() * 1024),
+        records: 0,
+        rejected: Vec::new(),
+    };
+    for (record, line) in chunk.lines() {
+        // A raw.jsonl line is a whole canonical transaction: once it parses, it is copied into
+        // the output as it is, not serialised again.
+        match serde_json::from_str::<Transaction>(line) {
+            Ok(tx) => {
+                let derived = Derived::of(&tx, spec.time_zone);
+                spec.compute(&tx, &derived, values);
+                let out = &mut done.lines;
+                out.extend_from_slice(b"{\"tx\":");
+                out.extend_from_slice(line.as_bytes());
+                out.extend_from_slice(b",\"derived\":");
+                serde_json::to_writer(&mut *out, &derived).expect("numbers serialise");
+                out.extend_from_slice(b",\"features\":");
+                serde_json::to_writer(&mut *out, values).expect("numbers serialise");
+                out.extend_from_slice(b"}\n");
+                done.records += 1;
+            }
+            Err(e) => done.rejected.push(Rejected {
+                reason: format!("not a canonical transaction: {e}"),
+                origin: format!("{} line {}", raw_path.display(), record + 1),
+                record: None,
+                body: Some(crate::pan::mask_digit_runs(line)),
+            }),
+        }
+    }
+    done
 }

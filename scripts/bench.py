@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""The fraudctl benchmark: times each stage on N generated transactions and prints a Markdown
+report (BENCHMARKS.md is its output, with notes).
+
+    make bench                       # 1,000,000 transactions, median of 3 runs
+    make bench N=100000 RUNS=1       # a quick run
+
+What it measures, each run on a fresh database:
+  - extract from CSV (once: the API is not what is measured), transform, score (local model);
+  - load as inserts into an empty payments_scored, then as updates (scores re-made with
+    another threshold, so every row changes);
+  - the whole reprocess: transform → score → load (inserts), back to back;
+  - the database's floor for the load: the same rows COPY'd from a binary file into the same
+    staging table and put through the same upsert (src/load/sql/*.sql), by psql directly;
+  - one invocation of each stage on a one-record batch (what every Airflow task pays).
+Peak memory is each process's maximum resident set size. Needs the release build and the
+private PostgreSQL cluster (scripts/pg.sh), both of which `make bench` provides.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "fraudctl"
+DB = "fraudctl_bench"
+# A bench-only key: the generated card numbers are not real, the hashes are thrown away.
+ENV = {**os.environ, "FRAUDCTL_PAN_HASH_KEY": "benchmark-only-key-0123456789", "FRAUDCTL_LOG": "warn"}
+
+
+def measured(cmd, env=None):
+    """Runs a command; returns (wall seconds, peak RSS MB, stdout) using wait4's rusage."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or ENV, cwd=ROOT)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"bench: {' '.join(map(str, cmd))} failed ({proc.returncode}):\n{err.decode()}")
+    return wall, usage.ru_maxrss / 1024, out.decode()
+
+
+def psql(url, sql):
+    wall, _, out = measured(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+    return wall, out
+
+
+def stage(name, run_dir, *extra):
+    return measured([str(BIN), name, "--run-dir", str(run_dir), *extra])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1_000_000, help="transactions (default 1000000)")
+    parser.add_argument("--runs", type=int, default=3, help="runs; medians are reported (default 3)")
+    parser.add_argument("--work", type=Path, default=ROOT / ".local" / "bench", help="work directory")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args()
+
+    admin = subprocess.run([str(ROOT / "scripts/pg.sh"), "start"], check=True, capture_output=True, text=True).stdout.strip()
+    url = admin.rsplit("/", 1)[0] + "/" + DB
+    args.work.mkdir(parents=True, exist_ok=True)
+    csv = args.work / f"tx-{args.n}.csv"
+    if not csv.exists():
+        print(f"bench: generating {args.n} transactions into {csv}", file=sys.stderr)
+        subprocess.run([sys.executable, str(ROOT / "scripts/gen_transactions.py"), str(args.n), str(csv)], check=True)
+
+    figures = {name: [] for name in ("extract", "transform", "score", "load_insert", "load_update",
+                                     "floor_insert", "floor_update", "reprocess")}
+    peaks = {name: 0.0 for name in ("extract", "transform", "score", "load_insert", "load_update")}
+    # The server reads and writes the floor's COPY file itself: a directory it can use.
+    shared = Path(tempfile.mkdtemp(prefix="fraudctl-bench-"))
+    shared.chmod(0o777)
+    try:
+        for i in range(args.runs):
+            print(f"bench: run {i + 1} of {args.runs}", file=sys.stderr)
+            one_run(args, csv, admin, url, shared, figures, peaks)
+        single = one_record(args, admin, url)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+    med = {k: statistics.median(v) for k, v in figures.items()}
+    report(args, med, peaks, single)
+    if args.json:
+        args.json.write_text(json.dumps({"n": args.n, "runs": args.runs, "median_seconds": med,
+                                         "peak_mb": peaks, "one_record_ms": single}, indent=2))
+
+
+def fresh_db(admin, url):
+    psql(admin, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    psql(admin, f"CREATE DATABASE {DB}")
+    measured([str(BIN), "migrate", "--database-url", url])
+
+
+def one_run(args, csv, admin, url, shared, figures, peaks):
+    run_dir = args.work / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    fresh_db(admin, url)
+    db = ["--database-url", url]
+
+    def timed(name, *cmd_args, key=None):
+        wall, rss, _ = stage(name, run_dir, *cmd_args)
+        key = key or name
+        figures[key].append(wall)
+        peaks[key] = max(peaks[key], rss)
+        return wall
+
+    timed("extract", "--from-csv", str(csv))
+    reprocess = timed("transform") + timed("score") + timed("load", *db, key="load_insert")
+    figures["reprocess"].append(reprocess)
+    # Updates: scores re-made with another threshold change every row.
+    stage("score", run_dir, "--threshold", "0.6")
+    timed("load", *db, key="load_update")
+
+    # The floor: the same rows, from a binary COPY file, through the same SQL.
+    rows = shared / "staging.bin"
+    staging_sql = (ROOT / "src/load/sql/staging.sql").read_text()
+    upsert_sql = (ROOT / "src/load/sql/upsert.sql").read_text().replace("$1", "'bench-floor'")
+    columns = ("trans_num, trans_time, cc_last4, cc_hash, merchant, category, (amt * 100)::int8, "
+               "gender, city, state, city_pop, merch_lat, merch_long, age_years, distance_km, "
+               "is_fraud_label, fraud_probability, predicted_fraud, threshold, model_version, "
+               "scorer, needs_rescore")
+    psql(url, f"COPY (SELECT {columns} FROM payments_scored) TO '{rows}' (FORMAT binary)")
+    load = f"BEGIN; {staging_sql}; COPY payments_staging FROM '{rows}' (FORMAT binary); {upsert_sql}; COMMIT;"
+    psql(url, "TRUNCATE payments_scored CASCADE; CHECKPOINT")
+    figures["floor_insert"].append(psql(url, load)[0])
+    # Updates: every row's threshold changed in the file, loaded again.
+    psql(url, f"COPY (SELECT {columns.replace('threshold,', '0.7::float8,')} FROM payments_scored) TO '{rows}' (FORMAT binary)")
+    figures["floor_update"].append(psql(url, load)[0])
+
+
+def one_record(args, admin, url):
+    """Median wall time of each stage on a one-record batch, in milliseconds."""
+    run_dir = args.work / "one"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    csv = args.work / "one.csv"
+    with open(args.work / f"tx-{args.n}.csv") as src, open(csv, "w") as dst:
+        dst.write(src.readline() + src.readline())
+    fresh_db(admin, url)
+    stage("extract", run_dir, "--from-csv", str(csv))
+    times = {}
+    for name, extra in (("transform", []), ("score", []), ("load", ["--database-url", url])):
+        times[name] = statistics.median(stage(name, run_dir, *extra)[0] * 1000 for _ in range(21))
+    return times
+
+
+def report(args, med, peaks, single):
+    n = args.n
+    rate = lambda s: f"{n / s:,.0f}"  # noqa: E731
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))) / 1024 / 1024
+    pg = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip()
+    print(f"## {n:,} transactions, median of {args.runs} run(s)\n")
+    print(f"Machine: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}; {pg}.\n")
+    print("| Stage | Seconds | Records/s | Peak memory |")
+    print("|---|---:|---:|---:|")
+    for key, label in (("extract", "extract (CSV → raw.jsonl)"), ("transform", "transform"),
+                       ("score", "score (local model)"), ("load_insert", "load, inserts"),
+                       ("load_update", "load, updates")):
+        print(f"| {label} | {med[key]:.2f} | {rate(med[key])} | {peaks[key]:.0f} MB |")
+    print(f"| **reprocess** (transform → score → load, inserts) | **{med['reprocess']:.2f}** | {rate(med['reprocess'])} | |")
+    print()
+    print("| Load against the database's floor | fraudctl load | COPY + upsert by psql | Ratio |")
+    print("|---|---:|---:|---:|")
+    for kind in ("insert", "update"):
+        a, b = med[f"load_{kind}"], med[f"floor_{kind}"]
+        print(f"| {kind}s | {a:.2f} s | {b:.2f} s | {a / b:.2f}× |")
+    print()
+    print("| One-record batch (median of 21) | Wall |")
+    print("|---|---:|")
+    for name, ms in single.items():
+        note = " (connects to PostgreSQL on loopback)" if name == "load" else ""
+        print(f"| {name}{note} | {ms:.1f} ms |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+-- fraudctl load, step 1: the session's staging table, filled by binary COPY (src/load/copy.rs
+-- writes the columns in this order). Dropped at commit.
+CREATE TEMPORARY TABLE payments_staging (
+    trans_num text, trans_time timestamptz, cc_last4 text, cc_hash text, merchant text,
+    category text, amt_cents int8, gender text, city text, state text, city_pop int8,
+    merch_lat float8, merch_long float8, age_years float8, distance_km float8,
+    is_fraud_label bool, fraud_probability float8, predicted_fraud bool, threshold float8,
+    model_version text, scorer text, needs_rescore bool
+) ON COMMIT DROP

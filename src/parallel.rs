@@ -1,0 +1,221 @@
+//! Ordered parallel processing of a stage file's records.
+//!
+//! A reader thread cuts the input into chunks of lines, worker threads turn each chunk into a
+//! result, and the calling thread receives the results in input order. Channels are bounded,
+//! so at most a few chunks per worker are in memory whatever the file's size: the stages keep
+//! streaming while using every core.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use anyhow::{anyhow, Result};
+use serde::de::DeserializeOwned;
+
+use crate::stagefile::StageReader;
+
+/// Lines per chunk: large enough to amortise the hand-offs, small enough to bound memory.
+const CHUNK_LINES: usize = 2048;
+
+/// Chunks in flight per worker.
+const QUEUE_PER_WORKER: usize = 2;
+
+/// A run of consecutive record lines.
+#[derive(Default)]
+pub struct Chunk {
+    /// Number of the chunk's first record in the file (1 = the first record after the header).
+    pub first_record: u64,
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Chunk {
+    /// The chunk's lines (without their newline), each with its record number.
+    pub fn lines(&self) -> impl Iterator<Item = (u64, &str)> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .enumerate()
+            .map(|(i, (start, end))| (self.first_record + i as u64, &self.text[start..end]))
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+/// The number of workers: one per core the process may use.
+pub fn workers() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Maps every chunk of `input` with `map` on [`workers`] threads and hands the results to
+/// `sink` in input order. The first error (reading, mapping or sinking) stops the work and is
+/// returned; `map` gets a per-worker state made by `init` (scratch buffers).
+pub fn map_chunks<T, R, S, I, M, K>(
+    input: &mut StageReader<T>,
+    init: I,
+    map: M,
+    mut sink: K,
+) -> Result<()>
+where
+    T: DeserializeOwned,
+    R: Send,
+    I: Fn() -> S + Sync,
+    M: Fn(&mut S, &Chunk) -> Result<R> + Sync,
+    K: FnMut(R) -> Result<()>,
+{
+    let workers = workers();
+    let (chunk_tx, chunk_rx) = sync_channel::<(u64, Chunk)>(workers * QUEUE_PER_WORKER);
+    let (done_tx, done_rx) = sync_channel::<(u64, Result<R>)>(workers * QUEUE_PER_WORKER);
+    // Only the workers hold the chunk queue's receiving end: when they stop, the reader's next
+    // send fails and it stops too.
+    let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+    thread::scope(|scope| {
+        let reader = scope.spawn(move || -> Result<()> {
+            let mut seq = 0u64;
+            let mut next_record = 1u64;
+            loop {
+                let mut chunk = Chunk {
+                    first_record: next_record,
+                    ..Chunk::default()
+                };
+                while chunk.len() < CHUNK_LINES {
+                    match input.next_line()? {
+                        Some(line) => {
+                            chunk.text.push_str(line);
+                            chunk.ends.push(chunk.text.len());
+                        }
+                        None => break,
+                    }
+                }
+                if chunk.is_empty() {
+                    return Ok(());
+                }
+                next_record += chunk.len() as u64;
+                if chunk_tx.send((seq, chunk)).is_err() {
+                    return Ok(()); // the workers stopped: the consumer has an error to report
+                }
+                seq += 1;
+            }
+        });
+        for _ in 0..workers {
+            let (chunk_rx, done_tx, init, map) = (chunk_rx.clone(), done_tx.clone(), &init, &map);
+            scope.spawn(move || {
+                let mut state = init();
+                loop {
+                    let job = chunk_rx.lock().expect("chunk queue poisoned").recv();
+                    let Ok((seq, chunk)) = job else { return };
+                    if done_tx.send((seq, map(&mut state, &chunk))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop((chunk_rx, done_tx));
+        let consumed = consume_in_order(done_rx, &mut sink);
+        // Dropping the receiver (inside consume_in_order) has stopped the workers; the reader
+        // stops at its next send. Its error, if any, comes first: a bad file explains the rest.
+        let read = reader
+            .join()
+            .map_err(|_| anyhow!("the stage-file reader thread panicked"))?;
+        read.and(consumed)
+    })
+}
+
+fn consume_in_order<R>(
+    done: Receiver<(u64, Result<R>)>,
+    sink: &mut impl FnMut(R) -> Result<()>,
+) -> Result<()> {
+    let mut pending = std::collections::BTreeMap::new();
+    let mut next = 0u64;
+    for (seq, result) in done.iter() {
+        pending.insert(seq, result);
+        while let Some(result) = pending.remove(&next) {
+            sink(result?)?;
+            next += 1;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stagefile::{Header, StageWriter};
+
+    fn file_of(n: u32) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.jsonl");
+        let mut w = StageWriter::create(&path, Header::new("n", "r", "t", serde_json::Value::Null))
+            .unwrap();
+        for i in 0..n {
+            w.write(&i).unwrap();
+        }
+        w.finish(Default::default()).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn results_arrive_in_input_order_with_record_numbers() {
+        let (_dir, path) = file_of(10_000);
+        let mut input = StageReader::<u32>::open(&path, "n").unwrap();
+        let mut seen = Vec::new();
+        map_chunks(
+            &mut input,
+            || (),
+            |_, chunk| {
+                Ok(chunk
+                    .lines()
+                    .map(|(no, line)| (no, line.parse::<u64>().unwrap()))
+                    .collect::<Vec<_>>())
+            },
+            |rows| {
+                seen.extend(rows);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(seen.len(), 10_000);
+        assert!(seen.iter().all(|(no, v)| *no == v + 1));
+    }
+
+    #[test]
+    fn an_error_in_a_chunk_stops_the_work_and_is_returned() {
+        let (_dir, path) = file_of(20_000);
+        let mut input = StageReader::<u32>::open(&path, "n").unwrap();
+        let mut sunk = 0;
+        let err = map_chunks(
+            &mut input,
+            || (),
+            |_, chunk| match chunk.lines().find(|(_, l)| *l == "5000") {
+                Some((no, _)) => Err(anyhow!("bad record {no}")),
+                None => Ok(chunk.len()),
+            },
+            |n| {
+                sunk += n;
+                Ok(())
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "bad record 5001");
+        assert_eq!(
+            sunk, 4096,
+            "only the chunks before the bad one are consumed"
+        );
+    }
+
+    #[test]
+    fn a_truncated_file_is_reported() {
+        let (_dir, path) = file_of(5_000);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, &text[..text.len() - 3]).unwrap();
+        let mut input = StageReader::<u32>::open(&path, "n").unwrap();
+        let err = map_chunks(&mut input, || (), |_, c| Ok(c.len()), |_| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+}
