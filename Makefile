@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 
-.PHONY: build venv test up down status pg clean
+.PHONY: build venv test fuzz up down status pg clean
 
 build: ## the fraudctl binary (target/release/fraudctl)
 	cargo build --release --locked
@@ -32,6 +32,9 @@ pg: ## start the private PostgreSQL cluster (.local/pg, port 55432)
 
 test: build venv ## every test (starts PostgreSQL itself)
 	scripts/test.sh
+
+fuzz: build ## fuzz the API body parser and the stage-file readers, 60 s each (FRAUDCTL_FUZZ_SECONDS)
+	scripts/fuzz.sh
 
 up: build venv ## the whole local stack: PostgreSQL, simulator, SMTP sink, Airflow, dashboard
 	scripts/stack.sh up
