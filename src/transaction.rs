@@ -292,7 +292,7 @@ fn kind(v: &Value) -> &'static str {
 mod tests {
     use super::*;
 
-    /// Found by the stage_file fuzz target: a raw file edited to hold a time chrono cannot
+    /// What the stage_file fuzz target exercises: a raw file edited to hold a time chrono cannot
     /// represent made `transform` panic in `trans_time()`; it is now refused when read.
     #[test]
     fn a_stage_file_time_out_of_range_is_refused_when_read() {

@@ -616,7 +616,7 @@ impl SmtpSink {
             None => PyService::spawn("scripts/smtp_sink.py", &args),
             Some(password) => PyService::spawn_with_env(
                 "scripts/smtp_sink.py",
-                &[args.as_slice(), &["--auth-user", SMTP_USER]].concat(),
+                &[args.as_slice(), &["--auth-user", SMTP_USER][..]].concat(),
                 &[("FRAUDCTL_SMTP_SINK_PASSWORD", password)],
             ),
         };
