@@ -872,13 +872,22 @@ fn run_scenario(shared: &Shared, scenario: &Scenario, seed: u64) -> Result<Strin
     }
 }
 
+/// A line of the suite's report on stderr, shown even when the test passes (the harness only
+/// captures `print!`/`eprint!`).
+fn report(line: &str) {
+    use std::io::Write;
+    writeln!(std::io::stderr(), "{line}").ok();
+}
+
 #[test]
 fn fault_scenarios_lose_duplicate_and_leak_nothing() {
     let seed: u64 = match std::env::var("FRAUDCTL_FAULT_SEED") {
         Ok(s) => s.parse().expect("FRAUDCTL_FAULT_SEED is a number"),
         Err(_) => rand::thread_rng().gen(),
     };
-    println!("fault seed {seed} (replay with FRAUDCTL_FAULT_SEED={seed})");
+    report(&format!(
+        "fault seed {seed} (replay with FRAUDCTL_FAULT_SEED={seed})"
+    ));
 
     let rows: Vec<String> = std::fs::read_to_string(sample_csv())
         .expect("sample CSV")
@@ -912,19 +921,22 @@ fn fault_scenarios_lose_duplicate_and_leak_nothing() {
         let outcome = run_scenario(&shared, scenario, seed.wrapping_add(i as u64));
         let took = started.elapsed().as_secs_f32();
         match outcome {
-            Ok(summary) => println!("  ok    {} [{took:.1} s]: {summary}", scenario.name),
+            Ok(summary) => report(&format!(
+                "  ok    {} [{took:.1} s]: {summary}",
+                scenario.name
+            )),
             Err(why) => {
-                println!("  FAIL  {} [{took:.1} s]: {why}", scenario.name);
+                report(&format!("  FAIL  {} [{took:.1} s]: {why}", scenario.name));
                 failed.push(scenario.name);
             }
         }
     }
     let run = SCENARIOS.len();
-    println!(
+    report(&format!(
         "fault scenarios: {run} run, {} passed, {} failed",
         run - failed.len(),
         failed.len()
-    );
+    ));
     assert!(
         failed.is_empty(),
         "failed scenarios (seed {seed}): {failed:?}"
