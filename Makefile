@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 
-.PHONY: build venv test up down status pg bench clean
+.PHONY: build venv test fuzz bench up down status pg clean
 
 build: ## the fraudctl binary (target/release/fraudctl)
 	cargo build --release --locked
@@ -38,6 +38,9 @@ RUNS ?= 3
 bench: build ## the benchmark (N transactions, median of RUNS runs; BENCHMARKS.md), then cargo bench
 	$(PYTHON) scripts/bench.py --n $(N) --runs $(RUNS)
 	cargo bench --locked --bench hot_paths
+
+fuzz: build ## fuzz the API body parser and the stage-file readers, 60 s each (FRAUDCTL_FUZZ_SECONDS)
+	scripts/fuzz.sh
 
 up: build venv ## the whole local stack: PostgreSQL, simulator, SMTP sink, Airflow, dashboard
 	scripts/stack.sh up

@@ -4,9 +4,12 @@
     python scripts/smtp_sink.py serve --listen 127.0.0.1:1025 --maildir .local/mail
     python scripts/smtp_sink.py list --maildir .local/mail          # what it received
     python scripts/smtp_sink.py show --maildir .local/mail FILE     # one message, in full
+    python scripts/smtp_sink.py dump --maildir .local/mail          # every message, decoded
 
 Each accepted message is written atomically to MAILDIR/<n>.eml. `--fail-first N` answers
 "451 try again later" to the first N messages (a server that refuses, then recovers).
+`--auth-user USER` requires SMTP AUTH (PLAIN or LOGIN) as USER, with the password in the
+environment variable FRAUDCTL_SMTP_SINK_PASSWORD (never on the command line).
 """
 import argparse
 import asyncio
@@ -18,6 +21,7 @@ import sys
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Sink:
@@ -38,10 +42,26 @@ class Sink:
         return "250 OK"
 
 
+def authenticator(user: str, password: str):
+    """Accepts exactly one account."""
+    def check(server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user \
+            and auth_data.password.decode() == password
+        return AuthResult(success=ok)
+    return check
+
+
 def serve(args):
     host, port = args.listen.rsplit(":", 1)
     args.maildir.mkdir(parents=True, exist_ok=True)
-    controller = Controller(Sink(args.maildir, args.fail_first), hostname=host, port=int(port))
+    auth = {}
+    if args.auth_user:
+        password = os.environ.get("FRAUDCTL_SMTP_SINK_PASSWORD")
+        if not password:
+            sys.exit("--auth-user needs the password in FRAUDCTL_SMTP_SINK_PASSWORD")
+        auth = {"authenticator": authenticator(args.auth_user, password),
+                "auth_required": True, "auth_require_tls": False}
+    controller = Controller(Sink(args.maildir, args.fail_first), hostname=host, port=int(port), **auth)
     controller.start()
     print(f"SMTP sink listening on {args.listen}, storing messages in {args.maildir}", flush=True)
     try:
@@ -76,19 +96,29 @@ def show(args):
     print(body.get_content() if body else msg.get_payload())
 
 
+def dump(args):
+    for path, msg in messages(args.maildir):
+        print(f"== {path.name}")
+        print("".join(f"{k}: {v}\n" for k, v in msg.items()))
+        for part in msg.walk():
+            if not part.is_multipart():
+                print(part.get_content())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the SMTP server")
     p.add_argument("--listen", default=os.environ.get("FRAUDCTL_SMTP_SINK_LISTEN", "127.0.0.1:1025"))
     p.add_argument("--fail-first", type=int, default=0, help="answer 451 to the first N messages")
-    for name in ("serve", "list", "show"):
+    p.add_argument("--auth-user", help="require AUTH as this user (password: FRAUDCTL_SMTP_SINK_PASSWORD)")
+    for name in ("serve", "list", "show", "dump"):
         q = p if name == "serve" else sub.add_parser(name, help=f"{name} received messages")
         q.add_argument("--maildir", type=Path, default=Path(os.environ.get("FRAUDCTL_SMTP_SINK_DIR", ".local/mail")))
         if name == "show":
             q.add_argument("file", help="a file name printed by `list`")
     args = parser.parse_args()
-    {"serve": serve, "list": list_messages, "show": show}[args.command](args)
+    {"serve": serve, "list": list_messages, "show": show, "dump": dump}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: Rust unit and integration tests, then the Python suites (model parity,
-# dashboard, Airflow DAGs). Starts the private PostgreSQL cluster and builds what it needs.
+# dashboard, Airflow DAGs), then a bounded fuzzing run. Starts the private PostgreSQL cluster and
+# builds what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,3 +26,6 @@ if [[ -d dags/tests ]]; then
     step "Python: Airflow DAG tests"
     .venv-airflow/bin/python -m pytest -q dags/tests
 fi
+
+step "Fuzz: payments-API body parser and stage-file readers (${FRAUDCTL_FUZZ_SECONDS:-60} s each)"
+scripts/fuzz.sh

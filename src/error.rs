@@ -55,14 +55,18 @@ impl Failure {
 }
 
 /// The exit code for an error chain: the first [`Failure`] in it decides; a PostgreSQL error that
-/// is not an SQL error (connection lost, server shut down) counts as unavailable.
+/// is not an SQL error (connection lost) or that says the server is going away or cannot take
+/// connections (SQLSTATE classes 08 and 57P: shut down by an operator, crashed, starting up)
+/// counts as unavailable.
 pub fn exit_code_of(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
         if let Some(failure) = cause.downcast_ref::<Failure>() {
             return failure.exit_code();
         }
+        #[cfg(feature = "services")]
         if let Some(pg) = cause.downcast_ref::<postgres::Error>() {
-            if pg.code().is_none() {
+            let state = pg.code().map(|c| c.code());
+            if state.map_or(true, |c| c.starts_with("08") || c.starts_with("57P")) {
                 return exit::UNAVAILABLE;
             }
         }

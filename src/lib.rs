@@ -5,19 +5,26 @@
 //! `fraudctl` binary only parses arguments and dispatches. Stages exchange JSON Lines files in a
 //! run directory ([`stagefile`], docs/stage-files.md).
 
+#[cfg(feature = "services")]
 pub mod alert;
+#[cfg(feature = "services")]
 pub mod db;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "services")]
 pub mod load;
+#[cfg(feature = "services")]
 pub mod migrate;
 pub mod pan;
 pub mod parallel;
 pub mod payments_api;
+#[cfg(feature = "services")]
 pub mod report;
 pub mod retry;
 pub mod rundir;
+#[cfg(feature = "services")]
 pub mod score;
+#[cfg(feature = "services")]
 pub mod simulator;
 pub mod stagefile;
 pub mod transaction;

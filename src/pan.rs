@@ -50,28 +50,39 @@ impl PanProtector {
 }
 
 /// Masks every run of 11 or more digits in free text (an unparseable body kept for diagnosis)
-/// down to its last four digits.
+/// down to its last four digits. Digits grouped by single spaces or dashes count as one run
+/// ("4497 9139 6551 2794 052" is a card number too).
 pub fn mask_digit_runs(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if run.len() >= 11 {
-            out.push_str("****");
-            out.push_str(&run[run.len() - 4..]);
-        } else {
-            out.push_str(run);
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
         }
-        run.clear();
-    };
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            run.push(c);
+        let start = i;
+        let mut digits = String::new();
+        while i < chars.len() {
+            if chars[i].is_ascii_digit() {
+                digits.push(chars[i]);
+                i += 1;
+            } else if matches!(chars[i], ' ' | '-')
+                && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit())
+            {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        if digits.len() >= 11 {
+            out.push_str("****");
+            out.push_str(&digits[digits.len() - 4..]);
         } else {
-            flush(&mut run, &mut out);
-            out.push(c);
+            out.extend(&chars[start..i]);
         }
     }
-    flush(&mut run, &mut out);
     out
 }
 
@@ -97,6 +108,12 @@ mod tests {
         assert_eq!(
             mask_digit_runs("[4497913965512794052,\"x\",60.16,28372]"),
             "[****4052,\"x\",60.16,28372]"
+        );
+        assert_eq!(
+            mask_digit_runs(
+                "card 4497 9139 6551 2794 052 or 4497-9139-6551-2794-052, 2019-01-01 12"
+            ),
+            "card ****4052 or ****4052, 2019-01-01 12"
         );
     }
 }

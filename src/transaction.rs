@@ -38,9 +38,28 @@ pub const API_COLUMNS: [&str; 21] = [
 /// Largest amount accepted, in the data set's currency.
 pub const MAX_AMOUNT: f64 = 1_000_000.0;
 
+/// Transaction times accepted, in epoch milliseconds: 2000-01-01 to 2100-01-01 (excluded).
+const TIME_RANGE_MS: std::ops::Range<i64> = 946_684_800_000..4_102_444_800_000;
+
+fn time_range_error(ms: i64) -> String {
+    format!("current_time {ms} is not epoch milliseconds between 2000 and 2100")
+}
+
+/// Reads `trans_time_ms` from a stage file with the range `validate` enforces, so that a
+/// hand-edited file is refused as bad input rather than crashing a later stage.
+fn time_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let ms = i64::deserialize(d)?;
+    if TIME_RANGE_MS.contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(serde::de::Error::custom(time_range_error(ms)))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transaction {
     pub trans_num: String,
+    #[serde(deserialize_with = "time_in_range")]
     pub trans_time_ms: i64,
     pub cc_last4: String,
     pub cc_hash: String,
@@ -63,7 +82,7 @@ pub struct Transaction {
 
 impl Transaction {
     pub fn trans_time(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(self.trans_time_ms).expect("validated at extraction")
+        DateTime::from_timestamp_millis(self.trans_time_ms).expect("validated when read")
     }
 
     /// The amount in cents (amounts are validated to carry at most two decimals).
@@ -78,12 +97,8 @@ pub fn validate(row: &Map<String, Value>, pan: &PanProtector) -> Result<Transact
     let cc_digits = f.card_number()?;
     let protected = pan.protect(&cc_digits);
     let trans_time_ms = f.integer("current_time")?;
-    let earliest = 946_684_800_000; // 2000-01-01
-    let latest = 4_102_444_800_000; // 2100-01-01
-    if !(earliest..latest).contains(&trans_time_ms) {
-        return Err(format!(
-            "current_time {trans_time_ms} is not epoch milliseconds between 2000 and 2100"
-        ));
+    if !TIME_RANGE_MS.contains(&trans_time_ms) {
+        return Err(time_range_error(trans_time_ms));
     }
     let trans_time = DateTime::from_timestamp_millis(trans_time_ms).expect("range checked");
     let amt = f.number("amt", 0.0, MAX_AMOUNT)?;
@@ -270,5 +285,35 @@ fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the stage_file fuzz target exercises: a raw file edited to hold a time chrono cannot
+    /// represent made `transform` panic in `trans_time()`; it is now refused when read.
+    #[test]
+    fn a_stage_file_time_out_of_range_is_refused_when_read() {
+        let pan = PanProtector::new(b"0123456789abcdef");
+        let fixture: Value = serde_json::from_str(
+            r#"{"cc_num": 4497913965512794052, "merchant": "m", "category": "c", "amt": 1.5,
+                "gender": "F", "city": "x", "state": "NC", "zip": 28372, "lat": 1.0,
+                "long": 2.0, "city_pop": 10, "job": "j", "dob": "1955-11-07",
+                "trans_num": "t1", "merch_lat": 1.0, "merch_long": 2.0, "is_fraud": 0,
+                "current_time": 1730134684025}"#,
+        )
+        .unwrap();
+        let tx = validate(fixture.as_object().unwrap(), &pan).unwrap();
+        let mut record = serde_json::to_value(&tx).unwrap();
+        assert!(serde_json::from_value::<Transaction>(record.clone()).is_ok());
+        for bad in [i64::MAX, -62_135_596_800_001_000, 4_102_444_800_000] {
+            record["trans_time_ms"] = Value::from(bad);
+            let err = serde_json::from_value::<Transaction>(record.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("between 2000 and 2100"), "{err}");
+        }
     }
 }

@@ -49,13 +49,6 @@ fn alert(db: &TestDb, dir: &RunDir, smtp: &str) -> std::process::Command {
     cmd
 }
 
-fn header<'a>(message: &'a str, name: &str) -> &'a str {
-    message
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .unwrap_or("")
-}
-
 #[test]
 fn each_predicted_fraud_is_emailed_once_with_what_an_analyst_needs() {
     let db = TestDb::new();

@@ -30,7 +30,9 @@ os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="fraudctl-airflow-home-")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
-PG_URL = os.environ.get("FRAUDCTL_TEST_PG_URL", "postgres://postgres@127.0.0.1:55432/postgres")
+# The cluster scripts/test.sh started (FRAUDCTL_TEST_ADMIN_URL), as the other suites use.
+PG_URL = os.environ.get("FRAUDCTL_TEST_PG_URL") or os.environ.get(
+    "FRAUDCTL_TEST_ADMIN_URL", "postgres://postgres@127.0.0.1:55432/postgres")
 
 
 def free_port() -> int:

@@ -71,7 +71,10 @@ def test_backfill_rescores_captured_intervals_and_skips_the_others(airflow, mail
 def test_no_secret_in_rendered_fields_or_logs(airflow, secrets_in_play, first_run):
     rendered = sql(airflow.metadata_url, "select rendered_fields::text from rendered_task_instance_fields")
     assert rendered, "no rendered fields recorded"
+    xcoms = sql(airflow.metadata_url, "select value from xcom")
+    assert xcoms, "no XCom recorded"
     text = "\n".join(r[0] for r in rendered) + airflow.logs()
+    text += "\n".join(bytes(v).decode(errors="replace") for (v,) in xcoms)
     for name, secret in secrets_in_play.items():
         assert secret not in text, f"{name} leaked"
     commands = sql(airflow.metadata_url, "select rendered_fields->>'bash_command' from"

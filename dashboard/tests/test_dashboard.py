@@ -1,11 +1,19 @@
 """The dashboard against a real PostgreSQL: known rows in, figures on screen checked."""
 
+import csv
 import datetime as dt
+import os
+import re
 import socket
+import subprocess
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+from conftest import FRAUDCTL_BIN, ROOT
 
 UTC = dt.timezone.utc
 DAY = dt.date(2026, 3, 9)
@@ -206,3 +214,68 @@ def test_unreachable_database_is_named(run_dashboard):
     assert message.startswith(f"Cannot reach fraud_db at postgres://dashboard:***@127.0.0.1:{port}/fraud_db "
                               "(FRAUDCTL_DASHBOARD_DATABASE_URL)")
     assert "secret" not in message
+
+
+SHARED = Path(os.environ.get("FRAUDCTL_SHARED_DIR", ROOT.parent / "shared"))
+
+
+def card_numbers_in(text: str, pans: set[str]) -> list[str]:
+    """The card numbers of `pans` in `text`, whole or in groups split by single spaces or dashes
+    (a card number inside a longer run of digits does not count)."""
+    found = []
+    for run in re.finditer(r"\d+(?:[ -]\d+)*", text):
+        groups = re.split(r"[ -]", run.group())
+        for first in range(len(groups)):
+            joined = ""
+            for group in groups[first:]:
+                joined += group
+                if joined in pans:
+                    found.append(f"{joined} in {run.group()!r}")
+    return found
+
+
+def test_no_card_number_in_clear_on_screen_or_in_the_download(fraud_db, dashboard, monkeypatch, tmp_path):
+    """A day of the real sample loaded by the real pipeline: no element of the page, nor the CSV
+    offered for download, holds a card number."""
+    rows = list(csv.reader((SHARED / "data" / "fraud_sample.csv").open()))
+    header, body = rows[0], rows[1:]
+    day = next(r[1] for r in body if r[-1] == "1")[:10]  # the day of the sample's first fraud
+    chosen = [r for r in body if r[1].startswith(day)]
+    pans = {r[header.index("cc_num")] for r in chosen}
+    source = tmp_path / "day.csv"
+    with source.open("w", newline="") as f:
+        csv.writer(f).writerows([header, *chosen])
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "FRAUDCTL_PAN_HASH_KEY": "dashboard-test-key-0123456789",
+           "FRAUDCTL_DATABASE_URL": fraud_db.url}
+    for stage in (["extract", "--from-csv", str(source)],
+                  ["transform", "--feature-spec", str(ROOT / "model/default/feature_spec.json")],
+                  ["score", "--model-dir", str(ROOT / "model/default")],
+                  ["load"]):
+        done = subprocess.run([FRAUDCTL_BIN, *stage, "--run-dir", str(run_dir)], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"fraudctl {stage[0]}: {done.stderr}"
+
+    downloads = []
+    load = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(self, path_or_data, mimetype, kind, filename=None):
+        downloads.append(path_or_data if isinstance(path_or_data, str) else path_or_data.decode())
+        return load(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    at = dashboard(day=dt.date.fromisoformat(day))
+
+    frauds = at.dataframe[0].value
+    assert len(frauds) > 0 and frauds.card.str.fullmatch(r"\*\*\*\* \d{4}").all()
+    assert downloads and "trans_num" in downloads[0], "the frauds' CSV is offered"
+
+    def protos(node):
+        yield str(getattr(node, "proto", ""))
+        for child in getattr(node, "children", {}).values():
+            yield from protos(child)
+
+    shown = "\n".join([*protos(at._tree), *(d.value.to_csv() for d in at.dataframe), *downloads])
+    assert card_numbers_in(f"x {sorted(pans)[0]} y", pans), "the scan finds a card number"
+    leaked = card_numbers_in(shown, pans)
+    assert not leaked, f"card numbers in clear on the dashboard: {leaked[:5]}"

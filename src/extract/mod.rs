@@ -2,11 +2,11 @@
 //! `raw.rejected.jsonl` with the reason for every record that could not be used.
 
 mod csv_source;
+#[cfg(feature = "services")]
 mod http_source;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -132,17 +132,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
     let mut collector = Collector::new(&dir, pan, &source)?;
     let stats = match &args.from_csv {
         Some(path) => csv_source::read(path, args.max_records.unwrap_or(u64::MAX), &mut collector)?,
-        None => http_source::poll(
-            &http_source::Polling {
-                url: args.api_url.clone(),
-                max_records: args.max_records.unwrap_or(5000),
-                max_time: Duration::from_secs(args.max_seconds),
-                interval: Duration::from_millis(args.poll_interval_ms),
-                timeout: Duration::from_secs(args.request_timeout_secs),
-                retries: args.retries,
-            },
-            &mut collector,
-        )?,
+        None => poll_api(args, &mut collector)?,
     };
     let (records, rejected, duplicates) = collector.finish(&stats)?;
     Ok(ExtractSummary {
@@ -157,6 +147,32 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         reused: false,
         raw_file: dir.raw(),
     })
+}
+
+#[cfg(feature = "services")]
+fn poll_api(args: &ExtractArgs, collector: &mut Collector) -> Result<SourceStats> {
+    use std::time::Duration;
+    http_source::poll(
+        &http_source::Polling {
+            url: args.api_url.clone(),
+            max_records: args.max_records.unwrap_or(5000),
+            max_time: Duration::from_secs(args.max_seconds),
+            interval: Duration::from_millis(args.poll_interval_ms),
+            timeout: Duration::from_secs(args.request_timeout_secs),
+            retries: args.retries,
+        },
+        collector,
+    )
+}
+
+/// A library built without the `services` feature (the fuzz build) has no HTTP client.
+#[cfg(not(feature = "services"))]
+fn poll_api(_: &ExtractArgs, _: &mut Collector) -> Result<SourceStats> {
+    Err(Failure::Config(
+        "this fraudctl was built without the `services` feature: it cannot poll the payments API"
+            .into(),
+    )
+    .into())
 }
 
 /// Counters a source reports.
@@ -202,6 +218,7 @@ impl Collector {
         self.raw.records()
     }
 
+    #[cfg(feature = "services")]
     pub fn rejected(&self) -> u64 {
         self.rejected.records()
     }

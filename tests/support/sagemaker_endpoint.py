@@ -5,14 +5,15 @@ that behaves like the built-in XGBoost container behind it.
 For every InvokeEndpoint request the proxy
   * checks it is SigV4-signed for the sagemaker service,
   * answers 400 ValidationError for an endpoint name it does not serve (as SageMaker does),
-  * answers 429 ThrottlingException to the first --throttle-first requests,
+  * answers 429 ThrottlingException to the first --throttle-first requests, then 503
+    ServiceUnavailable to the next --unavailable-first ones,
   * scores the text/csv rows with the real xgboost library and the given model,
   * queues that answer in moto (its static endpoint-results API) and forwards the request, so the
     response is moto's,
   * appends {rows, bytes, columns, status} to --log (JSON Lines) for the test to inspect.
 
     python tests/support/sagemaker_endpoint.py --model model/default/model.json \
-        --endpoint fraud-xgb --port-file /tmp/port --log /tmp/requests.jsonl [--throttle-first 2]
+        --endpoint fraud-xgb --port-file /tmp/port --log /tmp/requests.jsonl [--throttle-first 2] [--unavailable-first 2]
 """
 import argparse
 import json
@@ -36,7 +37,8 @@ def free_port() -> int:
 
 def make_handler(args, booster, moto_url):
     lock = threading.Lock()
-    state = {"throttle_left": args.throttle_first, "queued": set()}
+    state = {"throttle_left": args.throttle_first, "unavailable_left": args.unavailable_first,
+             "queued": set()}
 
     def log(entry):
         with lock, open(args.log, "a") as f:
@@ -69,8 +71,12 @@ def make_handler(args, booster, moto_url):
             with lock:
                 throttle = state["throttle_left"] > 0
                 state["throttle_left"] -= int(throttle)
+                unavailable = not throttle and state["unavailable_left"] > 0
+                state["unavailable_left"] -= int(unavailable)
             if throttle:
                 return self.error(429, "ThrottlingException", "Rate exceeded")
+            if unavailable:
+                return self.error(503, "ServiceUnavailable", "the endpoint is unavailable (injected)")
             text = body.decode()
             rows = [[float(v) if v else np.nan for v in line.split(",")] for line in text.splitlines() if line]
             scores = booster.predict(xgboost.DMatrix(np.array(rows, dtype=np.float32), missing=np.nan))
@@ -109,6 +115,8 @@ def main():
     parser.add_argument("--port-file", required=True, type=Path, help="written with the port once ready")
     parser.add_argument("--log", required=True, type=Path, help="JSON Lines log of the requests")
     parser.add_argument("--throttle-first", type=int, default=0, help="answer 429 to the first N requests")
+    parser.add_argument("--unavailable-first", type=int, default=0,
+                        help="then answer 503 to the next N requests")
     args = parser.parse_args()
 
     booster = xgboost.Booster()

@@ -146,9 +146,15 @@ fn admin_url() -> String {
 }
 
 impl TestDb {
+    /// On the shared test cluster (FRAUDCTL_TEST_ADMIN_URL).
     pub fn new() -> Self {
+        Self::on(&admin_url())
+    }
+
+    /// On the cluster of `admin_url` (e.g. a [`PgCluster`]'s).
+    pub fn on(admin_url: &str) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
-        let admin_url = admin_url();
+        let admin_url = admin_url.to_string();
         let name = format!(
             "fraudctl_test_{}_{}",
             std::process::id(),
@@ -190,6 +196,19 @@ impl TestDb {
     pub fn count(&self, sql: &str) -> i64 {
         self.client().query_one(sql, &[]).expect(sql).get(0)
     }
+
+    /// The whole database as SQL text (`pg_dump`: every table, view and row).
+    pub fn dump(&self) -> String {
+        let out = run(Command::new(pg_bindir().join("pg_dump"))
+            .arg("--no-owner")
+            .arg(format!("--dbname={}", self.url)));
+        assert!(
+            out.status.success(),
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("pg_dump prints UTF-8")
+    }
 }
 
 impl Drop for TestDb {
@@ -203,6 +222,152 @@ impl Drop for TestDb {
                 .ok();
         }
     }
+}
+
+/// PostgreSQL's server programs: PG_BINDIR, else the newest /usr/lib/postgresql/*/bin (as
+/// `scripts/pg.sh` finds them).
+pub fn pg_bindir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BINDIR") {
+        return PathBuf::from(dir);
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let version = e.file_name().to_str()?.parse().ok()?;
+                    let bin = e.path().join("bin");
+                    bin.join("pg_ctl").exists().then_some((version, bin))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+        .pop()
+        .map(|(_, bin)| bin)
+        .expect("no PostgreSQL server programs in /usr/lib/postgresql/*/bin: apt-get install postgresql, or set PG_BINDIR")
+}
+
+/// A throwaway PostgreSQL cluster of one test's own (initdb into a temporary directory, a free
+/// port), so that stopping it never disturbs other tests. Removed when dropped.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl PgCluster {
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("fraudctl-pg-")
+            .tempdir()
+            .expect("temp dir");
+        let cluster = PgCluster {
+            dir,
+            port: free_port(),
+        };
+        if is_root() {
+            // PostgreSQL refuses to run as root: its programs run as the postgres user.
+            let ids = run(Command::new("id").args(["-u", "postgres"]));
+            let uid: u32 = String::from_utf8_lossy(&ids.stdout)
+                .trim()
+                .parse()
+                .expect("a postgres user (the postgresql package creates it)");
+            std::os::unix::fs::chown(cluster.dir.path(), Some(uid), None).expect("chown");
+        }
+        cluster.must(
+            cluster
+                .program("initdb")
+                .arg("-D")
+                .arg(cluster.data())
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ]),
+        );
+        cluster.resume();
+        cluster
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A PostgreSQL program run as the cluster's owner.
+    fn program(&self, name: &str) -> Command {
+        let path = pg_bindir().join(name);
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        };
+        cmd.stdout(Stdio::null());
+        cmd
+    }
+
+    fn must(&self, cmd: &mut Command) {
+        let out = run(cmd);
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+        );
+    }
+
+    /// Starts (again) the server, waiting until it accepts connections.
+    pub fn resume(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        self.must(
+            self.program("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .arg("-l")
+                .arg(self.dir.path().join("postgres.log"))
+                .args(["-w", "-t", "60", "-o", &options, "start"]),
+        );
+    }
+
+    /// Stops the server: `fast` as an operator's restart does (sessions terminated), or
+    /// `immediate` as a crash would (sessions cut, recovery at the next start).
+    pub fn stop(&self, mode: &str) {
+        self.must(&mut self.stop_command(mode));
+    }
+
+    fn stop_command(&self, mode: &str) -> Command {
+        let mut cmd = self.program("pg_ctl");
+        cmd.arg("-D")
+            .arg(self.data())
+            .args(["-m", mode, "-w", "stop"]);
+        cmd
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if self.data().join("postmaster.pid").exists() {
+            self.stop_command("immediate").output().ok();
+        }
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }
 
 /// A free TCP port on the loopback interface.
@@ -280,6 +445,19 @@ pub struct FixtureServer {
 
 impl FixtureServer {
     pub fn serve(body: String) -> Self {
+        Self::answering(move || (200, body.clone()))
+    }
+
+    /// Answers with each body in turn, then 503 (an API with nothing more to serve).
+    pub fn sequence(bodies: Vec<String>) -> Self {
+        let bodies = std::sync::Mutex::new(bodies.into_iter());
+        Self::answering(move || match bodies.lock().expect("lock").next() {
+            Some(body) => (200, body),
+            None => (503, "no more bodies".to_string()),
+        })
+    }
+
+    fn answering(respond: impl Fn() -> (u16, String) + Send + 'static) -> Self {
         let server = std::sync::Arc::new(
             tiny_http::Server::http("127.0.0.1:0").expect("bind fixture server"),
         );
@@ -290,8 +468,9 @@ impl FixtureServer {
         let s = server.clone();
         let thread = std::thread::spawn(move || {
             for request in s.incoming_requests() {
+                let (status, body) = respond();
                 request
-                    .respond(tiny_http::Response::from_string(body.clone()))
+                    .respond(tiny_http::Response::from_string(body).with_status_code(status))
                     .ok();
             }
         });
@@ -319,35 +498,78 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|| root().join(".venv/bin/python"))
 }
 
-/// A Python service process (scripts or tests/support), killed when dropped.
+/// A Python service process (scripts or tests/support), killed when dropped. It can be stopped
+/// and started again in the same directory (same files, same logs).
 pub struct PyService {
-    child: Child,
+    child: Option<Child>,
+    script: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     pub dir: tempfile::TempDir,
 }
 
 impl PyService {
     fn spawn(script: &str, args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn_with_env(script, args, &[])
+    }
+
+    fn spawn_with_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut service = PyService {
+            child: None,
+            script: script.to_string(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        service.resume();
+        service
+    }
+
+    /// Starts the process again (after [`PyService::stop`]); `args` replace the last ones given.
+    fn resume_with(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.resume();
+    }
+
+    fn resume(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("stderr.log"))
+            .expect("log file");
         let child = Command::new(python())
-            .arg(root().join(script))
-            .args(args)
-            .current_dir(dir.path())
+            .arg(root().join(&self.script))
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.dir.path())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log file"))
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot run {} {script}: {e} (create the venv with `make venv`)",
-                    python().display()
+                    "cannot run {} {}: {e} (create the venv with `make venv`)",
+                    python().display(),
+                    self.script
                 )
             });
-        PyService { child, dir }
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
     }
 
     fn wait_until(&mut self, ready: impl Fn(&Path) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready(self.dir.path()) {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            let child = self.child.as_mut().expect("service started");
+            if let Ok(Some(status)) = child.try_wait() {
                 let log =
                     std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default();
                 panic!("service exited with {status}:\n{log}");
@@ -360,8 +582,7 @@ impl PyService {
 
 impl Drop for PyService {
     fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
+        self.stop();
     }
 }
 
@@ -371,29 +592,72 @@ pub struct SmtpSink {
     pub port: u16,
 }
 
+/// The SMTP account of [`SmtpSink::with_login`].
+pub const SMTP_USER: &str = "alerts";
+
 impl SmtpSink {
     /// Starts the sink on `port` (0: a free one); it answers 451 to the first `fail_first` messages.
     pub fn start_on(port: u16, fail_first: u32) -> Self {
-        let port = if port == 0 { free_port() } else { port };
-        let listen = format!("127.0.0.1:{port}");
-        let mut service = PyService::spawn(
-            "scripts/smtp_sink.py",
-            &[
-                "serve",
-                "--listen",
-                &listen,
-                "--maildir",
-                "mail",
-                "--fail-first",
-                &fail_first.to_string(),
-            ],
-        );
-        service.wait_until(|_| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-        SmtpSink { service, port }
+        Self::spawn(port, fail_first, None)
     }
     pub fn start(fail_first: u32) -> Self {
         Self::start_on(0, fail_first)
     }
+    /// A sink that requires AUTH as [`SMTP_USER`] with `password`.
+    pub fn with_login(password: &str) -> Self {
+        Self::spawn(0, 0, Some(password))
+    }
+
+    fn spawn(port: u16, fail_first: u32, password: Option<&str>) -> Self {
+        let port = if port == 0 { free_port() } else { port };
+        let args = Self::args(port, fail_first);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let service = match password {
+            None => PyService::spawn("scripts/smtp_sink.py", &args),
+            Some(password) => PyService::spawn_with_env(
+                "scripts/smtp_sink.py",
+                &[args.as_slice(), &["--auth-user", SMTP_USER][..]].concat(),
+                &[("FRAUDCTL_SMTP_SINK_PASSWORD", password)],
+            ),
+        };
+        let mut sink = SmtpSink { service, port };
+        sink.wait_ready();
+        sink
+    }
+
+    fn args(port: u16, fail_first: u32) -> Vec<String> {
+        [
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--maildir",
+            "mail",
+            "--fail-first",
+            &fail_first.to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    fn wait_ready(&mut self) {
+        let port = self.port;
+        self.service
+            .wait_until(|_| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    }
+
+    /// The server goes down (what it received is kept).
+    pub fn stop(&mut self) {
+        self.service.stop();
+    }
+
+    /// Up again on the same port and mail directory, refusing the first `fail_first` messages.
+    pub fn resume(&mut self, fail_first: u32) {
+        let args = Self::args(self.port, fail_first);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.service.resume_with(&args);
+        self.wait_ready();
+    }
+
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
     }
@@ -413,6 +677,33 @@ impl SmtpSink {
             .map(|p| std::fs::read_to_string(p).expect("message"))
             .collect()
     }
+    /// Every message decoded as a reader sees it (headers, then each MIME part's text), by
+    /// Python's email package (`smtp_sink.py dump`).
+    pub fn decoded(&self) -> String {
+        let out = run(Command::new(python())
+            .arg(root().join("scripts/smtp_sink.py"))
+            .arg("dump")
+            .arg("--maildir")
+            .arg(self.service.dir.path().join("mail")));
+        assert!(
+            out.status.success(),
+            "smtp_sink.py dump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8")
+    }
+    /// The server's own log (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.service.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+}
+
+/// The value of the header `name` in a raw message ("" if absent).
+pub fn header<'a>(message: &'a str, name: &str) -> &'a str {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or("")
 }
 
 /// tests/support/sagemaker_endpoint.py: moto's sagemaker-runtime behind an XGBoost-scoring proxy.
@@ -425,6 +716,12 @@ pub const SAGEMAKER_ENDPOINT: &str = "fraud-xgb";
 
 impl SageMaker {
     pub fn start(throttle_first: u32) -> Self {
+        Self::start_failing(throttle_first, 0)
+    }
+
+    /// An endpoint that answers 429 to the first `throttle_first` requests, then 503 to the next
+    /// `unavailable_first`.
+    pub fn start_failing(throttle_first: u32, unavailable_first: u32) -> Self {
         let model = default_model().join("model.json");
         let mut service = PyService::spawn(
             "tests/support/sagemaker_endpoint.py",
@@ -439,6 +736,8 @@ impl SageMaker {
                 "requests.jsonl",
                 "--throttle-first",
                 &throttle_first.to_string(),
+                "--unavailable-first",
+                &unavailable_first.to_string(),
             ],
         );
         service.wait_until(|dir| dir.join("port").exists());
@@ -494,4 +793,50 @@ pub fn sample_pans() -> std::collections::HashSet<String> {
         .records()
         .map(|r| r.expect("CSV row")[2].to_string())
         .collect()
+}
+
+/// The card numbers of `pans` that appear in `text`, with where: as a whole run of digits, or
+/// split into groups by single spaces or dashes ("4497 9139 6551 2794 052", "4497-9139-...").
+/// A card number inside a longer run of digits (a probability's decimals) does not count.
+pub fn card_numbers_in(text: &str, pans: &std::collections::HashSet<String>) -> Vec<String> {
+    let mut found = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        // Digit groups joined by single separators, starting at i.
+        let start = i;
+        let mut groups: Vec<&str> = Vec::new();
+        loop {
+            let g = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            groups.push(&text[g..i]);
+            let separated = i + 1 < bytes.len()
+                && matches!(bytes[i], b' ' | b'-')
+                && bytes[i + 1].is_ascii_digit();
+            if !separated {
+                break;
+            }
+            i += 1;
+        }
+        for first in 0..groups.len() {
+            let mut joined = String::new();
+            for group in &groups[first..] {
+                joined.push_str(group);
+                if joined.len() > 19 {
+                    break;
+                }
+                if pans.contains(&joined) {
+                    let context = &text[start..i];
+                    found.push(format!("{joined} in {context:?}"));
+                }
+            }
+        }
+    }
+    found
 }
