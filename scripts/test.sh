@@ -11,6 +11,14 @@ export FRAUDCTL_TEST_PYTHON=$PWD/.venv/bin/python
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# The fuzzing run (cargo-fuzz's install and build, then one core per target for a bounded time)
+# goes on beside the suites below, which spend much of their time waiting on services; its
+# output is shown, and its result counted, at the end.
+fuzz_log=$(mktemp)
+scripts/fuzz.sh >"$fuzz_log" 2>&1 &
+fuzz=$!
+trap 'kill $fuzz 2>/dev/null || true; rm -f "$fuzz_log"' EXIT
+
 step "Rust: unit and integration tests"
 cargo test --release --locked -- --test-threads 4
 
@@ -28,4 +36,7 @@ if [[ -d dags/tests ]]; then
 fi
 
 step "Fuzz: payments-API body parser and stage-file readers (${FRAUDCTL_FUZZ_SECONDS:-60} s each)"
-scripts/fuzz.sh
+fuzz_status=0
+wait "$fuzz" || fuzz_status=$?
+cat "$fuzz_log"
+exit "$fuzz_status"
