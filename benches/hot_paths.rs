@@ -89,17 +89,27 @@ fn main() {
         black_box(&values);
     });
 
+    // Rows that take different paths through the trees (one row over and over would let the
+    // branch predictor learn its path): the sample's first transaction at other amounts, hours
+    // and days.
     let model = XgbModel::load(&root().join("model/default/model.json")).unwrap();
-    let derived = Derived::of(&tx, spec.time_zone);
-    spec.compute(&tx, &derived, &mut values);
-    let row: Vec<Option<f64>> = values.iter().map(|v| Some(*v)).collect();
-    bench("tree evaluation, one row", 1, || {
-        black_box(model.predict(black_box(&row)));
-    });
     let batch = 2048;
+    let mut rows: Vec<Vec<Option<f64>>> = Vec::with_capacity(batch);
+    for i in 0..batch as i64 {
+        let mut varied = tx.clone();
+        varied.amt = ((i * 7919) % 150_000) as f64 / 100.0 + 1.0;
+        varied.trans_time_ms += i * 3_700_000;
+        let derived = Derived::of(&varied, spec.time_zone);
+        spec.compute(&varied, &derived, &mut values);
+        rows.push(values.iter().map(|v| Some(*v)).collect());
+    }
+    let mut next = rows.iter().cycle();
+    bench("tree evaluation, one row at a time", 1, || {
+        black_box(model.predict(black_box(next.next().unwrap())));
+    });
     let mut rows_f32 = Vec::new();
-    for _ in 0..batch {
-        XgbModel::push_row(&mut rows_f32, &row);
+    for row in &rows {
+        XgbModel::push_row(&mut rows_f32, row);
     }
     let mut out = Vec::new();
     bench("tree evaluation, batch of 2048 rows", batch, || {

@@ -193,10 +193,8 @@ impl XgbModel {
     }
 
     /// Probabilities of many rows at once: `rows` holds them one after the other, each
-    /// `num_features` long (NaN = missing); `out` gets one probability per row.
-    ///
-    /// Each tree is walked for every row before the next tree: the tree stays in cache and
-    /// the walks, independent of each other, overlap in the processor.
+    /// `num_features` long (NaN = missing); `out` gets one probability per row. (Walking each
+    /// tree for every row before the next tree measured no faster: BENCHMARKS.md.)
     pub fn predict_rows(&self, rows: &[f32], out: &mut Vec<f64>) {
         let mut margins = vec![0.0f32; rows.len() / self.num_features.max(1)];
         self.margins(rows, &mut margins);
@@ -211,9 +209,9 @@ impl XgbModel {
             margins.len() * width,
             "rows of {width} features"
         );
-        margins.fill(self.base_margin);
-        for &root in &self.roots {
-            for (margin, row) in margins.iter_mut().zip(rows.chunks_exact(width)) {
+        for (margin, row) in margins.iter_mut().zip(rows.chunks_exact(width)) {
+            *margin = self.base_margin;
+            for &root in &self.roots {
                 let mut node = self.nodes[root as usize];
                 while node.left != 0 {
                     let x = row[node.feature as usize];
