@@ -213,7 +213,8 @@ mod tests {
     fn a_truncated_file_is_reported() {
         let (_dir, path) = file_of(5_000);
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, &text[..text.len() - 3]).unwrap();
+        let last_line = text[..text.len() - 1].rfind('\n').unwrap() + 1;
+        std::fs::write(&path, &text[..last_line]).unwrap();
         let mut input = StageReader::<u32>::open(&path, "n").unwrap();
         let err = map_chunks(&mut input, || (), |_, c| Ok(c.len()), |_| Ok(())).unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
