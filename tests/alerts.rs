@@ -6,13 +6,17 @@ use std::collections::HashSet;
 
 use util::*;
 
-/// A loaded run of `n` sample transactions stamped "now" (so their frauds are alertable).
-fn loaded_recent_run(db: &TestDb, n: u32) -> RunDir {
+/// A loaded run of the sample's first 3,600 transactions, at their original times (so the
+/// predictions do not depend on the hour the test runs at: 18 predicted frauds).
+fn loaded_sample_run(db: &TestDb) -> RunDir {
+    let n = 3600u32;
     let sim = Simulator::start(&[
         "--csv",
         sample_csv().to_str().unwrap(),
         "--time-mode",
-        "now",
+        "original",
+        "--rows-per-response",
+        "100",
     ]);
     let dir = RunDir::new();
     ok(dir.stage("extract").args([
@@ -49,14 +53,21 @@ fn alert(db: &TestDb, dir: &RunDir, smtp: &str) -> std::process::Command {
     cmd
 }
 
+/// `alert` for frauds of any age: the sample's payments are years old.
+fn alert_any_age(db: &TestDb, dir: &RunDir, smtp: &str) -> std::process::Command {
+    let mut cmd = alert(db, dir, smtp);
+    cmd.env("FRAUDCTL_ALERT_MAX_AGE_HOURS", "1000000");
+    cmd
+}
+
 #[test]
 fn each_predicted_fraud_is_emailed_once_with_what_an_analyst_needs() {
     let db = TestDb::new();
-    let dir = loaded_recent_run(&db, 400);
+    let dir = loaded_sample_run(&db);
     let frauds = db.count("SELECT count(*) FROM payments_scored WHERE predicted_fraud");
     assert!(frauds >= 10, "the sample has frauds: {frauds}");
     let sink = SmtpSink::start(0);
-    let out = util::run(&mut alert(&db, &dir, &sink.url()));
+    let out = util::run(&mut alert_any_age(&db, &dir, &sink.url()));
     assert!(
         out.status.success(),
         "{}",
@@ -91,7 +102,7 @@ fn each_predicted_fraud_is_emailed_once_with_what_an_analyst_needs() {
         let _: &str = row.get(3);
     }
     // Again: nothing new is sent.
-    let again = ok(&mut alert(&db, &dir, &sink.url()));
+    let again = ok(&mut alert_any_age(&db, &dir, &sink.url()));
     assert_eq!(again["sent"], 0);
     assert_eq!(sink.messages().len() as i64, frauds);
     assert_eq!(
@@ -113,13 +124,13 @@ fn each_predicted_fraud_is_emailed_once_with_what_an_analyst_needs() {
 #[test]
 fn a_server_that_refuses_then_recovers_ends_with_every_alert_sent_once() {
     let db = TestDb::new();
-    let dir = loaded_recent_run(&db, 400);
+    let dir = loaded_sample_run(&db);
     let frauds = db.count("SELECT count(*) FROM payments_scored WHERE predicted_fraud");
 
     // Down: nothing is sent, nothing recorded, exit 3.
     let port = free_port();
     let stderr = fails(
-        &mut alert(&db, &dir, &format!("smtp://127.0.0.1:{port}")),
+        &mut alert_any_age(&db, &dir, &format!("smtp://127.0.0.1:{port}")),
         3,
     );
     assert!(stderr.contains("SMTP server unavailable"), "{stderr}");
@@ -127,14 +138,14 @@ fn a_server_that_refuses_then_recovers_ends_with_every_alert_sent_once() {
 
     // Up on the same address, but refusing the first message (451): the task fails, nothing recorded.
     let sink = SmtpSink::start_on(port, 1);
-    fails(&mut alert(&db, &dir, &sink.url()), 3);
+    fails(&mut alert_any_age(&db, &dir, &sink.url()), 3);
     assert_eq!(db.count("SELECT count(*) FROM fraud_alerts"), 0);
     assert!(sink.messages().is_empty());
 
     // Recovered: a run capped at two emails, then the rest; each alert goes out once.
-    let first = ok(alert(&db, &dir, &sink.url()).args(["--max-emails", "2"]));
+    let first = ok(alert_any_age(&db, &dir, &sink.url()).args(["--max-emails", "2"]));
     assert_eq!(first["sent"], 2);
-    let last = ok(&mut alert(&db, &dir, &sink.url()));
+    let last = ok(&mut alert_any_age(&db, &dir, &sink.url()));
     assert_eq!(last["sent"].as_i64().unwrap(), frauds - 2);
     let ids: Vec<String> = sink
         .messages()
