@@ -8,8 +8,9 @@ report (BENCHMARKS.md is its output, with notes).
 What it measures, each run on a fresh database:
   - extract from CSV (once: the API is not what is measured), transform, score (local model);
   - load as inserts into an empty payments_scored, then as updates (scores re-made with
-    another threshold, so every row changes);
-  - the whole reprocess: transform → score → load (inserts), back to back;
+    another threshold, so every row changes), in one transaction (the default);
+  - load as inserts again with one session a core (`--connections`, rows split by trans_num);
+  - the whole reprocess: transform → score → load (inserts), back to back, both ways;
   - the database's floor for the load: the same rows COPY'd from a binary file into the same
     staging table and put through the same upsert (src/load/sql/*.sql), by psql directly;
   - one invocation of each stage on a one-record batch (what every Airflow task pays).
@@ -31,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "fraudctl"
 DB = "fraudctl_bench"
+SESSIONS = os.cpu_count() or 1
 # A bench-only key: the generated card numbers are not real, the hashes are thrown away.
 ENV = {**os.environ, "FRAUDCTL_PAN_HASH_KEY": "benchmark-only-key-0123456789", "FRAUDCTL_LOG": "warn"}
 
@@ -74,8 +76,10 @@ def main():
         subprocess.run([sys.executable, str(ROOT / "scripts/gen_transactions.py"), str(args.n), str(csv)], check=True)
 
     figures = {name: [] for name in ("extract", "transform", "score", "load_insert", "load_update",
-                                     "floor_insert", "floor_update", "reprocess")}
-    peaks = {name: 0.0 for name in ("extract", "transform", "score", "load_insert", "load_update")}
+                                     "load_sessions", "floor_insert", "floor_update", "reprocess",
+                                     "reprocess_sessions")}
+    peaks = {name: 0.0 for name in ("extract", "transform", "score", "load_insert", "load_update",
+                                    "load_sessions")}
     # The server reads and writes the floor's COPY file itself: a directory it can use.
     shared = Path(tempfile.mkdtemp(prefix="fraudctl-bench-"))
     shared.chmod(0o777)
@@ -114,8 +118,12 @@ def one_run(args, csv, admin, url, shared, figures, peaks):
         return wall
 
     timed("extract", "--from-csv", str(csv))
-    reprocess = timed("transform") + timed("score") + timed("load", *db, key="load_insert")
-    figures["reprocess"].append(reprocess)
+    scored = timed("transform") + timed("score")
+    figures["reprocess"].append(scored + timed("load", *db, key="load_insert"))
+    # The same inserts by one session a core.
+    psql(url, "TRUNCATE payments_scored CASCADE; CHECKPOINT")
+    sessions = timed("load", *db, "--connections", str(SESSIONS), key="load_sessions")
+    figures["reprocess_sessions"].append(scored + sessions)
     # Updates: scores re-made with another threshold change every row.
     stage("score", run_dir, "--threshold", "0.6")
     timed("load", *db, key="load_update")
@@ -164,9 +172,11 @@ def report(args, med, peaks, single):
     print("|---|---:|---:|---:|")
     for key, label in (("extract", "extract (CSV → raw.jsonl)"), ("transform", "transform"),
                        ("score", "score (local model)"), ("load_insert", "load, inserts"),
-                       ("load_update", "load, updates")):
+                       ("load_update", "load, updates"),
+                       ("load_sessions", f"load, inserts, {SESSIONS} sessions (`--connections {SESSIONS}`)")):
         print(f"| {label} | {med[key]:.2f} | {rate(med[key])} | {peaks[key]:.0f} MB |")
     print(f"| **reprocess** (transform → score → load, inserts) | **{med['reprocess']:.2f}** | {rate(med['reprocess'])} | |")
+    print(f"| **reprocess**, load by {SESSIONS} sessions | **{med['reprocess_sessions']:.2f}** | {rate(med['reprocess_sessions'])} | |")
     print()
     print("| Load against the database's floor | fraudctl load | COPY + upsert by psql | Ratio |")
     print("|---|---:|---:|---:|")

@@ -354,6 +354,51 @@ fn a_killed_load_leaves_the_table_as_before() {
 }
 
 #[test]
+fn sessions_side_by_side_load_what_one_transaction_loads() {
+    let db = TestDb::new();
+    let dir = RunDir::new();
+    extract_to_scored(
+        &dir,
+        dir.stage("extract").arg("--from-csv").arg(sample_csv()),
+    );
+    let load = |connections: &str| {
+        let summary = ok(db.cmd("load").arg("--run-dir").arg(dir.path()).args([
+            "--run-id",
+            "test-run",
+            "--connections",
+            connections,
+        ]));
+        ["inserted", "updated", "unchanged"].map(|k| summary[k].as_i64().unwrap())
+    };
+    assert_eq!(load("3"), [6185, 0, 0]);
+    // One transaction over the same file finds every row as it would have written it.
+    assert_eq!(load("1"), [0, 0, 6185]);
+    // New scores: every row is updated, by whichever session holds its trans_num.
+    ok(dir
+        .stage("score")
+        .arg("--model-dir")
+        .arg(default_model())
+        .args(["--threshold", "0.6"]));
+    assert_eq!(load("2"), [0, 6185, 0]);
+    assert_eq!(
+        db.count("SELECT count(*) FROM payments_scored WHERE threshold = 0.6"),
+        6185
+    );
+    let audit: String = db
+        .client()
+        .query_one(
+            "SELECT details::text FROM pipeline_runs WHERE run_id = 'test-run' AND stage = 'load'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&audit).unwrap(),
+        serde_json::json!({"inserted": 0, "updated": 6185, "unchanged": 0})
+    );
+}
+
+#[test]
 fn migrate_is_repeatable_and_safe_concurrently() {
     let db = TestDb::new();
     let children: Vec<_> = (0..2)

@@ -24,12 +24,39 @@ struct Node {
     default_left: bool,
 }
 
+/// A split of a complete tree (see [`Complete`]).
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    feature: u32,
+    threshold: f32,
+    default_left: bool,
+}
+
+/// The model's trees as complete binary trees of the model's depth, for models no deeper than
+/// [`COMPLETE_MAX_DEPTH`]: in level order, node k's children are 2k+1 and 2k+2, so a walk is
+/// `depth` steps of arithmetic, without a branch the CPU could mispredict. A leaf above the
+/// bottom level is pushed down: its value fills every bottom leaf under it, so the padding
+/// splits below it (feature 0, any threshold) do not change the result.
+#[derive(Debug)]
+struct Complete {
+    depth: u32,
+    /// `2^depth - 1` splits a tree, one tree after the other.
+    splits: Vec<Split>,
+    /// `2^depth` leaf values a tree.
+    leaves: Vec<f32>,
+}
+
+/// Deeper models would take 2^depth nodes a tree; they are walked node by node instead.
+const COMPLETE_MAX_DEPTH: u32 = 8;
+
 #[derive(Debug)]
 pub struct XgbModel {
     /// Every tree's nodes, one tree after the other.
     nodes: Vec<Node>,
     /// Where each tree's root is in `nodes`.
     roots: Vec<u32>,
+    /// The same trees made complete, when the model is shallow enough (most are).
+    complete: Option<Complete>,
     base_margin: f32,
     pub num_features: usize,
 }
@@ -170,9 +197,11 @@ impl XgbModel {
             }
         }
         let base_margin = -(1.0f32 / base_score - 1.0f32).ln();
+        let complete = Complete::of(&nodes, &roots);
         Ok(XgbModel {
             nodes,
             roots,
+            complete,
             base_margin,
             num_features,
         })
@@ -209,8 +238,14 @@ impl XgbModel {
             margins.len() * width,
             "rows of {width} features"
         );
+        margins.fill(self.base_margin);
+        if let Some(complete) = &self.complete {
+            for (rows, margins) in rows.chunks(width * LANES).zip(margins.chunks_mut(LANES)) {
+                complete.add_leaves(rows, width, margins);
+            }
+            return;
+        }
         for (margin, row) in margins.iter_mut().zip(rows.chunks_exact(width)) {
-            *margin = self.base_margin;
             for &root in &self.roots {
                 let mut node = self.nodes[root as usize];
                 while node.left != 0 {
@@ -220,6 +255,99 @@ impl XgbModel {
                     node = self.nodes[if go_left { node.left } else { node.right } as usize];
                 }
                 *margin += node.value;
+            }
+        }
+    }
+}
+
+/// Rows a complete tree is walked for at once: their walks are independent, so the CPU runs
+/// them side by side instead of waiting on each step's loads.
+const LANES: usize = 4;
+
+impl Complete {
+    /// The complete form of the trees, or `None` when one is deeper than COMPLETE_MAX_DEPTH.
+    fn of(nodes: &[Node], roots: &[u32]) -> Option<Complete> {
+        fn depth(nodes: &[Node], at: u32) -> u32 {
+            let node = nodes[at as usize];
+            if node.left == 0 {
+                0
+            } else {
+                1 + depth(nodes, node.left).max(depth(nodes, node.right))
+            }
+        }
+        let mut max = 0;
+        for &root in roots {
+            max = max.max(depth(nodes, root));
+            if max > COMPLETE_MAX_DEPTH {
+                return None;
+            }
+        }
+        let depth = max;
+        let (inner, bottom) = ((1usize << depth) - 1, 1usize << depth);
+        // A model of single leaves (depth 0) still keeps one (unused) split a tree.
+        let stride = inner.max(1);
+        let padding = Split {
+            feature: 0,
+            threshold: 0.0,
+            default_left: true,
+        };
+        let mut splits = vec![padding; stride * roots.len()];
+        let mut leaves = vec![0.0f32; bottom * roots.len()];
+        for (t, &root) in roots.iter().enumerate() {
+            // (node, its index in level order) pairs, root first.
+            let mut stack = vec![(root, 0usize)];
+            while let Some((at, k)) = stack.pop() {
+                let node = nodes[at as usize];
+                if node.left != 0 {
+                    splits[t * stride + k] = Split {
+                        feature: node.feature,
+                        threshold: node.value,
+                        default_left: node.default_left,
+                    };
+                    stack.push((node.left, 2 * k + 1));
+                    stack.push((node.right, 2 * k + 2));
+                    continue;
+                }
+                // A leaf at level d covers the bottom leaves [first, first + span).
+                let level = usize::BITS - 1 - (k + 1).leading_zeros();
+                let span = 1usize << (depth as usize - level as usize);
+                let first = (k + 1) * span - 1 - inner;
+                leaves[t * bottom + first..t * bottom + first + span].fill(node.value);
+            }
+        }
+        Some(Complete {
+            depth,
+            splits,
+            leaves,
+        })
+    }
+
+    /// Adds every tree's leaf to the margin of each row (up to LANES rows, `width` features
+    /// each), tree by tree: XGBoost's order, so that the f32 sums are the same.
+    fn add_leaves(&self, rows: &[f32], width: usize, margins: &mut [f32]) {
+        let (inner, bottom) = ((1usize << self.depth) - 1, 1usize << self.depth);
+        // Where each lane's row starts; lanes past the last row repeat it (their leaves are
+        // not added), so that every block is a full one.
+        let last = margins.len() - 1;
+        let starts: [usize; LANES] = std::array::from_fn(|lane| lane.min(last) * width);
+        for (splits, leaves) in self
+            .splits
+            .chunks_exact(inner.max(1))
+            .zip(self.leaves.chunks_exact(bottom))
+        {
+            let mut k = [0usize; LANES];
+            for _ in 0..self.depth {
+                for lane in 0..LANES {
+                    let split = splits[k[lane]];
+                    let x = rows[starts[lane] + split.feature as usize];
+                    // NaN compares false: a missing value goes where default_left says. `|`
+                    // and `&`, not `||` and `&&`: no branch.
+                    let left = (x < split.threshold) | (x.is_nan() & split.default_left);
+                    k[lane] = 2 * k[lane] + 2 - usize::from(left);
+                }
+            }
+            for (margin, k) in margins.iter_mut().zip(k) {
+                *margin += leaves[k - inner];
             }
         }
     }
@@ -267,6 +395,46 @@ mod tests {
         // 1.4999999999 rounds to 1.5 in f32: XGBoost compares in f32, so it goes right too.
         assert_eq!(m.predict(&[Some(1.499_999_999_9)]), sig(0.6));
         assert_eq!(m.predict(&[None]), sig(0.6));
+    }
+
+    #[test]
+    fn complete_trees_give_the_walks_result() {
+        // Tree 0: uneven (a leaf at depth 1 beside a subtree of depth 3, NaN going left on
+        // feature 1); tree 1: a lone leaf.
+        let json = r#"{"learner":{"objective":{"name":"binary:logistic"},
+          "learner_model_param":{"base_score":"5E-1","num_feature":"2"},
+          "gradient_booster":{"name":"gbtree","model":{"trees":[{
+            "left_children":[1,-1,3,5,-1,-1,-1],"right_children":[2,-1,4,6,-1,-1,-1],
+            "split_indices":[0,0,1,0,0,0,0],
+            "split_conditions":[0.5,-0.3,2.0,1.5,0.7,0.1,0.2],
+            "default_left":[0,0,1,0,0,0,0],"split_type":[0,0,0,0,0,0,0]},
+            {"left_children":[-1],"right_children":[-1],"split_indices":[0],
+             "split_conditions":[0.05],"default_left":[0],"split_type":[0]}]}}}}"#;
+        let complete = XgbModel::parse(json.as_bytes()).unwrap();
+        assert_eq!(complete.complete.as_ref().map(|c| c.depth), Some(3));
+        let walked = XgbModel {
+            complete: None,
+            ..XgbModel::parse(json.as_bytes()).unwrap()
+        };
+        let values = [
+            None,
+            Some(0.0),
+            Some(0.5),
+            Some(1.0),
+            Some(1.5),
+            Some(2.0),
+            Some(3.0),
+        ];
+        let mut leaves_seen = std::collections::BTreeSet::new();
+        for a in values {
+            for b in values {
+                let row = [a, b];
+                let p = complete.predict(&row);
+                assert_eq!(p, walked.predict(&row), "row {row:?}");
+                leaves_seen.insert(p.to_bits());
+            }
+        }
+        assert_eq!(leaves_seen.len(), 4, "every leaf of tree 0 is reached");
     }
 
     #[test]
