@@ -23,6 +23,11 @@ pub const VERSION: u32 = 1;
 /// Room left in the header line for counts that grow while records stream.
 const HEADER_SLACK: usize = 512;
 
+/// Every this many bytes written, the writer asks the kernel to start writing the file's dirty
+/// pages to disk, so that the fsync at the end has little left to wait for (1.3 s of a
+/// million-record stage file otherwise: BENCHMARKS.md).
+const WRITEBACK_BYTES: usize = 8 << 20;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Header {
     pub schema: String,
@@ -75,6 +80,8 @@ pub struct StageWriter {
     width: usize,
     records: u64,
     line: Vec<u8>,
+    /// Bytes written since the last [`start_writeback`].
+    unsynced: usize,
 }
 
 impl StageWriter {
@@ -99,7 +106,19 @@ impl StageWriter {
             width,
             records: 0,
             line: Vec::with_capacity(1024),
+            unsynced: 0,
         })
+    }
+
+    /// Counts `bytes` just written and, every WRITEBACK_BYTES, starts their writeback.
+    fn wrote(&mut self, bytes: usize) {
+        self.unsynced += bytes;
+        if self.unsynced >= WRITEBACK_BYTES {
+            self.unsynced = 0;
+            if let Some(out) = &self.out {
+                start_writeback(out.get_ref());
+            }
+        }
     }
 
     pub fn write<R: Serialize + ?Sized>(&mut self, record: &R) -> Result<()> {
@@ -110,6 +129,7 @@ impl StageWriter {
         out.write_all(&self.line)
             .with_context(|| format!("cannot write {}", self.tmp.display()))?;
         self.records += 1;
+        self.wrote(self.line.len());
         Ok(())
     }
 
@@ -120,6 +140,7 @@ impl StageWriter {
             .and_then(|_| out.write_all(b"\n"))
             .with_context(|| format!("cannot write {}", self.tmp.display()))?;
         self.records += 1;
+        self.wrote(json.len() + 1);
         Ok(())
     }
 
@@ -129,6 +150,7 @@ impl StageWriter {
         out.write_all(lines)
             .with_context(|| format!("cannot write {}", self.tmp.display()))?;
         self.records += records;
+        self.wrote(lines.len());
         Ok(())
     }
 
@@ -173,6 +195,22 @@ impl Drop for StageWriter {
         }
     }
 }
+
+/// Starts writing the file's dirty pages to disk without waiting for them (Linux's
+/// `sync_file_range`; elsewhere the fsync in `finish` does all of it). Only a hint: an error
+/// here changes nothing, as `finish` still makes the file durable.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on an open descriptor; offset 0 and length 0 mean the
+    // whole file.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File) {}
 
 fn padded(header: &Header, width: usize) -> Result<Vec<u8>> {
     let mut line = serde_json::to_vec(header)?;
