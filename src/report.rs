@@ -184,8 +184,8 @@ pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> Result<()>
             writeln!(out)?;
             writeln!(
                 out,
-                "{:<19}  {:<9}  {:>10}  {:<14}  {:<32}  {:>5}  {:<5}  {}",
-                "local time", "card", "amount", "category", "merchant", "p", "label", "alert"
+                "{:<19}  {:<9}  {:>10}  {:<14}  {:<32}  {:>5}  {:<5}  alert",
+                "local time", "card", "amount", "category", "merchant", "p", "label"
             )?;
             for r in &report.rows {
                 let label = match r.is_fraud_label {

@@ -4,7 +4,7 @@
 //! record with a reason naming the field. The card number is read as an exact integer (or a
 //! digit string), never through a float, and replaced by its protected form.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -109,7 +109,7 @@ pub fn validate(row: &Map<String, Value>, pan: &PanProtector) -> Result<Transact
         return Err(format!("amt {amt} has more than two decimal places"));
     }
     let dob = f.date("dob")?;
-    if dob >= trans_time.date_naive() || dob.format("%Y").to_string() < "1900".to_string() {
+    if dob >= trans_time.date_naive() || dob.year() < 1900 {
         return Err(format!(
             "dob {dob} is not a birth date before the transaction"
         ));

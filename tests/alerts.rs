@@ -169,7 +169,7 @@ fn old_frauds_met_in_a_backfill_are_recorded_not_emailed() {
     ok(db.cmd("load").arg("--run-dir").arg(dir.path()));
     let frauds = db.count("SELECT count(*) FROM payments_scored WHERE predicted_fraud");
     let sink = SmtpSink::start(0);
-    let dry = util::run(&mut alert(&db, &dir, &sink.url()).arg("--dry-run"));
+    let dry = util::run(alert(&db, &dir, &sink.url()).arg("--dry-run"));
     let planned = String::from_utf8_lossy(&dry.stdout);
     assert_eq!(
         planned.matches("\"action\":\"suppress\"").count() as i64,

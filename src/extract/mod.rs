@@ -251,7 +251,7 @@ impl Collector {
                 .find(|i| text.is_char_boundary(*i))
                 .unwrap_or(0);
             text.truncate(cut);
-            text.push_str("…");
+            text.push('…');
         }
         self.reject(reason, origin, None, Some(text))
     }

@@ -48,7 +48,7 @@ pub fn haversine_km(lat: f64, long: f64, merch_lat: f64, merch_long: f64) -> f64
     (2.0 * EARTH_RADIUS_KM) * a.sqrt().asin()
 }
 
-fn field<'a>(tx: &'a Transaction, f: Field) -> &'a str {
+fn field(tx: &Transaction, f: Field) -> &str {
     match f {
         Field::Category => &tx.category,
         Field::State => &tx.state,
