@@ -14,37 +14,34 @@ use serde::de::DeserializeOwned;
 
 use crate::stagefile::StageReader;
 
-/// Lines per chunk: large enough to amortise the hand-offs, small enough to bound memory.
-const CHUNK_LINES: usize = 2048;
+/// Bytes of whole lines per chunk: large enough to amortise the hand-offs, small enough to
+/// bound memory.
+const CHUNK_BYTES: usize = 1 << 20;
 
 /// Chunks in flight per worker.
 const QUEUE_PER_WORKER: usize = 2;
 
-/// A run of consecutive record lines.
+/// A run of consecutive record lines, as read: the workers, not the reader, cut it into lines.
 #[derive(Default)]
 pub struct Chunk {
     /// Number of the chunk's first record in the file (1 = the first record after the header).
     pub first_record: u64,
     text: String,
-    ends: Vec<usize>,
+    lines: usize,
 }
 
 impl Chunk {
     /// The chunk's lines (without their newline), each with its record number.
     pub fn lines(&self) -> impl Iterator<Item = (u64, &str)> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(self.ends.iter().copied())
-            .enumerate()
-            .map(|(i, (start, end))| (self.first_record + i as u64, &self.text[start..end]))
+        (self.first_record..).zip(self.text.split_terminator('\n'))
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.lines
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.lines == 0
     }
 }
 
@@ -84,15 +81,7 @@ where
                     first_record: next_record,
                     ..Chunk::default()
                 };
-                while chunk.len() < CHUNK_LINES {
-                    match input.next_line()? {
-                        Some(line) => {
-                            chunk.text.push_str(line);
-                            chunk.ends.push(chunk.text.len());
-                        }
-                        None => break,
-                    }
-                }
+                chunk.lines = input.next_lines(&mut chunk.text, CHUNK_BYTES)?;
                 if chunk.is_empty() {
                     return Ok(());
                 }
@@ -148,13 +137,15 @@ mod tests {
     use super::*;
     use crate::stagefile::{Header, StageWriter};
 
-    fn file_of(n: u32) -> (tempfile::TempDir, std::path::PathBuf) {
+    /// A stage file of the records 0..n, each a number right-aligned in `width` characters
+    /// (JSON allows the spaces): `width` sets how many records a chunk holds.
+    fn file_of(n: u32, width: usize) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("n.jsonl");
         let mut w = StageWriter::create(&path, Header::new("n", "r", "t", serde_json::Value::Null))
             .unwrap();
         for i in 0..n {
-            w.write(&i).unwrap();
+            w.write_raw(format!("{i:>width$}").as_bytes()).unwrap();
         }
         w.finish(Default::default()).unwrap();
         (dir, path)
@@ -162,7 +153,8 @@ mod tests {
 
     #[test]
     fn results_arrive_in_input_order_with_record_numbers() {
-        let (_dir, path) = file_of(10_000);
+        // Lines of 1000 bytes: a chunk is about a thousand of them.
+        let (_dir, path) = file_of(10_000, 999);
         let mut input = StageReader::<u32>::open(&path, "n").unwrap();
         let mut seen = Vec::new();
         map_chunks(
@@ -171,7 +163,7 @@ mod tests {
             |_, chunk| {
                 Ok(chunk
                     .lines()
-                    .map(|(no, line)| (no, line.parse::<u64>().unwrap()))
+                    .map(|(no, line)| (no, line.trim().parse::<u64>().unwrap()))
                     .collect::<Vec<_>>())
             },
             |rows| {
@@ -186,13 +178,13 @@ mod tests {
 
     #[test]
     fn an_error_in_a_chunk_stops_the_work_and_is_returned() {
-        let (_dir, path) = file_of(20_000);
+        let (_dir, path) = file_of(20_000, 999);
         let mut input = StageReader::<u32>::open(&path, "n").unwrap();
         let mut sunk = 0;
         let err = map_chunks(
             &mut input,
             || (),
-            |_, chunk| match chunk.lines().find(|(_, l)| *l == "5000") {
+            |_, chunk| match chunk.lines().find(|(_, l)| l.trim() == "5000") {
                 Some((no, _)) => Err(anyhow!("bad record {no}")),
                 None => Ok(chunk.len()),
             },
@@ -203,15 +195,19 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "bad record 5001");
+        // Record 5001 is in the file's fifth chunk (a chunk is CHUNK_BYTES of whole lines).
+        let per_chunk = CHUNK_BYTES / 1000;
         assert_eq!(
-            sunk, 4096,
+            sunk,
+            4 * per_chunk,
             "only the chunks before the bad one are consumed"
         );
+        assert!(sunk < 5000);
     }
 
     #[test]
     fn a_truncated_file_is_reported() {
-        let (_dir, path) = file_of(5_000);
+        let (_dir, path) = file_of(5_000, 1);
         let text = std::fs::read_to_string(&path).unwrap();
         let last_line = text[..text.len() - 1].rfind('\n').unwrap() + 1;
         std::fs::write(&path, &text[..last_line]).unwrap();

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -230,6 +230,8 @@ pub struct StageReader<T> {
     path: PathBuf,
     input: BufReader<File>,
     line: String,
+    /// The start of a line [`StageReader::next_lines`] read but did not hand out yet.
+    partial: Vec<u8>,
     seen: u64,
     _record: PhantomData<fn() -> T>,
 }
@@ -269,6 +271,7 @@ impl<T: DeserializeOwned> StageReader<T> {
             path: path.to_path_buf(),
             input,
             line,
+            partial: Vec::new(),
             seen: 0,
             _record: PhantomData,
         })
@@ -299,19 +302,79 @@ impl<T: DeserializeOwned> StageReader<T> {
             .read_line(&mut self.line)
             .with_context(|| format!("cannot read {}", self.path.display()))?;
         if n == 0 {
-            if self.seen != self.header.records() {
-                return Err(Failure::BadInput(format!(
-                    "{} ends after {} records but its header announces {}: the file is truncated",
-                    self.path.display(),
-                    self.seen,
-                    self.header.records()
-                ))
-                .into());
-            }
+            self.check_count()?;
             return Ok(None);
         }
         self.seen += 1;
         Ok(Some(self.line.trim_end_matches('\n')))
+    }
+
+    /// Reads about `size` bytes of whole record lines into `text` (replacing its content),
+    /// each ending with a newline but perhaps the file's last; returns how many lines, 0 at the
+    /// end of the file. One read into the caller's buffer instead of a copy a line: what the
+    /// parallel stages use (src/parallel.rs). Not to be mixed with `next_line`.
+    pub fn next_lines(&mut self, text: &mut String, size: usize) -> Result<usize> {
+        let mut block = std::mem::take(text).into_bytes();
+        block.clear();
+        block.reserve(size + (64 << 10));
+        block.append(&mut self.partial);
+        let read_error = || format!("cannot read {}", self.path.display());
+        // Up to `size` bytes more, and on until a newline if a line is longer than that.
+        let mut at_end = false;
+        let mut has_newline = false;
+        loop {
+            let (before, want) = (block.len(), size.saturating_sub(block.len()).max(64 << 10));
+            let got = (&mut self.input)
+                .take(want as u64)
+                .read_to_end(&mut block)
+                .with_context(read_error)?;
+            if got == 0 {
+                at_end = true;
+                break;
+            }
+            has_newline |= block[before..].contains(&b'\n');
+            if block.len() >= size && has_newline {
+                break;
+            }
+        }
+        let cut = match block.iter().rposition(|b| *b == b'\n') {
+            Some(newline) if !at_end => newline + 1,
+            _ => block.len(),
+        };
+        self.partial = block.split_off(cut);
+        let lines = block.iter().filter(|b| **b == b'\n').count()
+            + usize::from(block.last().is_some_and(|b| *b != b'\n'));
+        *text = String::from_utf8(block).map_err(|e| {
+            Failure::BadInput(format!(
+                "{} record {}: not UTF-8 text: {e}",
+                self.path.display(),
+                self.seen
+                    + 1
+                    + e.as_bytes()[..e.utf8_error().valid_up_to()]
+                        .iter()
+                        .filter(|b| **b == b'\n')
+                        .count() as u64
+            ))
+        })?;
+        self.seen += lines as u64;
+        if lines == 0 {
+            self.check_count()?;
+        }
+        Ok(lines)
+    }
+
+    /// At the end of the file: refuses it when it holds fewer or more records than announced.
+    fn check_count(&self) -> Result<()> {
+        if self.seen != self.header.records() {
+            return Err(Failure::BadInput(format!(
+                "{} ends after {} records but its header announces {}: the file is truncated",
+                self.path.display(),
+                self.seen,
+                self.header.records()
+            ))
+            .into());
+        }
+        Ok(())
     }
 }
 

@@ -36,9 +36,9 @@ pub struct LoadArgs {
 
     /// Database sessions that load side by side, rows split by trans_num. 1 (the default) loads
     /// in one transaction: all or nothing. N > 1 loads big batches (backfills, re-scoring)
-    /// faster when the server has N free cores (a million rows: 1.3 times with 2 sessions on
-    /// 2 cores), but each session commits on its own: a load killed midway may leave part of
-    /// the rows loaded (re-running converges).
+    /// faster when the server has N free cores (a million rows: 1.3 to 1.5 times with 2
+    /// sessions on 2 cores), but each session commits on its own: a load killed midway may
+    /// leave part of the rows loaded (re-running converges).
     #[arg(
         long,
         env = "FRAUDCTL_LOAD_CONNECTIONS",

@@ -72,14 +72,15 @@ pub struct ScoreArgs {
     pub sagemaker: SageMakerArgs,
 }
 
-/// The `score` object of a scored record.
+/// The `score` object of a scored record: read with owned strings (`Score`), written with
+/// borrowed ones (`Score<&str>`, no allocation a record).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Score {
+pub struct Score<S = String> {
     pub probability: f64,
     pub predicted_fraud: bool,
     pub threshold: f64,
-    pub model_version: String,
-    pub scorer: String,
+    pub model_version: S,
+    pub scorer: S,
     pub needs_rescore: bool,
 }
 
@@ -87,7 +88,7 @@ pub struct Score {
 struct ScoredOut<'a> {
     tx: &'a RawValue,
     derived: &'a RawValue,
-    score: &'a Score,
+    score: &'a Score<&'a str>,
 }
 
 /// A record of `scored.jsonl`, as read by `load`.
@@ -164,21 +165,21 @@ struct Output {
     line: Vec<u8>,
 }
 
-impl Score {
-    fn new(probability: f64, threshold: f64, version: &str, scorer: &str) -> Self {
+impl<'a> Score<&'a str> {
+    fn new(probability: f64, threshold: f64, version: &'a str, scorer: &'a str) -> Self {
         Score {
             probability,
             predicted_fraud: probability >= threshold,
             threshold,
-            model_version: version.to_string(),
-            scorer: scorer.to_string(),
+            model_version: version,
+            scorer,
             needs_rescore: scorer == "local-fallback",
         }
     }
 }
 
 /// Appends one `scored.jsonl` line.
-fn push_scored(line: &mut Vec<u8>, tx: &RawValue, derived: &RawValue, score: &Score) {
+fn push_scored(line: &mut Vec<u8>, tx: &RawValue, derived: &RawValue, score: &Score<&str>) {
     serde_json::to_writer(&mut *line, &ScoredOut { tx, derived, score })
         .expect("a scored record serialises");
     line.push(b'\n');
@@ -284,10 +285,17 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
     })
 }
 
-/// Parses a `features.jsonl` line, naming its record number when it is not one.
-fn feature_record(record: u64, line: &str) -> Result<FeatureRecord<'_>> {
-    serde_json::from_str(line)
-        .map_err(|e| Failure::BadInput(format!("features record {record}: {e}")).into())
+/// Parses a `features.jsonl` line, its features into `values`, naming its record number when
+/// it is not one.
+fn feature_record<'a>(
+    record: u64,
+    line: &'a str,
+    values: &mut Vec<Option<f64>>,
+) -> Result<FeatureRecord<'a>> {
+    let bad = |e: String| Failure::BadInput(format!("features record {record}: {e}"));
+    let parsed: FeatureRecord = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+    parsed.values(values).map_err(bad)?;
+    Ok(parsed)
 }
 
 fn score_local(
@@ -298,21 +306,21 @@ fn score_local(
     let threshold = out.threshold;
     parallel::map_chunks(
         input,
-        || (Vec::new(), Vec::new()),
-        |(rows, probabilities), chunk| {
+        || (Vec::new(), Vec::new(), Vec::new()),
+        |(rows, probabilities, values), chunk| {
             let mut records = Vec::with_capacity(chunk.len());
             rows.clear();
             for (no, line) in chunk.lines() {
-                let record = feature_record(no, line)?;
-                if record.features.len() != local.model.num_features {
+                let record = feature_record(no, line, values)?;
+                if values.len() != local.model.num_features {
                     return Err(Failure::BadInput(format!(
                         "features record {no} has {} values, the model takes {}",
-                        record.features.len(),
+                        values.len(),
                         local.model.num_features
                     ))
                     .into());
                 }
-                XgbModel::push_row(rows, &record.features);
+                XgbModel::push_row(rows, values);
                 records.push(record);
             }
             local.model.predict_rows(rows, probabilities);
@@ -351,14 +359,15 @@ async fn score_sagemaker(
     let mut row = Vec::new();
     let mut version = format!("sagemaker:{}", endpoint.name);
     let mut values = Vec::new();
+    let mut features = Vec::new();
     let mut records = 0u64;
     loop {
         let record = match input.next_line()? {
             Some(line) => {
                 records += 1;
-                let r = feature_record(records, line)?;
+                let r = feature_record(records, line, &mut features)?;
                 row.clear();
-                sagemaker::csv_row(&r.features, &mut row);
+                sagemaker::csv_row(&features, &mut row);
                 if row.len() > max_bytes {
                     return Err(Failure::BadInput(format!(
                         "one feature row is {} bytes, over the {max_bytes}-byte payload limit",

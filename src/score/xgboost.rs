@@ -24,18 +24,17 @@ struct Node {
     default_left: bool,
 }
 
-/// A split of a complete tree (see [`Complete`]).
+/// A split of a complete tree (see [`Complete`]). No `default_left`: rows with a missing value
+/// are walked node by node.
 #[derive(Debug, Clone, Copy)]
 struct Split {
     feature: u32,
     threshold: f32,
-    default_left: bool,
 }
 
 /// The model's trees as complete binary trees of the model's depth, for models no deeper than
-/// [`COMPLETE_MAX_DEPTH`]: in level order, node k's children are 2k+1 and 2k+2, so a walk is
-/// `depth` steps of arithmetic, without a branch the CPU could mispredict. A leaf above the
-/// bottom level is pushed down: its value fills every bottom leaf under it, so the padding
+/// [`COMPLETE_MAX_DEPTH`]: in level order, node k's children are 2k+1 and 2k+2. A leaf above
+/// the bottom level is pushed down: its value fills every bottom leaf under it, so the padding
 /// splits below it (feature 0, any threshold) do not change the result.
 #[derive(Debug)]
 struct Complete {
@@ -46,8 +45,10 @@ struct Complete {
     leaves: Vec<f32>,
 }
 
-/// Deeper models would take 2^depth nodes a tree; they are walked node by node instead.
-const COMPLETE_MAX_DEPTH: u32 = 8;
+/// [`Complete::add_leaves`] tests all 2^depth - 1 splits of a tree where a walk takes `depth`
+/// steps: worth it while the tree is shallow (the default model has depth 4). Deeper models are
+/// walked node by node.
+const COMPLETE_MAX_DEPTH: u32 = 6;
 
 #[derive(Debug)]
 pub struct XgbModel {
@@ -239,23 +240,35 @@ impl XgbModel {
             "rows of {width} features"
         );
         margins.fill(self.base_margin);
-        // Blocks of LANES rows walk the complete trees side by side; the rows left over (and
-        // every row of a model too deep for the complete form) walk the trees node by node,
-        // which is faster for a lone row (the CPU runs ahead on its predicted branches).
-        let mut blocked = 0;
+        // Blocks of LANES rows are evaluated together on the complete trees; a block with a
+        // missing value, the rows left over, and every row of a model too deep for the
+        // complete form walk the trees node by node (faster for a lone row: the CPU runs ahead
+        // on its predicted branches).
+        let mut walked_from = 0;
         if let Some(complete) = &self.complete {
-            blocked = margins.len() / LANES * LANES;
+            walked_from = margins.len() / LANES * LANES;
+            let mut columns = Vec::with_capacity(width);
             for (rows, margins) in rows
                 .chunks_exact(width * LANES)
-                .zip(margins[..blocked].chunks_exact_mut(LANES))
+                .zip(margins[..walked_from].chunks_exact_mut(LANES))
             {
-                complete.add_leaves(rows, width, margins);
+                if rows.iter().any(|x| x.is_nan()) {
+                    self.walk(rows, width, margins);
+                } else {
+                    complete.add_leaves(rows, width, &mut columns, margins);
+                }
             }
         }
-        for (margin, row) in margins[blocked..]
-            .iter_mut()
-            .zip(rows[blocked * width..].chunks_exact(width))
-        {
+        self.walk(
+            &rows[walked_from * width..],
+            width,
+            &mut margins[walked_from..],
+        );
+    }
+
+    /// Adds every tree's leaf to the margin of each row, walking the trees node by node.
+    fn walk(&self, rows: &[f32], width: usize, margins: &mut [f32]) {
+        for (margin, row) in margins.iter_mut().zip(rows.chunks_exact(width)) {
             for &root in &self.roots {
                 let mut node = self.nodes[root as usize];
                 while node.left != 0 {
@@ -270,9 +283,12 @@ impl XgbModel {
     }
 }
 
-/// Rows a complete tree is walked for at once: their walks are independent, so the CPU runs
-/// them side by side instead of waiting on each step's loads.
-const LANES: usize = 4;
+/// Rows evaluated together on complete trees: each step of [`Complete::add_leaves`] is the same
+/// operation on every lane, which the compiler turns into vector instructions.
+const LANES: usize = 16;
+
+/// One value per lane.
+type Lanes = [f32; LANES];
 
 impl Complete {
     /// The complete form of the trees, or `None` when one is deeper than COMPLETE_MAX_DEPTH.
@@ -299,7 +315,6 @@ impl Complete {
         let padding = Split {
             feature: 0,
             threshold: 0.0,
-            default_left: true,
         };
         let mut splits = vec![padding; stride * roots.len()];
         let mut leaves = vec![0.0f32; bottom * roots.len()];
@@ -312,7 +327,6 @@ impl Complete {
                     splits[t * stride + k] = Split {
                         feature: node.feature,
                         threshold: node.value,
-                        default_left: node.default_left,
                     };
                     stack.push((node.left, 2 * k + 1));
                     stack.push((node.right, 2 * k + 2));
@@ -332,31 +346,64 @@ impl Complete {
         })
     }
 
-    /// Adds every tree's leaf to the margins of LANES rows (`width` features each) walked side
-    /// by side, tree by tree: XGBoost's order, so that the f32 sums are the same.
-    fn add_leaves(&self, rows: &[f32], width: usize, margins: &mut [f32]) {
+    /// Adds every tree's leaf to the margins of LANES rows (`width` features each, none
+    /// missing), tree by tree: XGBoost's order, so that the f32 sums are the same.
+    ///
+    /// Instead of walking down (a load that depends on the previous step's outcome), every
+    /// split of a tree is tested, bottom level first: a split's value becomes its left or its
+    /// right child's value, so the root ends up with the leaf the walk would reach. That is
+    /// 2^depth - 1 tests instead of `depth`, but each is the same branch-free operation on the
+    /// LANES rows (vector instructions) and none waits for another.
+    fn add_leaves(
+        &self,
+        rows: &[f32],
+        width: usize,
+        columns: &mut Vec<Lanes>,
+        margins: &mut [f32],
+    ) {
         let (inner, bottom) = ((1usize << self.depth) - 1, 1usize << self.depth);
-        let starts: [usize; LANES] = std::array::from_fn(|lane| lane * width);
+        // Feature-major: columns[f] holds feature f of the LANES rows.
+        columns.clear();
+        columns.extend((0..width).map(|f| std::array::from_fn(|lane| rows[lane * width + f])));
+        let mut values = [[0.0f32; LANES]; 1 << COMPLETE_MAX_DEPTH];
+        let mut sums: Lanes = [0.0; LANES];
+        sums.copy_from_slice(margins);
         for (splits, leaves) in self
             .splits
             .chunks_exact(inner.max(1))
             .zip(self.leaves.chunks_exact(bottom))
         {
-            let mut k = [0usize; LANES];
-            for _ in 0..self.depth {
-                for lane in 0..LANES {
-                    let split = splits[k[lane]];
-                    let x = rows[starts[lane] + split.feature as usize];
-                    // NaN compares false: a missing value goes where default_left says. `|`
-                    // and `&`, not `||` and `&&`: no branch.
-                    let left = (x < split.threshold) | (x.is_nan() & split.default_left);
-                    k[lane] = 2 * k[lane] + 2 - usize::from(left);
+            for (value, leaf) in values.iter_mut().zip(leaves) {
+                *value = [*leaf; LANES];
+            }
+            // Level by level from the bottom: node j of a level (level-order index
+            // first + j) takes the value of its child 2j or 2j + 1 of the level below.
+            for level in (0..self.depth as usize).rev() {
+                let first = (1 << level) - 1;
+                for j in 0..1usize << level {
+                    let split = splits[first + j];
+                    let x = &columns[split.feature as usize];
+                    let (left, right) = (values[2 * j], values[2 * j + 1]);
+                    let mut value = [0.0; LANES];
+                    for lane in 0..LANES {
+                        // A mask, not a branch: the lanes become vector operations.
+                        let mask = if x[lane] < split.threshold {
+                            u32::MAX
+                        } else {
+                            0
+                        };
+                        value[lane] = f32::from_bits(
+                            (left[lane].to_bits() & mask) | (right[lane].to_bits() & !mask),
+                        );
+                    }
+                    values[j] = value;
                 }
             }
-            for (margin, k) in margins.iter_mut().zip(k) {
-                *margin += leaves[k - inner];
+            for (sum, value) in sums.iter_mut().zip(values[0]) {
+                *sum += value;
             }
         }
+        margins.copy_from_slice(&sums);
     }
 }
 
@@ -423,22 +470,20 @@ mod tests {
             complete: None,
             ..XgbModel::parse(json.as_bytes()).unwrap()
         };
-        let values = [
-            None,
-            Some(0.0),
-            Some(0.5),
-            Some(1.0),
-            Some(1.5),
-            Some(2.0),
-            Some(3.0),
-        ];
+        // 36 rows without a missing value, then LANES rows with some: the first two blocks of
+        // LANES rows are evaluated on the complete trees; the third (it has missing values)
+        // and the rows left over are walked.
+        let values = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0];
         let mut rows = Vec::new();
         for a in values {
             for b in values {
-                XgbModel::push_row(&mut rows, &[a, b]);
+                XgbModel::push_row(&mut rows, &[Some(a), Some(b)]);
             }
         }
-        // 49 rows: 12 blocks walk the complete trees, the last row is walked node by node.
+        for i in 0..LANES {
+            let missing = [None, Some(values[i % values.len()])];
+            XgbModel::push_row(&mut rows, &[missing[i % 2], missing[(i / 2) % 2]]);
+        }
         let (mut blocks, mut walks) = (Vec::new(), Vec::new());
         complete.predict_rows(&rows, &mut blocks);
         walked.predict_rows(&rows, &mut walks);

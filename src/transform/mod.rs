@@ -40,14 +40,49 @@ pub struct TransformArgs {
     pub feature_spec: PathBuf,
 }
 
-/// A record of `features.jsonl`, as read by `score`.
+/// A record of `features.jsonl`, as read by `score`. The features stay JSON text until
+/// [`FeatureRecord::values`] reads them into a buffer the caller reuses (no allocation a record).
 #[derive(Deserialize)]
 pub struct FeatureRecord<'a> {
     #[serde(borrow)]
     pub tx: &'a RawValue,
     #[serde(borrow)]
     pub derived: &'a RawValue,
-    pub features: Vec<Option<f64>>,
+    #[serde(borrow)]
+    pub features: &'a RawValue,
+}
+
+impl FeatureRecord<'_> {
+    /// The features into `out` (cleared first): a finite number each, or `null` for a missing
+    /// value. The text is valid JSON already (serde checked it), so a comma can only separate
+    /// elements or sit inside a string or a nested value, which then fails as not a number.
+    pub fn values(&self, out: &mut Vec<Option<f64>>) -> Result<(), String> {
+        out.clear();
+        let inner = self
+            .features
+            .get()
+            .trim()
+            .strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .ok_or("\"features\" is not an array")?;
+        if inner.trim().is_empty() {
+            return Ok(());
+        }
+        for item in inner.split(',').map(str::trim) {
+            out.push(match item {
+                "null" => None,
+                _ => Some(
+                    item.parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| {
+                            format!("\"features\" holds {item}, not a finite number or null")
+                        })?,
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -151,4 +186,57 @@ fn transform_chunk(
         }
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FeatureRecord;
+
+    fn values(features: &str) -> Result<Vec<Option<f64>>, String> {
+        let line = format!(r#"{{"tx":{{}},"derived":{{}},"features":{features}}}"#);
+        let record: FeatureRecord = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+        let mut out = vec![Some(9.0)];
+        record.values(&mut out).map(|()| out)
+    }
+
+    #[test]
+    fn features_read_as_serde_reads_them() {
+        assert_eq!(
+            values("[4.97, null,-0.5e1 ,1E+2,0.1,\n3]"),
+            Ok(vec![
+                Some(4.97),
+                None,
+                Some(-5.0),
+                Some(100.0),
+                Some(0.1),
+                Some(3.0)
+            ])
+        );
+        assert_eq!(values("[ ]"), Ok(vec![]));
+        // The shortest text serde_json writes for an f64 reads back as the same bits.
+        let x = 1.7867469274045107f64;
+        assert_eq!(
+            values(&serde_json::to_string(&[x]).unwrap()),
+            Ok(vec![Some(x)])
+        );
+    }
+
+    #[test]
+    fn anything_but_numbers_and_null_is_refused() {
+        for bad in [
+            "[\"1,2\"]",
+            "[[1],2]",
+            "[true]",
+            "[{\"a\":1}]",
+            "[1e400]",
+            "{}",
+            "3",
+        ] {
+            let err = values(bad).unwrap_err();
+            assert!(
+                err.contains("not a finite number") || err.contains("not an array"),
+                "{bad}: {err}"
+            );
+        }
+    }
 }
