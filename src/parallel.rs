@@ -178,31 +178,32 @@ mod tests {
 
     #[test]
     fn an_error_in_a_chunk_stops_the_work_and_is_returned() {
+        // Lines of 1000 bytes: record 5001 is in the file's fifth chunk or so.
         let (_dir, path) = file_of(20_000, 999);
         let mut input = StageReader::<u32>::open(&path, "n").unwrap();
-        let mut sunk = 0;
+        let mut sunk = Vec::new();
         let err = map_chunks(
             &mut input,
             || (),
             |_, chunk| match chunk.lines().find(|(_, l)| l.trim() == "5000") {
                 Some((no, _)) => Err(anyhow!("bad record {no}")),
-                None => Ok(chunk.len()),
+                None => Ok((chunk.first_record, chunk.len() as u64)),
             },
-            |n| {
-                sunk += n;
+            |range| {
+                sunk.push(range);
                 Ok(())
             },
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "bad record 5001");
-        // Record 5001 is in the file's fifth chunk (a chunk is CHUNK_BYTES of whole lines).
-        let per_chunk = CHUNK_BYTES / 1000;
-        assert_eq!(
-            sunk,
-            4 * per_chunk,
-            "only the chunks before the bad one are consumed"
-        );
-        assert!(sunk < 5000);
+        // The chunks before the bad one, in order, and nothing from it or after it.
+        assert!(sunk.len() > 1, "{sunk:?}");
+        let mut next = 1;
+        for (first, len) in &sunk {
+            assert_eq!(*first, next, "chunks consumed in order: {sunk:?}");
+            next += len;
+        }
+        assert!(next <= 5001, "nothing from the bad chunk on: {sunk:?}");
     }
 
     #[test]

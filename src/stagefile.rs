@@ -316,18 +316,21 @@ impl<T: DeserializeOwned> StageReader<T> {
     pub fn next_lines(&mut self, text: &mut String, size: usize) -> Result<usize> {
         let mut block = std::mem::take(text).into_bytes();
         block.clear();
-        block.reserve(size + (64 << 10));
         block.append(&mut self.partial);
-        let read_error = || format!("cannot read {}", self.path.display());
+        // What the buffered reader holds (the header was read through it) comes first; then
+        // the file is read directly into the block, without passing through that buffer.
+        let buffered = self.input.buffer().len();
+        block.extend_from_slice(self.input.buffer());
+        self.input.consume(buffered);
         // Up to `size` bytes more, and on until a newline if a line is longer than that.
         let mut at_end = false;
         let mut has_newline = false;
         loop {
             let (before, want) = (block.len(), size.saturating_sub(block.len()).max(64 << 10));
-            let got = (&mut self.input)
-                .take(want as u64)
-                .read_to_end(&mut block)
-                .with_context(read_error)?;
+            block.resize(before + want, 0);
+            let got = read_up_to(self.input.get_mut(), &mut block[before..])
+                .with_context(|| format!("cannot read {}", self.path.display()))?;
+            block.truncate(before + got);
             if got == 0 {
                 at_end = true;
                 break;
@@ -376,6 +379,21 @@ impl<T: DeserializeOwned> StageReader<T> {
         }
         Ok(())
     }
+}
+
+/// Fills `buf` from `file` as far as the file goes; returns how many bytes were read (fewer than
+/// `buf.len()` only at the end of the file).
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Reads only the header of a stage file, if the file exists.
