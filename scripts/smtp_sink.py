@@ -8,6 +8,9 @@
 
 Each accepted message is written atomically to MAILDIR/<n>.eml. `--fail-first N` answers
 "451 try again later" to the first N messages (a server that refuses, then recovers).
+`--refuse-containing TEXT` answers "554" to every message whose content holds TEXT (a message
+refused for good); `--refuse-sender ADDR` answers "553" to MAIL FROM:<ADDR> (a sender refused,
+so every message is).
 `--auth-user USER` requires SMTP AUTH (PLAIN or LOGIN) as USER, with the password in the
 environment variable FRAUDCTL_SMTP_SINK_PASSWORD (never on the command line).
 """
@@ -25,15 +28,27 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Sink:
-    def __init__(self, maildir: Path, fail_first: int):
+    def __init__(self, maildir: Path, fail_first: int, refuse_containing=(), refuse_sender=None):
         self.maildir = maildir
         self.failures_left = fail_first
+        self.refuse_containing = [t.encode() for t in refuse_containing]
+        self.refuse_sender = refuse_sender
         self.seq = itertools.count(len(list(maildir.glob("*.eml"))) + 1)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if address == self.refuse_sender:
+            return "553 5.7.1 sender not allowed (injected)"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         if self.failures_left > 0:
             self.failures_left -= 1
             return "451 4.3.0 temporary failure (injected), try again later"
+        if any(t in envelope.original_content for t in self.refuse_containing):
+            print(f"refused a message from {envelope.mail_from} (content)", flush=True)
+            return "554 5.6.0 message content rejected (injected)"
         path = self.maildir / f"{next(self.seq):06d}.eml"
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(envelope.original_content)
@@ -61,7 +76,8 @@ def serve(args):
             sys.exit("--auth-user needs the password in FRAUDCTL_SMTP_SINK_PASSWORD")
         auth = {"authenticator": authenticator(args.auth_user, password),
                 "auth_required": True, "auth_require_tls": False}
-    controller = Controller(Sink(args.maildir, args.fail_first), hostname=host, port=int(port), **auth)
+    sink = Sink(args.maildir, args.fail_first, args.refuse_containing, args.refuse_sender)
+    controller = Controller(sink, hostname=host, port=int(port), **auth)
     controller.start()
     print(f"SMTP sink listening on {args.listen}, storing messages in {args.maildir}", flush=True)
     try:
@@ -111,6 +127,9 @@ def main():
     p = sub.add_parser("serve", help="run the SMTP server")
     p.add_argument("--listen", default=os.environ.get("FRAUDCTL_SMTP_SINK_LISTEN", "127.0.0.1:1025"))
     p.add_argument("--fail-first", type=int, default=0, help="answer 451 to the first N messages")
+    p.add_argument("--refuse-containing", action="append", default=[], metavar="TEXT",
+                   help="answer 554 to messages whose content holds TEXT (repeatable)")
+    p.add_argument("--refuse-sender", metavar="ADDR", help="answer 553 to MAIL FROM:<ADDR>")
     p.add_argument("--auth-user", help="require AUTH as this user (password: FRAUDCTL_SMTP_SINK_PASSWORD)")
     for name in ("serve", "list", "show", "dump"):
         q = p if name == "serve" else sub.add_parser(name, help=f"{name} received messages")

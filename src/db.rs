@@ -26,7 +26,7 @@ pub struct DbArgs {
 
 impl DbArgs {
     pub fn connect(&self) -> Result<Client> {
-        let target = redact_url(&self.database_url);
+        let target = crate::redact::url(&self.database_url);
         let config: postgres::Config = self.database_url.parse().map_err(|e| {
             Failure::Config(format!(
                 "--database-url / FRAUDCTL_DATABASE_URL {target} is not a PostgreSQL URL: {e}"
@@ -41,30 +41,6 @@ impl DbArgs {
             .into()
         })
     }
-}
-
-/// The URL with any password replaced, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-/// Whether the URL carries a password.
-pub fn has_password(url: &str) -> bool {
-    redact_url(url) != url || url.contains("password=")
 }
 
 /// Migrations this build applies, as (version, name).
@@ -91,20 +67,4 @@ pub fn migrate(client: &mut Client) -> Result<Vec<(i64, String)>> {
         .iter()
         .map(|m| (i64::from(m.version()), m.name().to_string()))
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert!(has_password("postgres://u:secret@h/db"));
-        assert!(!has_password("postgres://u@h/db"));
-    }
 }

@@ -18,6 +18,7 @@ pub mod migrate;
 pub mod pan;
 pub mod parallel;
 pub mod payments_api;
+pub mod redact;
 #[cfg(feature = "services")]
 pub mod report;
 pub mod retry;

@@ -7,7 +7,8 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Serialize;
 
 use fraudctl::error::{exit, exit_code_of, Failure};
-use fraudctl::{alert, db, extract, load, migrate, report, score, simulator, transform};
+use fraudctl::pan::mask_digit_runs;
+use fraudctl::{alert, extract, load, migrate, report, score, simulator, transform};
 
 /// Fraud-detection data pipeline: payments API → features → fraud score → PostgreSQL → alerts.
 ///
@@ -67,25 +68,66 @@ enum Command {
 }
 
 fn main() {
-    let matches = Cli::command().get_matches();
+    let matches = Cli::command()
+        .try_get_matches()
+        .unwrap_or_else(|e| exit_on_usage_error(e));
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging();
     let code = match refuse_secrets_in_argv(&matches).and_then(|()| dispatch(cli.command)) {
         Ok(()) => exit::OK,
         Err(err) => {
             let code = exit_code_of(&err);
+            // Messages may quote input (a value, a URL): masked like every log line.
+            let say = |line: String| eprintln!("{}", mask_digit_runs(&line));
             if code == exit::SKIPPED {
-                eprintln!("fraudctl: {err}");
+                say(format!("fraudctl: {err}"));
             } else {
-                eprintln!("fraudctl: error: {err}");
+                say(format!("fraudctl: error: {err}"));
                 for cause in err.chain().skip(1) {
-                    eprintln!("  caused by: {cause}");
+                    say(format!("  caused by: {cause}"));
                 }
             }
             code
         }
     };
     std::process::exit(code);
+}
+
+/// Clap's errors: help and version exit 0, usage errors 2 (unknown flag, missing argument), an
+/// invalid value 5 (a setting, whether given as a flag or its environment variable, which the
+/// message then names).
+fn exit_on_usage_error(e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        e.exit();
+    }
+    let flag = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => arg.split_whitespace().next().map(str::to_string),
+        _ => None,
+    };
+    let var = flag.as_deref().and_then(env_of_flag);
+    eprint!("{}", mask_digit_runs(&e.render().to_string()));
+    if let (Some(flag), Some(var)) = (flag, var) {
+        eprintln!("(the setting {flag}, also read from the environment variable {var})");
+    }
+    std::process::exit(exit::CONFIG);
+}
+
+/// The environment variable of a flag (`--max-age-hours`), in whichever subcommand has it.
+fn env_of_flag(flag: &str) -> Option<String> {
+    let long = flag.strip_prefix("--")?;
+    let cli = Cli::command();
+    let found = cli
+        .get_subcommands()
+        .flat_map(|sub| sub.get_arguments())
+        .find(|arg| arg.get_long() == Some(long))?
+        .get_env()?
+        .to_string_lossy()
+        .into_owned();
+    Some(found)
 }
 
 fn dispatch(command: Command) -> Result<()> {
@@ -142,7 +184,7 @@ fn refuse_secrets_in_argv(matches: &ArgMatches) -> Result<()> {
         && m.value_source("database_url") == Some(ValueSource::CommandLine);
     if given_in_argv
         && m.get_one::<String>("database_url")
-            .is_some_and(|url| db::has_password(url))
+            .is_some_and(|url| fraudctl::redact::has_secret(url))
     {
         return Err(Failure::Config(
             "--database-url carries a password: pass it in FRAUDCTL_DATABASE_URL instead (secrets never go on the command line)".into(),
@@ -152,12 +194,28 @@ fn refuse_secrets_in_argv(matches: &ArgMatches) -> Result<()> {
     Ok(())
 }
 
+/// Where log lines go: stderr, each line with its digit runs of card-number length masked (a
+/// log line may quote an input value, whatever the code that logged it meant to show).
+struct MaskedStderr;
+
+impl std::io::Write for MaskedStderr {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let masked = mask_digit_runs(&String::from_utf8_lossy(line));
+        std::io::stderr().write_all(masked.as_bytes())?;
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FRAUDCTL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,refinery_core=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| MaskedStderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .compact()

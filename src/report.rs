@@ -125,6 +125,41 @@ pub fn build(args: &ReportArgs) -> Result<Report> {
     Ok(Report { summary, rows })
 }
 
+impl Row {
+    /// The row with `clean` applied to each of its texts.
+    fn neutralised(&self, clean: fn(&str) -> String) -> Row {
+        Row {
+            local_time: clean(&self.local_time),
+            trans_num: clean(&self.trans_num),
+            card: clean(&self.card),
+            merchant: clean(&self.merchant),
+            category: clean(&self.category),
+            place: clean(&self.place),
+            alert_status: self.alert_status.as_deref().map(clean),
+            ..*self
+        }
+    }
+}
+
+/// A text cell a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab
+/// or a carriage return) gets a leading `'`, which makes it text (OWASP's CSV-injection rule).
+/// The digest attaches this CSV for people to open.
+fn for_spreadsheet(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
+}
+
+/// A text shown on a terminal: control characters (CR, LF, escape sequences…) become `?`, so
+/// a merchant name cannot add lines to the table or drive the terminal.
+fn for_terminal(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> Result<()> {
     match format {
         Format::Json => {
@@ -134,7 +169,7 @@ pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> Result<()>
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             for row in &report.rows {
-                w.serialize(row)?;
+                w.serialize(row.neutralised(for_spreadsheet))?;
             }
             if report.rows.is_empty() {
                 w.write_record([
@@ -187,7 +222,7 @@ pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> Result<()>
                 "{:<19}  {:<9}  {:>10}  {:<14}  {:<32}  {:>5}  {:<5}  alert",
                 "local time", "card", "amount", "category", "merchant", "p", "label"
             )?;
-            for r in &report.rows {
+            for r in report.rows.iter().map(|r| r.neutralised(for_terminal)) {
                 let label = match r.is_fraud_label {
                     Some(true) => "fraud",
                     Some(false) => "legit",
@@ -210,4 +245,85 @@ pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> Result<()>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report_of(merchant: &str) -> Report {
+        Report {
+            summary: Summary {
+                day: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+                time_zone: "UTC".into(),
+                payments: 1,
+                predicted_frauds: 1,
+                labelled_frauds: 0,
+                amount: 5.0,
+                amount_at_risk: 5.0,
+                alerts_sent: 0,
+            },
+            rows: vec![Row {
+                local_time: "2026-11-30 10:00:00".into(),
+                trans_num: "t1".into(),
+                card: "**** 1234".into(),
+                merchant: merchant.into(),
+                category: "misc_net".into(),
+                amt: -5.0,
+                place: "Pembroke, NC".into(),
+                fraud_probability: 0.9,
+                predicted_fraud: true,
+                is_fraud_label: None,
+                alert_status: Some("sent".into()),
+            }],
+        }
+    }
+
+    fn written(report: &Report, format: Format) -> String {
+        let mut out = Vec::new();
+        write(report, format, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_made_text() {
+        for formula in [
+            "=HYPERLINK(\"http://x\")",
+            "+1+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+        ] {
+            let csv = written(&report_of(formula), Format::Csv);
+            let cell = csv
+                .lines()
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .nth(3)
+                .unwrap()
+                .to_string();
+            assert!(
+                cell.starts_with('\'') || cell.starts_with("\"'"),
+                "{formula:?} written as {cell:?}"
+            );
+        }
+        // Numbers stay numbers; ordinary names stay as they are.
+        let csv = written(&report_of("fraud_Kub and Mann"), Format::Csv);
+        assert!(
+            csv.contains(",fraud_Kub and Mann,") && csv.contains(",-5.0,"),
+            "{csv}"
+        );
+    }
+
+    #[test]
+    fn the_table_shows_no_control_character_from_the_data() {
+        let table = written(&report_of("evil\r\nFAKE ROW\u{1b}[2J"), Format::Table);
+        assert!(
+            !table.contains('\r') && !table.contains('\u{1b}'),
+            "{table:?}"
+        );
+        assert_eq!(table.lines().filter(|l| l.contains("FAKE ROW")).count(), 1);
+        assert!(table.contains("evil??FAKE ROW?[2J"), "{table}");
+    }
 }

@@ -70,6 +70,13 @@ impl RunDir {
     }
 }
 
+/// Logs that a stage has opened its input and starts its work, with how many records it has to
+/// do (the first line of a task's log an operator reads; the fault tests wait for it before
+/// killing a stage mid-run).
+pub fn log_started(stage: &str, records: u64) {
+    tracing::info!(stage, records, "started");
+}
+
 /// Fails with a message that names the stage to run first when an input file is missing.
 pub fn require_input(path: &Path, produced_by: &str) -> Result<()> {
     if !path.exists() {

@@ -306,12 +306,15 @@ impl<T: DeserializeOwned> StageReader<T> {
             return Ok(None);
         }
         self.seen += 1;
-        Ok(Some(self.line.trim_end_matches('\n')))
+        match self.line.strip_suffix('\n') {
+            Some(line) => Ok(Some(line)),
+            None => Err(self.cut_record()),
+        }
     }
 
     /// Reads about `size` bytes of whole record lines into `text` (replacing its content),
-    /// each ending with a newline but perhaps the file's last; returns how many lines, 0 at the
-    /// end of the file. One read into the caller's buffer instead of a copy a line: what the
+    /// each ending with a newline; returns how many lines, 0 at the end of the file. A last
+    /// line without its newline is a cut file (refused). One read into the caller's buffer instead of a copy a line: what the
     /// parallel stages use (src/parallel.rs). Not to be mixed with `next_line`.
     pub fn next_lines(&mut self, text: &mut String, size: usize) -> Result<usize> {
         let mut block = std::mem::take(text).into_bytes();
@@ -341,12 +344,15 @@ impl<T: DeserializeOwned> StageReader<T> {
             }
         }
         let cut = match block.iter().rposition(|b| *b == b'\n') {
-            Some(newline) if !at_end => newline + 1,
-            _ => block.len(),
+            Some(newline) => newline + 1,
+            None => 0,
         };
         self.partial = block.split_off(cut);
-        let lines = block.iter().filter(|b| **b == b'\n').count()
-            + usize::from(block.last().is_some_and(|b| *b != b'\n'));
+        if at_end && !self.partial.is_empty() {
+            self.seen += 1 + block.iter().filter(|b| **b == b'\n').count() as u64;
+            return Err(self.cut_record());
+        }
+        let lines = block.iter().filter(|b| **b == b'\n').count();
         *text = String::from_utf8(block).map_err(|e| {
             Failure::BadInput(format!(
                 "{} record {}: not UTF-8 text: {e}",
@@ -368,16 +374,28 @@ impl<T: DeserializeOwned> StageReader<T> {
 
     /// At the end of the file: refuses it when it holds fewer or more records than announced.
     fn check_count(&self) -> Result<()> {
-        if self.seen != self.header.records() {
-            return Err(Failure::BadInput(format!(
-                "{} ends after {} records but its header announces {}: the file is truncated",
-                self.path.display(),
-                self.seen,
-                self.header.records()
-            ))
-            .into());
-        }
-        Ok(())
+        let (seen, announced) = (self.seen, self.header.records());
+        let why = match seen.cmp(&announced) {
+            std::cmp::Ordering::Equal => return Ok(()),
+            std::cmp::Ordering::Less => "the file is truncated",
+            std::cmp::Ordering::Greater => "lines were added after the stage wrote it",
+        };
+        Err(Failure::BadInput(format!(
+            "{} ends after {seen} records but its header announces {announced}: {why}",
+            self.path.display(),
+        ))
+        .into())
+    }
+
+    /// The error for a last record without its newline (record number `self.seen`): a file
+    /// cut in the middle of a line, whatever its header says.
+    fn cut_record(&self) -> anyhow::Error {
+        Failure::BadInput(format!(
+            "{} record {} ends without its newline: the file is truncated",
+            self.path.display(),
+            self.seen
+        ))
+        .into()
     }
 }
 
@@ -439,6 +457,54 @@ mod tests {
         let mut r = StageReader::<u32>::open(&path, "s").unwrap();
         let err = std::iter::from_fn(|| r.next_record().transpose()).find_map(Result::err);
         assert!(err.unwrap().to_string().contains("truncated"));
+    }
+
+    /// Reads every record of `path` with both readers; the first error of each.
+    fn read_both(path: &Path) -> (Option<String>, Option<String>) {
+        let mut r = StageReader::<u32>::open(path, "s").unwrap();
+        let by_line = std::iter::from_fn(|| r.next_record().transpose())
+            .find_map(Result::err)
+            .map(|e| e.to_string());
+        let mut r = StageReader::<u32>::open(path, "s").unwrap();
+        let mut text = String::new();
+        let by_block = loop {
+            match r.next_lines(&mut text, 1 << 20) {
+                Ok(0) => break None,
+                Ok(_) => {}
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        (by_line, by_block)
+    }
+
+    #[test]
+    fn a_cut_last_line_and_an_extra_line_are_refused_by_both_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jsonl");
+        let mut w = StageWriter::create(&path, Header::new("s", "r", "t", serde_json::Value::Null))
+            .unwrap();
+        for i in [10u32, 20, 345] {
+            w.write(&i).unwrap();
+        }
+        w.finish(BTreeMap::new()).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(read_both(&path), (None, None));
+
+        // "345" cut to "34": still a number, still three lines, but no final newline.
+        fs::write(&path, &text[..text.len() - 2]).unwrap();
+        for err in <[_; 2]>::from(read_both(&path)) {
+            let err = err.expect("a cut file is refused");
+            assert!(err.contains("record 3 ends without its newline"), "{err}");
+        }
+
+        fs::write(&path, format!("{text}7\n")).unwrap();
+        for err in <[_; 2]>::from(read_both(&path)) {
+            let err = err.expect("an extra line is refused");
+            assert!(
+                err.contains("4 records but its header announces 3: lines were added"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::pan::{mask_digit_runs, PanProtector};
+use crate::pan::{has_card_number_word, mask_digit_runs, mask_value, PanProtector};
 
 /// The 21 columns of the payments API, in order.
 pub const API_COLUMNS: [&str; 21] = [
@@ -91,8 +91,15 @@ impl Transaction {
     }
 }
 
-/// Validates one row (column name → JSON value) into a [`Transaction`], or says why not.
+/// Validates one row (column name → JSON value) into a [`Transaction`], or says why not. A
+/// card number never survives in what it returns: free-text fields keep their digit runs
+/// masked ("Shop ref ****4500"), a reason quoting a value has it masked, and a trans_num that
+/// is a card number is refused.
 pub fn validate(row: &Map<String, Value>, pan: &PanProtector) -> Result<Transaction, String> {
+    validate_fields(row, pan).map_err(|reason| mask_digit_runs(&reason))
+}
+
+fn validate_fields(row: &Map<String, Value>, pan: &PanProtector) -> Result<Transaction, String> {
     let f = Fields(row);
     let cc_digits = f.card_number()?;
     let protected = pan.protect(&cc_digits);
@@ -132,16 +139,21 @@ pub fn validate(row: &Map<String, Value>, pan: &PanProtector) -> Result<Transact
             "trans_num {trans_num:?} is not 1-64 letters, digits, '-' or '_'"
         ));
     }
+    if has_card_number_word(&trans_num) {
+        return Err(format!(
+            "trans_num {trans_num:?} holds a card number: an identifier must not"
+        ));
+    }
     Ok(Transaction {
         trans_num,
         trans_time_ms,
         cc_last4: protected.last4,
         cc_hash: protected.hash,
-        merchant: f.string("merchant")?,
-        category: f.string("category")?,
+        merchant: f.free_text("merchant")?,
+        category: f.free_text("category")?,
         amt,
         gender,
-        city: f.string("city")?,
+        city: f.free_text("city")?,
         state,
         zip: u32::try_from(f.integer("zip")?)
             .ok()
@@ -153,7 +165,7 @@ pub fn validate(row: &Map<String, Value>, pan: &PanProtector) -> Result<Transact
             .ok()
             .filter(|p| *p <= 100_000_000)
             .ok_or("city_pop is not between 0 and 100000000")?,
-        job: f.string("job")?,
+        job: f.free_text("job")?,
         dob,
         merch_lat: f.number("merch_lat", -90.0, 90.0)?,
         merch_long: f.number("merch_long", -180.0, 180.0)?,
@@ -161,13 +173,22 @@ pub fn validate(row: &Map<String, Value>, pan: &PanProtector) -> Result<Transact
     })
 }
 
-/// A row as kept in a rejected file: the card number reduced to its protected form, names and
-/// street dropped, everything else as received so the reason can be checked.
+/// Fields of a row that a rejected file never keeps: who the card holder is and where they
+/// live (the reason names the field, and quotes its value when that value is the problem).
+const PERSONAL: [&str; 7] = ["first", "last", "street", "dob", "zip", "lat", "long"];
+
+/// Longest text a rejected record keeps of one value.
+const KEPT_CHARS: usize = 200;
+
+/// A row as kept in a rejected file: the card number reduced to its protected form, the card
+/// holder's personal fields dropped, everything else as received (whatever its column name)
+/// but with every digit run of card-number length masked and every text cut to 200
+/// characters, so the reason can be checked.
 pub fn redact(row: &Map<String, Value>, pan: &PanProtector) -> Value {
     let mut kept = Map::new();
     for (name, value) in row {
         match name.as_str() {
-            "first" | "last" | "street" => {}
+            n if PERSONAL.contains(&n) => {}
             "cc_num" => {
                 let digits = match value {
                     Value::Number(n) => n.to_string(),
@@ -179,11 +200,17 @@ pub fn redact(row: &Map<String, Value>, pan: &PanProtector) -> Value {
                     kept.insert("cc_last4".into(), Value::String(p.last4));
                     kept.insert("cc_hash".into(), Value::String(p.hash));
                 } else {
-                    kept.insert("cc_num".into(), Value::String(mask_digit_runs(&digits)));
+                    kept.insert(
+                        "cc_num".into(),
+                        mask_value(&Value::String(digits), KEPT_CHARS),
+                    );
                 }
             }
             _ => {
-                kept.insert(name.clone(), value.clone());
+                kept.insert(
+                    crate::pan::cut(&mask_digit_runs(name), KEPT_CHARS),
+                    mask_value(value, KEPT_CHARS),
+                );
             }
         }
     }
@@ -198,6 +225,11 @@ impl Fields<'_> {
             None | Some(Value::Null) => Err(format!("missing field {name}")),
             Some(v) => Ok(v),
         }
+    }
+
+    /// A free-text field (merchant, city, job…), its digit runs of card-number length masked.
+    fn free_text(&self, name: &str) -> Result<String, String> {
+        self.string(name).map(|s| mask_digit_runs(&s))
     }
 
     fn string(&self, name: &str) -> Result<String, String> {

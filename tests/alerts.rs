@@ -192,3 +192,78 @@ fn old_frauds_met_in_a_backfill_are_recorded_not_emailed() {
         frauds
     );
 }
+
+/// The oldest predicted fraud of the run, whose alert is sent first.
+fn oldest_fraud(db: &TestDb) -> String {
+    db.client()
+        .query_one(
+            "SELECT trans_num FROM payments_scored WHERE predicted_fraud ORDER BY trans_time, trans_num LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn a_message_refused_for_good_is_recorded_failed_and_the_others_still_go_out() {
+    let db = TestDb::new();
+    let dir = loaded_sample_run(&db);
+    let frauds = db.count("SELECT count(*) FROM payments_scored WHERE predicted_fraud");
+    let refused = oldest_fraud(&db);
+    let sink = SmtpSink::refusing(&[&refused], None);
+
+    let summary = ok(&mut alert_any_age(&db, &dir, &sink.url()));
+    assert_eq!(summary["failed"], 1, "{summary}");
+    assert_eq!(summary["sent"].as_i64(), Some(frauds - 1), "{summary}");
+    assert_eq!(sink.messages().len() as i64, frauds - 1);
+    let row = db
+        .client()
+        .query_one(
+            "SELECT status, reason FROM fraud_alerts WHERE trans_num = $1",
+            &[&refused],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "failed");
+    let reason: &str = row.get(1);
+    assert!(
+        reason.contains("554") && reason.contains("content rejected"),
+        "{reason}"
+    );
+
+    // Not retried behind the operator's back, whatever the next runs find.
+    let again = ok(&mut alert_any_age(&db, &dir, &sink.url()));
+    assert_eq!(
+        (again["sent"].as_i64(), again["failed"].as_i64()),
+        (Some(0), Some(0))
+    );
+
+    // The operator's retry, once the server takes it: sent, with the alert's Message-ID.
+    let fixed = SmtpSink::start(0);
+    let retried = ok(alert(&db, &dir, &fixed.url()).args(["--retry-failed", &refused]));
+    assert_eq!(
+        retried["sent"], 1,
+        "the retry ignores the age rule: {retried}"
+    );
+    assert_eq!(
+        header(&fixed.messages()[0], "Message-ID"),
+        format!("<fraud-alert.{refused}@fraudctl>")
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM fraud_alerts WHERE status = 'sent'"),
+        frauds
+    );
+}
+
+#[test]
+fn a_refused_sender_fails_the_run_and_records_nothing() {
+    let db = TestDb::new();
+    let dir = loaded_sample_run(&db);
+    let sink = SmtpSink::refusing(&[], Some("fraudctl@localhost"));
+    let stderr = fails(&mut alert_any_age(&db, &dir, &sink.url()), 5);
+    assert!(
+        stderr.contains("553") && stderr.contains("every alert"),
+        "a refusal that concerns every message says so: {stderr}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM fraud_alerts"), 0);
+    assert!(sink.messages().is_empty());
+}

@@ -55,13 +55,14 @@ impl Stage {
             Stage::Load | Stage::Alert => None,
         }
     }
-    /// Kill delays are drawn from 0..this many ms: about the stage's run time here.
+    /// Kill delays, counted from the stage's "started" log line, are drawn from 0..this many
+    /// ms: under the stage's run time here (halved at each try that came too late).
     fn kill_window_ms(self) -> u64 {
         match self {
-            Stage::Extract => 250,
-            Stage::Transform | Stage::Score => 40,
-            Stage::Load => 150,
-            Stage::Alert => 600,
+            Stage::Extract => 200,
+            Stage::Transform | Stage::Score => 30,
+            Stage::Load => 100,
+            Stage::Alert => 100,
         }
     }
 }
@@ -81,7 +82,15 @@ enum Fault {
     SageMakerFlaky,
     /// The endpoint only throttles: the local fallback scores; re-scored once it is back.
     SageMakerDown,
-    /// SIGKILL at a random point, then re-run.
+    /// The API answers a few bodies, then refuses with this 4xx (a wrong URL, expired
+    /// credentials): what was captured is kept.
+    ApiRefusesMidRun(u16),
+    /// The SMTP server refuses one alert for good (554): the others go out; the operator
+    /// retries it once the cause is fixed.
+    SmtpRefusesOne,
+    /// Two `alert` processes at once (a manual run beside the scheduled one).
+    ConcurrentAlerts,
+    /// SIGKILL at a random point while the stage works, then re-run.
     Kill(Stage),
     /// SIGKILL of a stage drawn at random.
     KillAny,
@@ -134,6 +143,20 @@ const SCENARIOS: &[Scenario] = &[
         records: 1000,
     },
     Scenario {
+        name: "payments API answers 404 after some bodies",
+        api: &[],
+        faults: &[Fault::ApiRefusesMidRun(404)],
+        rows_per_response: 1,
+        records: 100,
+    },
+    Scenario {
+        name: "payments API answers 401 after some bodies",
+        api: &[],
+        faults: &[Fault::ApiRefusesMidRun(401)],
+        rows_per_response: 1,
+        records: 100,
+    },
+    Scenario {
         name: "PostgreSQL stopped during load, then started again",
         api: &[],
         faults: &[Fault::PostgresStopDuringLoad("fast")],
@@ -153,6 +176,20 @@ const SCENARIOS: &[Scenario] = &[
         faults: &[Fault::SmtpDownDuringAlert],
         rows_per_response: 20,
         records: 200,
+    },
+    Scenario {
+        name: "SMTP server refuses one alert for good, the operator retries it",
+        api: &[],
+        faults: &[Fault::SmtpRefusesOne],
+        rows_per_response: 20,
+        records: 200,
+    },
+    Scenario {
+        name: "two alert processes at once",
+        api: &[],
+        faults: &[Fault::ConcurrentAlerts],
+        rows_per_response: 20,
+        records: 400,
     },
     Scenario {
         name: "SageMaker throttles then fails with 503s",
@@ -351,6 +388,9 @@ impl World<'_> {
                     None => self.plain(stage),
                 },
                 Stage::Alert if self.has(Fault::SmtpDownDuringAlert) => self.alert_down(),
+                Stage::Alert if self.has(Fault::SmtpRefusesOne) => self.alert_refuses_one(),
+                Stage::Alert if self.has(Fault::ConcurrentAlerts) => self.alerts_at_once(),
+                Stage::Extract if self.refusal().is_some() => self.extract_refused(),
                 _ => self.plain(stage),
             }
         }
@@ -369,27 +409,32 @@ impl World<'_> {
         }
     }
 
-    /// SIGKILL after a random delay; whatever the stage had done must be all or nothing.
+    /// SIGKILL after a random delay counted from the stage's "started" log line, while the
+    /// stage is still working (a try that comes too late is repeated with a shorter window);
+    /// whatever the stage had done must be all or nothing.
     fn kill_at_random(&mut self, stage: Stage) {
-        let delay = self.rng.gen_range(0..stage.kill_window_ms());
-        let mut child = self
-            .command(stage)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn stage");
-        std::thread::sleep(Duration::from_millis(delay));
-        let mid_run = child.try_wait().expect("try_wait").is_none();
-        child.kill().ok();
-        child.wait().expect("wait");
-        self.note(format!(
-            "{} killed after {delay} ms ({})",
-            stage.name(),
-            if mid_run {
-                "mid-run"
-            } else {
-                "it had already finished"
+        let mut window = stage.kill_window_ms();
+        let mut attempt = 1;
+        let delay = loop {
+            let delay = self.rng.gen_range(0..window.max(1));
+            let mut cmd = self.command(stage);
+            if stage == Stage::Extract && attempt > 1 {
+                cmd.arg("--refetch"); // the earlier try finished: capture again
             }
+            if kill_while_working(&mut cmd, Duration::from_millis(delay)) {
+                break delay;
+            }
+            assert!(
+                attempt < 6 && stage != Stage::Alert,
+                "{} finished before every kill (last window {window} ms): no kill landed mid-run",
+                stage.name()
+            );
+            attempt += 1;
+            window /= 2;
+        };
+        self.note(format!(
+            "{} killed {delay} ms into its work (try {attempt})",
+            stage.name()
         ));
         if let Some(file) = stage.output() {
             let path = self.dir.file(file);
@@ -531,6 +576,99 @@ impl World<'_> {
             "alert sent {} before the outage, {} after",
             first["sent"], last["sent"]
         ));
+    }
+
+    /// The 4xx the scripted API ends with, in a mid-run refusal scenario.
+    fn refusal(&self) -> Option<u16> {
+        self.scenario.faults.iter().find_map(|f| match f {
+            Fault::ApiRefusesMidRun(code) => Some(*code),
+            _ => None,
+        })
+    }
+
+    /// A 4xx after some bodies: extract keeps what it captured, exits 0, says why it stopped.
+    fn extract_refused(&mut self) {
+        let code = self.refusal().expect("a refusal scenario");
+        let summary = ok(&mut self.command(Stage::Extract));
+        let Api::Scripted(_, bodies) = self.api else {
+            panic!("the refusal scenarios script the API")
+        };
+        assert_eq!(summary["records"], bodies as u64, "{summary}");
+        assert!(summary["source_errors"].as_u64() >= Some(1), "{summary}");
+        let stopped_by = summary["stopped_by"].as_str().unwrap_or_default();
+        assert!(stopped_by.contains(&code.to_string()), "{summary}");
+        self.note(format!("extract kept {bodies} records, then: {stopped_by}"));
+    }
+
+    /// The oldest predicted fraud's alert is refused for good: recorded `failed`, the others
+    /// sent; not retried by the next run; sent by `--retry-failed` once the server accepts it.
+    fn alert_refuses_one(&mut self) {
+        let refused: String = self
+            .db
+            .client()
+            .query_one(
+                "SELECT trans_num FROM payments_scored WHERE predicted_fraud ORDER BY trans_time, trans_num LIMIT 1",
+                &[],
+            )
+            .expect("a predicted fraud")
+            .get(0);
+        self.sink.refuse_containing(&[&refused]);
+        let first = ok(&mut self.command(Stage::Alert));
+        assert_eq!(first["failed"], 1, "{first}");
+        let row = self
+            .db
+            .client()
+            .query_one(
+                "SELECT status, reason FROM fraud_alerts WHERE trans_num = $1",
+                &[&refused],
+            )
+            .expect("the refused alert is recorded");
+        let (status, reason): (String, Option<String>) = (row.get(0), row.get(1));
+        assert_eq!(status, "failed");
+        assert!(
+            reason.unwrap_or_default().contains("554"),
+            "the server's reply is kept"
+        );
+        let again = ok(&mut self.command(Stage::Alert));
+        assert_eq!(
+            (again["sent"].as_u64(), again["failed"].as_u64()),
+            (Some(0), Some(0)),
+            "{again}"
+        );
+        self.sink.refuse_containing(&[]);
+        let retried = ok(self.command(Stage::Alert).arg("--retry-failed"));
+        assert_eq!(retried["sent"], 1, "{retried}");
+        self.note(format!(
+            "{} sent, 1 refused and recorded failed, then sent by --retry-failed",
+            first["sent"]
+        ));
+    }
+
+    /// Two alert processes started together: each fraud is sent once between them.
+    fn alerts_at_once(&mut self) {
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                self.command(Stage::Alert)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn alert")
+            })
+            .collect();
+        let sent: Vec<u64> = children
+            .into_iter()
+            .map(|child| {
+                let out = child.wait_with_output().expect("wait alert");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let summary: Value = serde_json::from_slice(&out.stdout).expect("summary");
+                summary["sent"].as_u64().expect("sent")
+            })
+            .collect();
+        self.note(format!("two alerts at once sent {sent:?}"));
     }
 
     fn alert_rows(&self) -> HashMap<String, String> {
@@ -746,41 +884,38 @@ fn check(w: &World) -> Result<String, String> {
     }
 }
 
+/// Card numbers the hostile bodies hide outside `cc_num` (other column names, free text,
+/// numeric fields, a trans_num); the scan of the run's files looks for them too.
+const HIDDEN_PANS: [&str; 4] = [
+    "4767265376804500",
+    "4532015112830366",
+    "6011000990139424",
+    "371449635398431",
+];
+
 /// Bodies a hostile or broken payments API could send, one transaction each, built from the
-/// recorded response: the valid rows stamped with a fixed evening time, then every kind of bad value.
+/// recorded response: the valid rows (a large evening online amount: predicted fraud), then
+/// every kind of bad value, and card numbers where no `cc_num` column is.
 fn hostile_bodies() -> Vec<String> {
-    let fixture: String = serde_json::from_str(
-        &std::fs::read_to_string(shared().join("fixtures/current-transactions.json"))
-            .expect("fixture"),
-    )
-    .expect("the fixture is a JSON string");
-    let doc: Value = serde_json::from_str(&fixture).expect("split document");
-    let columns = doc["columns"].clone();
-    let template = doc["data"][0].as_array().expect("a data row").clone();
-    let position = |name: &str| {
-        columns
-            .as_array()
-            .unwrap()
-            .iter()
-            .position(|c| c == name)
-            .unwrap()
+    let fraud = |n: usize| {
+        ApiRow::recorded(&format!("hostile{n}"))
+            .set("amt", json!(2450.0))
+            .set("category", json!("shopping_net"))
     };
-    // A fixed time, late in the evening (UTC, the spec's time zone), when the sample's frauds
-    // happen: the wall clock would make the prediction depend on when the tests run.
-    let evening = 1_592_782_200_000i64; // 2020-06-21T23:30:00Z
-    let body = |n: usize, changes: &[(&str, Value)]| -> String {
-        let mut row = template.clone();
-        row[position("trans_num")] = json!(format!("hostile{n}"));
-        row[position("current_time")] = json!(evening);
-        row[position("amt")] = json!(2450.0); // a large online amount: predicted fraud
-        row[position("category")] = json!("shopping_net");
-        for (name, value) in changes {
-            row[position(name)] = value.clone();
-        }
-        Value::String(json!({"columns": columns, "index": [n], "data": [row]}).to_string())
-            .to_string()
-    };
-    let mut bodies: Vec<String> = (0..3).map(|n| body(n, &[])).collect();
+    let [pan1, pan2, pan3, pan4] = HIDDEN_PANS;
+    let mut bodies: Vec<String> = (0..3).map(|n| fraud(n).body()).collect();
+    // Accepted, their card numbers masked wherever they stand.
+    bodies.push(
+        fraud(3)
+            .set("merchant", json!(format!("Shop ref {pan1} ok")))
+            .body(),
+    );
+    bodies.push(
+        fraud(4)
+            .set("city", json!(format!("{pan2}")))
+            .set("job", json!(format!("x-{pan3}-y")))
+            .body(),
+    );
     let bad: Vec<(&str, Value)> = vec![
         ("amt", json!(1e308)),
         ("amt", json!(-60.16)),
@@ -791,25 +926,48 @@ fn hostile_bodies() -> Vec<String> {
         ("cc_num", json!("4497 9139 6551 2794 052")),
         ("cc_num", json!(-4497913965512794052_i64)),
         ("cc_num", Value::Null),
-        ("current_time", json!(evening.to_string())),
+        ("current_time", json!(EVENING_MS.to_string())),
         ("current_time", json!(1e20)),
         ("zip", json!(10_000_000_000_u64)),
+        ("zip", json!(pan1.parse::<u64>().unwrap())),
         ("city_pop", json!(-1)),
         ("lat", json!(1000.0)),
+        ("lat", json!(pan2.parse::<f64>().unwrap())),
+        ("long", json!(pan4)),
         ("dob", json!("yesterday")),
         ("dob", json!("2999-01-01")),
         ("gender", json!({"nested": [1, 2, {"deeper": null}]})),
+        ("gender", json!({ pan3: pan4 })),
         ("state", json!("North Carolina")),
+        ("state", json!(format!("card {pan1}"))),
         ("trans_num", json!("has spaces; DROP TABLE payments_scored")),
         ("trans_num", json!("x".repeat(100))),
+        ("trans_num", json!(pan3)),
         ("merchant", json!("m".repeat(1_000_000))),
         ("merchant", json!([])),
         ("is_fraud", json!(2)),
     ];
     for (i, (name, value)) in bad.into_iter().enumerate() {
-        bodies.push(body(100 + i, &[(name, value)]));
+        bodies.push(fraud(100 + i).set(name, value).body());
     }
-    bodies.push(body(0, &[])); // a repeated trans_num
+    // The card column under other names: rejected (no cc_num), the number masked.
+    for (i, name) in ["cc_number", "card_number", "CC_NUM"]
+        .into_iter()
+        .enumerate()
+    {
+        bodies.push(
+            fraud(200 + i)
+                .rename("cc_num", name)
+                .set(name, json!(pan4))
+                .body(),
+        );
+    }
+    bodies.push(fraud(0).body()); // a repeated trans_num
+    let fixture: String = serde_json::from_str(
+        &std::fs::read_to_string(shared().join("fixtures/current-transactions.json"))
+            .expect("fixture"),
+    )
+    .expect("the fixture is a JSON string");
     bodies.extend([
         String::new(),
         "null".into(),
@@ -825,12 +983,67 @@ fn hostile_bodies() -> Vec<String> {
     bodies
 }
 
+/// What the API sends before it starts refusing: some evening online purchases (predicted
+/// frauds) among ordinary payments.
+fn refused_after_bodies() -> Vec<String> {
+    (0..12)
+        .map(|n| {
+            let row = ApiRow::recorded(&format!("before-refusal{n}"));
+            match n % 3 {
+                0 => row
+                    .set("amt", json!(2450.0))
+                    .set("category", json!("shopping_net")),
+                _ => row,
+            }
+            .body()
+        })
+        .collect()
+}
+
+/// Runs `cmd`, waits for its "started" log line, then `delay`, then SIGKILLs it; whether the kill
+/// landed while it was still working (it had not exited yet).
+fn kill_while_working(cmd: &mut Command, delay: Duration) -> bool {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn stage");
+    let stderr = child.stderr.take().expect("stderr");
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("started") && line.contains("stage=") {
+                started_tx.send(()).ok();
+            }
+        }
+    });
+    let started = started_rx.recv_timeout(Duration::from_secs(30)).is_ok();
+    assert!(started, "{cmd:?} never logged that it started");
+    std::thread::sleep(delay);
+    let working = child.try_wait().expect("try_wait").is_none();
+    child.kill().ok();
+    child.wait().expect("wait");
+    working
+}
+
 fn run_scenario(shared: &Shared, scenario: &Scenario, seed: u64) -> Result<String, String> {
     let mut rng = SmallRng::seed_from_u64(seed);
+    let refusal = scenario.faults.iter().find_map(|f| match f {
+        Fault::ApiRefusesMidRun(code) => Some(*code),
+        _ => None,
+    });
     let api = if scenario.faults.contains(&Fault::HostileApi) {
         let bodies = hostile_bodies();
         let n = bodies.len();
         Api::Scripted(FixtureServer::sequence(bodies), n)
+    } else if let Some(code) = refusal {
+        let bodies = refused_after_bodies();
+        let n = bodies.len();
+        Api::Scripted(FixtureServer::sequence_then(bodies, code), n)
     } else {
         let sim_seed = rng.gen::<u32>().to_string();
         let csv = shared.csv.path().to_str().unwrap().to_string();
@@ -917,6 +1130,7 @@ fn fault_scenarios_lose_duplicate_and_leak_nothing() {
     std::io::Write::write_all(&mut csv, picked.join("\n").as_bytes()).expect("write CSV");
     let mut pans = sample_pans();
     pans.insert("4497913965512794052".into()); // the recorded API response's card
+    pans.extend(HIDDEN_PANS.map(String::from));
     let shared = Shared {
         cluster: PgCluster::start(),
         csv,

@@ -511,3 +511,178 @@ fn unusable_inputs_are_refused_with_exit_4() {
     let stderr = fails(&mut empty.stage("score"), 4);
     assert!(stderr.contains("fraudctl transform"), "{stderr}");
 }
+
+#[test]
+fn a_4xx_after_captured_records_keeps_them_and_says_why_polling_stopped() {
+    for status in [404u16, 401] {
+        let bodies: Vec<String> = (0..3)
+            .map(|n| ApiRow::recorded(&format!("kept{n}")).body())
+            .collect();
+        let server = FixtureServer::sequence_then(bodies, status);
+        let dir = RunDir::new();
+        let out = util::run(dir.stage("extract").args([
+            "--api-url",
+            &server.url,
+            "--poll-interval-ms",
+            "0",
+        ]));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{status}: {stderr}");
+        let summary: Value =
+            serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+        assert_eq!(summary["records"], 3, "{summary}");
+        assert_eq!(summary["source_errors"], 1, "{summary}");
+        assert!(
+            summary["stopped_by"]
+                .as_str()
+                .is_some_and(|s| s.contains(&status.to_string())),
+            "{summary}"
+        );
+        assert!(stderr.contains("keeping what was captured"), "{stderr}");
+        assert_eq!(dir.records("raw.jsonl").len(), 3);
+    }
+    // Refused from the first request: nothing to keep, a configuration error.
+    let server = FixtureServer::sequence_then(vec![], 404);
+    let dir = RunDir::new();
+    let stderr = fails(dir.stage("extract").args(["--api-url", &server.url]), 5);
+    assert!(
+        stderr.contains("404") && stderr.contains("FRAUDCTL_API_URL"),
+        "{stderr}"
+    );
+    assert!(!dir.file("raw.jsonl").exists());
+}
+
+#[test]
+fn a_stage_file_cut_in_its_last_line_is_refused_by_the_next_stage() {
+    let db = TestDb::new();
+    let dir = RunDir::new();
+    features_from_sample(&dir, 50);
+    ok(dir.stage("score").arg("--model-dir").arg(default_model()));
+    let mut transform = dir.stage("transform");
+    transform
+        .arg("--feature-spec")
+        .arg(default_model().join("feature_spec.json"));
+    let mut score = dir.stage("score");
+    score.arg("--model-dir").arg(default_model());
+    let mut load = dir.stage("load");
+    load.env("FRAUDCTL_DATABASE_URL", &db.url);
+    for (file, mut next) in [
+        ("raw.jsonl", transform),
+        ("features.jsonl", score),
+        ("scored.jsonl", load),
+    ] {
+        let path = dir.file(file);
+        let whole = std::fs::read(&path).unwrap();
+        // The last record without its closing brace and newline: the header's count still fits.
+        std::fs::write(&path, &whole[..whole.len() - 2]).unwrap();
+        let stderr = fails(&mut next, 4);
+        assert!(
+            stderr.contains("record 50 ends without its newline: the file is truncated"),
+            "{file}: {stderr}"
+        );
+        std::fs::write(&path, &whole).unwrap();
+    }
+    assert_eq!(db.count("SELECT count(*) FROM payments_scored"), 0);
+}
+
+#[test]
+fn settings_at_their_limits_are_refused_naming_the_setting_never_a_panic() {
+    let dir = RunDir::new();
+    let huge = "18446744073709551615";
+    let cases: &[(&str, &str, &str)] = &[
+        ("extract", "FRAUDCTL_MAX_SECONDS", huge),
+        ("extract", "FRAUDCTL_POLL_INTERVAL_MS", huge),
+        ("extract", "FRAUDCTL_REQUEST_TIMEOUT_SECS", huge),
+        ("extract", "FRAUDCTL_API_RETRIES", huge),
+        ("extract", "FRAUDCTL_API_MAX_BODY_BYTES", "0"),
+        ("extract", "FRAUDCTL_MAX_LAG_SECS", huge),
+        ("score", "FRAUDCTL_THRESHOLD", "NaN"),
+        ("score", "FRAUDCTL_THRESHOLD", "1e400"),
+        ("score", "FRAUDCTL_SAGEMAKER_MAX_ROWS", huge),
+        ("score", "FRAUDCTL_SAGEMAKER_ATTEMPTS", "0"),
+        ("score", "FRAUDCTL_SAGEMAKER_TIMEOUT_SECS", huge),
+        ("load", "FRAUDCTL_LOAD_CONNECTIONS", "0"),
+        ("alert", "FRAUDCTL_ALERT_MAX_AGE_HOURS", "4294967295"),
+        ("alert", "FRAUDCTL_ALERT_MAX_EMAILS", "-1"),
+        ("alert", "FRAUDCTL_SMTP_RETRIES", huge),
+        ("serve-payments", "FRAUDCTL_SIM_ERROR_RATE", "NaN"),
+        ("serve-payments", "FRAUDCTL_SIM_FRAUD_RATE", "2"),
+        ("serve-payments", "FRAUDCTL_SIM_ROWS_PER_RESPONSE", huge),
+        ("serve-payments", "FRAUDCTL_SIM_SLOW_MS", huge),
+        ("serve-payments", "FRAUDCTL_SIM_THREADS", "0"),
+    ];
+    for (command, var, value) in cases {
+        let mut cmd = fraudctl();
+        cmd.arg(command).env(var, value);
+        if *command != "serve-payments" {
+            cmd.arg("--run-dir").arg(dir.path());
+        }
+        let stderr = fails(&mut cmd, 5);
+        assert!(
+            stderr.contains(var),
+            "{command} with {var}={value}: {stderr}"
+        );
+    }
+    // And on the command line: the flag is named.
+    let stderr = fails(dir.stage("extract").args(["--max-seconds", huge]), 5);
+    assert!(stderr.contains("--max-seconds"), "{stderr}");
+}
+
+/// The peak resident memory of a process (VmHWM), read from /proc while it runs; 0 once gone.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_huge_body_is_refused_unread_in_bounded_memory() {
+    let huge = format!("\"{}\"", "9".repeat(50 << 20));
+    let server = FixtureServer::sequence(vec![huge, ApiRow::recorded("after-huge").body()]);
+    let dir = RunDir::new();
+    let mut child = dir
+        .stage("extract")
+        .args([
+            "--api-url",
+            &server.url,
+            "--retries",
+            "0",
+            "--poll-interval-ms",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(peak_rss_kib(child.id()));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(
+        peak > 0 && peak < 48 * 1024,
+        "extract peaked at {peak} KiB for a 50 MB body"
+    );
+    let rejected = dir.records("raw.rejected.jsonl");
+    assert_eq!(rejected.len(), 1);
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("body larger than 1048576 bytes"),
+        "{}",
+        rejected[0]["reason"]
+    );
+    assert!(rejected[0]["body"].as_str().unwrap().chars().count() <= 4097);
+    assert_eq!(
+        dir.records("raw.jsonl").len(),
+        1,
+        "the next body is read as usual"
+    );
+}

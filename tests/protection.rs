@@ -195,3 +195,186 @@ fn no_card_number_or_secret_leaks_from_a_run_of_the_sample() {
         }
     }
 }
+
+/// Card numbers an input could carry outside `cc_num`.
+const ELSEWHERE: [&str; 6] = [
+    "4767265376804500",
+    "4532015112830366",
+    "6011000990139424",
+    "371449635398431",
+    "5555555555554444",
+    "4111111111111111",
+];
+
+#[test]
+fn card_numbers_anywhere_in_the_input_never_come_out() {
+    let [p1, p2, p3, p4, p5, p6] = ELSEWHERE;
+    let fraud = |id: &str| {
+        ApiRow::recorded(id)
+            .set("amt", serde_json::json!(2450.0))
+            .set("category", serde_json::json!("shopping_net"))
+    };
+    let json = |s: &str| serde_json::json!(s);
+    let bodies = vec![
+        // Accepted: the card number in free text, in clear nowhere downstream (emails included).
+        fraud("free-text-1")
+            .set("merchant", json(&format!("Shop ref {p1} ok")))
+            .body(),
+        fraud("free-text-2")
+            .set("city", json(p2))
+            .set("job", json(&format!("{p3}-x")))
+            .body(),
+        // Rejected: the reason and the record are masked.
+        fraud("numeric-1")
+            .set("lat", serde_json::json!(p2.parse::<f64>().unwrap()))
+            .body(),
+        fraud("numeric-2")
+            .set("city_pop", serde_json::json!(p4.parse::<u64>().unwrap()))
+            .body(),
+        fraud("renamed-1").rename("cc_num", "cc_number").body(),
+        fraud("renamed-2")
+            .rename("cc_num", "CC_NUM")
+            .set("CC_NUM", json(p5))
+            .body(),
+        fraud(p6).body(),
+    ];
+    let server = FixtureServer::sequence(bodies);
+    let db = TestDb::new();
+    let sink = SmtpSink::start(0);
+    let dir = RunDir::new();
+    let mut runs = vec![watched(dir.stage("extract").args([
+        "--api-url",
+        &server.url,
+        "--retries",
+        "0",
+    ]))];
+    // The same card numbers from a CSV whose card column is named otherwise.
+    let csv_dir = RunDir::new();
+    let sample = std::fs::read_to_string(sample_csv()).unwrap();
+    let mut lines = sample.lines();
+    let header = lines
+        .next()
+        .unwrap()
+        .replacen(",cc_num,", ",card_number,", 1);
+    let input = tempfile::tempdir().unwrap();
+    let csv = input.path().join("renamed.csv");
+    std::fs::write(&csv, [header.as_str(), lines.next().unwrap()].join("\n")).unwrap();
+    runs.push(watched(
+        csv_dir.stage("extract").arg("--from-csv").arg(&csv),
+    ));
+    runs.push(watched(
+        dir.stage("transform")
+            .arg("--feature-spec")
+            .arg(default_model().join("feature_spec.json")),
+    ));
+    runs.push(watched(
+        dir.stage("score").arg("--model-dir").arg(default_model()),
+    ));
+    runs.push(watched(
+        dir.stage("load").env("FRAUDCTL_DATABASE_URL", &db.url),
+    ));
+    runs.push(watched(
+        dir.stage("alert")
+            .env("FRAUDCTL_DATABASE_URL", &db.url)
+            .args(["--smtp-url", &sink.url(), "--max-age-hours", "1000000"]),
+    ));
+    assert!(
+        !sink.messages().is_empty(),
+        "the free-text frauds were alerted (their subjects name the merchant)"
+    );
+    let rejected = dir.records("raw.rejected.jsonl");
+    assert_eq!(rejected.len(), 5, "{rejected:?}");
+    for r in &rejected {
+        for personal in ["first", "last", "street", "dob", "zip", "lat", "long"] {
+            assert!(
+                r["record"].get(personal).is_none(),
+                "{personal} kept in {r}"
+            );
+        }
+    }
+    assert_eq!(csv_dir.records("raw.rejected.jsonl").len(), 1);
+
+    let mut everything = db.dump() + &sink.messages().concat() + &sink.decoded();
+    for d in [&dir, &csv_dir] {
+        for entry in std::fs::read_dir(d.path()).unwrap() {
+            everything.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+        }
+    }
+    for run in &runs {
+        everything.push_str(&run.output);
+    }
+    assert!(
+        everything.contains("Shop ref ****4500 ok"),
+        "the merchant is kept, masked"
+    );
+    let mut pans: std::collections::HashSet<String> = ELSEWHERE.map(String::from).into();
+    pans.insert(first_pan(&sample));
+    let leaked = card_numbers_in(&everything, &pans);
+    assert!(leaked.is_empty(), "card numbers in clear: {leaked:?}");
+}
+
+/// The card number of the sample's first row.
+fn first_pan(sample: &str) -> String {
+    sample
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .nth(2)
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn secrets_in_urls_are_never_printed() {
+    // A payments API URL with credentials, down: the error, the logs and the summary hide them.
+    let port = free_port();
+    let api = format!("http://api:{DB_PASSWORD}@127.0.0.1:{port}/current-transactions?token={SMTP_PASSWORD}&page=1");
+    let dir = RunDir::new();
+    let out = util::run(
+        dir.stage("extract")
+            .args(["--retries", "0"])
+            .env("FRAUDCTL_API_URL", &api)
+            .env("FRAUDCTL_LOG", "debug"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("api:***@127.0.0.1") && text.contains("token=***"),
+        "{text}"
+    );
+    // Captured, then the API goes away: the summary (pushed to XCom) and origins hide them too.
+    let server = FixtureServer::sequence(vec![ApiRow::recorded("t-url").body()]);
+    let api = server
+        .url
+        .replacen("http://", &format!("http://api:{DB_PASSWORD}@"), 1)
+        + &format!("?token={SMTP_PASSWORD}");
+    let out = util::run(
+        dir.stage("extract")
+            .args(["--retries", "0"])
+            .env("FRAUDCTL_API_URL", &api),
+    );
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let files = std::fs::read_to_string(dir.file("raw.jsonl")).unwrap();
+    // A database URL in libpq's key=value form, or with ?password=, in a refused connection.
+    let mut texts = vec![text.into_owned(), files];
+    for url in [
+        format!("host=127.0.0.1 port={port} user=u password={DB_PASSWORD} dbname=fraud_db"),
+        format!("postgres://u@127.0.0.1:{port}/fraud_db?password={DB_PASSWORD}"),
+    ] {
+        let out = util::run(
+            fraudctl()
+                .args(["report", "--day", "2026-11-30"])
+                .env("FRAUDCTL_DATABASE_URL", &url),
+        );
+        texts.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        assert_eq!(out.status.code(), Some(3), "{}", texts.last().unwrap());
+    }
+    for text in &texts {
+        assert!(
+            !text.contains(DB_PASSWORD) && !text.contains(SMTP_PASSWORD),
+            "a secret was printed: {text}"
+        );
+    }
+}

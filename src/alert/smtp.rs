@@ -1,30 +1,79 @@
 //! The SMTP client: a URL decides the security (`smtp://` plain, `smtp+starttls://`, `smtps://`
-//! TLS); credentials come from the environment. Connection failures and 4xx answers are
-//! transient (retried, then "unavailable"); 5xx answers are permanent.
+//! TLS); credentials come from the environment. One connection serves the whole run.
+//!
+//! Failures are told apart by the step of the SMTP exchange that failed, because that decides
+//! what the others can expect:
+//! * unreachable, timed out, or a 4xx answer anywhere: [`SendError::Transient`] (retried, then
+//!   "unavailable": every alert waits for the next attempt);
+//! * a 5xx to the login, the sender (`MAIL FROM`), a recipient (`RCPT TO`) or `DATA`:
+//!   [`SendError::RefusedAll`]: the same refusal awaits every message, the run fails;
+//! * a 5xx to the message itself (after its content was sent): [`SendError::RefusedMessage`]:
+//!   that alert is refused for good, the others can still go.
 
 use std::time::Duration;
 
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{Message, SmtpTransport, Transport};
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{SmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::Message;
 
 use crate::error::Failure;
 
+/// How the connection is secured.
+enum Security {
+    Plain,
+    StartTls(TlsParameters),
+    Tls(TlsParameters),
+}
+
 pub struct Smtp {
-    transport: SmtpTransport,
     pub target: String,
+    host: String,
+    port: u16,
+    security: Security,
+    credentials: Option<Credentials>,
+    timeout: Duration,
+    connection: Option<SmtpConnection>,
 }
 
 /// Why a message was not accepted.
+#[derive(Debug)]
 pub enum SendError {
+    /// The server could not be reached or asked to try later.
     Transient(String),
-    Permanent(String),
+    /// A refusal that concerns every message: the login, the sender or the recipients.
+    RefusedAll(String),
+    /// This message was refused for good; the server's reply.
+    RefusedMessage(String),
 }
 
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SendError::Transient(m) | SendError::Permanent(m) => f.write_str(m),
+            SendError::Transient(m) | SendError::RefusedAll(m) | SendError::RefusedMessage(m) => {
+                f.write_str(m)
+            }
         }
+    }
+}
+
+/// The step of the exchange a failure happened at.
+#[derive(Clone, Copy)]
+enum Step {
+    Login,
+    Envelope,
+    Content,
+}
+
+fn failed(step: Step, e: lettre::transport::smtp::Error) -> SendError {
+    let text = crate::error::chain(&e);
+    match (e.is_permanent(), step) {
+        (false, _) => SendError::Transient(text),
+        (true, Step::Content) => SendError::RefusedMessage(text),
+        (true, Step::Login) => SendError::RefusedAll(format!("login refused: {text}")),
+        (true, Step::Envelope) => SendError::RefusedAll(text),
     }
 }
 
@@ -48,36 +97,129 @@ impl Smtp {
             ),
             None => (hostport, None),
         };
-        let tls_err = |e: lettre::transport::smtp::Error| bad(&format!("cannot set up TLS: {e}"));
-        let mut builder = match scheme {
-            "smtp" => SmtpTransport::builder_dangerous(host).port(port.unwrap_or(25)),
-            "smtp+starttls" => SmtpTransport::starttls_relay(host)
-                .map_err(tls_err)?
-                .port(port.unwrap_or(587)),
-            "smtps" => SmtpTransport::relay(host)
-                .map_err(tls_err)?
-                .port(port.unwrap_or(465)),
+        let tls = || {
+            TlsParameters::new(host.to_string())
+                .map_err(|e| bad(&format!("cannot set up TLS: {e}")))
+        };
+        let (security, default_port) = match scheme {
+            "smtp" => (Security::Plain, 25),
+            "smtp+starttls" => (Security::StartTls(tls()?), 587),
+            "smtps" => (Security::Tls(tls()?), 465),
             _ => return Err(bad("has an unknown scheme (smtp, smtp+starttls, smtps)")),
         };
-        if let Some(user) = username {
-            let password =
-                crate::error::secret_from_env("FRAUDCTL_SMTP_PASSWORD", "the SMTP password")?;
-            builder = builder.credentials(Credentials::new(user.to_string(), password));
-        }
+        let credentials = match username {
+            Some(user) => Some(Credentials::new(
+                user.to_string(),
+                crate::error::secret_from_env("FRAUDCTL_SMTP_PASSWORD", "the SMTP password")?,
+            )),
+            None => None,
+        };
         Ok(Smtp {
-            transport: builder.timeout(Some(timeout)).build(),
             target: url.to_string(),
+            host: host.to_string(),
+            port: port.unwrap_or(default_port),
+            security,
+            credentials,
+            timeout,
+            connection: None,
         })
     }
 
-    pub fn send(&self, message: &Message) -> Result<(), SendError> {
-        self.transport.send(message).map(|_| ()).map_err(|e| {
-            let text = crate::error::chain(&e);
-            if e.is_permanent() {
-                SendError::Permanent(text)
-            } else {
-                SendError::Transient(text)
+    /// Sends one message on the run's connection (opened, secured and logged in first if
+    /// needed). After any failure the connection is dropped; the next send opens a new one.
+    pub fn send(&mut self, message: &Message) -> Result<(), SendError> {
+        let result = self.try_send(message);
+        if result.is_err() {
+            if let Some(mut connection) = self.connection.take() {
+                connection.abort();
             }
-        })
+        }
+        result
     }
+
+    fn try_send(&mut self, message: &Message) -> Result<(), SendError> {
+        let connection = match &mut self.connection {
+            Some(c) => c,
+            None => self.connection.insert(self.open()?),
+        };
+        let bytes = message.formatted();
+        let options = mail_options(connection, message.envelope(), &bytes)?;
+        let envelope = message.envelope();
+        let step = |step, r: Result<_, _>| r.map(|_| ()).map_err(|e| failed(step, e));
+        step(
+            Step::Envelope,
+            connection.command(Mail::new(envelope.from().cloned(), options)),
+        )?;
+        for to in envelope.to() {
+            step(
+                Step::Envelope,
+                connection.command(Rcpt::new(to.clone(), vec![])),
+            )?;
+        }
+        step(Step::Envelope, connection.command(Data))?;
+        step(Step::Content, connection.message(&bytes))
+    }
+
+    fn open(&self) -> Result<SmtpConnection, SendError> {
+        let hello = ClientId::default();
+        let wrapper = match &self.security {
+            Security::Tls(tls) => Some(tls),
+            _ => None,
+        };
+        let mut connection = SmtpConnection::connect(
+            (self.host.as_str(), self.port),
+            Some(self.timeout),
+            &hello,
+            wrapper,
+            None,
+        )
+        .map_err(|e| failed(Step::Login, e))?;
+        if let Security::StartTls(tls) = &self.security {
+            connection
+                .starttls(tls, &hello)
+                .map_err(|e| failed(Step::Login, e))?;
+        }
+        if let Some(credentials) = &self.credentials {
+            connection
+                .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .map_err(|e| failed(Step::Login, e))?;
+        }
+        Ok(connection)
+    }
+
+    /// Says goodbye to the server (at the end of a run; a failure here changes nothing).
+    pub fn quit(&mut self) {
+        if let Some(mut connection) = self.connection.take() {
+            connection.quit().ok();
+        }
+    }
+}
+
+/// `MAIL FROM` parameters the message needs: SMTPUTF8 for non-ASCII addresses, 8BITMIME for a
+/// non-ASCII body (refused, as every message would be, when the server lacks them).
+fn mail_options(
+    connection: &SmtpConnection,
+    envelope: &Envelope,
+    bytes: &[u8],
+) -> Result<Vec<MailParameter>, SendError> {
+    let server = connection.server_info();
+    let mut options = Vec::new();
+    let non_ascii = |a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii();
+    if envelope.from().is_some_and(non_ascii) || envelope.to().iter().any(non_ascii) {
+        if !server.supports_feature(Extension::SmtpUtfEight) {
+            return Err(SendError::RefusedAll(
+                "the addresses are not ASCII and the server does not support SMTPUTF8".into(),
+            ));
+        }
+        options.push(MailParameter::SmtpUtfEight);
+    }
+    if !bytes.is_ascii() {
+        if !server.supports_feature(Extension::EightBitMime) {
+            return Err(SendError::RefusedMessage(
+                "the message is not ASCII and the server does not support 8BITMIME".into(),
+            ));
+        }
+        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    Ok(options)
 }

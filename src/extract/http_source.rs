@@ -1,6 +1,8 @@
 //! Polls the payments API: one request at a time, timeouts, retries with backoff on 5xx, 429
-//! and network errors; a 4xx other than 429 is a configuration error and is not retried.
+//! and network errors; a 4xx other than 429 is not retried (a configuration error when nothing
+//! was captured yet). Bodies are capped (`--max-body-bytes`).
 
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -8,6 +10,7 @@ use anyhow::Result;
 use super::{Collector, SourceStats};
 use crate::error::Failure;
 use crate::payments_api::decode;
+use crate::redact;
 use crate::retry::{retry, Backoff};
 
 pub(crate) struct Polling {
@@ -17,6 +20,7 @@ pub(crate) struct Polling {
     pub interval: Duration,
     pub timeout: Duration,
     pub retries: u32,
+    pub max_body_bytes: usize,
 }
 
 enum FetchError {
@@ -32,6 +36,15 @@ impl std::fmt::Display for FetchError {
     }
 }
 
+/// A response body, or its first bytes when it is larger than the cap.
+enum Body {
+    Whole(String),
+    TooLarge(String),
+}
+
+/// Polls until `max_records` or the deadline. A source error (the API down, or refusing with a
+/// 4xx) before anything was captured fails the stage; after, it ends polling and what was
+/// captured is kept (counted in `source_errors`, the error in `stopped_by`).
 pub(crate) fn poll(p: &Polling, collector: &mut Collector) -> Result<SourceStats> {
     let client = reqwest::blocking::Client::builder()
         .timeout(p.timeout)
@@ -42,81 +55,109 @@ pub(crate) fn poll(p: &Polling, collector: &mut Collector) -> Result<SourceStats
         Duration::from_millis(200),
         Duration::from_secs(5),
     );
-    let deadline = Instant::now() + p.max_time;
+    let shown = redact::url(&p.url);
+    let deadline = Instant::now().checked_add(p.max_time);
+    let running = || deadline.map_or(true, |d| Instant::now() < d);
     let mut stats = SourceStats::default();
-    tracing::info!(url = %p.url, max_records = p.max_records, max_seconds = p.max_time.as_secs(), "polling the payments API");
-    while collector.records() < p.max_records && Instant::now() < deadline {
+    tracing::info!(url = %shown, max_records = p.max_records, max_seconds = p.max_time.as_secs(), "polling the payments API");
+    while collector.records() < p.max_records && running() {
         let body = retry(&backoff, "payments API request", || {
             stats.requests += 1;
-            fetch(&client, &p.url).map_err(|e| {
+            fetch(&client, &p.url, &shown, p.max_body_bytes).map_err(|e| {
                 stats.source_errors += 1;
                 let transient = matches!(e, FetchError::Transient(_));
                 (e, transient)
             })
         });
+        let origin = format!("{shown} request {}", stats.requests);
         match body {
-            Ok(body) => {
-                let origin = format!("{} request {}", p.url, stats.requests);
-                match decode(&body) {
-                    Ok(rows) => {
-                        for (i, row) in rows.into_iter().enumerate() {
-                            match row {
-                                Ok(row) => collector.row(&row, &origin)?,
-                                Err(reason) => collector.unreadable(
-                                    reason,
-                                    &format!("{origin} row {i}"),
-                                    &body,
-                                )?,
-                            }
-                        }
-                    }
-                    Err(reason) => collector.unreadable(reason, &origin, &body)?,
-                }
+            Ok(Body::Whole(body)) => take_body(&body, &origin, collector)?,
+            Ok(Body::TooLarge(head)) => collector.unreadable(
+                format!(
+                    "body larger than {} bytes (--max-body-bytes)",
+                    p.max_body_bytes
+                ),
+                &origin,
+                &head,
+            )?,
+            Err(e) if collector.records() + collector.rejected() == 0 => {
+                return Err(nothing_captured(e, p, &shown));
             }
-            Err(FetchError::Permanent(msg)) => {
-                return Err(
-                    Failure::Config(format!("{msg}: check --api-url / FRAUDCTL_API_URL")).into(),
-                );
-            }
-            Err(FetchError::Transient(msg)) => {
-                if collector.records() + collector.rejected() == 0 {
-                    return Err(Failure::Unavailable {
-                        service: "payments API",
-                        target: p.url.clone(),
-                        detail: format!("{msg} (after {} retries); the run will capture its transactions when the API answers again", p.retries),
-                    }
-                    .into());
-                }
-                tracing::warn!(url = %p.url, error = %msg, records = collector.records(), "payments API stopped answering; keeping what was captured");
+            Err(e) => {
+                tracing::warn!(url = %shown, error = %e, records = collector.records(), "payments API stopped answering; keeping what was captured");
+                stats.stopped_by = Some(e.to_string());
                 break;
             }
         }
         if !p.interval.is_zero() {
-            std::thread::sleep(
-                p.interval
-                    .min(deadline.saturating_duration_since(Instant::now())),
-            );
+            let left = deadline.map_or(p.interval, |d| d.saturating_duration_since(Instant::now()));
+            std::thread::sleep(p.interval.min(left));
         }
     }
     Ok(stats)
 }
 
-fn fetch(client: &reqwest::blocking::Client, url: &str) -> Result<String, FetchError> {
+/// The stage's error when the API failed before anything was captured.
+fn nothing_captured(e: FetchError, p: &Polling, shown: &str) -> anyhow::Error {
+    match e {
+        FetchError::Permanent(msg) => {
+            Failure::Config(format!("{msg}: check --api-url / FRAUDCTL_API_URL")).into()
+        }
+        FetchError::Transient(msg) => Failure::Unavailable {
+            service: "payments API",
+            target: shown.to_string(),
+            detail: format!("{msg} (after {} retries); the run will capture its transactions when the API answers again", p.retries),
+        }
+        .into(),
+    }
+}
+
+/// Hands a body's rows to the collector.
+fn take_body(body: &str, origin: &str, collector: &mut Collector) -> Result<()> {
+    match decode(body) {
+        Ok(rows) => {
+            for (i, row) in rows.into_iter().enumerate() {
+                match row {
+                    Ok(row) => collector.row(&row, origin)?,
+                    Err(reason) => {
+                        collector.unreadable(reason, &format!("{origin} row {i}"), body)?
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(reason) => collector.unreadable(reason, origin, body),
+    }
+}
+
+/// One request. `shown` is the URL as messages show it (secrets hidden); reqwest's own errors
+/// are taken without their URL for the same reason.
+fn fetch(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    shown: &str,
+    max_body_bytes: usize,
+) -> Result<Body, FetchError> {
+    let chain = |e: reqwest::Error| crate::error::chain(&e.without_url());
     let response = client
         .get(url)
         .send()
-        .map_err(|e| FetchError::Transient(crate::error::chain(&e)))?;
+        .map_err(|e| FetchError::Transient(format!("{shown}: {}", chain(e))))?;
     let status = response.status();
     if status.is_server_error() || status.as_u16() == 429 {
-        return Err(FetchError::Transient(format!("{url} answered {status}")));
+        return Err(FetchError::Transient(format!("{shown} answered {status}")));
     }
     if !status.is_success() {
-        return Err(FetchError::Permanent(format!("{url} answered {status}")));
+        return Err(FetchError::Permanent(format!("{shown} answered {status}")));
     }
-    response.text().map_err(|e| {
-        FetchError::Transient(format!(
-            "reading the body of {url}: {}",
-            crate::error::chain(&e)
-        ))
-    })
+    let mut bytes = Vec::new();
+    response
+        .take(max_body_bytes as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| FetchError::Transient(format!("reading the body of {shown}: {e}")))?;
+    if bytes.len() > max_body_bytes {
+        bytes.truncate(8192);
+        return Ok(Body::TooLarge(String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    Ok(Body::Whole(String::from_utf8_lossy(&bytes).into_owned()))
 }

@@ -16,8 +16,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::Failure;
-use crate::pan::{mask_digit_runs, PanProtector};
-use crate::rundir::{RunArgs, RunDir};
+use crate::pan::{masked_excerpt, PanProtector};
+use crate::rundir::{log_started, RunArgs, RunDir};
 use crate::stagefile::{read_header, Header, Rejected, StageWriter};
 use crate::transaction::{redact, validate};
 
@@ -46,22 +46,33 @@ pub struct ExtractArgs {
     #[arg(long, env = "FRAUDCTL_MAX_RECORDS")]
     pub max_records: Option<u64>,
 
-    /// Stop polling the API after this many seconds (keep it under the DAG's schedule interval).
-    #[arg(long, env = "FRAUDCTL_MAX_SECONDS", default_value_t = 45)]
+    /// Stop polling the API after this many seconds (keep it under the DAG's schedule interval;
+    /// 1 to 86400).
+    #[arg(long, env = "FRAUDCTL_MAX_SECONDS", default_value_t = 45,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub max_seconds: u64,
 
-    /// Pause between two API requests, in milliseconds.
-    #[arg(long, env = "FRAUDCTL_POLL_INTERVAL_MS", default_value_t = 100)]
+    /// Pause between two API requests, in milliseconds (at most 60000).
+    #[arg(long, env = "FRAUDCTL_POLL_INTERVAL_MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub poll_interval_ms: u64,
 
-    /// Timeout of one API request, in seconds.
-    #[arg(long, env = "FRAUDCTL_REQUEST_TIMEOUT_SECS", default_value_t = 10)]
+    /// Timeout of one API request, in seconds (1 to 600).
+    #[arg(long, env = "FRAUDCTL_REQUEST_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
     pub request_timeout_secs: u64,
 
     /// Retries of a request that failed with a 5xx, 429, timeout or network error, with
-    /// exponential backoff (0.2 s doubling, at most 5 s).
-    #[arg(long, env = "FRAUDCTL_API_RETRIES", default_value_t = 5)]
+    /// exponential backoff (0.2 s doubling, at most 5 s; 0 to 20).
+    #[arg(long, env = "FRAUDCTL_API_RETRIES", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(0..=20))]
     pub retries: u32,
+
+    /// Largest response body read, in bytes (the API sends one transaction, under a kilobyte);
+    /// a larger body is rejected unread, its first bytes kept for diagnosis.
+    #[arg(long, env = "FRAUDCTL_API_MAX_BODY_BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u64).range(1024..=(256 << 20)))]
+    pub max_body_bytes: u64,
 
     /// Fetch again even if the run directory already holds its raw file (by default that file
     /// is reused: backfills re-process what the run captured).
@@ -74,8 +85,10 @@ pub struct ExtractArgs {
     #[arg(long, env = "FRAUDCTL_INTERVAL_END", value_name = "TIME")]
     pub interval_end: Option<DateTime<Utc>>,
 
-    /// How far in the past an interval may end and still be fetched from the API, in seconds.
-    #[arg(long, env = "FRAUDCTL_MAX_LAG_SECS", default_value_t = 600)]
+    /// How far in the past an interval may end and still be fetched from the API, in seconds
+    /// (at most a year).
+    #[arg(long, env = "FRAUDCTL_MAX_LAG_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
     pub max_lag_secs: u64,
 }
 
@@ -90,6 +103,9 @@ pub struct ExtractSummary {
     pub duplicates: u64,
     pub requests: u64,
     pub source_errors: u64,
+    /// The source error that ended polling after records were captured (they are kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
     pub reused: bool,
     pub raw_file: PathBuf,
 }
@@ -98,7 +114,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
     let dir = RunDir::open(&args.run)?;
     let source = match &args.from_csv {
         Some(path) => format!("csv:{}", path.display()),
-        None => args.api_url.clone(),
+        None => crate::redact::url(&args.api_url),
     };
     if !args.refetch {
         if let Some(header) = read_header(&dir.raw())? {
@@ -112,6 +128,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
                 duplicates: header.count("duplicates"),
                 requests: 0,
                 source_errors: 0,
+                stopped_by: None,
                 reused: true,
                 raw_file: dir.raw(),
             });
@@ -130,6 +147,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
 
     let pan = PanProtector::from_env()?;
     let mut collector = Collector::new(&dir, pan, &source)?;
+    log_started("extract", args.max_records.unwrap_or(0));
     let stats = match &args.from_csv {
         Some(path) => csv_source::read(path, args.max_records.unwrap_or(u64::MAX), &mut collector)?,
         None => poll_api(args, &mut collector)?,
@@ -144,6 +162,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         duplicates,
         requests: stats.requests,
         source_errors: stats.source_errors,
+        stopped_by: stats.stopped_by,
         reused: false,
         raw_file: dir.raw(),
     })
@@ -160,6 +179,7 @@ fn poll_api(args: &ExtractArgs, collector: &mut Collector) -> Result<SourceStats
             interval: Duration::from_millis(args.poll_interval_ms),
             timeout: Duration::from_secs(args.request_timeout_secs),
             retries: args.retries,
+            max_body_bytes: args.max_body_bytes as usize,
         },
         collector,
     )
@@ -180,6 +200,7 @@ fn poll_api(_: &ExtractArgs, _: &mut Collector) -> Result<SourceStats> {
 pub(crate) struct SourceStats {
     pub requests: u64,
     pub source_errors: u64,
+    pub stopped_by: Option<String>,
 }
 
 /// Validates, de-duplicates and routes records to the raw or the rejected file.
@@ -242,18 +263,10 @@ impl Collector {
         }
     }
 
-    /// A row or body that could not be decoded at all; the text is kept with digit runs masked.
+    /// A row or body that could not be decoded at all; its first 4096 characters are kept,
+    /// digit runs masked.
     pub fn unreadable(&mut self, reason: String, origin: &str, text: &str) -> Result<()> {
-        let mut text = mask_digit_runs(text);
-        if text.len() > 4096 {
-            let cut = (0..=4096)
-                .rev()
-                .find(|i| text.is_char_boundary(*i))
-                .unwrap_or(0);
-            text.truncate(cut);
-            text.push('…');
-        }
-        self.reject(reason, origin, None, Some(text))
+        self.reject(reason, origin, None, Some(masked_excerpt(text, 4096)))
     }
 
     fn reject(
@@ -263,6 +276,7 @@ impl Collector {
         record: Option<Value>,
         body: Option<String>,
     ) -> Result<()> {
+        let reason = masked_excerpt(&reason, 1000);
         tracing::debug!(origin, reason = %reason, "record rejected");
         self.rejected.write(&Rejected {
             reason,
@@ -298,14 +312,30 @@ impl Collector {
     }
 }
 
-/// A compact key for de-duplication: the 128 bits of a hex trans_num (the data set's form), else
-/// the first 128 bits of its SHA-256. Bounded memory for a million records.
-fn trans_num_key(trans_num: &str) -> u128 {
-    if trans_num.len() == 32 {
+/// A compact key for de-duplication: the 128 bits of a lower-case hex trans_num (the data set's
+/// form), else the first 128 bits of its SHA-256. Bounded memory for a million records. Exact
+/// bytes, as the database's key compares them: "189A…" and "189a…" are two transactions.
+pub(crate) fn trans_num_key(trans_num: &str) -> u128 {
+    let lower_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    if trans_num.len() == 32 && trans_num.bytes().all(|b| lower_hex(&b)) {
         if let Ok(v) = u128::from_str_radix(trans_num, 16) {
             return v;
         }
     }
     let digest = Sha256::digest(trans_num.as_bytes());
     u128::from_be_bytes(digest[..16].try_into().expect("16 bytes")) | 1 << 127
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trans_num_key;
+
+    #[test]
+    fn trans_num_keys_tell_case_apart_as_the_database_does() {
+        let lower = "189a2c4b6d8e0f1a2b3c4d5e6f708192";
+        let upper = "189A2C4B6D8E0F1A2B3C4D5E6F708192";
+        assert_ne!(trans_num_key(lower), trans_num_key(upper));
+        assert_eq!(trans_num_key(lower), trans_num_key(lower));
+        assert_ne!(trans_num_key("abc"), trans_num_key("ABC"));
+    }
 }

@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::db::DbArgs;
 use crate::error::Failure;
 use crate::parallel;
-use crate::rundir::{require_input, RunArgs, RunDir};
+use crate::rundir::{log_started, require_input, RunArgs, RunDir};
 use crate::score::{ScoredRecord, SCORED_SCHEMA};
 use crate::stagefile::{read_header, StageReader};
 use copy::CopyEncoder;
@@ -75,6 +75,7 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
     let scored = dir.scored();
     require_input(&scored, "score")?;
     let mut input = StageReader::<ScoredRecord>::open(&scored, SCORED_SCHEMA)?;
+    log_started("load", input.header().records());
     let sessions = usize::from(args.connections);
     let mut clients = (0..sessions)
         .map(|_| args.db.connect())

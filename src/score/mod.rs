@@ -23,7 +23,7 @@ pub use xgboost::XgbModel;
 
 use crate::error::Failure;
 use crate::parallel;
-use crate::rundir::{require_input, RunArgs, RunDir};
+use crate::rundir::{log_started, require_input, RunArgs, RunDir};
 use crate::stagefile::{Header, StageReader, StageWriter};
 use crate::transaction::Transaction;
 use crate::transform::{Derived, FeatureRecord, FeatureSpec, FEATURES_SCHEMA};
@@ -214,6 +214,7 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
     let dir = RunDir::open(&args.run)?;
     require_input(&dir.features(), "transform")?;
     let mut input = StageReader::<serde_json::Value>::open(&dir.features(), FEATURES_SCHEMA)?;
+    log_started("score", input.header().records());
     let spec_meta = input.header().meta["feature_spec"].clone();
     let local = match (args.scorer, args.fallback) {
         (Scorer::Sagemaker, Fallback::None) => None,
@@ -381,7 +382,7 @@ async fn score_sagemaker(
         };
         let full = !batch.rows.is_empty()
             && (record.is_none()
-                || batch.rows.len() >= args.sagemaker_max_rows
+                || batch.rows.len() >= args.sagemaker_max_rows as usize
                 || payload.len() + row.len() > max_bytes);
         if full {
             let task = tokio::spawn(sagemaker::Endpoint::invoke(

@@ -33,9 +33,10 @@ pub struct SageMakerArgs {
     #[arg(long, env = "FRAUDCTL_SAGEMAKER_ENDPOINT_URL", value_name = "URL")]
     pub sagemaker_endpoint_url: Option<String>,
 
-    /// Most rows in one InvokeEndpoint request.
-    #[arg(long, env = "FRAUDCTL_SAGEMAKER_MAX_ROWS", default_value_t = 1000)]
-    pub sagemaker_max_rows: usize,
+    /// Most rows in one InvokeEndpoint request (1 to 100000).
+    #[arg(long, env = "FRAUDCTL_SAGEMAKER_MAX_ROWS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sagemaker_max_rows: u32,
 
     /// Most bytes in one request body (SageMaker refuses more than 6291456).
     #[arg(long, env = "FRAUDCTL_SAGEMAKER_MAX_PAYLOAD_BYTES", default_value_t = 5_000_000,
@@ -47,12 +48,15 @@ pub struct SageMakerArgs {
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub sagemaker_concurrency: u32,
 
-    /// Attempts per request (the SDK retries throttling and 5xx with exponential backoff).
-    #[arg(long, env = "FRAUDCTL_SAGEMAKER_ATTEMPTS", default_value_t = 5)]
+    /// Attempts per request (the SDK retries throttling and 5xx with exponential backoff; 1 to
+    /// 20).
+    #[arg(long, env = "FRAUDCTL_SAGEMAKER_ATTEMPTS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=20))]
     pub sagemaker_attempts: u32,
 
-    /// Timeout of one attempt, in seconds (the container must answer within 60 s).
-    #[arg(long, env = "FRAUDCTL_SAGEMAKER_TIMEOUT_SECS", default_value_t = 65)]
+    /// Timeout of one attempt, in seconds (the container must answer within 60 s; 1 to 600).
+    #[arg(long, env = "FRAUDCTL_SAGEMAKER_TIMEOUT_SECS", default_value_t = 65,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
     pub sagemaker_timeout_secs: u64,
 }
 
@@ -105,7 +109,7 @@ impl Endpoint {
             name,
             args.sagemaker_endpoint_url
                 .as_deref()
-                .map(|u| format!(", {u}"))
+                .map(|u| format!(", {}", crate::redact::url(u)))
                 .unwrap_or_default()
         );
         Ok(Endpoint {

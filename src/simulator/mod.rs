@@ -54,38 +54,55 @@ pub struct ServeArgs {
     #[arg(long, env = "FRAUDCTL_SIM_SEED", default_value_t = 42)]
     pub seed: u64,
 
-    /// Share of generated transactions that are frauds.
-    #[arg(long, env = "FRAUDCTL_SIM_FRAUD_RATE", default_value_t = 0.02)]
+    /// Share of generated transactions that are frauds (0 to 1).
+    #[arg(long, env = "FRAUDCTL_SIM_FRAUD_RATE", default_value_t = 0.02, value_parser = share)]
     pub fraud_rate: f64,
 
-    /// Transactions per response (the real API sends one).
-    #[arg(long, env = "FRAUDCTL_SIM_ROWS_PER_RESPONSE", default_value_t = 1)]
-    pub rows_per_response: usize,
+    /// Transactions per response (the real API sends one; 1 to 10000).
+    #[arg(long, env = "FRAUDCTL_SIM_ROWS_PER_RESPONSE", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub rows_per_response: u16,
 
-    /// Fault: share of requests answered 500 (no transaction consumed).
-    #[arg(long, env = "FRAUDCTL_SIM_ERROR_RATE", default_value_t = 0.0)]
+    /// Fault: share of requests answered 500 (no transaction consumed; 0 to 1).
+    #[arg(long, env = "FRAUDCTL_SIM_ERROR_RATE", default_value_t = 0.0, value_parser = share)]
     pub error_rate: f64,
 
     /// Fault: share of responses with a malformed body (truncated, not JSON, a wrong type, a
-    /// missing column); the transaction is consumed.
-    #[arg(long, env = "FRAUDCTL_SIM_MALFORMED_RATE", default_value_t = 0.0)]
+    /// missing column); the transaction is consumed (0 to 1).
+    #[arg(long, env = "FRAUDCTL_SIM_MALFORMED_RATE", default_value_t = 0.0, value_parser = share)]
     pub malformed_rate: f64,
 
-    /// Fault: share of responses delayed by --slow-ms.
-    #[arg(long, env = "FRAUDCTL_SIM_SLOW_RATE", default_value_t = 0.0)]
+    /// Fault: share of responses delayed by --slow-ms (0 to 1).
+    #[arg(long, env = "FRAUDCTL_SIM_SLOW_RATE", default_value_t = 0.0, value_parser = share)]
     pub slow_rate: f64,
 
-    /// Delay of a slow response, in milliseconds.
-    #[arg(long, env = "FRAUDCTL_SIM_SLOW_MS", default_value_t = 2000)]
+    /// Delay of a slow response, in milliseconds (at most 600000).
+    #[arg(long, env = "FRAUDCTL_SIM_SLOW_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub slow_ms: u64,
 
-    /// Fault: share of responses that repeat the previous transaction (same trans_num).
-    #[arg(long, env = "FRAUDCTL_SIM_DUPLICATE_RATE", default_value_t = 0.0)]
+    /// Fault: share of responses that repeat the previous transaction (same trans_num; 0 to 1).
+    #[arg(long, env = "FRAUDCTL_SIM_DUPLICATE_RATE", default_value_t = 0.0, value_parser = share)]
     pub duplicate_rate: f64,
 
-    /// Worker threads answering requests.
-    #[arg(long, env = "FRAUDCTL_SIM_THREADS", default_value_t = 4)]
-    pub threads: usize,
+    /// Worker threads answering requests (1 to 64).
+    #[arg(long, env = "FRAUDCTL_SIM_THREADS", default_value_t = 4,
+          value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub threads: u8,
+}
+
+/// A share (a probability): a number from 0 to 1. NaN, infinities and values outside are refused
+/// when the setting is read, not when a request draws with it.
+fn share(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{text} is not a share between 0 and 1"))
+    }
 }
 
 /// Counters served on `/stats`.
@@ -146,7 +163,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?,
     );
     tracing::info!(listen = %args.listen, source = %args.csv.as_ref().map_or("synthetic".into(), |p| p.display().to_string()), "payments simulator serving GET /current-transactions");
-    let workers: Vec<_> = (0..args.threads.max(1))
+    let workers: Vec<_> = (0..args.threads)
         .map(|_| {
             let (server, state, args) = (server.clone(), state.clone(), args.clone());
             std::thread::spawn(move || {
@@ -189,7 +206,7 @@ fn route(
         }
         (tiny_http::Method::Get, "/health") => (200, "ok".into(), "text/plain"),
         (tiny_http::Method::Get, "/stats") => {
-            let stats = state.lock().expect("state lock").stats.clone();
+            let stats = lock(state).stats.clone();
             (
                 200,
                 serde_json::to_string(&stats).expect("stats serialise"),
@@ -204,10 +221,18 @@ fn route(
     }
 }
 
+/// The simulator's state. A request that panicked while holding it must not turn every later
+/// request into a 500: the state is still consistent (counters and a cursor), so take it back.
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn next_reply(state: &Mutex<State>, args: &ServeArgs) -> (Reply, Option<Duration>) {
-    let mut s = state.lock().expect("state lock");
+    let mut s = lock(state);
     s.stats.requests += 1;
-    if s.rng.gen_bool(args.error_rate.clamp(0.0, 1.0)) {
+    if s.rng.gen_bool(args.error_rate) {
         s.stats.errors += 1;
         return (
             Reply::Error(500, "injected fault: internal server error".into()),
@@ -216,13 +241,13 @@ fn next_reply(state: &Mutex<State>, args: &ServeArgs) -> (Reply, Option<Duration
     }
     let delay = s
         .rng
-        .gen_bool(args.slow_rate.clamp(0.0, 1.0))
+        .gen_bool(args.slow_rate)
         .then(|| Duration::from_millis(args.slow_ms));
     s.stats.slow += u64::from(delay.is_some());
-    let mut rows = Vec::with_capacity(args.rows_per_response);
+    let mut rows = Vec::with_capacity(usize::from(args.rows_per_response));
     let mut duplicates = 0;
-    for _ in 0..args.rows_per_response.max(1) {
-        let repeat = s.rng.gen_bool(args.duplicate_rate.clamp(0.0, 1.0));
+    for _ in 0..args.rows_per_response {
+        let repeat = s.rng.gen_bool(args.duplicate_rate);
         let row = match (&s.last, repeat) {
             (Some(last), true) => {
                 duplicates += 1;
@@ -247,7 +272,7 @@ fn next_reply(state: &Mutex<State>, args: &ServeArgs) -> (Reply, Option<Duration
     let index: Vec<u64> = (first_index..s.served_index).collect();
     let n = rows.len() as u64;
     s.stats.duplicates += duplicates;
-    if s.rng.gen_bool(args.malformed_rate.clamp(0.0, 1.0)) {
+    if s.rng.gen_bool(args.malformed_rate) {
         s.stats.malformed += n;
         let kind = s.rng.gen_range(0..4);
         return (Reply::Body(malformed(kind, &index, rows)), delay);

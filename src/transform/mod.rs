@@ -17,8 +17,9 @@ pub use features::{haversine_km, Derived};
 pub use spec::FeatureSpec;
 
 use crate::extract::RAW_SCHEMA;
+use crate::pan::masked_excerpt;
 use crate::parallel::{self, Chunk};
-use crate::rundir::{require_input, RunArgs, RunDir};
+use crate::rundir::{log_started, require_input, RunArgs, RunDir};
 use crate::stagefile::{Header, Rejected, StageReader, StageWriter, REJECTED_SCHEMA};
 use crate::transaction::Transaction;
 
@@ -100,6 +101,7 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
     let spec = FeatureSpec::load(&args.feature_spec)?;
     require_input(&dir.raw(), "extract")?;
     let mut input = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
+    log_started("transform", input.header().records());
     let meta = serde_json::json!({
         "feature_spec": { "name": spec.name, "sha256": spec.sha256, "columns": spec.columns },
     });
@@ -178,10 +180,10 @@ fn transform_chunk(
                 done.records += 1;
             }
             Err(e) => done.rejected.push(Rejected {
-                reason: format!("not a canonical transaction: {e}"),
+                reason: masked_excerpt(&format!("not a canonical transaction: {e}"), 1000),
                 origin: format!("{} line {}", raw_path.display(), record + 1),
                 record: None,
-                body: Some(crate::pan::mask_digit_runs(line)),
+                body: Some(masked_excerpt(line, 4096)),
             }),
         }
     }

@@ -450,10 +450,15 @@ impl FixtureServer {
 
     /// Answers with each body in turn, then 503 (an API with nothing more to serve).
     pub fn sequence(bodies: Vec<String>) -> Self {
+        Self::sequence_then(bodies, 503)
+    }
+
+    /// Answers with each body in turn, then `status` to every later request.
+    pub fn sequence_then(bodies: Vec<String>, status: u16) -> Self {
         let bodies = std::sync::Mutex::new(bodies.into_iter());
         Self::answering(move || match bodies.lock().expect("lock").next() {
             Some(body) => (200, body),
-            None => (503, "no more bodies".to_string()),
+            None => (status, "no more bodies".to_string()),
         })
     }
 
@@ -590,6 +595,8 @@ impl Drop for PyService {
 pub struct SmtpSink {
     service: PyService,
     pub port: u16,
+    /// Refusals it was started with (`--refuse-containing`, `--refuse-sender`), kept on resume.
+    refusals: Vec<String>,
 }
 
 /// The SMTP account of [`SmtpSink::with_login`].
@@ -598,19 +605,31 @@ pub const SMTP_USER: &str = "alerts";
 impl SmtpSink {
     /// Starts the sink on `port` (0: a free one); it answers 451 to the first `fail_first` messages.
     pub fn start_on(port: u16, fail_first: u32) -> Self {
-        Self::spawn(port, fail_first, None)
+        Self::spawn(port, fail_first, None, vec![])
     }
     pub fn start(fail_first: u32) -> Self {
         Self::start_on(0, fail_first)
     }
     /// A sink that requires AUTH as [`SMTP_USER`] with `password`.
     pub fn with_login(password: &str) -> Self {
-        Self::spawn(0, 0, Some(password))
+        Self::spawn(0, 0, Some(password), vec![])
+    }
+    /// A sink that refuses for good (554) every message holding one of `texts`, and (553) the
+    /// sender `sender`.
+    pub fn refusing(texts: &[&str], sender: Option<&str>) -> Self {
+        let mut refusals = Vec::new();
+        for text in texts {
+            refusals.extend(["--refuse-containing".to_string(), text.to_string()]);
+        }
+        if let Some(sender) = sender {
+            refusals.extend(["--refuse-sender".to_string(), sender.to_string()]);
+        }
+        Self::spawn(0, 0, None, refusals)
     }
 
-    fn spawn(port: u16, fail_first: u32, password: Option<&str>) -> Self {
+    fn spawn(port: u16, fail_first: u32, password: Option<&str>, refusals: Vec<String>) -> Self {
         let port = if port == 0 { free_port() } else { port };
-        let args = Self::args(port, fail_first);
+        let args = Self::args(port, fail_first, &refusals);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let service = match password {
             None => PyService::spawn("scripts/smtp_sink.py", &args),
@@ -620,13 +639,17 @@ impl SmtpSink {
                 &[("FRAUDCTL_SMTP_SINK_PASSWORD", password)],
             ),
         };
-        let mut sink = SmtpSink { service, port };
+        let mut sink = SmtpSink {
+            service,
+            port,
+            refusals,
+        };
         sink.wait_ready();
         sink
     }
 
-    fn args(port: u16, fail_first: u32) -> Vec<String> {
-        [
+    fn args(port: u16, fail_first: u32, refusals: &[String]) -> Vec<String> {
+        let mut args = [
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
@@ -636,7 +659,9 @@ impl SmtpSink {
             &fail_first.to_string(),
         ]
         .map(String::from)
-        .to_vec()
+        .to_vec();
+        args.extend_from_slice(refusals);
+        args
     }
 
     fn wait_ready(&mut self) {
@@ -650,9 +675,20 @@ impl SmtpSink {
         self.service.stop();
     }
 
+    /// Restarted (same port and mail directory) refusing for good every message that holds one
+    /// of `texts` (none: accepting every message again).
+    pub fn refuse_containing(&mut self, texts: &[&str]) {
+        self.stop();
+        self.refusals = texts
+            .iter()
+            .flat_map(|t| ["--refuse-containing".to_string(), t.to_string()])
+            .collect();
+        self.resume(0);
+    }
+
     /// Up again on the same port and mail directory, refusing the first `fail_first` messages.
     pub fn resume(&mut self, fail_first: u32) {
-        let args = Self::args(self.port, fail_first);
+        let args = Self::args(self.port, fail_first, &self.refusals);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.service.resume_with(&args);
         self.wait_ready();
@@ -839,4 +875,66 @@ pub fn card_numbers_in(text: &str, pans: &std::collections::HashSet<String>) -> 
         }
     }
     found
+}
+
+/// One transaction as the payments API sends it, made from the recorded response
+/// (`shared/fixtures/current-transactions.json`): change its values or column names, then take
+/// its `body()`.
+#[derive(Clone)]
+pub struct ApiRow {
+    columns: Vec<String>,
+    row: Vec<serde_json::Value>,
+}
+
+/// 2020-06-21T23:30:00Z: late in the evening (UTC, the spec's time zone), when the sample's
+/// frauds happen. A fixed time, so predictions do not depend on when the tests run.
+pub const EVENING_MS: i64 = 1_592_782_200_000;
+
+impl ApiRow {
+    /// The recorded row, with trans_num `trans_num` and the time [`EVENING_MS`].
+    pub fn recorded(trans_num: &str) -> Self {
+        let fixture: String = serde_json::from_str(
+            &std::fs::read_to_string(shared().join("fixtures/current-transactions.json"))
+                .expect("fixture"),
+        )
+        .expect("the fixture is a JSON string");
+        let doc: serde_json::Value = serde_json::from_str(&fixture).expect("split document");
+        let columns = doc["columns"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .map(|c| c.as_str().expect("column name").to_string())
+            .collect();
+        let row = doc["data"][0].as_array().expect("a data row").clone();
+        ApiRow { columns, row }
+            .set("trans_num", trans_num.into())
+            .set("current_time", EVENING_MS.into())
+    }
+
+    fn position(&self, name: &str) -> usize {
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    }
+
+    /// The row with column `name` set to `value`.
+    pub fn set(mut self, name: &str, value: serde_json::Value) -> Self {
+        let i = self.position(name);
+        self.row[i] = value;
+        self
+    }
+
+    /// The row with column `from` named `to`.
+    pub fn rename(mut self, from: &str, to: &str) -> Self {
+        let i = self.position(from);
+        self.columns[i] = to.to_string();
+        self
+    }
+
+    /// The response body, a JSON string holding the split document (as the real API sends).
+    pub fn body(&self) -> String {
+        let doc = serde_json::json!({"columns": self.columns, "index": [0], "data": [self.row]});
+        serde_json::Value::String(doc.to_string()).to_string()
+    }
 }
