@@ -9,7 +9,8 @@ Connection `fraudctl_smtp`, to the Variable `fraudctl_digest_to` (default: `frau
 
 Also applies the **retention rule** of the run directories: `cleanup_run_dirs` deletes the run
 directories of both DAGs not modified for more than `fraudctl_retention_days` days (default 7).
-A backfill can only re-score intervals whose directory is still there.
+A backfill can only re-score intervals whose directory is still there. Every Variable is checked
+before its task runs a command (an invalid one fails the task, naming it): see airflow/README.md.
 
 catchup=False: a missed morning is not mailed late; trigger it by hand (or backfill) if wanted.
 """
@@ -23,22 +24,22 @@ from airflow.decorators import task
 from airflow.operators.bash import BashOperator
 from airflow.providers.smtp.operators.smtp import EmailOperator
 
-from fraudctl_common import DATABASE_URL, DEFAULT_ARGS, RUNS_ROOT, SMTP_CONN_ID, var
+from fraudctl_common import DATABASE_URL, DEFAULT_ARGS, RUNS_ROOT, SMTP_CONN_ID, fraudctl_bin
+from fraudctl_variables import TEMPLATE_FILTERS, var, variable
 
-REPORT_DAY = (
-    "{{ data_interval_end.in_timezone(var.value.get('fraudctl_business_time_zone', 'UTC'))"
-    ".subtract(days=1).strftime('%Y-%m-%d') }}"
-)
+REPORT_DAY = ("{{ data_interval_end.in_timezone(%s).subtract(days=1).strftime('%%Y-%%m-%%d') }}"
+              % variable("business_time_zone"))
+DIGEST_TO = "{{ %s or %s or 'fraud-team@localhost' }}" % (variable("digest_to"), variable("alert_to"))
 REPORT = "ti.xcom_pull(task_ids='build_report')"
 
 
 @task
-def build_report(fraudctl_bin: str, database_url: str, day: str, out_dir: str) -> dict:
+def build_report(database_url: str, day: str, out_dir: str) -> dict:
     """Run `fraudctl report` for the day: the frauds as a table, every payment as CSV."""
     env = {**os.environ, "FRAUDCTL_DATABASE_URL": database_url}
 
     def report(*args: str) -> str:
-        done = subprocess.run([fraudctl_bin, "report", "--day", day, *args], env=env,
+        done = subprocess.run([fraudctl_bin(), "report", "--day", day, *args], env=env,
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"fraudctl report failed (exit {done.returncode}): {done.stderr}")
@@ -59,11 +60,11 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    user_defined_filters=TEMPLATE_FILTERS,
     doc_md=__doc__,
     tags=["fraudctl", "fraud", "report"],
 ) as dag:
     report = build_report(
-        fraudctl_bin=var("bin", "fraudctl"),
         database_url=DATABASE_URL,
         day=REPORT_DAY,
         out_dir=RUNS_ROOT + "/fraud_daily_digest/{{ data_interval_end | ts_nodash }}",
@@ -71,7 +72,7 @@ with DAG(
     send_digest = EmailOperator(
         task_id="send_digest",
         conn_id=SMTP_CONN_ID,
-        to="{{ var.value.get('fraudctl_digest_to', var.value.get('fraudctl_alert_to', 'fraud-team@localhost')) }}",
+        to=DIGEST_TO,
         subject="Fraud report for {{ %s['day'] }}" % REPORT,
         html_content="<p>Frauds of {{ %s['day'] }}; every payment of the day is attached.</p>"
         "<pre>{{ %s['table'] | e }}</pre>" % (REPORT, REPORT),
@@ -87,7 +88,8 @@ with DAG(
             'removed=$((removed + n)); done; '
             'echo "{\\"stage\\": \\"cleanup\\", \\"retention_days\\": $RETENTION_DAYS, \\"removed\\": $removed}"'
         ),
-        env={"RUNS_ROOT": RUNS_ROOT, "RETENTION_DAYS": var("retention_days", "7")},
+        # checked by fraudctl_variables before the command runs: an absolute path, a number of days
+        env={"RUNS_ROOT": RUNS_ROOT, "RETENTION_DAYS": var("retention_days")},
         append_env=True,
     )
     report >> send_digest

@@ -18,17 +18,18 @@ stage's file in the run directory and prints its JSON summary as the last stdout
   `fraudctl_extract_max_seconds`, 45 s by default).
 * **Alerts** are sent once per fraud (recorded in `fraud_alerts`); frauds older than
   `fraudctl_alert_max_age_hours` (default 24), e.g. found by a backfill, are recorded, not emailed.
-* **Configuration**: Variables `fraudctl_*`, Connections `fraud_db` and `fraudctl_smtp`, and the
-  worker environment (`FRAUDCTL_PAN_HASH_KEY`, `AWS_*`): see airflow/README.md.
+* **Configuration**: Variables `fraudctl_*` (each checked before its task runs a command: an invalid
+  one fails the task, naming it), Connections `fraud_db` and `fraudctl_smtp`, and the worker
+  environment (`FRAUDCTL_BIN`, `FRAUDCTL_PAN_HASH_KEY`, `AWS_*`): see airflow/README.md.
 """
 import pendulum
 from airflow import DAG
 
 from fraudctl_common import (DATABASE_URL, DEFAULT_ARGS, MODEL_DIR, RUNS_ROOT, SMTP_ENV,
-                             FraudctlStageOperator, fraudctl, var)
+                             FraudctlStageOperator, fraudctl)
+from fraudctl_variables import TEMPLATE_FILTERS, var
 
 RUN_ENV = {
-    "FRAUDCTL_BIN": var("bin", "fraudctl"),
     "FRAUDCTL_RUN_DIR": RUNS_ROOT + "/fraud_pipeline/{{ data_interval_end | ts_nodash }}",
     "FRAUDCTL_RUN_ID": "{{ run_id }}",
     "FRAUDCTL_LOG": var("log"),
@@ -70,6 +71,7 @@ with DAG(
     max_active_runs=1,
     dagrun_timeout=pendulum.duration(minutes=15),
     default_args=DEFAULT_ARGS,
+    user_defined_filters=TEMPLATE_FILTERS,
     doc_md=__doc__,
     tags=["fraudctl", "fraud"],
 ) as dag:
@@ -78,7 +80,7 @@ with DAG(
             task_id=stage,
             bash_command=fraudctl(stage),
             env={**RUN_ENV, **stage_env},
-            append_env=True,  # keeps PATH, FRAUDCTL_PAN_HASH_KEY, AWS_* of the worker
+            append_env=True,  # keeps PATH, FRAUDCTL_BIN, FRAUDCTL_PAN_HASH_KEY, AWS_* of the worker
         )
         for stage, stage_env in STAGE_ENV.items()
     ]

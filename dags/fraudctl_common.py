@@ -2,28 +2,29 @@
 into the environment of a `fraudctl` command. Not a DAG file (listed in .airflowignore).
 
 Every value is a Jinja template rendered at run time, never at parse time, so parsing the DAG
-files touches neither the metadata database nor any secret. An empty or missing Variable renders
-as "" and the command unsets empty FRAUDCTL_* variables first: fraudctl then uses its own default.
-Secrets reach a command only through the environment of that command (a Connection's password,
-or the worker's own environment for FRAUDCTL_PAN_HASH_KEY and AWS_*), never its command line.
+files touches neither the metadata database nor any secret. Variables are checked as they are
+rendered (fraudctl_variables.py); one left to fraudctl's default renders as "" and the command
+unsets empty FRAUDCTL_* variables first. Secrets reach a command only through the environment of
+that command (a Connection's password, or the worker's own environment for FRAUDCTL_PAN_HASH_KEY
+and AWS_*), never its command line. The binary is the deployment's, never a Variable: FRAUDCTL_BIN
+of the worker's environment (Dockerfile.airflow, scripts/stack.sh), else `fraudctl` on its PATH.
 """
+import os
 from datetime import timedelta
 
 from airflow.exceptions import AirflowSkipException
 from airflow.models.skipmixin import SkipMixin
 from airflow.operators.bash import BashOperator
 
+from fraudctl_variables import var
+
 FRAUD_DB_CONN_ID = "fraud_db"  # Postgres connection to the business database
 SMTP_CONN_ID = "fraudctl_smtp"  # SMTP connection, shared by the alerts and the morning digest
 
+DEFAULT_BIN = "fraudctl"  # on PATH, when the worker's environment has no FRAUDCTL_BIN
 
-def var(name: str, default: str = "") -> str:
-    """Template of the Variable fraudctl_<name> (metadata DB or env AIRFLOW_VAR_FRAUDCTL_<NAME>)."""
-    return "{{ var.value.get('fraudctl_%s', %r) }}" % (name, default)
-
-
-RUNS_ROOT = var("runs_root", "/opt/fraudctl/runs")
-MODEL_DIR = var("model_dir", "/opt/fraudctl/model/default")
+RUNS_ROOT = var("runs_root")
+MODEL_DIR = var("model_dir")
 DATABASE_URL = "{{ conn.%s.get_uri() }}" % FRAUD_DB_CONN_ID
 
 # The SMTP connection's extras follow the SMTP provider's SmtpHook: SSL unless disable_ssl,
@@ -50,11 +51,16 @@ DEFAULT_ARGS = {
 }
 
 
+def fraudctl_bin() -> str:
+    """The fraudctl binary of this worker (call it at run time, in the task)."""
+    return os.environ.get("FRAUDCTL_BIN") or DEFAULT_BIN
+
+
 def fraudctl(subcommand: str) -> str:
     """The bash_command of a fraudctl stage: no value inline, everything comes from env."""
     return (
         'for v in "${!FRAUDCTL_@}"; do [ -n "${!v}" ] || unset "$v"; done; '
-        f'exec "${{FRAUDCTL_BIN:-fraudctl}}" {subcommand}'
+        f'exec "${{FRAUDCTL_BIN:-{DEFAULT_BIN}}}" {subcommand}'
     )
 
 

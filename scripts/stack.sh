@@ -88,7 +88,7 @@ SQL
         AIRFLOW__WEBSERVER__WEB_SERVER_PORT=$AIRFLOW_PORT \
         AIRFLOW_CONN_FRAUD_DB=$FRAUDCTL_DATABASE_URL \
         AIRFLOW_CONN_FRAUDCTL_SMTP="{\"conn_type\": \"smtp\", \"host\": \"127.0.0.1\", \"port\": $SMTP_PORT, \"extra\": {\"disable_ssl\": true, \"disable_tls\": true, \"from_email\": \"fraudctl@localhost\"}}" \
-        AIRFLOW_VAR_FRAUDCTL_BIN=$FRAUDCTL \
+        FRAUDCTL_BIN=$FRAUDCTL \
         AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=$LOCAL/runs \
         AIRFLOW_VAR_FRAUDCTL_MODEL_DIR=$ROOT/model/default \
         AIRFLOW_VAR_FRAUDCTL_API_URL=http://127.0.0.1:$SIM_PORT/current-transactions \

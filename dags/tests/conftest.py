@@ -29,6 +29,7 @@ VENV_BIN = Path(sys.executable).parent  # the venv of airflow/requirements.txt
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="fraudctl-airflow-home-")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+sys.path.insert(0, str(DAGS))  # the DAGs' helper modules, as Airflow puts its dags folder there
 
 # The cluster scripts/test.sh started (FRAUDCTL_TEST_ADMIN_URL), as the other suites use.
 PG_URL = os.environ.get("FRAUDCTL_TEST_PG_URL") or os.environ.get(
@@ -223,7 +224,6 @@ def airflow(tmp_path_factory, databases, fraudctl_bin, model_dir, payments_api, 
         "AIRFLOW_CONN_FRAUD_DB": with_db(databases["fraud"], urlsplit(databases["fraud"]).path[1:],
                                          password=secrets_in_play["db_password"]),
         "AIRFLOW_CONN_FRAUDCTL_SMTP": json.dumps(smtp_conn),
-        "AIRFLOW_VAR_FRAUDCTL_BIN": str(fraudctl_bin),
         "AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT": str(runs_root),
         "AIRFLOW_VAR_FRAUDCTL_MODEL_DIR": str(model_dir),
         "AIRFLOW_VAR_FRAUDCTL_API_URL": payments_api,
@@ -231,7 +231,9 @@ def airflow(tmp_path_factory, databases, fraudctl_bin, model_dir, payments_api, 
         "AIRFLOW_VAR_FRAUDCTL_EXTRACT_MAX_RECORDS": "40",
         "AIRFLOW_VAR_FRAUDCTL_EXTRACT_MAX_LAG_SECS": "3600",
         "AIRFLOW_VAR_FRAUDCTL_ALERT_TO": "fraud-team@example.test",
-        "FRAUDCTL_PAN_HASH_KEY": secrets_in_play["pan_key"],  # the worker's environment
+        # The worker's environment, as the deployment sets it.
+        "FRAUDCTL_BIN": str(fraudctl_bin),
+        "FRAUDCTL_PAN_HASH_KEY": secrets_in_play["pan_key"],
     }
     af = Airflow(env, home, databases["airflow"])
     af.runs_root = runs_root

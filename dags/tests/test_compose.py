@@ -51,6 +51,24 @@ def test_ports(compose):
         assert all(str(p).startswith("127.0.0.1:") for p in service.get("ports", []))
 
 
+def test_dashboard_listens_on_the_container_network_published_on_loopback(compose):
+    """The image listens on 127.0.0.1 (no login yet; dashboard/tests/test_listen_address.py),
+    which a published port cannot reach: compose opens it inside the container and publishes it
+    on the host's loopback only."""
+    dashboard = compose["services"]["dashboard"]
+    assert dashboard["environment"]["STREAMLIT_SERVER_ADDRESS"] == "0.0.0.0"
+    assert dashboard["ports"] == ["127.0.0.1:8501:8501"]
+
+
+def test_the_binary_is_fixed_by_the_image_not_a_variable(compose):
+    airflow_stage = (ROOT / "Dockerfile.airflow").read_text().split(" AS airflow", 1)[1]
+    assert "COPY --from=builder /usr/local/bin/fraudctl /usr/local/bin/fraudctl" in airflow_stage
+    assert re.search(r"^ENV FRAUDCTL_BIN=/usr/local/bin/fraudctl ", airflow_stage, re.M)
+    for name in ("airflow-init", "airflow-scheduler", "airflow-webserver"):
+        env = compose["services"][name]["environment"]
+        assert "AIRFLOW_VAR_FRAUDCTL_BIN" not in env and "FRAUDCTL_BIN" not in env, name
+
+
 def test_health_checks(compose):
     for name in LONG_RUNNING:
         check = compose["services"][name].get("healthcheck")

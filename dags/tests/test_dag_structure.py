@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 
 from conftest import DAGS
+from fraudctl_variables import TEMPLATE_FILTERS, VARIABLES, variable
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +75,36 @@ def test_secrets_only_where_needed(dagbag):
     with_db = {t.task_id for t in dag.tasks if "FRAUDCTL_DATABASE_URL" in t.env}
     with_smtp = {t.task_id for t in dag.tasks if "FRAUDCTL_SMTP_PASSWORD" in t.env}
     assert with_db == {"load", "alert"} and with_smtp == {"alert"}
+
+
+def templated_strings(task):
+    """Every string in the task's templated fields (nested in dicts and lists too)."""
+    def strings(value):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for item in value.values():
+                yield from strings(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                yield from strings(item)
+    for field in task.template_fields:
+        yield from strings(getattr(task, field, None))
+
+
+def test_every_variable_is_checked_before_use(dagbag):
+    """A Variable reaches a template only through fraudctl_variables' check, and which binary
+    runs is not a Variable (it is the deployment's FRAUDCTL_BIN)."""
+    assert "bin" not in VARIABLES
+    used = set()
+    for dag in dagbag.dags.values():
+        assert dag.user_defined_filters == TEMPLATE_FILTERS, dag.dag_id
+        for task in dag.tasks:
+            assert "FRAUDCTL_BIN" not in (getattr(task, "env", None) or {}), task.task_id
+            for text in templated_strings(task):
+                for name in VARIABLES:
+                    if variable(name) in text:
+                        used.add(name)
+                        text = text.replace(variable(name), "")
+                assert "var.value" not in text and "fraudctl_bin" not in text, (task.task_id, text)
+    assert used == set(VARIABLES)  # and the table lists no Variable that nothing reads

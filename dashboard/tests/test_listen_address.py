@@ -1,0 +1,102 @@
+"""Where the dashboard listens. It has no login yet, so by default it listens on 127.0.0.1 only,
+both in its image and when started with `streamlit run dashboard/app.py` from any directory; on
+every interface only when told to, as docker-compose does. Real Streamlit processes, their
+listening sockets read from /proc."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import ROOT
+
+DASHBOARD = ROOT / "dashboard"
+STREAMLIT = Path(sys.executable).parent / "streamlit"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def decode(hex_address: str, family: int) -> str:
+    """An address of /proc/net/tcp{,6}: 32-bit words in host (little-endian) order."""
+    raw = bytes.fromhex(hex_address)
+    return socket.inet_ntop(family, b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+
+
+def listening_addresses(pid: int) -> set[str]:
+    """The local addresses of the TCP sockets the process listens on."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed in the meantime
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    found = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # state LISTEN
+                found.add(decode(fields[1].split(":")[0], family))
+    return found
+
+
+def listens_on(command: list, cwd: Path, **settings: str) -> set[str]:
+    """Starts the dashboard with this command (no STREAMLIT_* from the test's environment, a free
+    port) and returns the addresses it listens on once it does."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
+    env.update(STREAMLIT_SERVER_PORT=str(free_port()), **settings)
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            addresses = listening_addresses(proc.pid)
+            if addresses:
+                return addresses
+            time.sleep(0.2)
+        raise AssertionError(f"the dashboard did not listen within 60 s (exit {proc.poll()})")
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=20)[0].decode(errors="replace")
+        print(output)  # shown when the test fails
+
+
+def image_workdir(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A directory filled as the image's WORKDIR by the Dockerfile's COPY lines, and its CMD."""
+    workdir, command = tmp_path / "app", None
+    workdir.mkdir()
+    for line in (DASHBOARD / "Dockerfile").read_text().splitlines():
+        instruction, _, args = line.partition(" ")
+        if instruction == "COPY":
+            source, dest = args.split()
+            copy = shutil.copytree if (DASHBOARD / source).is_dir() else shutil.copy
+            copy(DASHBOARD / source, workdir / dest)
+        elif instruction == "CMD":
+            command = json.loads(args)
+    assert command and command[0] == "streamlit", command
+    return workdir, [str(STREAMLIT), *command[1:]]
+
+
+def test_the_image_listens_on_loopback_only(tmp_path):
+    workdir, command = image_workdir(tmp_path)
+    assert listens_on(command, workdir) == {"127.0.0.1"}
+
+
+def test_streamlit_run_from_any_directory_listens_on_loopback_only(tmp_path):
+    """As the README, scripts/stack.sh and scripts/screenshot-dashboard.sh start it."""
+    assert listens_on([str(STREAMLIT), "run", str(DASHBOARD / "app.py")], tmp_path) == {"127.0.0.1"}
+
+
+def test_streamlit_server_address_opens_it_as_docker_compose_does(tmp_path):
+    """docker-compose sets STREAMLIT_SERVER_ADDRESS=0.0.0.0 (and publishes on the host's loopback)."""
+    workdir, command = image_workdir(tmp_path)
+    assert listens_on(command, workdir, STREAMLIT_SERVER_ADDRESS="0.0.0.0") == {"0.0.0.0"}
