@@ -12,7 +12,7 @@ use fraudctl::pan::PanProtector;
 use fraudctl::payments_api;
 use fraudctl::score::XgbModel;
 use fraudctl::transaction::{validate, Transaction};
-use fraudctl::transform::{Derived, FeatureSpec};
+use fraudctl::transform::{Derived, FeatureSpec, Recent};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -79,13 +79,13 @@ fn main() {
     let mut values = Vec::new();
     bench("features (default spec)", 1, || {
         let derived = Derived::of(black_box(&tx), spec.time_zone);
-        spec.compute(&tx, &derived, &mut values);
+        spec.compute(&tx, &derived, Some(&Recent::default()), &mut values);
         black_box(&values);
     });
     let original = FeatureSpec::load(&root().join("model/original/feature_spec.json")).unwrap();
     bench("features (original 199-column spec)", 1, || {
         let derived = Derived::of(black_box(&tx), original.time_zone);
-        original.compute(&tx, &derived, &mut values);
+        original.compute(&tx, &derived, Some(&Recent::default()), &mut values);
         black_box(&values);
     });
 
@@ -100,7 +100,7 @@ fn main() {
         varied.amt = ((i * 7919) % 150_000) as f64 / 100.0 + 1.0;
         varied.trans_time_ms += i * 3_700_000;
         let derived = Derived::of(&varied, spec.time_zone);
-        spec.compute(&varied, &derived, &mut values);
+        spec.compute(&varied, &derived, Some(&Recent::default()), &mut values);
         rows.push(values.iter().map(|v| Some(*v)).collect());
     }
     let mut next = rows.iter().cycle();

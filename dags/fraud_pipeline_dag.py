@@ -43,7 +43,9 @@ STAGE_ENV = {
         "FRAUDCTL_MAX_RECORDS": var("extract_max_records"),
         "FRAUDCTL_MAX_LAG_SECS": var("extract_max_lag_secs"),
     },
-    "transform": {"FRAUDCTL_FEATURE_SPEC": MODEL_DIR + "/feature_spec.json"},
+    # the database: the cards' earlier payments, for a spec with card history
+    "transform": {"FRAUDCTL_FEATURE_SPEC": MODEL_DIR + "/feature_spec.json",
+                  "FRAUDCTL_DATABASE_URL": DATABASE_URL},
     "score": {
         "FRAUDCTL_MODEL_DIR": MODEL_DIR,
         "FRAUDCTL_SCORER": var("scorer"),

@@ -7,6 +7,10 @@ report (BENCHMARKS.md is its output, with notes).
 
 What it measures, each run on a fresh database:
   - extract from CSV (once: the API is not what is measured), transform, score (local model);
+  - transform's card history: the default spec reads it from the batch and the database. Timed
+    with an empty database (the batch alone: the plain `transform` figure), with a full one (a
+    second batch of the same cards a day later, once the first is loaded: every payment has
+    history in the database), and without the history block (the per-payment features alone);
   - load as inserts into an empty payments_scored, then as updates (scores re-made with
     another threshold, so every row changes), in one transaction (the default);
   - load as inserts again with one session a core (`--connections`, rows split by trans_num);
@@ -75,18 +79,22 @@ def main():
         print(f"bench: generating {args.n} transactions into {csv}", file=sys.stderr)
         subprocess.run([sys.executable, str(ROOT / "scripts/gen_transactions.py"), str(args.n), str(csv)], check=True)
 
-    figures = {name: [] for name in ("extract", "transform", "score", "load_insert", "load_update",
-                                     "load_sessions", "floor_insert", "floor_update", "reprocess",
+    later = args.work / f"tx-{args.n}-later.csv"
+    if not later.exists():
+        subprocess.run([sys.executable, str(ROOT / "scripts/gen_transactions.py"), str(args.n), str(later),
+                        "--later-days", "1"], check=True)
+    timed_stages = ("extract", "transform", "transform_history", "transform_no_history", "score",
+                    "load_insert", "load_update", "load_sessions")
+    figures = {name: [] for name in (*timed_stages, "floor_insert", "floor_update", "reprocess",
                                      "reprocess_sessions")}
-    peaks = {name: 0.0 for name in ("extract", "transform", "score", "load_insert", "load_update",
-                                    "load_sessions")}
+    peaks = dict.fromkeys(timed_stages, 0.0)
     # The server reads and writes the floor's COPY file itself: a directory it can use.
     shared = Path(tempfile.mkdtemp(prefix="fraudctl-bench-"))
     shared.chmod(0o777)
     try:
         for i in range(args.runs):
             print(f"bench: run {i + 1} of {args.runs}", file=sys.stderr)
-            one_run(args, csv, admin, url, shared, figures, peaks)
+            one_run(args, (csv, later), admin, url, shared, figures, peaks)
         single = one_record(args, admin, url)
     finally:
         shutil.rmtree(shared, ignore_errors=True)
@@ -104,22 +112,39 @@ def fresh_db(admin, url):
     measured([str(BIN), "migrate", "--database-url", url])
 
 
-def one_run(args, csv, admin, url, shared, figures, peaks):
-    run_dir = args.work / "run"
-    shutil.rmtree(run_dir, ignore_errors=True)
+def spec_without_history(work):
+    """The default spec without its card_history block: the per-payment features alone."""
+    spec = json.loads((ROOT / "model/default/feature_spec.json").read_text())
+    spec["blocks"] = [b for b in spec["blocks"] if b["type"] != "card_history"]
+    path = work / "spec-without-history.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def one_run(args, csvs, admin, url, shared, figures, peaks):
+    csv, later = csvs
+    run_dir, later_dir = args.work / "run", args.work / "run-later"
+    for d in (run_dir, later_dir):
+        shutil.rmtree(d, ignore_errors=True)
     fresh_db(admin, url)
     db = ["--database-url", url]
 
-    def timed(name, *cmd_args, key=None):
-        wall, rss, _ = stage(name, run_dir, *cmd_args)
+    def timed(name, *cmd_args, key=None, directory=run_dir):
+        wall, rss, _ = stage(name, directory, *cmd_args)
         key = key or name
         figures[key].append(wall)
         peaks[key] = max(peaks[key], rss)
         return wall
 
     timed("extract", "--from-csv", str(csv))
-    scored = timed("transform") + timed("score")
+    scored = timed("transform", *db) + timed("score")
     figures["reprocess"].append(scored + timed("load", *db, key="load_insert"))
+    # The same cards a day later, their first payments loaded: history from the database.
+    stage("extract", later_dir, "--from-csv", str(later))
+    timed("transform", *db, key="transform_history", directory=later_dir)
+    timed("transform", "--feature-spec", str(spec_without_history(args.work)),
+          key="transform_no_history", directory=later_dir)
+    shutil.rmtree(later_dir)
     # The same inserts by one session a core.
     psql(url, "TRUNCATE payments_scored CASCADE; CHECKPOINT")
     sessions = timed("load", *db, "--connections", str(SESSIONS), key="load_sessions")
@@ -131,7 +156,7 @@ def one_run(args, csv, admin, url, shared, figures, peaks):
     # The floor: the same rows, from a binary COPY file, through the same SQL.
     rows = shared / "staging.bin"
     staging_sql = (ROOT / "src/load/sql/staging.sql").read_text()
-    upsert_sql = (ROOT / "src/load/sql/upsert.sql").read_text().replace("$1", "'bench-floor'")
+    upsert_sql = (ROOT / "src/load/sql/upsert.sql").read_text().replace("$1", "'bench-floor'").replace("$2", "now()")
     columns = ("trans_num, trans_time, cc_last4, cc_hash, merchant, category, (amt * 100)::int8, "
                "gender, city, state, city_pop, merch_lat, merch_long, age_years, distance_km, "
                "is_fraud_label, fraud_probability, predicted_fraud, threshold, model_version, "
@@ -155,7 +180,8 @@ def one_record(args, admin, url):
     fresh_db(admin, url)
     stage("extract", run_dir, "--from-csv", str(csv))
     times = {}
-    for name, extra in (("transform", []), ("score", []), ("load", ["--database-url", url])):
+    db = ["--database-url", url]
+    for name, extra in (("transform", db), ("score", []), ("load", db)):
         times[name] = statistics.median(stage(name, run_dir, *extra)[0] * 1000 for _ in range(21))
     return times
 
@@ -170,7 +196,10 @@ def report(args, med, peaks, single):
     print(f"Machine: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}; {pg}.\n")
     print("| Stage | Seconds | Records/s | Peak memory |")
     print("|---|---:|---:|---:|")
-    for key, label in (("extract", "extract (CSV → raw.jsonl)"), ("transform", "transform"),
+    for key, label in (("extract", "extract (CSV → raw.jsonl)"),
+                       ("transform", "transform (card history: the batch, empty database)"),
+                       ("transform_history", "transform (card history: the batch and a full database)"),
+                       ("transform_no_history", "transform without the history block (per-payment features)"),
                        ("score", "score (local model)"), ("load_insert", "load, inserts"),
                        ("load_update", "load, updates"),
                        ("load_sessions", f"load, inserts, {SESSIONS} sessions (`--connections {SESSIONS}`)")):
@@ -187,7 +216,7 @@ def report(args, med, peaks, single):
     print("| One-record batch (median of 21) | Wall |")
     print("|---|---:|")
     for name, ms in single.items():
-        note = " (connects to PostgreSQL on loopback)" if name == "load" else ""
+        note = " (connects to PostgreSQL on loopback)" if name in ("transform", "load") else ""
         print(f"| {name}{note} | {ms:.1f} ms |")
 
 

@@ -6,6 +6,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 use clap::Args;
 
 /// Where a stage reads and writes its files.
@@ -67,6 +68,22 @@ impl RunDir {
     }
     pub fn scored(&self) -> PathBuf {
         self.file("scored.jsonl")
+    }
+
+    /// When the run's payments were captured: the time `extract` started writing `raw.jsonl`
+    /// (its header's `created_at`). What orders batches for the cards' history: a batch's
+    /// features read only what was captured before it.
+    pub fn captured_at(&self) -> Result<DateTime<Utc>> {
+        let raw = self.raw();
+        require_input(&raw, "extract")?;
+        let header = crate::stagefile::read_header(&raw)?.expect("checked to exist");
+        header.created_at().ok_or_else(|| {
+            crate::error::Failure::BadInput(format!(
+                "{} has no valid created_at in its header: re-run `fraudctl extract --refetch`",
+                raw.display()
+            ))
+            .into()
+        })
     }
 }
 

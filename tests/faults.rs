@@ -325,7 +325,8 @@ impl World<'_> {
             }
             Stage::Transform => {
                 cmd.arg("--feature-spec")
-                    .arg(default_model().join("feature_spec.json"));
+                    .arg(default_model().join("feature_spec.json"))
+                    .env("FRAUDCTL_DATABASE_URL", &self.db.url);
             }
             Stage::Score => {
                 cmd.arg("--model-dir").arg(default_model());

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use fraudctl::stagefile::{read_header, Rejected, StageReader, REJECTED_SCHEMA};
 use fraudctl::transaction::Transaction;
-use fraudctl::transform::{Derived, FeatureSpec};
+use fraudctl::transform::{Derived, FeatureSpec, Recent};
 use libfuzzer_sys::fuzz_target;
 
 /// The default model's feature spec, as `transform` uses it.
@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
     let mut values = Vec::new();
     read_all::<Transaction>(path, "fraudctl.raw", |tx| {
         let derived = Derived::of(&tx, spec().time_zone);
-        spec().compute(&tx, &derived, &mut values);
+        spec().compute(&tx, &derived, Some(&Recent::default()), &mut values);
     });
     // score -> load: the transaction as load encodes it for COPY.
     read_all::<Scored>(path, "fraudctl.scored", |r| {

@@ -75,6 +75,7 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
     let scored = dir.scored();
     require_input(&scored, "score")?;
     let mut input = StageReader::<ScoredRecord>::open(&scored, SCORED_SCHEMA)?;
+    let captured_at = dir.captured_at()?;
     log_started("load", input.header().records());
     let sessions = usize::from(args.connections);
     let mut clients = (0..sessions)
@@ -128,7 +129,7 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
     }
     let (inserted, updated) = if sessions == 1 {
         let mut txn = txns.pop().expect("one session");
-        let counts = upsert(&mut txn, &dir.run_id)?;
+        let counts = upsert(&mut txn, &dir.run_id, captured_at)?;
         record_audit(&mut txn, &dir, records, counts)?;
         txn.commit().context("committing the load")?;
         counts
@@ -139,7 +140,7 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
                 .map(|mut txn| {
                     let run_id = &dir.run_id;
                     scope.spawn(move || -> Result<(i64, i64)> {
-                        let counts = upsert(&mut txn, run_id)?;
+                        let counts = upsert(&mut txn, run_id, captured_at)?;
                         txn.commit().context("committing the load")?;
                         Ok(counts)
                     })
@@ -177,9 +178,13 @@ fn send(writer: &mut postgres::CopyInWriter<'_>, bytes: &[u8]) -> Result<()> {
 }
 
 /// Staging → payments_scored; returns the counts of inserted and of updated rows.
-fn upsert(txn: &mut postgres::Transaction<'_>, run_id: &str) -> Result<(i64, i64)> {
+fn upsert(
+    txn: &mut postgres::Transaction<'_>,
+    run_id: &str,
+    captured_at: chrono::DateTime<chrono::Utc>,
+) -> Result<(i64, i64)> {
     let row = txn
-        .query_one(UPSERT, &[&run_id])
+        .query_one(UPSERT, &[&run_id, &captured_at])
         .context("upserting into payments_scored")?;
     Ok((row.get(0), row.get(1)))
 }

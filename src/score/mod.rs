@@ -146,12 +146,13 @@ impl LocalModel {
         })
     }
 
-    /// Scores a transaction from scratch (features computed with this model's own spec).
+    /// Scores a transaction from scratch (features computed with this model's own spec, which
+    /// reads no card history: checked when the fallback is set up).
     fn score_tx(&self, tx_json: &str, values: &mut Vec<f64>) -> Result<f64> {
         let tx: Transaction =
             serde_json::from_str(tx_json).context("scored record holds an invalid transaction")?;
         let derived = Derived::of(&tx, self.spec.time_zone);
-        self.spec.compute(&tx, &derived, values);
+        self.spec.compute(&tx, &derived, None, values);
         let row: Vec<Option<f64>> = values.iter().map(|v| Some(*v)).collect();
         Ok(self.model.predict(&row))
     }
@@ -341,9 +342,34 @@ fn score_local(
     )
 }
 
+/// A row of a SageMaker batch: its transaction and derived values, and its features when the
+/// local fallback can use them as they are (computed with its own spec).
+struct BatchRow {
+    tx: Box<RawValue>,
+    derived: Box<RawValue>,
+    features: Option<Vec<Option<f64>>>,
+}
+
 /// Rows of one SageMaker batch, kept to write them once their scores arrive.
 struct Batch {
-    rows: Vec<(Box<RawValue>, Box<RawValue>)>,
+    rows: Vec<BatchRow>,
+}
+
+/// What the local fallback scores from: the records' own features when they were computed with
+/// its spec, else features it recomputes from the transaction with its spec, which it can only
+/// do when that spec reads no card history (the history is `transform`'s to read).
+fn fallback_reuses_features(local: &LocalModel, features_sha256: Option<&str>) -> Result<bool> {
+    if features_sha256 == Some(local.spec.sha256.as_str()) {
+        return Ok(true);
+    }
+    if local.spec.has_history() {
+        return Err(Failure::Config(format!(
+            "the local fallback model ({}) reads card history, but features.jsonl was computed with another feature spec: run `fraudctl transform` with the fallback model's spec, or set --fallback none",
+            local.spec.name
+        ))
+        .into());
+    }
+    Ok(false)
 }
 
 async fn score_sagemaker(
@@ -359,6 +385,13 @@ async fn score_sagemaker(
     let mut batch = Batch { rows: Vec::new() };
     let mut row = Vec::new();
     let mut version = format!("sagemaker:{}", endpoint.name);
+    let reuse = match fallback {
+        Some(local) => fallback_reuses_features(
+            local,
+            input.header().meta["feature_spec"]["sha256"].as_str(),
+        )?,
+        None => false,
+    };
     let mut values = Vec::new();
     let mut features = Vec::new();
     let mut records = 0u64;
@@ -376,7 +409,11 @@ async fn score_sagemaker(
                     ))
                     .into());
                 }
-                Some((r.tx.to_owned(), r.derived.to_owned()))
+                Some(BatchRow {
+                    tx: r.tx.to_owned(),
+                    derived: r.derived.to_owned(),
+                    features: reuse.then(|| features.clone()),
+                })
             }
             None => None,
         };
@@ -433,16 +470,19 @@ fn write_batch(
     match result {
         Ok((scores, variant)) => {
             *version = format!("sagemaker:{}/{variant}", endpoint.name);
-            for ((tx, derived), p) in batch.rows.iter().zip(scores) {
-                out.write(tx, derived, p, version, "sagemaker")?;
+            for (r, p) in batch.rows.iter().zip(scores) {
+                out.write(&r.tx, &r.derived, p, version, "sagemaker")?;
             }
         }
         Err(sagemaker::InvokeError::Unavailable(msg)) => match fallback {
             Some(local) => {
                 tracing::warn!(endpoint = endpoint.target(), rows = batch.rows.len(), error = %msg, "SageMaker unavailable, scoring the batch with the local model (marked needs_rescore)");
-                for (tx, derived) in &batch.rows {
-                    let p = local.score_tx(tx.get(), values)?;
-                    out.write(tx, derived, p, &local.version, "local-fallback")?;
+                for r in &batch.rows {
+                    let p = match &r.features {
+                        Some(features) => local.model.predict(features),
+                        None => local.score_tx(r.tx.get(), values)?,
+                    };
+                    out.write(&r.tx, &r.derived, p, &local.version, "local-fallback")?;
                 }
             }
             None => {

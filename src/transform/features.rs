@@ -7,6 +7,7 @@ use chrono::{Datelike, Timelike};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use super::history::Recent;
 use super::murmur3::murmur3_32;
 use super::spec::{Block, FeatureSpec, Field, Numeric};
 use crate::transaction::Transaction;
@@ -85,11 +86,22 @@ fn numeric(tx: &Transaction, derived: &Derived, n: Numeric) -> f64 {
 }
 
 impl FeatureSpec {
-    /// Writes the spec's columns for `tx` into `out` (cleared first).
-    pub fn compute(&self, tx: &Transaction, derived: &Derived, out: &mut Vec<f64>) {
+    /// Writes the spec's columns for `tx` into `out` (cleared first). `recent` is the card's
+    /// history, which a spec with a `card_history` block needs (see [`FeatureSpec::has_history`]).
+    pub fn compute(
+        &self,
+        tx: &Transaction,
+        derived: &Derived,
+        recent: Option<&Recent>,
+        out: &mut Vec<f64>,
+    ) {
         out.clear();
         for block in &self.blocks {
             match block {
+                Block::CardHistory(features) => {
+                    let recent = recent.expect("the card history of a spec that reads it");
+                    out.extend(features.iter().map(|f| recent.value(*f)));
+                }
                 Block::Numeric(features) => {
                     out.extend(features.iter().map(|n| numeric(tx, derived, *n)))
                 }

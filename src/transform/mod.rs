@@ -2,6 +2,7 @@
 //! (`features.jsonl`), driven by the feature spec the model ships.
 
 mod features;
+pub mod history;
 mod murmur3;
 mod spec;
 
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 pub use features::{haversine_km, Derived};
+pub use history::{CardHistory, Recent};
 pub use spec::FeatureSpec;
 
 use crate::extract::RAW_SCHEMA;
@@ -39,6 +41,12 @@ pub struct TransformArgs {
         default_value = "model/default/feature_spec.json"
     )]
     pub feature_spec: PathBuf,
+
+    /// The database whose `payments_scored` holds the cards' earlier payments: read only when
+    /// the spec has a `card_history` block.
+    #[cfg(feature = "services")]
+    #[command(flatten)]
+    pub db: crate::db::DbArgs,
 }
 
 /// A record of `features.jsonl`, as read by `score`. The features stay JSON text until
@@ -94,6 +102,9 @@ pub struct TransformSummary {
     pub rejected: u64,
     pub feature_spec: String,
     pub columns: usize,
+    /// Earlier payments of the batch's cards read from the database (specs with card history).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_payments: Option<u64>,
 }
 
 pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
@@ -101,6 +112,11 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
     let spec = FeatureSpec::load(&args.feature_spec)?;
     require_input(&dir.raw(), "extract")?;
     let mut input = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
+    // Before anything is written: a database that cannot be read fails the stage (exit 3).
+    let history = match spec.has_history() {
+        true => Some(card_history(args, &dir)?),
+        false => None,
+    };
     log_started("transform", input.header().records());
     let meta = serde_json::json!({
         "feature_spec": { "name": spec.name, "sha256": spec.sha256, "columns": spec.columns },
@@ -122,7 +138,10 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
     parallel::map_chunks(
         &mut input,
         || Vec::with_capacity(spec.width()),
-        |values, chunk| Ok(transform_chunk(&spec, &raw_path, chunk, values)),
+        |values, chunk| {
+            let history = history.as_ref().map(|(h, _)| h);
+            Ok(transform_chunk(&spec, history, &raw_path, chunk, values))
+        },
         |done| {
             output.write_lines(&done.lines, done.records)?;
             done.rejected.iter().try_for_each(|r| rejected.write(r))
@@ -138,7 +157,47 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
         rejected: rejected_n,
         columns: spec.width(),
         feature_spec: spec.name,
+        known_payments: history.map(|(_, known)| known),
     })
+}
+
+/// The history of the batch's cards: the batch itself (a first pass over `raw.jsonl`) and the
+/// payments loaded before it was captured; with how many of those were read.
+#[cfg(feature = "services")]
+fn card_history(args: &TransformArgs, dir: &RunDir) -> Result<(CardHistory, u64)> {
+    let captured_at = dir.captured_at()?;
+    let mut client = args.db.connect()?;
+    let mut builder = history::Builder::default();
+    let mut batch = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
+    parallel::map_chunks(
+        &mut batch,
+        || (),
+        |_, chunk| {
+            // Records that are not transactions are rejected by the second pass; they have no
+            // place in anyone's history either.
+            Ok(chunk
+                .lines()
+                .filter_map(|(_, line)| serde_json::from_str::<Transaction>(line).ok())
+                .collect::<Vec<_>>())
+        },
+        |txs| {
+            txs.iter().for_each(|tx| builder.add_batch(tx));
+            Ok(())
+        },
+    )?;
+    let known = history::fetch_known(&mut client, &mut builder, captured_at)?;
+    tracing::info!(known_payments = known, "read the cards' earlier payments");
+    Ok((builder.finish(), known))
+}
+
+/// A library built without the `services` feature (the fuzz build) has no database client.
+#[cfg(not(feature = "services"))]
+fn card_history(_: &TransformArgs, _: &RunDir) -> Result<(CardHistory, u64)> {
+    Err(crate::error::Failure::Config(
+        "this fraudctl was built without the `services` feature: it cannot read card history"
+            .into(),
+    )
+    .into())
 }
 
 /// What one chunk of `raw.jsonl` became.
@@ -153,6 +212,7 @@ struct Transformed {
 /// "derived": {...}, "features": [...]}`, or a rejected record.
 fn transform_chunk(
     spec: &FeatureSpec,
+    history: Option<&CardHistory>,
     raw_path: &Path,
     chunk: &Chunk,
     values: &mut Vec<f64>,
@@ -168,7 +228,8 @@ fn transform_chunk(
         match serde_json::from_str::<Transaction>(line) {
             Ok(tx) => {
                 let derived = Derived::of(&tx, spec.time_zone);
-                spec.compute(&tx, &derived, values);
+                let recent = history.map(|h| h.recent(&tx));
+                spec.compute(&tx, &derived, recent.as_ref(), values);
                 let out = &mut done.lines;
                 out.extend_from_slice(b"{\"tx\":");
                 out.extend_from_slice(line.as_bytes());

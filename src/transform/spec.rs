@@ -41,6 +41,9 @@ enum BlockFile {
         #[serde(default)]
         prefix: Option<String>,
     },
+    CardHistory {
+        features: Vec<HistoryFeature>,
+    },
 }
 
 fn yes() -> bool {
@@ -65,6 +68,25 @@ pub enum Numeric {
     DayOfWeek,
     Age,
     DistanceKm,
+}
+
+/// The features of a `card_history` block: the card's earlier payments (docs/feature-spec.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum HistoryFeature {
+    CardCount1h,
+    CardCount24h,
+    CardCount7d,
+    CardCount30d,
+    CardAmtSum1h,
+    CardAmtSum24h,
+    CardAmtSum7d,
+    CardAmtRatio30d,
+    CardSecsSincePrev,
+    CardKmFromPrev,
+    CardKmhFromPrev,
+    CardCategories24h,
+    CardNewCategory30d,
 }
 
 /// Transaction fields a one-hot or hashing block can read.
@@ -92,6 +114,7 @@ pub enum Block {
         n_features: usize,
         alternate_sign: bool,
     },
+    CardHistory(Vec<HistoryFeature>),
 }
 
 /// A checked feature spec.
@@ -167,6 +190,10 @@ impl FeatureSpec {
                         alternate_sign,
                     }
                 }
+                BlockFile::CardHistory { features } => {
+                    columns.extend(features.iter().map(|f| f.name().to_string()));
+                    Block::CardHistory(features)
+                }
             });
         }
         if columns.is_empty() {
@@ -183,6 +210,66 @@ impl FeatureSpec {
 
     pub fn width(&self) -> usize {
         self.columns.len()
+    }
+
+    /// Whether the spec reads the cards' history (then `transform` needs the database).
+    pub fn has_history(&self) -> bool {
+        self.blocks
+            .iter()
+            .any(|b| matches!(b, Block::CardHistory(_)))
+    }
+}
+
+impl TryFrom<String> for HistoryFeature {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        HistoryFeature::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = HistoryFeature::ALL.iter().map(|f| f.name()).collect();
+                format!(
+                    "unknown card_history feature {name:?}, expected one of {}",
+                    known.join(", ")
+                )
+            })
+    }
+}
+
+impl HistoryFeature {
+    pub const ALL: [HistoryFeature; 13] = [
+        HistoryFeature::CardCount1h,
+        HistoryFeature::CardCount24h,
+        HistoryFeature::CardCount7d,
+        HistoryFeature::CardCount30d,
+        HistoryFeature::CardAmtSum1h,
+        HistoryFeature::CardAmtSum24h,
+        HistoryFeature::CardAmtSum7d,
+        HistoryFeature::CardAmtRatio30d,
+        HistoryFeature::CardSecsSincePrev,
+        HistoryFeature::CardKmFromPrev,
+        HistoryFeature::CardKmhFromPrev,
+        HistoryFeature::CardCategories24h,
+        HistoryFeature::CardNewCategory30d,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HistoryFeature::CardCount1h => "card_count_1h",
+            HistoryFeature::CardCount24h => "card_count_24h",
+            HistoryFeature::CardCount7d => "card_count_7d",
+            HistoryFeature::CardCount30d => "card_count_30d",
+            HistoryFeature::CardAmtSum1h => "card_amt_sum_1h",
+            HistoryFeature::CardAmtSum24h => "card_amt_sum_24h",
+            HistoryFeature::CardAmtSum7d => "card_amt_sum_7d",
+            HistoryFeature::CardAmtRatio30d => "card_amt_ratio_30d",
+            HistoryFeature::CardSecsSincePrev => "card_secs_since_prev",
+            HistoryFeature::CardKmFromPrev => "card_km_from_prev",
+            HistoryFeature::CardKmhFromPrev => "card_kmh_from_prev",
+            HistoryFeature::CardCategories24h => "card_categories_24h",
+            HistoryFeature::CardNewCategory30d => "card_new_category_30d",
+        }
     }
 }
 

@@ -92,11 +92,48 @@ def read_stage(path, schema):
 
 
 @pytest.fixture(scope="session")
-def fraudctl_run(fraudctl, run, sample_path, tmp_path_factory):
-    """Runs extract (the whole sample) and transform with a feature spec, then score with a model
-    directory if given, in a fresh run directory; returns that directory (one per arguments)."""
+def new_database(fraudctl, run):
+    """Makes new, migrated databases on the test cluster (FRAUDCTL_TEST_ADMIN_URL, which
+    scripts/test.sh sets), dropped at the end of the session; returns their URLs."""
+    admin = os.environ.get("FRAUDCTL_TEST_ADMIN_URL")
+    if not admin:
+        pytest.fail("FRAUDCTL_TEST_ADMIN_URL is not set: run the tests with scripts/test.sh, or "
+                    "start PostgreSQL with scripts/pg.sh start and export the URL it prints",
+                    pytrace=False)
+    made = []
+
+    def make():
+        url = f"{admin.rsplit('/', 1)[0]}/fraudctl_python_{os.getpid()}_{len(made)}"
+        run([fraudctl, "migrate", "--create-database"],
+            {"PATH": os.environ.get("PATH", ""), "FRAUDCTL_DATABASE_URL": url})
+        made.append(url.rsplit("/", 1)[1])
+        return url
+    yield make
+    for name in made:
+        subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+                       capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def database_url(new_database):
+    """A database nothing is loaded into: transform finds there no earlier payment."""
+    return new_database()
+
+
+@pytest.fixture(scope="session")
+def stage_env(database_url):
+    """The environment of the stages: the test's card-hash key and database, nothing inherited."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDCTL_")}
-    env["FRAUDCTL_PAN_HASH_KEY"] = "python-parity-tests"
+    return {**env, "FRAUDCTL_PAN_HASH_KEY": "python-parity-tests",
+            "FRAUDCTL_DATABASE_URL": database_url}
+
+
+@pytest.fixture(scope="session")
+def fraudctl_run(fraudctl, run, sample_path, tmp_path_factory, stage_env):
+    """Runs extract (the whole sample) and transform with a feature spec, then score with a model
+    directory if given, in a fresh run directory; returns that directory (one per arguments).
+    Nothing is loaded: the cards' history is the sample itself."""
+    env = stage_env
     done = {}
 
     def run_stages(feature_spec, model_dir=None):

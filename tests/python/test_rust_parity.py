@@ -1,6 +1,9 @@
 """`fraudctl` (Rust) against the Python references, on every row of the sample: the features of
 both feature specs and the local XGBoost scorer's probabilities. Skipped when the binary is not
 built (FRAUDCTL_BIN, default target/release/fraudctl)."""
+import json
+import shutil
+
 import numpy as np
 import pytest
 import xgboost
@@ -72,3 +75,68 @@ def test_probabilities_equal_xgboost(scored):
 def test_frauds_rank_far_above_legit_rows(scored, sample):
     _, rust_probability = scored
     assert roc_auc_score(sample["is_fraud"], rust_probability) > 0.95
+
+
+EVERY_HISTORY = {"schema": features.SPEC_SCHEMA, "version": 1, "name": "every-history-feature",
+                 "time_zone": "UTC",
+                 "blocks": [{"type": "card_history", "features": list(features.HISTORY_FEATURES)}]}
+
+
+@pytest.fixture(scope="module")
+def replayed_in_runs(fraudctl, run, sample_path, tmp_path_factory, new_database, stage_env):
+    """The sample replayed through extract → transform → score → load as three consecutive runs
+    (each one's earlier payments only in the database); returns the run directories and the
+    database, and each run's features.jsonl as transform wrote it then."""
+    env = {**stage_env, "FRAUDCTL_DATABASE_URL": new_database()}
+    root = tmp_path_factory.mktemp("runs")
+    lines = sample_path.read_text(encoding="utf-8").splitlines()
+    header, rows = lines[0], lines[1:]
+    dirs, first_features = [], []
+    for k in range(3):
+        part = root / f"part{k}.csv"
+        part.write_text("\n".join([header, *rows[k * len(rows) // 3:(k + 1) * len(rows) // 3]]) + "\n")
+        run_dir = root / f"run{k}"
+        for stage in (["extract", "--from-csv", part], ["transform", "--feature-spec", DEFAULT_SPEC],
+                      ["score", "--model-dir", DEFAULT_MODEL], ["load"]):
+            run([fraudctl, stage[0], "--run-dir", run_dir, *stage[1:]], env)
+        dirs.append(run_dir)
+        first_features.append((run_dir / "features.jsonl").read_text().splitlines()[1:])
+    return dirs, env, first_features
+
+
+def features_by_trans_num(paths):
+    """Every record's features (null → NaN), by trans_num, from features.jsonl files."""
+    out = {}
+    for path in paths:
+        _, records = read_stage(path, "fraudctl.features")
+        out.update({r["tx"]["trans_num"]: [np.nan if v is None else v for v in r["features"]]
+                    for r in records})
+    return out
+
+
+def test_history_split_between_database_and_batch_equals_features_py(
+        replayed_in_runs, fraudctl, run, sample, tmp_path):
+    """Every history feature, each run transformed again after all three were loaded (so later
+    payments sit in the database): bit for bit what features.py computes over the whole CSV."""
+    dirs, env, _ = replayed_in_runs
+    spec_file = tmp_path / "every_history.json"
+    spec_file.write_text(json.dumps(EVERY_HISTORY))
+    again = []
+    for run_dir in dirs:
+        copy = tmp_path / run_dir.name
+        copy.mkdir()
+        shutil.copy(run_dir / "raw.jsonl", copy / "raw.jsonl")  # the same capture time
+        run([fraudctl, "transform", "--run-dir", copy, "--feature-spec", spec_file], env)
+        again.append(copy / "features.jsonl")
+    rust = features_by_trans_num(again)
+    python = features.compute(EVERY_HISTORY, sample)
+    matrix = np.array([rust[t] for t in sample["trans_num"]])
+    np.testing.assert_array_equal(matrix, python.to_numpy())
+    assert np.nanmax(python["card_count_30d"].to_numpy()) > 0, "the runs share cards' history"
+
+
+def test_features_of_a_run_never_change_after_later_runs_are_loaded(replayed_in_runs, fraudctl, run):
+    dirs, env, first_features = replayed_in_runs
+    for run_dir, first in zip(dirs, first_features):
+        run([fraudctl, "transform", "--run-dir", run_dir, "--feature-spec", DEFAULT_SPEC], env)
+        assert (run_dir / "features.jsonl").read_text().splitlines()[1:] == first, run_dir.name

@@ -103,7 +103,8 @@ impl RunDir {
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
-    /// `fraudctl STAGE --run-dir DIR --run-id test-run`.
+    /// `fraudctl STAGE --run-dir DIR --run-id test-run`. `transform` reads the cards' history
+    /// from [`no_history_db`] unless the test sets FRAUDCTL_DATABASE_URL to a database of its own.
     pub fn stage(&self, stage: &str) -> Command {
         let mut cmd = fraudctl();
         cmd.arg(stage)
@@ -111,6 +112,9 @@ impl RunDir {
             .arg(self.path())
             .arg("--run-id")
             .arg("test-run");
+        if stage == "transform" {
+            cmd.env("FRAUDCTL_DATABASE_URL", no_history_db());
+        }
         cmd
     }
     /// The records of a stage file (header dropped), parsed.
@@ -209,6 +213,24 @@ impl TestDb {
         );
         String::from_utf8(out.stdout).expect("pg_dump prints UTF-8")
     }
+}
+
+/// A migrated database no test loads into, shared by the tests: where `transform` finds no earlier
+/// payment (the history of a batch is then the batch itself). Created once per cluster.
+pub fn no_history_db() -> String {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        let admin = admin_url();
+        let url = format!(
+            "{}/fraudctl_test_no_history",
+            admin.rsplit_once('/').expect("URL with a database").0
+        );
+        ok(fraudctl()
+            .args(["migrate", "--create-database"])
+            .env("FRAUDCTL_DATABASE_URL", &url));
+        url
+    })
+    .clone()
 }
 
 impl Drop for TestDb {
