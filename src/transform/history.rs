@@ -6,8 +6,12 @@
 //! Point in time: a payment's history is its card's payments strictly before its own time; a
 //! payment at the same millisecond is not in it. Nothing here depends on the order in which
 //! payments arrive: the same known payments give the same features, bit for bit.
+//!
+//! Memory: 48 bytes a payment of the batch and a loaded payment of its cards in the batch's time
+//! span (two flat arrays, sorted by card and time), plus, while the database is read, the
+//! batch's distinct cards (32 bytes each) and trans_nums (8 bytes each).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::features::haversine_km;
 use super::spec::HistoryFeature;
@@ -18,158 +22,234 @@ const DAY_MS: i64 = 24 * HOUR_MS;
 /// How far back the history goes: every feature reads at most the last 30 days.
 pub const HORIZON_MS: i64 = 30 * DAY_MS;
 
+/// A card: the first 128 bits of its `cc_hash`. The hash is an HMAC-SHA256, so two cards share
+/// a prefix with a probability of about 2^-128 a pair.
+type Card = u128;
+
+/// The card of a `cc_hash` (64 hex digits), `None` for anything else.
+fn card_of(cc_hash: &str) -> Option<Card> {
+    if cc_hash.len() != 64 || !cc_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u128::from_str_radix(&cc_hash[..32], 16).ok()
+}
+
 /// What the history keeps of a payment.
 #[derive(Debug, Clone, Copy)]
-struct Payment {
+pub struct Payment {
+    card: Card,
     time_ms: i64,
     merch_lat: f64,
     merch_long: f64,
     /// The amount in whole cents.
     cents: i32,
     category: u32,
-    card: u32,
 }
 
-/// A card's key: the 32 bytes of its `cc_hash`.
-pub type CardKey = [u8; 32];
-
-/// The `cc_hash` of a transaction or a row as a [`CardKey`] (`None`: not 64 hex digits).
-pub fn card_key(cc_hash: &str) -> Option<CardKey> {
-    let mut key = [0u8; 32];
-    hex::decode_to_slice(cc_hash, &mut key).ok()?;
-    Some(key)
-}
-
-/// Collects the known payments of a batch's cards, then [`Builder::finish`] orders them.
-#[derive(Default)]
+/// Collects a batch's payments (first pass over `raw.jsonl`), then the loaded ones of its
+/// cards ([`fetch_known`]), then [`Builder::finish`] orders them.
 pub struct Builder {
-    cards: HashMap<CardKey, u32>,
+    batch: Vec<Payment>,
+    /// The batch's cards, in full (what the database query asks for).
+    cards: Vec<[u8; 32]>,
+    /// The batch's trans_nums (64 bits of their de-duplication keys): a loaded row with one of
+    /// them is the same payment, counted once, from the batch.
+    trans_nums: Vec<u64>,
     categories: HashMap<String, u32>,
-    payments: Vec<Payment>,
-    /// The batch's trans_nums (their de-duplication keys): a loaded row with one of them is the
-    /// same payment, counted once, from the batch.
-    batch: HashSet<u128>,
     /// The batch's time span, `min..=max`.
     span: Option<(i64, i64)>,
 }
 
 impl Builder {
-    /// A payment of the batch (every valid record of `raw.jsonl`).
-    pub fn add_batch(&mut self, tx: &Transaction) {
-        let Some(key) = card_key(&tx.cc_hash) else {
-            return; // not a fraudctl cc_hash: the card has no history to share
-        };
-        self.batch
-            .insert(crate::extract::trans_num_key(&tx.trans_num));
-        self.span = Some(match self.span {
-            None => (tx.trans_time_ms, tx.trans_time_ms),
-            Some((lo, hi)) => (lo.min(tx.trans_time_ms), hi.max(tx.trans_time_ms)),
-        });
-        let card = self.card_id(key);
-        self.push(
-            card,
-            tx.trans_time_ms,
-            tx.amt_cents(),
-            tx.merch_lat,
-            tx.merch_long,
-            &tx.category,
-        );
-    }
-
-    /// The cards of the batch so far.
-    pub fn cards(&self) -> impl Iterator<Item = &CardKey> {
-        self.cards.keys()
-    }
-
-    /// The time span of the history the batch needs: from 30 days before its first payment to
-    /// its last (excluded); `None` for an empty batch.
-    pub fn needed_span(&self) -> Option<(i64, i64)> {
-        self.span.map(|(lo, hi)| (lo - HORIZON_MS, hi))
-    }
-
-    /// A payment loaded before the batch was captured. Ignored when the batch holds the same
-    /// trans_num (counted once, from the batch) or its card is not in the batch.
-    #[allow(clippy::too_many_arguments)]
-    pub fn add_known(
-        &mut self,
-        card: &CardKey,
-        trans_num: &str,
-        time_ms: i64,
-        cents: i64,
-        merch_lat: f64,
-        merch_long: f64,
-        category: &str,
-    ) {
-        let Some(&card) = self.cards.get(card) else {
-            return;
-        };
-        if self
-            .batch
-            .contains(&crate::extract::trans_num_key(trans_num))
-        {
-            return;
+    /// A builder for a batch of about `records` payments.
+    pub fn with_capacity(records: usize) -> Self {
+        Builder {
+            batch: Vec::with_capacity(records),
+            cards: Vec::with_capacity(records),
+            trans_nums: Vec::with_capacity(records),
+            categories: HashMap::new(),
+            span: None,
         }
-        self.push(card, time_ms, cents, merch_lat, merch_long, category);
     }
 
-    fn card_id(&mut self, key: CardKey) -> u32 {
-        let next = self.cards.len() as u32;
-        *self.cards.entry(key).or_insert(next)
+    /// A payment of the batch, read by [`BatchEntry::of`] (on any thread).
+    pub fn add(&mut self, entry: BatchEntry) {
+        let BatchEntry {
+            full,
+            trans_num,
+            category,
+            mut payment,
+        } = entry;
+        self.cards.push(full);
+        self.trans_nums.push(trans_num);
+        let t = payment.time_ms;
+        self.span = Some(self.span.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+        payment.category = self.category_id(&category);
+        self.batch.push(payment);
     }
 
-    fn push(&mut self, card: u32, time_ms: i64, cents: i64, lat: f64, long: f64, category: &str) {
+    fn category_id(&mut self, category: &str) -> u32 {
         let next = self.categories.len() as u32;
-        let category = match self.categories.get(category) {
+        match self.categories.get(category) {
             Some(&id) => id,
             None => *self.categories.entry(category.to_string()).or_insert(next),
-        };
-        self.payments.push(Payment {
+        }
+    }
+
+    fn payment(
+        &mut self,
+        card: Card,
+        time_ms: i64,
+        cents: i64,
+        lat: f64,
+        long: f64,
+        category: &str,
+    ) -> Payment {
+        Payment {
+            card,
             time_ms,
             merch_lat: lat,
             merch_long: long,
             cents: i32::try_from(cents).expect("amounts are validated under 10^6"),
-            category,
-            card,
-        });
+            category: self.category_id(category),
+        }
     }
 
-    /// Orders each card's payments by time and sums their amounts.
-    pub fn finish(mut self) -> CardHistory {
-        self.payments.sort_unstable_by_key(|p| (p.card, p.time_ms));
-        let mut ranges = vec![(0u32, 0u32); self.cards.len()];
-        let mut cents_before = Vec::with_capacity(self.payments.len() + 1);
-        let mut total = 0i64;
+    /// Orders the batch and the loaded payments by card and time and sums their amounts.
+    pub fn finish(self, known: Vec<Payment>) -> CardHistory {
+        CardHistory {
+            batch: Timeline::new(self.batch),
+            known: Timeline::new(known),
+            categories: self.categories,
+        }
+    }
+}
+
+/// What the history takes of a payment of the batch, read where the record was parsed.
+pub struct BatchEntry {
+    full: [u8; 32],
+    trans_num: u64,
+    category: String,
+    payment: Payment,
+}
+
+impl BatchEntry {
+    /// `None` for a transaction whose `cc_hash` is not fraudctl's (its card has no history).
+    pub fn of(tx: &Transaction) -> Option<Self> {
+        let card = card_of(&tx.cc_hash)?;
+        let mut full = [0u8; 32];
+        hex::decode_to_slice(&tx.cc_hash, &mut full).ok()?;
+        Some(BatchEntry {
+            full,
+            trans_num: trans_num_key(&tx.trans_num),
+            category: tx.category.clone(),
+            payment: Payment {
+                card,
+                time_ms: tx.trans_time_ms,
+                merch_lat: tx.merch_lat,
+                merch_long: tx.merch_long,
+                cents: i32::try_from(tx.amt_cents()).expect("amounts are validated under 10^6"),
+                category: 0,
+            },
+        })
+    }
+}
+
+/// The 64 bits of a trans_num's de-duplication key that the history compares.
+fn trans_num_key(trans_num: &str) -> u64 {
+    crate::extract::trans_num_key(trans_num) as u64
+}
+
+/// Payments sorted by card and time, with the running sum of their amounts, and an index by
+/// the cards' leading bits (cards are hash values, spread evenly: a bucket holds about one
+/// card), so that finding a card's payments costs no search over the whole array.
+struct Timeline {
+    payments: Vec<Payment>,
+    /// `cents_before[i]`: the sum of the amounts of `payments[..i]`.
+    cents_before: Vec<i64>,
+    /// `buckets[b]..buckets[b + 1]`: the payments whose card's leading bits are `b`.
+    buckets: Vec<u32>,
+    /// A card's bucket is `card >> shift`.
+    shift: u32,
+}
+
+impl Timeline {
+    fn new(mut payments: Vec<Payment>) -> Self {
+        payments.sort_unstable_by_key(|p| (p.card, p.time_ms));
+        payments.shrink_to_fit();
+        let mut cents_before = Vec::with_capacity(payments.len() + 1);
         cents_before.push(0);
-        for (i, p) in self.payments.iter().enumerate() {
-            let range = &mut ranges[p.card as usize];
-            if range.1 == 0 {
-                range.0 = i as u32;
-            }
-            range.1 = i as u32 + 1;
+        let mut total = 0;
+        for p in &payments {
             total += i64::from(p.cents);
             cents_before.push(total);
         }
-        self.batch = HashSet::new();
-        CardHistory {
-            cards: self.cards,
-            ranges,
-            categories: self.categories,
-            payments: self.payments,
-            cents_before,
+        let bits = payments.len().next_power_of_two().trailing_zeros();
+        let shift = 128 - bits;
+        let bucket = |card: Card| {
+            if bits == 0 {
+                0
+            } else {
+                (card >> shift) as usize
+            }
+        };
+        let mut buckets = vec![0u32; (1 << bits) + 1];
+        for p in &payments {
+            buckets[bucket(p.card) + 1] += 1;
         }
+        for b in 1..buckets.len() {
+            buckets[b] += buckets[b - 1];
+        }
+        Timeline {
+            payments,
+            cents_before,
+            buckets,
+            shift,
+        }
+    }
+
+    /// `card`'s payments strictly before `t`.
+    fn before(&self, card: Card, t: i64) -> Before<'_> {
+        let b = if self.shift == 128 {
+            0
+        } else {
+            (card >> self.shift) as usize
+        };
+        let (lo, hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
+        let bucket = &self.payments[lo..hi];
+        let start = lo + bucket.partition_point(|p| p.card < card);
+        let end = lo + bucket.partition_point(|p| (p.card, p.time_ms) < (card, t));
+        Before {
+            payments: &self.payments[start..end],
+            cents_before: &self.cents_before[start..=end],
+        }
+    }
+}
+
+/// One card's payments before a time, in one timeline.
+struct Before<'a> {
+    payments: &'a [Payment],
+    /// The running sums from the first of them on (one more than `payments`).
+    cents_before: &'a [i64],
+}
+
+impl Before<'_> {
+    /// The payments from `since` on: how many, their amounts in cents, and the slice.
+    fn since(&self, since: i64) -> (u32, i64, &[Payment]) {
+        let first = self.payments.partition_point(|p| p.time_ms < since);
+        let cents = self.cents_before[self.payments.len()] - self.cents_before[first];
+        let slice = &self.payments[first..];
+        (slice.len() as u32, cents, slice)
     }
 }
 
 /// Every known payment of each card of a batch, by card and time.
 pub struct CardHistory {
-    cards: HashMap<CardKey, u32>,
-    /// Each card's payments: `payments[start..end]`.
-    ranges: Vec<(u32, u32)>,
+    /// The batch's own payments.
+    batch: Timeline,
+    /// The loaded payments of the batch's cards, captured before it.
+    known: Timeline,
     categories: HashMap<String, u32>,
-    payments: Vec<Payment>,
-    /// `cents_before[i]`: the sum of the amounts of `payments[..i]` (sums over a range are a
-    /// difference).
-    cents_before: Vec<i64>,
 }
 
 /// What the features of one payment read from its history.
@@ -190,42 +270,47 @@ pub struct Recent {
 const WINDOWS_MS: [i64; 4] = [HOUR_MS, DAY_MS, 7 * DAY_MS, HORIZON_MS];
 
 impl CardHistory {
-    /// The history of `tx` (a payment of the batch the history was built for).
+    /// The history of `tx` (a payment of the batch the history was built for): its card's
+    /// payments before it, from the batch and from the database, taken together.
     pub fn recent(&self, tx: &Transaction) -> Recent {
         let mut recent = Recent {
             amount_cents: tx.amt_cents(),
             ..Recent::default()
         };
-        let Some(&card) = card_key(&tx.cc_hash).and_then(|k| self.cards.get(&k)) else {
+        let Some(card) = card_of(&tx.cc_hash) else {
             return recent;
         };
-        let (start, end) = self.ranges[card as usize];
-        let (start, end) = (start as usize, end as usize);
-        let card_payments = &self.payments[start..end];
         let t = tx.trans_time_ms;
-        let before = card_payments.partition_point(|q| q.time_ms < t);
-        let from =
-            |window: i64| card_payments[..before].partition_point(|q| q.time_ms < t - window);
+        let parts = [&self.batch, &self.known].map(|timeline| timeline.before(card, t));
         for (i, window) in WINDOWS_MS.into_iter().enumerate() {
-            let first = from(window);
-            recent.counts[i] = (before - first) as u32;
-            recent.cents[i] = self.cents_before[start + before] - self.cents_before[start + first];
+            for part in &parts {
+                let (count, cents, _) = part.since(t - window);
+                recent.counts[i] += count;
+                recent.cents[i] += cents;
+            }
         }
-        let month = &card_payments[from(HORIZON_MS)..before];
-        if let Some(last) = month.last() {
+        let month = parts.each_ref().map(|p| p.since(t - HORIZON_MS).2);
+        if let Some(latest) = month
+            .iter()
+            .filter_map(|m| m.last())
+            .map(|q| q.time_ms)
+            .max()
+        {
             // The latest payment; of several at that millisecond, the nearest merchant.
             let km = month
                 .iter()
-                .rev()
-                .take_while(|q| q.time_ms == last.time_ms)
+                .flat_map(|m| m.iter().rev().take_while(|q| q.time_ms == latest))
                 .map(|q| haversine_km(q.merch_lat, q.merch_long, tx.merch_lat, tx.merch_long))
                 .fold(f64::INFINITY, f64::min);
-            recent.prev = Some((t - last.time_ms, km));
+            recent.prev = Some((t - latest, km));
         }
-        let day = &card_payments[from(DAY_MS)..before];
-        recent.categories_24h = distinct(day.iter().map(|q| q.category));
+        let day = parts.each_ref().map(|p| p.since(t - DAY_MS).2);
+        recent.categories_24h = distinct(day.iter().flat_map(|d| d.iter().map(|q| q.category)));
         let category = self.categories.get(&tx.category);
-        recent.category_seen = month.iter().any(|q| Some(&q.category) == category);
+        recent.category_seen = month
+            .iter()
+            .flat_map(|m| m.iter())
+            .any(|q| Some(&q.category) == category);
         recent
     }
 }
@@ -292,9 +377,11 @@ mod tests {
     const CARD: &str = "4497913965512794052";
 
     fn history(batch: &[Transaction]) -> CardHistory {
-        let mut b = Builder::default();
-        batch.iter().for_each(|tx| b.add_batch(tx));
-        b.finish()
+        let mut b = Builder::with_capacity(batch.len());
+        batch
+            .iter()
+            .for_each(|tx| b.add(BatchEntry::of(tx).unwrap()));
+        b.finish(Vec::new())
     }
 
     #[test]
@@ -331,13 +418,19 @@ mod tests {
             tx(CARD, "p", T, 50.0, "c1"),
             tx("4111111111111111", "o", T - 1, 9.0, "c1"),
         ];
-        let mut b = Builder::default();
-        batch.iter().for_each(|tx| b.add_batch(tx));
-        let key = card_key(&batch[0].cc_hash).unwrap();
-        b.add_known(&key, "q", T - HOUR_MS, 700, 1.0, 2.0, "c9");
-        b.add_known(&key, "p", T - 5, 700, 1.0, 2.0, "c9"); // the batch's own payment, loaded before
-        b.add_known(&[7; 32], "z", T - 5, 700, 1.0, 2.0, "c9"); // a card not in the batch
-        let r = b.finish().recent(&batch[0]);
+        let mut b = Builder::with_capacity(2);
+        batch
+            .iter()
+            .for_each(|tx| b.add(BatchEntry::of(tx).unwrap()));
+        let card = card_of(&batch[0].cc_hash).unwrap();
+        b.trans_nums.sort_unstable();
+        let known = [
+            b.known(card, "q", T - HOUR_MS, 700, 1.0, 2.0, "c9"),
+            // The batch's own payment, loaded before: counted once, from the batch.
+            b.known(card, "p", T - 5, 700, 1.0, 2.0, "c9"),
+        ];
+        let known = known.into_iter().flatten().collect();
+        let r = b.finish(known).recent(&batch[0]);
         assert_eq!(r.value(HistoryFeature::CardCount24h), 1.0);
         assert_eq!(r.value(HistoryFeature::CardAmtSum1h), 7.0);
         assert_eq!(r.value(HistoryFeature::CardNewCategory30d), 1.0);
@@ -348,40 +441,69 @@ mod tests {
 #[cfg(feature = "services")]
 const CARDS_PER_QUERY: usize = 5_000;
 
-/// Reads from `payments_scored` the payments of the builder's cards that the batch's history
-/// needs: in its time span, and captured before the batch (`captured_at`, the batch's own
-/// capture time). Returns how many rows it read. A few queries for any batch (cards in bulk,
-/// never a query per payment), results streamed.
+impl Builder {
+    /// A payment loaded before the batch was captured, `None` when the batch holds the same
+    /// trans_num (the batch's copy counts; `trans_nums` sorted first).
+    #[allow(clippy::too_many_arguments)]
+    fn known(
+        &mut self,
+        card: Card,
+        trans_num: &str,
+        time_ms: i64,
+        cents: i64,
+        merch_lat: f64,
+        merch_long: f64,
+        category: &str,
+    ) -> Option<Payment> {
+        if self
+            .trans_nums
+            .binary_search(&trans_num_key(trans_num))
+            .is_ok()
+        {
+            return None;
+        }
+        Some(self.payment(card, time_ms, cents, merch_lat, merch_long, category))
+    }
+}
+
+/// Reads from `payments_scored` the payments of the batch's cards that its history needs: in
+/// its time span (from 30 days before its first payment to its last), and captured before the
+/// batch (`captured_at`, the batch's own capture time). A few queries for any batch (cards in
+/// bulk, never a query per payment), results streamed.
 #[cfg(feature = "services")]
 pub fn fetch_known(
     client: &mut postgres::Client,
     builder: &mut Builder,
     captured_at: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Vec<Payment>> {
     use anyhow::Context;
     use postgres::fallible_iterator::FallibleIterator;
 
-    let Some((from_ms, to_ms)) = builder.needed_span() else {
-        return Ok(0);
+    let Some((first, last)) = builder.span else {
+        return Ok(Vec::new());
     };
     let time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).expect("validated times");
-    let (from, to) = (time(from_ms), time(to_ms));
+    let (from, to) = (time(first - HORIZON_MS), time(last));
     let statement = client
         .prepare(include_str!("sql/card_history.sql"))
         .context("preparing the card-history query (has `fraudctl migrate` run?)")?;
-    let cards: Vec<String> = builder.cards().map(hex::encode).collect();
-    let mut rows_read = 0u64;
+    let mut cards = std::mem::take(&mut builder.cards);
+    cards.sort_unstable();
+    cards.dedup();
+    builder.trans_nums.sort_unstable();
+    let mut known = Vec::new();
     for chunk in cards.chunks(CARDS_PER_QUERY) {
-        let params: [&(dyn postgres::types::ToSql + Sync); 4] = [&chunk, &from, &to, &captured_at];
+        let hashes: Vec<String> = chunk.iter().map(hex::encode).collect();
+        let params: [&(dyn postgres::types::ToSql + Sync); 4] = [&hashes, &from, &to, &captured_at];
         let mut rows = client
             .query_raw(&statement, params)
             .context("reading the cards' history from payments_scored")?;
         while let Some(row) = rows.next().context("reading the cards' history")? {
-            let Some(card) = card_key(row.get(0)) else {
+            let Some(card) = card_of(row.get(0)) else {
                 continue;
             };
-            builder.add_known(
-                &card,
+            let payment = builder.known(
+                card,
                 row.get(1),
                 row.get(2),
                 row.get(3),
@@ -389,8 +511,8 @@ pub fn fetch_known(
                 row.get(5),
                 row.get(6),
             );
-            rows_read += 1;
+            known.extend(payment);
         }
     }
-    Ok(rows_read)
+    Ok(known)
 }

@@ -167,8 +167,8 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
 fn card_history(args: &TransformArgs, dir: &RunDir) -> Result<(CardHistory, u64)> {
     let captured_at = dir.captured_at()?;
     let mut client = args.db.connect()?;
-    let mut builder = history::Builder::default();
     let mut batch = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
+    let mut builder = history::Builder::with_capacity(batch.header().records() as usize);
     parallel::map_chunks(
         &mut batch,
         || (),
@@ -178,16 +178,18 @@ fn card_history(args: &TransformArgs, dir: &RunDir) -> Result<(CardHistory, u64)
             Ok(chunk
                 .lines()
                 .filter_map(|(_, line)| serde_json::from_str::<Transaction>(line).ok())
+                .filter_map(|tx| history::BatchEntry::of(&tx))
                 .collect::<Vec<_>>())
         },
-        |txs| {
-            txs.iter().for_each(|tx| builder.add_batch(tx));
+        |entries| {
+            entries.into_iter().for_each(|e| builder.add(e));
             Ok(())
         },
     )?;
     let known = history::fetch_known(&mut client, &mut builder, captured_at)?;
-    tracing::info!(known_payments = known, "read the cards' earlier payments");
-    Ok((builder.finish(), known))
+    let count = known.len() as u64;
+    tracing::info!(known_payments = count, "read the cards' earlier payments");
+    Ok((builder.finish(known), count))
 }
 
 /// A library built without the `services` feature (the fuzz build) has no database client.
