@@ -28,11 +28,15 @@ body="$shared/fixtures/current-transactions.json"
 cp "$body" "$corpus/payments_api_body/wrapped.json"
 python3 -c 'import json, sys; print(json.load(open(sys.argv[1])))' "$body" >"$corpus/payments_api_body/document.json"
 
-# Stage files of every schema, from the first rows of the real sample plus a rejected one.
+# Stage files of every schema, from the first rows of the real sample plus a rejected one. The
+# default spec reads card history: transform needs a database (empty, of the private cluster).
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 { head -n 21 "$shared/data/fraud_sample.csv"; sed -n 2p "$shared/data/fraud_sample.csv" | sed 's/,4\.97,/,-4.97,/'; } >"$work/rows.csv"
 export FRAUDCTL_PAN_HASH_KEY=fuzz-corpus-key-0123456789 FRAUDCTL_RUN_DIR=$work/run FRAUDCTL_LOG=warn
+admin=${FRAUDCTL_TEST_ADMIN_URL:-$(scripts/pg.sh start)}
+export FRAUDCTL_DATABASE_URL=${admin%/*}/fraudctl_fuzz_corpus
+"$fraudctl" migrate --create-database >/dev/null
 "$fraudctl" extract --from-csv "$work/rows.csv" >/dev/null
 "$fraudctl" transform --feature-spec model/default/feature_spec.json >/dev/null
 "$fraudctl" score --model-dir model/default >/dev/null

@@ -10,6 +10,7 @@ import email.policy
 import json
 import os
 import secrets
+import threading
 import shutil
 import socket
 import subprocess
@@ -167,6 +168,32 @@ def mailbox(tmp_path_factory):
 def secrets_in_play() -> dict:
     """Secret values the tests hand to Airflow and then look for where they must not be."""
     return {"db_password": "dbpw-" + secrets.token_hex(8), "pan_key": "pan-" + secrets.token_hex(16)}
+
+
+class ProcessWatch:
+    """Reads the command line of every process on the machine, every few milliseconds, while it
+    is entered: what the processes of a DAG run really ran with (the task's bash, then fraudctl
+    after its exec), not what the test meant them to run with."""
+
+    def __enter__(self):
+        self.cmdlines, self._stop = set(), threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self):
+        while not self._stop.wait(0.003):
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    raw = cmdline.read_bytes()
+                except OSError:
+                    continue  # the process ended meanwhile
+                if raw:
+                    self.cmdlines.add(raw.replace(b"\0", b" ").decode(errors="replace"))
 
 
 class Airflow:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import sql
+from conftest import ProcessWatch, sql
 
 STAGES = ["extract", "transform", "score", "load", "alert"]
 
@@ -23,10 +23,17 @@ def counts(airflow, mailbox) -> dict:
 
 
 @pytest.fixture(scope="module")
-def first_run(airflow, mailbox):
+def watched_first_run(airflow, mailbox):
+    """The first run, with the command lines of every process that ran meanwhile."""
     logical = datetime.now(timezone.utc).replace(second=0, microsecond=0)
-    airflow("dags", "test", "fraud_pipeline", logical.isoformat())
-    return logical
+    with ProcessWatch() as watch:
+        airflow("dags", "test", "fraud_pipeline", logical.isoformat())
+    return logical, watch.cmdlines
+
+
+@pytest.fixture(scope="module")
+def first_run(watched_first_run):
+    return watched_first_run[0]
 
 
 def test_dags_test_runs_every_stage(airflow, mailbox, first_run):
@@ -80,6 +87,19 @@ def test_no_secret_in_rendered_fields_or_logs(airflow, secrets_in_play, first_ru
     commands = sql(airflow.metadata_url, "select rendered_fields->>'bash_command' from"
                    " rendered_task_instance_fields where dag_id = 'fraud_pipeline'")
     assert all("://" not in c for (c,) in commands)
+
+
+def test_no_secret_on_the_command_line_of_any_process_the_run_started(
+        airflow, secrets_in_play, watched_first_run):
+    """What the stages really ran with: every command line seen on the machine during the run
+    (each stage's fraudctl process after the task's bash exec'd it; the bash command itself is
+    the rendered bash_command, checked above)."""
+    _, cmdlines = watched_first_run
+    stages = {s for s in STAGES for c in cmdlines if c.startswith(f"{airflow.env['FRAUDCTL_BIN']} {s}")}
+    assert stages == set(STAGES), f"every stage's fraudctl process was seen: {stages}"
+    for name, secret in secrets_in_play.items():
+        leaked = [c for c in cmdlines if secret in c]
+        assert not leaked, f"{name} on a command line: {leaked}"
 
 
 def test_daily_digest_mails_the_report_and_applies_retention(airflow, mailbox, first_run):
