@@ -491,7 +491,9 @@ pub fn fetch_known(
     cards.sort_unstable();
     cards.dedup();
     builder.trans_nums.sort_unstable();
-    let mut known = Vec::new();
+    // Room for as many loaded payments as the batch has (a million-record batch of cards with
+    // a day of history each: no reallocation, whose copy would briefly double the array).
+    let mut known = Vec::with_capacity(builder.batch.len());
     for chunk in cards.chunks(CARDS_PER_QUERY) {
         let hashes: Vec<String> = chunk.iter().map(hex::encode).collect();
         let params: [&(dyn postgres::types::ToSql + Sync); 4] = [&hashes, &from, &to, &captured_at];
@@ -502,10 +504,11 @@ pub fn fetch_known(
             let Some(card) = card_of(row.get(0)) else {
                 continue;
             };
+            let time: chrono::DateTime<chrono::Utc> = row.get(2);
             let payment = builder.known(
                 card,
                 row.get(1),
-                row.get(2),
+                time.timestamp_millis(),
                 row.get(3),
                 row.get(4),
                 row.get(5),

@@ -5,7 +5,7 @@
 -- then. Served by payments_scored_card_time_idx (cc_hash, trans_time).
 SELECT cc_hash,
        trans_num,
-       (extract(epoch FROM trans_time) * 1000)::int8 AS time_ms,
+       trans_time,
        (amt * 100)::int8 AS cents,
        merch_lat,
        merch_long,
