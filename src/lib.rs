@@ -1,9 +1,11 @@
 //! fraudctl: a fraud-detection data pipeline over files and PostgreSQL.
 //!
-//! One module per stage (`extract`, `transform`, `score`, `load`), each with its options (clap
+//! One module per stage (`extract`, `transform`, `score`, `load`, `alert`) and per operator
+//! command (`migrate`, `report`, `simulator` for `serve-payments`), each with its options (clap
 //! `Args`, which are also its configuration) and a `run` function that tests call directly; the
 //! `fraudctl` binary only parses arguments and dispatches. Stages exchange JSON Lines files in a
-//! run directory ([`stagefile`], docs/stage-files.md).
+//! run directory ([`stagefile`], docs/stage-files.md); the library without its `services`
+//! feature (what the fuzz targets build) keeps the parsers, validation and stage-file code only.
 
 #[cfg(feature = "services")]
 pub mod alert;

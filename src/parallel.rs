@@ -145,7 +145,8 @@ mod tests {
         let mut w = StageWriter::create(&path, Header::new("n", "r", "t", serde_json::Value::Null))
             .unwrap();
         for i in 0..n {
-            w.write_raw(format!("{i:>width$}").as_bytes()).unwrap();
+            w.write_lines(format!("{i:>width$}\n").as_bytes(), 1)
+                .unwrap();
         }
         w.finish(Default::default()).unwrap();
         (dir, path)

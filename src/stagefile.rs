@@ -133,17 +133,6 @@ impl StageWriter {
         Ok(())
     }
 
-    /// Writes one record already serialised as a JSON object (no newline).
-    pub fn write_raw(&mut self, json: &[u8]) -> Result<()> {
-        let out = self.out.as_mut().expect("writer used after finish");
-        out.write_all(json)
-            .and_then(|_| out.write_all(b"\n"))
-            .with_context(|| format!("cannot write {}", self.tmp.display()))?;
-        self.records += 1;
-        self.wrote(json.len() + 1);
-        Ok(())
-    }
-
     /// Writes `records` records already serialised as JSON lines (each ending in a newline).
     pub fn write_lines(&mut self, lines: &[u8], records: u64) -> Result<()> {
         let out = self.out.as_mut().expect("writer used after finish");

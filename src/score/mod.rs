@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-pub use sagemaker::{parse_scores, SageMakerArgs, MAX_PAYLOAD_BYTES};
+pub use sagemaker::SageMakerArgs;
 pub use xgboost::XgbModel;
 
 use crate::error::Failure;

@@ -2,7 +2,7 @@
 //! (`features.jsonl`), driven by the feature spec the model ships.
 
 mod features;
-pub mod history;
+mod history;
 mod murmur3;
 mod spec;
 
@@ -14,8 +14,9 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-pub use features::{haversine_km, Derived};
-pub use history::{CardHistory, Recent};
+pub use features::Derived;
+use history::CardHistory;
+pub use history::Recent;
 pub use spec::FeatureSpec;
 
 use crate::extract::RAW_SCHEMA;
