@@ -25,22 +25,32 @@ pub struct DbArgs {
 }
 
 impl DbArgs {
-    pub fn connect(&self) -> Result<Client> {
-        let target = crate::redact::url(&self.database_url);
-        let config: postgres::Config = self.database_url.parse().map_err(|e| {
+    /// The parsed URL (a URL or a libpq `key=value` string).
+    pub fn config(&self) -> Result<postgres::Config> {
+        self.database_url.parse().map_err(|e| {
             Failure::Config(format!(
-                "--database-url / FRAUDCTL_DATABASE_URL {target} is not a PostgreSQL URL: {e}"
+                "--database-url / FRAUDCTL_DATABASE_URL {} is not a PostgreSQL URL: {e}",
+                crate::redact::url(&self.database_url)
             ))
-        })?;
-        config.connect(NoTls).map_err(|e| {
-            Failure::Unavailable {
-                service: "PostgreSQL",
-                target,
-                detail: crate::error::chain(&e),
-            }
             .into()
         })
     }
+
+    pub fn connect(&self) -> Result<Client> {
+        connect(&self.config()?, crate::redact::url(&self.database_url))
+    }
+}
+
+/// Connects with `config`; `target` is how messages name the server (its secrets hidden).
+pub fn connect(config: &postgres::Config, target: String) -> Result<Client> {
+    config.connect(NoTls).map_err(|e| {
+        Failure::Unavailable {
+            service: "PostgreSQL",
+            target,
+            detail: crate::error::chain(&e),
+        }
+        .into()
+    })
 }
 
 /// Migrations this build applies, as (version, name).
@@ -59,6 +69,7 @@ pub fn migrate(client: &mut Client) -> Result<Vec<(i64, String)>> {
     client.execute("SELECT pg_advisory_lock($1)", &[&LOCK])?;
     let report = embedded::migrations::runner()
         .set_abort_divergent(true)
+        .set_abort_missing(true)
         .run(client);
     client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK])?;
     let report = report.map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;

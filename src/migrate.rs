@@ -71,30 +71,22 @@ pub fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     })
 }
 
+/// Creates the database of `target` unless it exists, connected to the "postgres" database of the
+/// same server with the same settings (user, TLS mode, options: the URL's own, parsed).
 fn create_database(target: &DbArgs) -> Result<()> {
-    let config: postgres::Config = target.database_url.parse().map_err(|e| {
-        Failure::Config(format!(
-            "--database-url / FRAUDCTL_DATABASE_URL is not a PostgreSQL URL: {e}"
-        ))
-    })?;
+    let mut config = target.config()?;
     let name = config
         .get_dbname()
         .ok_or_else(|| {
             Failure::Config("--database-url / FRAUDCTL_DATABASE_URL names no database".into())
         })?
         .to_string();
-    let admin_url = format!(
-        "{}/postgres",
-        target
-            .database_url
-            .rsplit_once('/')
-            .map(|(base, _)| base)
-            .unwrap_or("")
+    config.dbname("postgres");
+    let shown = format!(
+        "{} (its database postgres)",
+        crate::redact::url(&target.database_url)
     );
-    let mut admin = DbArgs {
-        database_url: admin_url,
-    }
-    .connect()?;
+    let mut admin = db::connect(&config, shown)?;
     let exists: bool = admin
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
