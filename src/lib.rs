@@ -10,6 +10,8 @@
 #[cfg(feature = "services")]
 pub mod alert;
 #[cfg(feature = "services")]
+pub mod audit;
+#[cfg(feature = "services")]
 pub mod db;
 pub mod error;
 pub mod extract;

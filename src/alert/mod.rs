@@ -24,6 +24,7 @@ use serde::Serialize;
 
 pub use message::{message_id, Fraud};
 
+use crate::audit;
 use crate::db::DbArgs;
 use crate::error::Failure;
 use crate::retry::{retry, Backoff};
@@ -306,20 +307,19 @@ impl Delivery<'_> {
     }
 }
 
-/// The run's line in `pipeline_runs`.
+/// The run's line in `pipeline_runs` (a later alert run of the same run adds to it).
 fn record_run(client: &mut postgres::Client, summary: &AlertSummary) -> Result<()> {
-    let details = serde_json::json!({
-        "sent": summary.sent, "suppressed": summary.suppressed, "failed": summary.failed,
-    })
-    .to_string();
-    let records = (summary.sent + summary.suppressed + summary.failed) as i64;
-    client.execute(
-        "INSERT INTO pipeline_runs (run_id, stage, records, details) VALUES ($1, 'alert', $2, $3::text::jsonb)
-         ON CONFLICT (run_id, stage) DO UPDATE SET records = pipeline_runs.records + EXCLUDED.records,
-             details = EXCLUDED.details, recorded_at = now()",
-        &[&summary.run_id, &records, &details],
-    )?;
-    Ok(())
+    let row = audit::StageRow {
+        run_id: &summary.run_id,
+        stage: "alert",
+        records: (summary.sent + summary.suppressed + summary.failed) as i64,
+        rejected: 0,
+        file_created_at: None,
+        details: serde_json::json!({
+            "sent": summary.sent, "suppressed": summary.suppressed, "failed": summary.failed,
+        }),
+    };
+    audit::record(client, &row, audit::Again::Add)
 }
 
 /// `--retry-failed`: the `failed` alerts (all, or those of the trans_nums given) become

@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
+use crate::audit;
 use crate::db::DbArgs;
 use crate::error::Failure;
 use crate::parallel;
@@ -59,12 +60,40 @@ pub struct LoadSummary {
     pub unchanged: i64,
 }
 
-/// The staging table (src/load/sql/staging.sql; `scripts/bench.py` runs the same file).
+/// The staging table (src/load/sql/staging.sql; `scripts/bench.py` runs the same file): its
+/// columns are [`FIELDS`]'s, in their order (a unit test holds them equal).
 const STAGING: &str = include_str!("sql/staging.sql");
-const STAGING_FIELDS: i16 = 22;
 
 /// Staging → payments_scored (src/load/sql/upsert.sql).
 const UPSERT: &str = include_str!("sql/upsert.sql");
+
+/// What the binary COPY sends of a scored record: each staging column and how it is encoded.
+type Field = (&'static str, fn(&mut CopyEncoder, &ScoredRecord));
+
+const FIELDS: [Field; 22] = [
+    ("trans_num", |e, r| e.text(&r.tx.trans_num)),
+    ("trans_time", |e, r| e.timestamptz_ms(r.tx.trans_time_ms)),
+    ("cc_last4", |e, r| e.text(&r.tx.cc_last4)),
+    ("cc_hash", |e, r| e.text(&r.tx.cc_hash)),
+    ("merchant", |e, r| e.text(&r.tx.merchant)),
+    ("category", |e, r| e.text(&r.tx.category)),
+    ("amt_cents", |e, r| e.int8(r.tx.amt_cents())),
+    ("gender", |e, r| e.text(&r.tx.gender)),
+    ("city", |e, r| e.text(&r.tx.city)),
+    ("state", |e, r| e.text(&r.tx.state)),
+    ("city_pop", |e, r| e.int8(r.tx.city_pop as i64)),
+    ("merch_lat", |e, r| e.float8(r.tx.merch_lat)),
+    ("merch_long", |e, r| e.float8(r.tx.merch_long)),
+    ("age_years", |e, r| e.float8(r.derived.age_years)),
+    ("distance_km", |e, r| e.float8(r.derived.distance_km)),
+    ("is_fraud_label", |e, r| e.opt_bool(r.tx.is_fraud)),
+    ("fraud_probability", |e, r| e.float8(r.score.probability)),
+    ("predicted_fraud", |e, r| e.bool(r.score.predicted_fraud)),
+    ("threshold", |e, r| e.float8(r.score.threshold)),
+    ("model_version", |e, r| e.text(&r.score.model_version)),
+    ("scorer", |e, r| e.text(&r.score.scorer)),
+    ("needs_rescore", |e, r| e.bool(r.score.needs_rescore)),
+];
 
 pub fn run(args: &LoadArgs) -> Result<LoadSummary> {
     load(args).map_err(explain)
@@ -77,90 +106,36 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
     let mut input = StageReader::<ScoredRecord>::open(&scored, SCORED_SCHEMA)?;
     let captured_at = dir.captured_at()?;
     log_started("load", input.header().records());
-    let sessions = usize::from(args.connections);
-    let mut clients = (0..sessions)
+    let mut clients = (0..args.connections)
         .map(|_| args.db.connect())
         .collect::<Result<Vec<_>>>()?;
-    let mut txns = Vec::with_capacity(sessions);
-    for client in &mut clients {
-        let mut txn = client.transaction()?;
-        txn.batch_execute(STAGING)
-            .context("creating the staging table")?;
-        txns.push(txn);
+    let mut sessions = clients
+        .iter_mut()
+        .map(|client| {
+            let mut txn = client.transaction()?;
+            txn.batch_execute(STAGING)
+                .context("creating the staging table")?;
+            Ok(txn)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let records = stream_rows(&mut input, &scored, &mut sessions)?;
+    let (inserted, updated) = upsert_all(&mut sessions, &dir.run_id, captured_at)?;
+    // One session: the audit rows in its transaction, all or nothing. Several: each session
+    // commits its share, then the audit rows follow in a last transaction.
+    let one = sessions.len() == 1;
+    if one {
+        record_audit(&mut sessions[0], &dir, records, (inserted, updated))?;
     }
-    let mut records = 0u64;
-    {
-        let mut writers = Vec::with_capacity(sessions);
-        for txn in &mut txns {
-            let mut writer = txn
-                .copy_in("COPY payments_staging FROM STDIN (FORMAT binary)")
-                .context("starting COPY into the staging table")?;
-            send(&mut writer, &CopyEncoder::header())?;
-            writers.push(writer);
-        }
-        parallel::map_chunks(
-            &mut input,
-            || (),
-            |_, chunk| {
-                let mut encoders: Vec<CopyEncoder> =
-                    (0..sessions).map(|_| CopyEncoder::new()).collect();
-                for (no, line) in chunk.lines() {
-                    let r: ScoredRecord = serde_json::from_str(line).map_err(|e| {
-                        Failure::BadInput(format!("{} record {no}: {e}", scored.display()))
-                    })?;
-                    encode(&mut encoders[session_of(&r.tx.trans_num, sessions)], &r);
-                }
-                Ok((encoders, chunk.len() as u64))
-            },
-            |(encoders, n)| {
-                records += n;
-                for (writer, rows) in writers.iter_mut().zip(encoders) {
-                    send(writer, &rows.buf)?;
-                }
-                Ok(())
-            },
-        )?;
-        for mut writer in writers {
-            send(&mut writer, &CopyEncoder::trailer())?;
-            writer
-                .finish()
-                .context("finishing COPY into the staging table")?;
-        }
-    }
-    let (inserted, updated) = if sessions == 1 {
-        let mut txn = txns.pop().expect("one session");
-        let counts = upsert(&mut txn, &dir.run_id, captured_at)?;
-        record_audit(&mut txn, &dir, records, counts)?;
+    for txn in sessions {
         txn.commit().context("committing the load")?;
-        counts
-    } else {
-        let counts = thread::scope(|scope| {
-            let handles: Vec<_> = txns
-                .into_iter()
-                .map(|mut txn| {
-                    let run_id = &dir.run_id;
-                    scope.spawn(move || -> Result<(i64, i64)> {
-                        let counts = upsert(&mut txn, run_id, captured_at)?;
-                        txn.commit().context("committing the load")?;
-                        Ok(counts)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("load session thread panicked"))
-                .collect::<Result<Vec<_>>>()
-        })?;
-        let counts = counts
-            .iter()
-            .fold((0, 0), |(i, u), (si, su)| (i + si, u + su));
+    }
+    if !one {
         let mut txn = clients[0].transaction()?;
-        record_audit(&mut txn, &dir, records, counts)?;
+        record_audit(&mut txn, &dir, records, (inserted, updated))?;
         txn.commit().context("committing the load's audit rows")?;
-        counts
-    };
+    }
     let unchanged = records as i64 - inserted - updated;
-    tracing::info!(run_id = %dir.run_id, records, inserted, updated, unchanged, sessions, "loaded into payments_scored");
+    tracing::info!(run_id = %dir.run_id, records, inserted, updated, unchanged, sessions = clients.len(), "loaded into payments_scored");
     Ok(LoadSummary {
         stage: "load",
         run_id: dir.run_id,
@@ -171,10 +146,81 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
     })
 }
 
+/// Streams every record of `scored.jsonl` into the staging table of the session its trans_num
+/// belongs to (binary COPY, encoded on every core); returns how many records.
+fn stream_rows(
+    input: &mut StageReader<ScoredRecord>,
+    scored: &std::path::Path,
+    sessions: &mut [postgres::Transaction<'_>],
+) -> Result<u64> {
+    let columns = FIELDS.map(|(name, _)| name).join(", ");
+    let copy = format!("COPY payments_staging ({columns}) FROM STDIN (FORMAT binary)");
+    let mut writers = Vec::with_capacity(sessions.len());
+    for txn in sessions.iter_mut() {
+        let mut writer = txn
+            .copy_in(copy.as_str())
+            .context("starting COPY into the staging table")?;
+        send(&mut writer, &CopyEncoder::header())?;
+        writers.push(writer);
+    }
+    let n = writers.len();
+    let mut records = 0u64;
+    parallel::map_chunks(
+        input,
+        || (),
+        |_, chunk| {
+            let mut encoders: Vec<CopyEncoder> = (0..n).map(|_| CopyEncoder::new()).collect();
+            for (no, line) in chunk.lines() {
+                let r: ScoredRecord = serde_json::from_str(line).map_err(|e| {
+                    Failure::BadInput(format!("{} record {no}: {e}", scored.display()))
+                })?;
+                encode(&mut encoders[session_of(&r.tx.trans_num, n)], &r);
+            }
+            Ok((encoders, chunk.len() as u64))
+        },
+        |(encoders, rows)| {
+            records += rows;
+            for (writer, encoded) in writers.iter_mut().zip(encoders) {
+                send(writer, &encoded.buf)?;
+            }
+            Ok(())
+        },
+    )?;
+    for mut writer in writers {
+        send(&mut writer, &CopyEncoder::trailer())?;
+        writer
+            .finish()
+            .context("finishing COPY into the staging table")?;
+    }
+    Ok(records)
+}
+
 fn send(writer: &mut postgres::CopyInWriter<'_>, bytes: &[u8]) -> Result<()> {
     writer
         .write_all(bytes)
         .context("streaming rows to PostgreSQL")
+}
+
+/// Each session's staging rows → payments_scored, the sessions side by side (a thread each),
+/// none committed yet; returns the counts of inserted and of updated rows.
+fn upsert_all(
+    sessions: &mut [postgres::Transaction<'_>],
+    run_id: &str,
+    captured_at: chrono::DateTime<chrono::Utc>,
+) -> Result<(i64, i64)> {
+    let counts = thread::scope(|scope| {
+        let handles: Vec<_> = sessions
+            .iter_mut()
+            .map(|txn| scope.spawn(move || upsert(txn, run_id, captured_at)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("load session thread panicked"))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    Ok(counts
+        .iter()
+        .fold((0, 0), |(i, u), (si, su)| (i + si, u + su)))
 }
 
 /// Staging → payments_scored; returns the counts of inserted and of updated rows.
@@ -203,85 +249,47 @@ fn session_of(trans_num: &str, sessions: usize) -> usize {
 }
 
 fn encode(enc: &mut CopyEncoder, r: &ScoredRecord) {
-    let (tx, d, s) = (&r.tx, &r.derived, &r.score);
-    enc.row(STAGING_FIELDS);
-    enc.text(&tx.trans_num);
-    enc.timestamptz_ms(tx.trans_time_ms);
-    enc.text(&tx.cc_last4);
-    enc.text(&tx.cc_hash);
-    enc.text(&tx.merchant);
-    enc.text(&tx.category);
-    enc.int8(tx.amt_cents());
-    enc.text(&tx.gender);
-    enc.text(&tx.city);
-    enc.text(&tx.state);
-    enc.int8(tx.city_pop as i64);
-    enc.float8(tx.merch_lat);
-    enc.float8(tx.merch_long);
-    enc.float8(d.age_years);
-    enc.float8(d.distance_km);
-    enc.opt_bool(tx.is_fraud);
-    enc.float8(s.probability);
-    enc.bool(s.predicted_fraud);
-    enc.float8(s.threshold);
-    enc.text(&s.model_version);
-    enc.text(&s.scorer);
-    enc.bool(s.needs_rescore);
+    enc.row(FIELDS.len() as i16);
+    for (_, field) in FIELDS {
+        field(enc, r);
+    }
 }
 
-/// One `pipeline_runs` row per stage of the run, from the stage files' headers.
+/// One `pipeline_runs` row per stage of the run, from the stage files' headers, and the load's.
 fn record_audit(
     txn: &mut postgres::Transaction,
     dir: &RunDir,
     records: u64,
     (inserted, updated): (i64, i64),
 ) -> Result<()> {
-    let unchanged = records as i64 - inserted - updated;
-    let upsert =
-        "INSERT INTO pipeline_runs (run_id, stage, records, rejected, file_created_at, details)
-                  VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6::text::jsonb)
-                  ON CONFLICT (run_id, stage) DO UPDATE
-                  SET records = EXCLUDED.records, rejected = EXCLUDED.rejected,
-                      file_created_at = EXCLUDED.file_created_at, details = EXCLUDED.details,
-                      recorded_at = now()";
     for (stage, path) in [
         ("extract", dir.raw()),
         ("transform", dir.features()),
         ("score", dir.scored()),
     ] {
         if let Some(h) = read_header(&path)? {
-            let details = serde_json::to_string(&h.counts)?;
-            txn.execute(
-                upsert,
-                &[
-                    &dir.run_id,
-                    &stage,
-                    &(h.records() as i64),
-                    &(h.count("rejected") as i64),
-                    &h.created_at,
-                    &details,
-                ],
-            )
-            .with_context(|| format!("recording the {stage} stage in pipeline_runs"))?;
+            let row = audit::StageRow {
+                run_id: &dir.run_id,
+                stage,
+                records: h.records() as i64,
+                rejected: h.count("rejected") as i64,
+                file_created_at: Some(&h.created_at),
+                details: serde_json::to_value(&h.counts)?,
+            };
+            audit::record(txn, &row, audit::Again::Replace)?;
         }
     }
-    let details =
-        serde_json::json!({ "inserted": inserted, "updated": updated, "unchanged": unchanged })
-            .to_string();
+    let unchanged = records as i64 - inserted - updated;
     let now = chrono::Utc::now().to_rfc3339();
-    txn.execute(
-        upsert,
-        &[
-            &dir.run_id,
-            &"load",
-            &(records as i64),
-            &0i64,
-            &now,
-            &details,
-        ],
-    )
-    .context("recording the load stage in pipeline_runs")?;
-    Ok(())
+    let row = audit::StageRow {
+        run_id: &dir.run_id,
+        stage: "load",
+        records: records as i64,
+        rejected: 0,
+        file_created_at: Some(&now),
+        details: serde_json::json!({ "inserted": inserted, "updated": updated, "unchanged": unchanged }),
+    };
+    audit::record(txn, &row, audit::Again::Replace)
 }
 
 /// A duplicate trans_num inside one scored file makes PostgreSQL refuse the upsert; say so.
@@ -296,4 +304,22 @@ fn explain(err: anyhow::Error) -> anyhow::Error {
         ));
     }
     err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FIELDS, STAGING};
+
+    /// The staging table's columns are the encoder's fields, in their order.
+    #[test]
+    fn the_staging_table_has_the_encoders_columns() {
+        let table = "payments_staging (";
+        let start = STAGING.find(table).expect("the CREATE TABLE") + table.len();
+        let body = &STAGING[start..STAGING.rfind(')').unwrap()];
+        let columns: Vec<&str> = body
+            .split(',')
+            .map(|c| c.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(columns, FIELDS.map(|(name, _)| name));
+    }
 }

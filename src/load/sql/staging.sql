@@ -1,5 +1,5 @@
--- fraudctl load, step 1: the session's staging table, filled by binary COPY (src/load/copy.rs
--- writes the columns in this order). Dropped at commit.
+-- fraudctl load, step 1: the session's staging table, filled by binary COPY of the columns of
+-- FIELDS in src/load/mod.rs (a unit test holds this list and that one equal). Dropped at commit.
 CREATE TEMPORARY TABLE payments_staging (
     trans_num text, trans_time timestamptz, cc_last4 text, cc_hash text, merchant text,
     category text, amt_cents int8, gender text, city text, state text, city_pop int8,
