@@ -5,28 +5,33 @@
 //! (`--fallback local`, the default) scores the batch with the local model on features computed
 //! from the transaction with the local model's own spec, and marks the rows `needs_rescore`;
 //! `--fallback none` fails the task instead (exit 3) so Airflow retries it.
+//!
+//! `local.rs` is the local path (the model, scoring on every core), `remote.rs` the SageMaker
+//! path's batching and fallback, `sagemaker.rs` the endpoint's client; what every path writes
+//! (a [`Score`], marked by [`ScoredBy`]) is here.
 
+mod local;
+mod remote;
 mod sagemaker;
 mod xgboost;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 
+pub use local::LocalModel;
 pub use sagemaker::SageMakerArgs;
 pub use xgboost::XgbModel;
 
 use crate::error::Failure;
-use crate::parallel;
 use crate::rundir::{log_started, require_input, RunArgs, RunDir};
 use crate::stagefile::{Header, StageReader, StageWriter};
 use crate::transaction::Transaction;
-use crate::transform::{Derived, FeatureRecord, FeatureSpec, FEATURES_SCHEMA};
+use crate::transform::{Derived, FeatureRecord, FEATURES_SCHEMA};
 
 pub const SCORED_SCHEMA: &str = "fraudctl.scored";
 
@@ -44,6 +49,42 @@ pub enum Fallback {
     Local,
     /// Fail the task (exit 3).
     None,
+}
+
+/// Who computed a probability: the `scorer` of a scored record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoredBy {
+    /// The local model, as configured.
+    Local,
+    /// The SageMaker endpoint.
+    Sagemaker,
+    /// The local model standing in for an endpoint that was unavailable.
+    LocalFallback,
+}
+
+impl ScoredBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScoredBy::Local => "local",
+            ScoredBy::Sagemaker => "sagemaker",
+            ScoredBy::LocalFallback => "local-fallback",
+        }
+    }
+
+    /// Whether the row must be scored again (by the endpoint, once it answers).
+    pub fn needs_rescore(self) -> bool {
+        self == ScoredBy::LocalFallback
+    }
+}
+
+impl Scorer {
+    /// What the rows this scorer computes are marked with.
+    fn scored_by(self) -> ScoredBy {
+        match self {
+            Scorer::Local => ScoredBy::Local,
+            Scorer::Sagemaker => ScoredBy::Sagemaker,
+        }
+    }
 }
 
 /// Options of `fraudctl score`.
@@ -110,54 +151,6 @@ pub struct ScoreSummary {
     pub fallback_records: u64,
 }
 
-/// The local model: spec + XGBoost trees + a version derived from the model file's content.
-pub struct LocalModel {
-    pub spec: FeatureSpec,
-    pub model: XgbModel,
-    pub version: String,
-}
-
-impl LocalModel {
-    pub fn load(dir: &Path) -> Result<Self> {
-        let model_path = dir.join("model.json");
-        let bytes = std::fs::read(&model_path)
-            .with_context(|| format!("cannot read model {}", model_path.display()))?;
-        let model = XgbModel::parse(&bytes)
-            .map_err(|e| Failure::BadInput(format!("model {}: {e}", model_path.display())))?;
-        let spec = FeatureSpec::load(&dir.join("feature_spec.json"))?;
-        if model.num_features != spec.width() {
-            return Err(Failure::BadInput(format!(
-                "model {} takes {} features but its feature_spec.json lists {}",
-                model_path.display(),
-                model.num_features,
-                spec.width()
-            ))
-            .into());
-        }
-        let version = format!(
-            "{}@{}",
-            spec.name,
-            &hex::encode(Sha256::digest(&bytes))[..12]
-        );
-        Ok(LocalModel {
-            spec,
-            model,
-            version,
-        })
-    }
-
-    /// Scores a transaction from scratch (features computed with this model's own spec, which
-    /// reads no card history: checked when the fallback is set up).
-    fn score_tx(&self, tx_json: &str, values: &mut Vec<f64>) -> Result<f64> {
-        let tx: Transaction =
-            serde_json::from_str(tx_json).context("scored record holds an invalid transaction")?;
-        let derived = Derived::of(&tx, self.spec.time_zone);
-        self.spec.compute(&tx, &derived, None, values);
-        let row: Vec<Option<f64>> = values.iter().map(|v| Some(*v)).collect();
-        Ok(self.model.predict(&row))
-    }
-}
-
 struct Output {
     writer: StageWriter,
     threshold: f64,
@@ -167,14 +160,14 @@ struct Output {
 }
 
 impl<'a> Score<&'a str> {
-    fn new(probability: f64, threshold: f64, version: &'a str, scorer: &'a str) -> Self {
+    fn new(probability: f64, threshold: f64, version: &'a str, by: ScoredBy) -> Self {
         Score {
             probability,
             predicted_fraud: probability >= threshold,
             threshold,
             model_version: version,
-            scorer,
-            needs_rescore: scorer == "local-fallback",
+            scorer: by.name(),
+            needs_rescore: by.needs_rescore(),
         }
     }
 }
@@ -193,9 +186,9 @@ impl Output {
         derived: &RawValue,
         probability: f64,
         version: &str,
-        scorer: &str,
+        by: ScoredBy,
     ) -> Result<()> {
-        let score = Score::new(probability, self.threshold, version, scorer);
+        let score = Score::new(probability, self.threshold, version, by);
         self.frauds += u64::from(score.predicted_fraud);
         self.fallback += u64::from(score.needs_rescore);
         self.line.clear();
@@ -221,7 +214,8 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
         (Scorer::Sagemaker, Fallback::None) => None,
         _ => Some(LocalModel::load(&args.model_dir)?),
     };
-    let meta = serde_json::json!({ "scorer": format!("{:?}", args.scorer).to_lowercase(), "threshold": args.threshold, "feature_spec": spec_meta });
+    let scorer = args.scorer.scored_by().name();
+    let meta = serde_json::json!({ "scorer": scorer, "threshold": args.threshold, "feature_spec": spec_meta });
     let writer = StageWriter::create(
         &dir.scored(),
         Header::new(SCORED_SCHEMA, &dir.run_id, "score", meta),
@@ -234,7 +228,7 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
         line: Vec::with_capacity(1024),
     };
 
-    let (scorer, model_version) = match args.scorer {
+    let model_version = match args.scorer {
         Scorer::Local => {
             let local = local.as_ref().expect("loaded for the local scorer");
             if spec_meta["sha256"].as_str() != Some(local.spec.sha256.as_str()) {
@@ -248,21 +242,20 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
                 ))
                 .into());
             }
-            score_local(&mut input, local, &mut out)?;
-            ("local", local.version.clone())
+            local::score_local(&mut input, local, &mut out)?;
+            local.version.clone()
         }
         Scorer::Sagemaker => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            let version = runtime.block_on(score_sagemaker(
+            runtime.block_on(remote::score_sagemaker(
                 &mut input,
                 &args.sagemaker,
                 local.as_ref(),
                 &mut out,
-            ))?;
-            ("sagemaker", version)
+            ))?
         }
     };
     let (frauds, fallback) = (out.frauds, out.fallback);
@@ -298,204 +291,4 @@ fn feature_record<'a>(
     let parsed: FeatureRecord = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
     parsed.values(values).map_err(bad)?;
     Ok(parsed)
-}
-
-fn score_local(
-    input: &mut StageReader<serde_json::Value>,
-    local: &LocalModel,
-    out: &mut Output,
-) -> Result<()> {
-    let threshold = out.threshold;
-    parallel::map_chunks(
-        input,
-        || (Vec::new(), Vec::new(), Vec::new()),
-        |(rows, probabilities, values), chunk| {
-            let mut records = Vec::with_capacity(chunk.len());
-            rows.clear();
-            for (no, line) in chunk.lines() {
-                let record = feature_record(no, line, values)?;
-                if values.len() != local.model.num_features {
-                    return Err(Failure::BadInput(format!(
-                        "features record {no} has {} values, the model takes {}",
-                        values.len(),
-                        local.model.num_features
-                    ))
-                    .into());
-                }
-                XgbModel::push_row(rows, values);
-                records.push(record);
-            }
-            local.model.predict_rows(rows, probabilities);
-            let mut lines = Vec::with_capacity(chunk.len() * 1024);
-            let mut frauds = 0u64;
-            for (record, p) in records.iter().zip(probabilities.iter()) {
-                let score = Score::new(*p, threshold, &local.version, "local");
-                frauds += u64::from(score.predicted_fraud);
-                push_scored(&mut lines, record.tx, record.derived, &score);
-            }
-            Ok((lines, chunk.len() as u64, frauds))
-        },
-        |(lines, records, frauds)| {
-            out.frauds += frauds;
-            out.writer.write_lines(&lines, records)
-        },
-    )
-}
-
-/// A row of a SageMaker batch: its transaction and derived values, and its features when the
-/// local fallback can use them as they are (computed with its own spec).
-struct BatchRow {
-    tx: Box<RawValue>,
-    derived: Box<RawValue>,
-    features: Option<Vec<Option<f64>>>,
-}
-
-/// Rows of one SageMaker batch, kept to write them once their scores arrive.
-struct Batch {
-    rows: Vec<BatchRow>,
-}
-
-/// What the local fallback scores from: the records' own features when they were computed with
-/// its spec, else features it recomputes from the transaction with its spec, which it can only
-/// do when that spec reads no card history (the history is `transform`'s to read).
-fn fallback_reuses_features(local: &LocalModel, features_sha256: Option<&str>) -> Result<bool> {
-    if features_sha256 == Some(local.spec.sha256.as_str()) {
-        return Ok(true);
-    }
-    if local.spec.has_history() {
-        return Err(Failure::Config(format!(
-            "the local fallback model ({}) reads card history, but features.jsonl was computed with another feature spec: run `fraudctl transform` with the fallback model's spec, or set --fallback none",
-            local.spec.name
-        ))
-        .into());
-    }
-    Ok(false)
-}
-
-async fn score_sagemaker(
-    input: &mut StageReader<serde_json::Value>,
-    args: &SageMakerArgs,
-    fallback: Option<&LocalModel>,
-    out: &mut Output,
-) -> Result<String> {
-    let endpoint = sagemaker::Endpoint::connect(args).await?;
-    let mut in_flight = sagemaker::InFlight::new(args.sagemaker_concurrency as usize);
-    let max_bytes = args.sagemaker_max_payload_bytes as usize;
-    let mut payload = Vec::new();
-    let mut batch = Batch { rows: Vec::new() };
-    let mut row = Vec::new();
-    let mut version = format!("sagemaker:{}", endpoint.name);
-    let reuse = match fallback {
-        Some(local) => fallback_reuses_features(
-            local,
-            input.header().meta["feature_spec"]["sha256"].as_str(),
-        )?,
-        None => false,
-    };
-    let mut values = Vec::new();
-    let mut features = Vec::new();
-    let mut records = 0u64;
-    loop {
-        let record = match input.next_line()? {
-            Some(line) => {
-                records += 1;
-                let r = feature_record(records, line, &mut features)?;
-                row.clear();
-                sagemaker::csv_row(&features, &mut row);
-                if row.len() > max_bytes {
-                    return Err(Failure::BadInput(format!(
-                        "one feature row is {} bytes, over the {max_bytes}-byte payload limit",
-                        row.len()
-                    ))
-                    .into());
-                }
-                Some(BatchRow {
-                    tx: r.tx.to_owned(),
-                    derived: r.derived.to_owned(),
-                    features: reuse.then(|| features.clone()),
-                })
-            }
-            None => None,
-        };
-        let full = !batch.rows.is_empty()
-            && (record.is_none()
-                || batch.rows.len() >= args.sagemaker_max_rows as usize
-                || payload.len() + row.len() > max_bytes);
-        if full {
-            let task = tokio::spawn(sagemaker::Endpoint::invoke(
-                endpoint.client(),
-                endpoint.name.clone(),
-                std::mem::take(&mut payload),
-                batch.rows.len(),
-            ));
-            in_flight.push(
-                task,
-                std::mem::replace(&mut batch, Batch { rows: Vec::new() }),
-            );
-        }
-        while in_flight.is_full() || (record.is_none() && batch.rows.is_empty()) {
-            let Some((result, done)) = in_flight.next().await else {
-                break;
-            };
-            write_batch(
-                result,
-                done,
-                &endpoint,
-                fallback,
-                out,
-                &mut version,
-                &mut values,
-            )?;
-        }
-        match record {
-            Some(rows) => {
-                payload.extend_from_slice(&row);
-                batch.rows.push(rows);
-            }
-            None => break,
-        }
-    }
-    Ok(version)
-}
-
-fn write_batch(
-    result: sagemaker::BatchResult,
-    batch: Batch,
-    endpoint: &sagemaker::Endpoint,
-    fallback: Option<&LocalModel>,
-    out: &mut Output,
-    version: &mut String,
-    values: &mut Vec<f64>,
-) -> Result<()> {
-    match result {
-        Ok((scores, variant)) => {
-            *version = format!("sagemaker:{}/{variant}", endpoint.name);
-            for (r, p) in batch.rows.iter().zip(scores) {
-                out.write(&r.tx, &r.derived, p, version, "sagemaker")?;
-            }
-        }
-        Err(sagemaker::InvokeError::Unavailable(msg)) => match fallback {
-            Some(local) => {
-                tracing::warn!(endpoint = endpoint.target(), rows = batch.rows.len(), error = %msg, "SageMaker unavailable, scoring the batch with the local model (marked needs_rescore)");
-                for r in &batch.rows {
-                    let p = match &r.features {
-                        Some(features) => local.model.predict(features),
-                        None => local.score_tx(r.tx.get(), values)?,
-                    };
-                    out.write(&r.tx, &r.derived, p, &local.version, "local-fallback")?;
-                }
-            }
-            None => {
-                return Err(Failure::Unavailable { service: "SageMaker endpoint", target: endpoint.target().to_string(), detail: msg }.into())
-            }
-        },
-        Err(sagemaker::InvokeError::Refused(msg)) => {
-            return Err(Failure::Config(format!(
-                "SageMaker endpoint {} refused the request: {msg}; check --sagemaker-endpoint / FRAUDCTL_SAGEMAKER_ENDPOINT and that it serves the model for this feature spec",
-                endpoint.target()
-            ))
-            .into())
-        }
-    }
-    Ok(())
 }

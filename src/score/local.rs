@@ -1,0 +1,104 @@
+//! The `local` scorer: the XGBoost model of --model-dir (its `model.json` and the
+//! `feature_spec.json` it was trained with), evaluated in-process on every core.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use super::{feature_record, push_scored, Output, Score, ScoredBy, XgbModel};
+use crate::error::Failure;
+use crate::parallel;
+use crate::stagefile::StageReader;
+use crate::transaction::Transaction;
+use crate::transform::{Derived, FeatureSpec};
+
+/// The local model: spec + XGBoost trees + a version derived from the model file's content.
+pub struct LocalModel {
+    pub spec: FeatureSpec,
+    pub model: XgbModel,
+    pub version: String,
+}
+
+impl LocalModel {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let model_path = dir.join("model.json");
+        let bytes = std::fs::read(&model_path)
+            .with_context(|| format!("cannot read model {}", model_path.display()))?;
+        let model = XgbModel::parse(&bytes)
+            .map_err(|e| Failure::BadInput(format!("model {}: {e}", model_path.display())))?;
+        let spec = FeatureSpec::load(&dir.join("feature_spec.json"))?;
+        if model.num_features != spec.width() {
+            return Err(Failure::BadInput(format!(
+                "model {} takes {} features but its feature_spec.json lists {}",
+                model_path.display(),
+                model.num_features,
+                spec.width()
+            ))
+            .into());
+        }
+        let version = format!(
+            "{}@{}",
+            spec.name,
+            &hex::encode(Sha256::digest(&bytes))[..12]
+        );
+        Ok(LocalModel {
+            spec,
+            model,
+            version,
+        })
+    }
+
+    /// Scores a transaction from scratch (features computed with this model's own spec, which
+    /// reads no card history: checked when the fallback is set up).
+    pub(super) fn score_tx(&self, tx_json: &str, values: &mut Vec<f64>) -> Result<f64> {
+        let tx: Transaction =
+            serde_json::from_str(tx_json).context("scored record holds an invalid transaction")?;
+        let derived = Derived::of(&tx, self.spec.time_zone);
+        self.spec.compute(&tx, &derived, None, values);
+        let row: Vec<Option<f64>> = values.iter().map(|v| Some(*v)).collect();
+        Ok(self.model.predict(&row))
+    }
+}
+
+pub(super) fn score_local(
+    input: &mut StageReader<serde_json::Value>,
+    local: &LocalModel,
+    out: &mut Output,
+) -> Result<()> {
+    let threshold = out.threshold;
+    parallel::map_chunks(
+        input,
+        || (Vec::new(), Vec::new(), Vec::new()),
+        |(rows, probabilities, values), chunk| {
+            let mut records = Vec::with_capacity(chunk.len());
+            rows.clear();
+            for (no, line) in chunk.lines() {
+                let record = feature_record(no, line, values)?;
+                if values.len() != local.model.num_features {
+                    return Err(Failure::BadInput(format!(
+                        "features record {no} has {} values, the model takes {}",
+                        values.len(),
+                        local.model.num_features
+                    ))
+                    .into());
+                }
+                XgbModel::push_row(rows, values);
+                records.push(record);
+            }
+            local.model.predict_rows(rows, probabilities);
+            let mut lines = Vec::with_capacity(chunk.len() * 1024);
+            let mut frauds = 0u64;
+            for (record, p) in records.iter().zip(probabilities.iter()) {
+                let score = Score::new(*p, threshold, &local.version, ScoredBy::Local);
+                frauds += u64::from(score.predicted_fraud);
+                push_scored(&mut lines, record.tx, record.derived, &score);
+            }
+            Ok((lines, chunk.len() as u64, frauds))
+        },
+        |(lines, records, frauds)| {
+            out.frauds += frauds;
+            out.writer.write_lines(&lines, records)
+        },
+    )
+}

@@ -1,0 +1,181 @@
+//! The `sagemaker` scorer's batching: features read in order, cut into CSV batches under the
+//! endpoint's row and payload caps, a bounded number in flight, results written in input order;
+//! a batch the endpoint cannot score goes to the local fallback (marked for re-scoring).
+//!
+//! The loop is: read a record → push it → when the batch is full, send it (waiting for the
+//! oldest answer first when the in-flight limit is reached) → at the end, send the last batch
+//! and drain every answer.
+
+use anyhow::Result;
+use serde_json::value::RawValue;
+
+use super::local::LocalModel;
+use super::sagemaker::{self, Endpoint, InFlight, InvokeError, SageMakerArgs};
+use super::{feature_record, Output, ScoredBy};
+use crate::error::Failure;
+use crate::stagefile::StageReader;
+
+/// A row of a SageMaker batch: its transaction and derived values, and its features when the
+/// local fallback can use them as they are (computed with its own spec).
+struct BatchRow {
+    tx: Box<RawValue>,
+    derived: Box<RawValue>,
+    features: Option<Vec<Option<f64>>>,
+}
+
+/// One SageMaker batch: its CSV payload, and its rows, kept to write them once their scores
+/// arrive.
+#[derive(Default)]
+struct Batch {
+    payload: Vec<u8>,
+    rows: Vec<BatchRow>,
+}
+
+/// What the local fallback scores from: the records' own features when they were computed with
+/// its spec, else features it recomputes from the transaction with its spec, which it can only
+/// do when that spec reads no card history (the history is `transform`'s to read).
+fn fallback_reuses_features(local: &LocalModel, features_sha256: Option<&str>) -> Result<bool> {
+    if features_sha256 == Some(local.spec.sha256.as_str()) {
+        return Ok(true);
+    }
+    if local.spec.has_history() {
+        return Err(Failure::Config(format!(
+            "the local fallback model ({}) reads card history, but features.jsonl was computed with another feature spec: run `fraudctl transform` with the fallback model's spec, or set --fallback none",
+            local.spec.name
+        ))
+        .into());
+    }
+    Ok(false)
+}
+
+/// The batches sent and not yet written, and what writing them needs.
+struct Pending<'a> {
+    endpoint: Endpoint,
+    in_flight: InFlight<Batch>,
+    fallback: Option<&'a LocalModel>,
+    /// The version of the model that answered (the endpoint and its production variant).
+    version: String,
+    values: Vec<f64>,
+}
+
+pub(super) async fn score_sagemaker(
+    input: &mut StageReader<serde_json::Value>,
+    args: &SageMakerArgs,
+    fallback: Option<&LocalModel>,
+    out: &mut Output,
+) -> Result<String> {
+    let endpoint = Endpoint::connect(args).await?;
+    let reuse = match fallback {
+        Some(local) => fallback_reuses_features(
+            local,
+            input.header().meta["feature_spec"]["sha256"].as_str(),
+        )?,
+        None => false,
+    };
+    let mut pending = Pending {
+        version: format!("sagemaker:{}", endpoint.name),
+        endpoint,
+        in_flight: InFlight::new(args.sagemaker_concurrency as usize),
+        fallback,
+        values: Vec::new(),
+    };
+    let max_bytes = args.sagemaker_max_payload_bytes as usize;
+    let max_rows = args.sagemaker_max_rows as usize;
+    let mut batch = Batch::default();
+    let (mut features, mut row, mut records) = (Vec::new(), Vec::new(), 0u64);
+    while let Some(line) = input.next_line()? {
+        records += 1;
+        let r = feature_record(records, line, &mut features)?;
+        row.clear();
+        sagemaker::csv_row(&features, &mut row);
+        if row.len() > max_bytes {
+            return Err(Failure::BadInput(format!(
+                "one feature row is {} bytes, over the {max_bytes}-byte payload limit",
+                row.len()
+            ))
+            .into());
+        }
+        if batch.rows.len() >= max_rows || batch.payload.len() + row.len() > max_bytes {
+            pending.send(std::mem::take(&mut batch), out).await?;
+        }
+        batch.payload.extend_from_slice(&row);
+        batch.rows.push(BatchRow {
+            tx: r.tx.to_owned(),
+            derived: r.derived.to_owned(),
+            features: reuse.then(|| features.clone()),
+        });
+    }
+    if !batch.rows.is_empty() {
+        pending.send(batch, out).await?;
+    }
+    while pending.write_oldest(out).await? {}
+    Ok(pending.version)
+}
+
+impl Pending<'_> {
+    /// Sends `batch`, once there is room in flight (the oldest answers written first).
+    async fn send(&mut self, mut batch: Batch, out: &mut Output) -> Result<()> {
+        while self.in_flight.is_full() {
+            self.write_oldest(out).await?;
+        }
+        let task = tokio::spawn(Endpoint::invoke(
+            self.endpoint.client(),
+            self.endpoint.name.clone(),
+            std::mem::take(&mut batch.payload),
+            batch.rows.len(),
+        ));
+        self.in_flight.push(task, batch);
+        Ok(())
+    }
+
+    /// Waits for the oldest batch in flight and writes it; false when none was.
+    async fn write_oldest(&mut self, out: &mut Output) -> Result<bool> {
+        let Some((result, batch)) = self.in_flight.next().await else {
+            return Ok(false);
+        };
+        self.write(result, batch, out)?;
+        Ok(true)
+    }
+
+    fn write(
+        &mut self,
+        result: sagemaker::BatchResult,
+        batch: Batch,
+        out: &mut Output,
+    ) -> Result<()> {
+        let endpoint = &self.endpoint;
+        match result {
+            Ok((scores, variant)) => {
+                self.version = format!("sagemaker:{}/{variant}", endpoint.name);
+                for (r, p) in batch.rows.iter().zip(scores) {
+                    out.write(&r.tx, &r.derived, p, &self.version, ScoredBy::Sagemaker)?;
+                }
+                Ok(())
+            }
+            Err(InvokeError::Unavailable(msg)) => {
+                let Some(local) = self.fallback else {
+                    return Err(Failure::Unavailable {
+                        service: "SageMaker endpoint",
+                        target: endpoint.target().to_string(),
+                        detail: msg,
+                    }
+                    .into());
+                };
+                tracing::warn!(endpoint = endpoint.target(), rows = batch.rows.len(), error = %msg, "SageMaker unavailable, scoring the batch with the local model (marked needs_rescore)");
+                for r in &batch.rows {
+                    let p = match &r.features {
+                        Some(features) => local.model.predict(features),
+                        None => local.score_tx(r.tx.get(), &mut self.values)?,
+                    };
+                    out.write(&r.tx, &r.derived, p, &local.version, ScoredBy::LocalFallback)?;
+                }
+                Ok(())
+            }
+            Err(InvokeError::Refused(msg)) => Err(Failure::Config(format!(
+                "SageMaker endpoint {} refused the request: {msg}; check --sagemaker-endpoint / FRAUDCTL_SAGEMAKER_ENDPOINT and that it serves the model for this feature spec",
+                endpoint.target()
+            ))
+            .into()),
+        }
+    }
+}
