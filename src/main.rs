@@ -221,3 +221,41 @@ fn init_logging() {
         .compact()
         .init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's configuration table, as text: the lines between its heading and the next.
+    fn readme_configuration() -> &'static str {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("## Configuration")
+            .expect("a Configuration section");
+        let rest = &readme[start..];
+        &rest[..rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3)]
+    }
+
+    #[test]
+    fn every_environment_variable_is_in_the_readme_table() {
+        let table = readme_configuration();
+        let mut missing = Vec::new();
+        for sub in Cli::command().get_subcommands() {
+            for arg in sub.get_arguments() {
+                if let Some(var) = arg.get_env() {
+                    let var = var.to_string_lossy();
+                    if !table.contains(&format!("`{var}`")) {
+                        let flag = arg.get_long().unwrap_or_default();
+                        missing.push(format!("{var} ({} --{flag})", sub.get_name()));
+                    }
+                }
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        assert!(
+            missing.is_empty(),
+            "README.md's configuration table lacks {missing:#?}"
+        );
+    }
+}
