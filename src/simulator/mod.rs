@@ -4,6 +4,7 @@
 //!
 //! Other endpoints: `GET /health` (200 "ok") and `GET /stats` (JSON counters, for tests).
 
+mod params;
 mod synthetic;
 
 use std::path::PathBuf;
@@ -23,7 +24,8 @@ use crate::transaction::API_COLUMNS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TimeMode {
-    /// Stamp current_time with the time of the request, like the real API.
+    /// Stamp current_time with the time of the request, like the real API (synthetic payments:
+    /// the latest moment up to it with the payment's simulated time of day, see --cards).
     Now,
     /// Keep the row's original time (trans_date_trans_time, or the synthetic clock).
     Original,
@@ -47,6 +49,16 @@ pub struct ServeArgs {
     pub no_loop: bool,
 
     /// What current_time carries.
+    ///
+    /// `now` stamps a replayed CSV row with the time of the request. A synthetic payment keeps
+    /// its simulated time of day: it is stamped at the latest moment, not after the request,
+    /// with that time of day (so within the last 24 hours: alerted, on the dashboard's day). The
+    /// hour the model reads is then the simulated one, and a card's 24-hour history is that of
+    /// its simulated day (a card lives one day; see --cards). A card whose day straddles the
+    /// current time of day has its later payments stamped the day before, as late arrivals.
+    ///
+    /// `original` keeps the row's own time: trans_date_trans_time, or the generator's clock
+    /// (from 2020-06-21 00:00 UTC; same seed and options, same stream, times included).
     #[arg(long, env = "FRAUDCTL_SIM_TIME_MODE", value_enum, default_value_t = TimeMode::Now)]
     pub time_mode: TimeMode,
 
@@ -54,9 +66,24 @@ pub struct ServeArgs {
     #[arg(long, env = "FRAUDCTL_SIM_SEED", default_value_t = 42)]
     pub seed: u64,
 
-    /// Share of generated transactions that are frauds (0 to 1).
+    /// Share of generated transactions that are frauds (0 to 1). They come in bursts, about
+    /// ten on each compromised card.
     #[arg(long, env = "FRAUDCTL_SIM_FRAUD_RATE", default_value_t = 0.02, value_parser = share)]
     pub fraud_rate: f64,
+
+    /// Synthetic payments: cards whose day begins in each simulated day (1 to 100000), about as
+    /// many as are active at a time.
+    ///
+    /// Each card lives one simulated day, without history before it: a day of legitimate
+    /// spending (3.5 payments on average) or a compromised card's burst of frauds. The
+    /// generator's clock advances with the payments served, not with the wall clock: a
+    /// simulated day holds about 3.5 × CARDS payments, with the default 300 about 1,050, which
+    /// the stack's polling (about 450 a minute) serves in under three minutes. So cards recur
+    /// within a minute, a burst unfolds over a few minutes, and every card's history shows on
+    /// the dashboard from the first runs.
+    #[arg(long, env = "FRAUDCTL_SIM_CARDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub cards: u32,
 
     /// Transactions per response (the real API sends one; 1 to 10000).
     #[arg(long, env = "FRAUDCTL_SIM_ROWS_PER_RESPONSE", default_value_t = 1,
@@ -149,7 +176,11 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
             loops: 0,
             no_loop: args.no_loop,
         },
-        None => Source::Synthetic(synthetic::Generator::new(args.seed, args.fraud_rate)),
+        None => Source::Synthetic(synthetic::Generator::new(
+            args.seed,
+            args.fraud_rate,
+            args.cards,
+        )?),
     };
     let state = Arc::new(Mutex::new(State {
         source,
@@ -283,6 +314,7 @@ fn next_reply(state: &Mutex<State>, args: &ServeArgs) -> (Reply, Option<Duration
 
 fn next_row(s: &mut State, mode: TimeMode) -> Option<Vec<Value>> {
     let now_ms = Utc::now().timestamp_millis();
+    let synthetic = matches!(s.source, Source::Synthetic(_));
     let mut row = match &mut s.source {
         Source::Synthetic(g) => g.next(),
         Source::Csv {
@@ -308,7 +340,10 @@ fn next_row(s: &mut State, mode: TimeMode) -> Option<Vec<Value>> {
         }
     };
     if mode == TimeMode::Now {
-        row[20] = Value::from(now_ms);
+        row[20] = Value::from(match row[20].as_i64() {
+            Some(simulated) if synthetic => synthetic::within_last_day(simulated, now_ms),
+            _ => now_ms,
+        });
     }
     Some(row)
 }

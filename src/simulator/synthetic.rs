@@ -1,252 +1,400 @@
-//! Synthetic transactions in the data set's shape, with the fraud patterns of the Sparkov data:
-//! frauds cluster at night, in online shopping, grocery and misc categories, with large amounts
-//! (and small "test" charges at gas stations); legitimate payments follow the day.
+//! Synthetic payments that behave like the data set's, by following its own generative process
+//! (the Sparkov simulator) with statistics fitted from a sample of it ([`super::params`],
+//! `scripts/fit_generator.py`).
+//!
+//! **A payment.** A customer has a gender, an age and a home city (population, coordinates), a
+//! job and a card. Their profile (age band and gender) weights the categories they spend in; a
+//! payment draws its category, then an amount from that category's distribution (per age band),
+//! then the half of the day (Sparkov draws category and half of the day from one random number,
+//! so gas stations are paid in the morning and homeware in the afternoon), then an hour within
+//! it. The merchant is one of the category's, uniformly within a square of
+//! `merchant_radius_degrees` around the home. Frauds have categories, amounts and hours of their
+//! own (big online and grocery amounts, at night; small gas-station test charges).
+//!
+//! **A card lives one simulated day**, beginning without history: either a day of legitimate
+//! spending, or, for a compromised card, a burst of frauds (its size from the sample; Sparkov
+//! emits no legitimate payment of a card on its fraud days). The number of payments of a day is
+//! fitted per profile so that each payment has as many of its card's payments in the 24 hours
+//! before it as in the sample, which is what the model reads: 3.5 on average, more than the 2 a
+//! calendar day a card makes on the sample's dense days, because a card whose day starts
+//! without history must make up for the day before it that a real card would have had. Then the card retires and new cards keep arriving,
+//! `cards` a simulated day. Why a single day: in `--time-mode now` a payment is stamped within
+//! the last 24 hours at its own time of day (see [`within_last_day`]), so a card that lived
+//! longer would have its days piled into those 24 hours, and its 24-hour spending would be that
+//! of several days.
+//!
+//! **Time.** The generator keeps its own clock, from [`START_MS`], and serves the cards'
+//! payments in the order of that clock: `--time-mode original` stamps each with it
+//! (deterministic: same seed, same stream). The clock advances with the payments served, not
+//! with the wall clock: a simulated day holds about `cards` × 3.5 payments, so with the default
+//! population a card's day, a burst included, unfolds over a couple of minutes of the stack's
+//! polling, and every card recurs within that time.
 
-use chrono::{Duration, NaiveDate, NaiveDateTime};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use anyhow::Result;
+use chrono::{DateTime, Duration, NaiveDate};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-/// (category, weight of legit payments, median legit amount, weight among frauds, median fraud amount)
-const CATEGORIES: [(&str, f64, f64, f64, f64); 14] = [
-    ("gas_transport", 10.0, 60.0, 6.0, 12.0),
-    ("grocery_pos", 9.5, 100.0, 18.0, 310.0),
-    ("home", 9.0, 50.0, 2.0, 250.0),
-    ("shopping_pos", 8.5, 60.0, 9.0, 870.0),
-    ("kids_pets", 8.5, 45.0, 2.0, 20.0),
-    ("shopping_net", 7.5, 50.0, 22.0, 1000.0),
-    ("entertainment", 7.0, 50.0, 3.0, 500.0),
-    ("food_dining", 7.0, 40.0, 2.0, 120.0),
-    ("personal_care", 7.0, 30.0, 3.0, 25.0),
-    ("health_fitness", 6.5, 50.0, 2.0, 20.0),
-    ("misc_pos", 6.0, 40.0, 3.0, 200.0),
-    ("misc_net", 5.0, 40.0, 12.0, 800.0),
-    ("grocery_net", 3.5, 50.0, 2.0, 12.0),
-    ("travel", 3.0, 90.0, 2.0, 9.0),
-];
+use super::params::{City, Kind, Params};
 
-/// (city, state, zip, lat, long, population)
-const CITIES: [(&str, &str, u32, f64, f64, u64); 16] = [
-    ("Pembroke", "NC", 28372, 34.6902, -79.1834, 14783),
-    ("Moravian Falls", "NC", 28654, 36.0788, -81.1781, 3495),
-    ("Orient", "WA", 99160, 48.8878, -118.2105, 149),
-    ("Malad City", "ID", 83252, 42.1808, -112.262, 4154),
-    ("Boulder", "MT", 59632, 46.2306, -112.1138, 1939),
-    ("Houston", "TX", 77002, 29.7567, -95.3637, 2_147_000),
-    ("Brooklyn", "NY", 11201, 40.6947, -73.9903, 2_504_700),
-    ("Saint Louis", "MO", 63101, 38.6315, -90.1923, 319_294),
-    ("Phoenix", "AZ", 85004, 33.4516, -112.0701, 1_445_632),
-    ("Burlington", "VT", 5401, 44.4771, -73.2114, 42_417),
-    ("Fort Washakie", "WY", 82514, 43.0048, -108.8964, 1645),
-    ("Altonah", "UT", 84002, 40.4024, -110.4452, 302),
-    ("Sutherland", "VA", 23885, 37.1925, -77.5693, 1793),
-    ("Grenada", "CA", 96038, 41.6125, -122.5258, 589),
-    ("Miami", "FL", 33131, 25.7617, -80.1918, 442_241),
-    ("Chicago", "IL", 60601, 41.8858, -87.6181, 2_695_598),
-];
+/// Where the simulated clock starts: 2020-06-21 00:00 UTC, the first day of the data set's test
+/// period (a Sunday).
+pub const START_MS: i64 = 1_592_697_600_000;
+const DAY_MS: i64 = 86_400_000;
 
-const FIRST: [&str; 12] = [
-    "Jennifer",
-    "Stephanie",
-    "Edward",
-    "Jeremy",
-    "Tyler",
-    "Scott",
-    "Mary",
-    "Linda",
-    "James",
-    "Robert",
-    "Susan",
-    "Daniel",
-];
-const LAST: [&str; 12] = [
-    "Banks", "Gill", "Sanchez", "White", "Garcia", "Edwards", "Smith", "Johnson", "Brown",
-    "Miller", "Davis", "Wilson",
-];
-const JOBS: [&str; 10] = [
-    "Psychologist, counselling",
-    "Special educational needs teacher",
-    "Nature conservation officer",
-    "Patent attorney",
-    "Dance movement psychotherapist",
-    "Hospital doctor",
-    "Film/video editor",
-    "Exhibition designer",
-    "Surveyor, land/geomatics",
-    "Systems developer",
-];
-const STREETS: [&str; 6] = [
-    "Perry Cove",
-    "Riley Greens Suite 393",
-    "Amy Street Suite 107",
-    "Ware Ridge",
-    "Garcia Park",
-    "Lake Drive",
-];
-
-struct Card {
-    cc_num: u64,
-    first: &'static str,
-    last: &'static str,
-    gender: &'static str,
-    street: String,
-    city: usize,
-    job: &'static str,
-    dob: NaiveDate,
+/// The moment in the 24 hours up to `now_ms` (later than `now_ms` − 24 h, not after `now_ms`)
+/// with the time of day of `simulated_ms`: how `--time-mode now` stamps a synthetic payment.
+/// The hour the model reads is the simulated one, every payment can still be alerted (the alert
+/// stage's 24-hour rule) and is on the dashboard's last day, and a card's payments, all within
+/// one simulated day, keep their order and their 24-hour history, unless the card's day
+/// straddles the current time of day: its payments after that time of day are then stamped the
+/// day before, earlier than its first ones (a late arrival, which the pipeline handles).
+pub fn within_last_day(simulated_ms: i64, now_ms: i64) -> i64 {
+    now_ms - (now_ms - simulated_ms).rem_euclid(DAY_MS)
 }
 
+/// The payments stream: cards' days beginning at random (a Poisson stream of `cards` a
+/// simulated day), their payments queued at their simulated times and served in time order.
 pub struct Generator {
     rng: SmallRng,
-    cards: Vec<Card>,
-    merchants: Vec<(String, usize)>,
-    fraud_rate: f64,
-    clock: NaiveDateTime,
+    /// Boxed: the tables are large, and the simulator keeps the generator beside a CSV cursor.
+    params: Box<Params>,
+    /// The share of card days that are compromised cards' bursts.
+    fraud_day_share: f64,
+    /// Mean simulated time between two cards' days beginning.
+    card_interval_ms: f64,
+    next_card_ms: i64,
+    queue: BinaryHeap<Pending>,
+    queued: u64,
+}
+
+/// A generated payment waiting for its simulated time.
+struct Pending {
+    time_ms: i64,
+    /// Order of generation: payments at the same millisecond are served in that order.
+    sequence: u64,
+    row: Vec<Value>,
+}
+
+/// Who a card day's payments are for.
+struct Customer {
+    cc_num: u64,
+    first: String,
+    last: String,
+    gender: &'static str,
+    street: String,
+    city: City,
+    job: String,
+    dob: NaiveDate,
+    /// Profile key of the parameters ("adult_F") and age band ("adult").
+    profile: String,
+    band: &'static str,
 }
 
 impl Generator {
-    pub fn new(seed: u64, fraud_rate: f64) -> Self {
-        let mut rng = SmallRng::seed_from_u64(seed);
-        let cards = (0..500)
-            .map(|i| Card {
-                cc_num: luhn_number(&mut rng, if i % 10 == 0 { 19 } else { 16 }),
-                first: FIRST.choose(&mut rng).copied().unwrap_or("Alex"),
-                last: LAST.choose(&mut rng).copied().unwrap_or("Doe"),
-                gender: if rng.gen_bool(0.5) { "F" } else { "M" },
-                street: format!(
-                    "{} {}",
-                    rng.gen_range(1..99999),
-                    STREETS.choose(&mut rng).copied().unwrap_or("Main Street")
-                ),
-                city: rng.gen_range(0..CITIES.len()),
-                job: JOBS.choose(&mut rng).copied().unwrap_or("Engineer"),
-                dob: NaiveDate::from_ymd_opt(
-                    rng.gen_range(1935..2004),
-                    rng.gen_range(1..=12),
-                    rng.gen_range(1..=28),
-                )
-                .expect("valid date"),
-            })
-            .collect();
-        let merchants = (0..300)
-            .map(|i| {
-                let (a, b, c) = (LAST[i % 12], LAST[(i / 12) % 12], LAST[(i * 7 + 3) % 12]);
-                (format!("fraud_{a}, {b} and {c}"), i % CATEGORIES.len())
-            })
-            .collect();
-        let clock = NaiveDate::from_ymd_opt(2020, 6, 21)
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .expect("valid time");
-        Generator {
-            rng,
-            cards,
-            merchants,
-            fraud_rate: fraud_rate.clamp(0.0, 1.0),
-            clock,
-        }
+    /// `fraud_rate`: the share of payments that are frauds; `cards`: cards whose day begins in a
+    /// simulated day (about as many are active at any time).
+    pub fn new(seed: u64, fraud_rate: f64, cards: u32) -> Result<Self> {
+        let params = Box::new(Params::embedded()?);
+        let fraud_day_share = fraud_day_share(
+            fraud_rate,
+            params.mean_day_payments,
+            params.mean_burst_frauds,
+        );
+        Ok(Generator {
+            rng: SmallRng::seed_from_u64(seed),
+            params,
+            fraud_day_share,
+            card_interval_ms: DAY_MS as f64 / f64::from(cards.max(1)),
+            next_card_ms: START_MS,
+            queue: BinaryHeap::new(),
+            queued: 0,
+        })
     }
 
-    /// The next transaction as an API row (API_COLUMNS order).
+    /// The next payment as an API row (API_COLUMNS order), `current_time` its simulated time.
     pub fn next(&mut self) -> Vec<Value> {
-        let rng = &mut self.rng;
-        let fraud = rng.gen_bool(self.fraud_rate);
-        let weights: Vec<f64> = CATEGORIES
-            .iter()
-            .map(|c| if fraud { c.3 } else { c.1 })
-            .collect();
-        let category = weighted(rng, &weights);
-        let (name, _, legit_median, _, fraud_median) = CATEGORIES[category];
-        let median = if fraud { fraud_median } else { legit_median };
-        let amt =
-            (median * (normal(rng) * if fraud { 0.35 } else { 0.9 }).exp()).clamp(1.0, 25_000.0);
-        let hour = if fraud && rng.gen_bool(0.8) {
-            [22, 23, 0, 1, 2, 3][rng.gen_range(0..6)]
-        } else {
-            rng.gen_range(7..23)
-        };
-        self.clock += Duration::seconds(rng.gen_range(20..90));
-        let time = self
-            .clock
-            .date()
-            .and_hms_opt(hour, rng.gen_range(0..60), rng.gen_range(0..60))
-            .expect("valid time");
-        let card = &self.cards[rng.gen_range(0..self.cards.len())];
-        let merchants: Vec<&(String, usize)> =
-            self.merchants.iter().filter(|m| m.1 == category).collect();
-        let merchant = &merchants[rng.gen_range(0..merchants.len())].0;
-        let (city, state, zip, lat, long, pop) = CITIES[card.city];
-        let trans_num: String = (0..32)
-            .map(|_| char::from_digit(rng.gen_range(0..16), 16).expect("hex digit"))
-            .collect();
-        vec![
-            Value::from(card.cc_num),
-            Value::from(merchant.as_str()),
-            Value::from(name),
-            Value::from((amt * 100.0).round() / 100.0),
-            Value::from(card.first),
-            Value::from(card.last),
-            Value::from(card.gender),
-            Value::from(card.street.as_str()),
-            Value::from(city),
-            Value::from(state),
-            Value::from(zip),
-            Value::from(lat),
-            Value::from(long),
-            Value::from(pop),
-            Value::from(card.job),
-            Value::from(card.dob.to_string()),
-            Value::from(trans_num),
-            Value::from(round6(lat + rng.gen_range(-1.0..1.0))),
-            Value::from(round6(long + rng.gen_range(-1.0..1.0))),
-            Value::from(u8::from(fraud)),
-            Value::from(time.and_utc().timestamp_millis()),
-        ]
-    }
-}
-
-fn round6(x: f64) -> f64 {
-    (x * 1e6).round() / 1e6
-}
-
-fn weighted(rng: &mut SmallRng, weights: &[f64]) -> usize {
-    let mut pick = rng.gen_range(0.0..weights.iter().sum::<f64>());
-    for (i, w) in weights.iter().enumerate() {
-        if pick < *w {
-            return i;
+        // A card beginning its day before the earliest queued payment may pay before it.
+        while self
+            .queue
+            .peek()
+            .map_or(true, |p| p.time_ms >= self.next_card_ms)
+        {
+            self.begin_card_day();
         }
-        pick -= w;
+        self.queue.pop().expect("a card day was just begun").row
     }
-    weights.len() - 1
+
+    fn begin_card_day(&mut self) {
+        let start_ms = self.next_card_ms;
+        let wait = -self.rng.gen_range(f64::EPSILON..1.0).ln() * self.card_interval_ms;
+        self.next_card_ms += (wait.round() as i64).max(1);
+        let customer = customer(&self.params, &mut self.rng, start_ms);
+        let fraud = self.rng.gen_bool(self.fraud_day_share);
+        let count = if fraud {
+            *self.params.burst_frauds.draw(&mut self.rng)
+        } else {
+            *self.params.legit_day_payments[&customer.profile].draw(&mut self.rng)
+        };
+        for _ in 0..count {
+            let (time_ms, row) = payment(&self.params, &mut self.rng, &customer, fraud, start_ms);
+            self.queued += 1;
+            self.queue.push(Pending {
+                time_ms,
+                sequence: self.queued,
+                row,
+            });
+        }
+    }
 }
 
-/// A standard normal draw (Box–Muller).
-fn normal(rng: &mut SmallRng) -> f64 {
-    let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+/// The share of card days that must be bursts for frauds to be `fraud_rate` of the payments,
+/// given the mean payments of a legitimate day and of a burst.
+fn fraud_day_share(fraud_rate: f64, day: f64, burst: f64) -> f64 {
+    let rate = fraud_rate.clamp(0.0, 1.0);
+    let frauds = rate * day;
+    if frauds == 0.0 {
+        0.0
+    } else {
+        frauds / (frauds + (1.0 - rate) * burst)
+    }
 }
 
-/// A Luhn-valid card number of `len` digits starting with 4.
-fn luhn_number(rng: &mut SmallRng, len: usize) -> u64 {
-    let mut digits: Vec<u32> = std::iter::once(4)
-        .chain((1..len - 1).map(|_| rng.gen_range(0..10)))
+fn customer(params: &Params, rng: &mut SmallRng, start_ms: i64) -> Customer {
+    let people = &params.customers;
+    let gender = if rng.gen_bool(people.female_share) {
+        "F"
+    } else {
+        "M"
+    };
+    let age = f64::from(*people.ages[gender].draw(rng)) + rng.gen_range(0.0..1.0);
+    let day = DateTime::from_timestamp_millis(start_ms)
+        .expect("the simulated clock stays within chrono's range")
+        .date_naive();
+    let dob = day - Duration::days((age * 365.25) as i64);
+    let (prefix, digits) = people.card_numbers.draw(rng);
+    let last = pick(rng, &people.last_names).clone();
+    let street = format!(
+        "{} {} {}",
+        rng.gen_range(1..100_000),
+        pick(rng, &people.last_names),
+        pick(rng, &people.street_suffixes)
+    );
+    let (profile, band) = params.profile(age, gender);
+    Customer {
+        cc_num: card_number(rng, prefix, *digits),
+        first: pick(rng, &people.first_names[gender]).clone(),
+        last,
+        gender,
+        street,
+        city: people.cities.draw(rng).clone(),
+        job: pick(rng, &people.jobs).clone(),
+        dob,
+        profile,
+        band,
+    }
+}
+
+/// One payment of `customer`'s day beginning at `start_ms`: its simulated time and API row.
+fn payment(
+    params: &Params,
+    rng: &mut SmallRng,
+    customer: &Customer,
+    fraud: bool,
+    start_ms: i64,
+) -> (i64, Vec<Value>) {
+    let kind = if fraud { &params.fraud } else { &params.legit };
+    let category = kind.categories[&customer.profile].draw(rng).clone();
+    let amt = kind.amount(&category, customer.band).draw(rng);
+    let time_ms = time_in_day(rng, kind, &category, start_ms);
+    let merchant = pick(rng, &params.merchants[&category]).clone();
+    let radius = params.merchant_radius_degrees;
+    let city = &customer.city;
+    let merch_lat = round_to(city.lat + rng.gen_range(-radius..radius), 6);
+    let merch_long = round_to(city.long + rng.gen_range(-radius..radius), 6);
+    let trans_num: String = (0..32)
+        .map(|_| char::from_digit(rng.gen_range(0..16), 16).expect("a hex digit"))
         .collect();
-    let sum: u32 = digits
+    let row = vec![
+        Value::from(customer.cc_num),
+        Value::from(merchant),
+        Value::from(category),
+        Value::from(round_to(amt, 2)),
+        Value::from(customer.first.as_str()),
+        Value::from(customer.last.as_str()),
+        Value::from(customer.gender),
+        Value::from(customer.street.as_str()),
+        Value::from(city.name.as_str()),
+        Value::from(city.state.as_str()),
+        Value::from(city.zip),
+        Value::from(city.lat),
+        Value::from(city.long),
+        Value::from(city.population),
+        Value::from(customer.job.as_str()),
+        Value::from(customer.dob.to_string()),
+        Value::from(trans_num),
+        Value::from(merch_lat),
+        Value::from(merch_long),
+        Value::from(u8::from(fraud)),
+        Value::from(time_ms),
+    ];
+    (time_ms, row)
+}
+
+/// A time in the day beginning at `start_ms`, at a time of day drawn for `category`: the half of
+/// the day, an hour within it, any minute and second.
+fn time_in_day(rng: &mut SmallRng, kind: &Kind, category: &str, start_ms: i64) -> i64 {
+    let afternoon = rng.gen_bool(kind.pm_share[category]);
+    let hours = if afternoon {
+        &kind.afternoon_hours
+    } else {
+        &kind.morning_hours
+    };
+    let seconds = i64::from(*hours.draw(rng)) * 3600 + rng.gen_range(0..3600);
+    let into_day = (seconds * 1000 - start_ms).rem_euclid(DAY_MS);
+    start_ms + into_day
+}
+
+fn pick<'a, T>(rng: &mut SmallRng, items: &'a [T]) -> &'a T {
+    items
+        .choose(rng)
+        .expect("lists are checked non-empty when loaded")
+}
+
+fn round_to(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
+}
+
+/// A Luhn-valid card number of `digits` digits starting with `prefix`.
+fn card_number(rng: &mut SmallRng, prefix: &str, digits: usize) -> u64 {
+    let mut number: Vec<u32> = prefix.chars().filter_map(|c| c.to_digit(10)).collect();
+    while number.len() < digits - 1 {
+        number.push(rng.gen_range(0..10));
+    }
+    // Doubling every second digit from the right, the check digit excluded.
+    let sum: u32 = number
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, d)| {
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                *d
-            }
-        })
+        .map(|(i, &d)| if i % 2 == 0 { doubled(d) } else { d })
         .sum();
-    digits.push((10 - sum % 10) % 10);
-    digits.iter().fold(0u64, |n, d| n * 10 + u64::from(*d))
+    number.push((10 - sum % 10) % 10);
+    number.iter().fold(0u64, |n, &d| n * 10 + u64::from(d))
+}
+
+/// A digit doubled, as Luhn's check counts it: the sum of the digits of 2 × `d`.
+fn doubled(d: u32) -> u32 {
+    let x = d * 2;
+    x / 10 + x % 10
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Pending {}
+
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Reversed, so that the queue (a max-heap) serves the earliest payment first.
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.time_ms, other.sequence).cmp(&(self.time_ms, self.sequence))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn luhn_valid(number: u64) -> bool {
+        let digits: Vec<u32> = number
+            .to_string()
+            .chars()
+            .filter_map(|c| c.to_digit(10))
+            .collect();
+        let sum: u32 = digits
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, &d)| {
+                if i % 2 == 1 && d * 2 > 9 {
+                    d * 2 - 9
+                } else {
+                    d * (1 + (i % 2) as u32)
+                }
+            })
+            .sum();
+        sum % 10 == 0
+    }
+
+    #[test]
+    fn the_luhn_check_knows_valid_numbers() {
+        assert!(luhn_valid(4_111_111_111_111_111) && luhn_valid(79_927_398_713));
+        assert!(!luhn_valid(4_111_111_111_111_112));
+    }
+
+    #[test]
+    fn card_numbers_are_luhn_valid_with_their_prefix_and_length() {
+        let mut rng = SmallRng::seed_from_u64(3);
+        for (prefix, digits) in [("30", 14), ("4", 16), ("36", 19), ("18", 15), ("50", 11)] {
+            for _ in 0..200 {
+                let n = card_number(&mut rng, prefix, digits);
+                assert_eq!(n.to_string().len(), digits);
+                assert!(n.to_string().starts_with(prefix) && luhn_valid(n), "{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_stream_is_in_simulated_time_order_and_the_same_for_a_seed() {
+        let rows = |seed| {
+            let mut g = Generator::new(seed, 0.02, 300).unwrap();
+            (0..2000).map(|_| g.next()).collect::<Vec<_>>()
+        };
+        let first = rows(5);
+        assert_eq!(first, rows(5));
+        assert_ne!(first, rows(6));
+        let times: Vec<i64> = first.iter().map(|r| r[20].as_i64().unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]));
+        assert!(times[0] >= START_MS);
+    }
+
+    #[test]
+    fn frauds_are_the_share_asked_for() {
+        for rate in [0.0, 0.02, 0.2, 1.0] {
+            let mut g = Generator::new(1, rate, 300).unwrap();
+            let n = 20_000;
+            let frauds = (0..n).filter(|_| g.next()[19] == 1).count();
+            let share = frauds as f64 / n as f64;
+            assert!((share - rate).abs() <= 0.01 + rate * 0.2, "{rate}: {share}");
+        }
+    }
+
+    #[test]
+    fn a_stamp_keeps_the_time_of_day_within_the_last_day() {
+        let now = 1_764_590_400_123; // 2025-12-01 12:00:00.123 UTC
+        for simulated in [
+            START_MS,
+            START_MS + 43_200_000,
+            START_MS + 43_200_123,
+            now + 5,
+        ] {
+            let stamp = within_last_day(simulated, now);
+            assert!(now - DAY_MS < stamp && stamp <= now, "{simulated}: {stamp}");
+            assert_eq!(stamp.rem_euclid(DAY_MS), simulated.rem_euclid(DAY_MS));
+        }
+    }
 }
