@@ -165,84 +165,92 @@ pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> Result<()>
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, report)?;
             writeln!(out)?;
+            Ok(())
         }
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(out);
-            for row in &report.rows {
-                w.serialize(row.neutralised(for_spreadsheet))?;
-            }
-            if report.rows.is_empty() {
-                w.write_record([
-                    "local_time",
-                    "trans_num",
-                    "card",
-                    "merchant",
-                    "category",
-                    "amt",
-                    "place",
-                    "fraud_probability",
-                    "predicted_fraud",
-                    "is_fraud_label",
-                    "alert_status",
-                ])?;
-            }
-            w.flush()?;
-        }
-        Format::Table => {
-            let s = &report.summary;
-            let rate = if s.payments > 0 {
-                100.0 * s.predicted_frauds as f64 / s.payments as f64
-            } else {
-                0.0
-            };
-            writeln!(out, "Fraud report for {} ({})", s.day, s.time_zone)?;
-            writeln!(
-                out,
-                "  payments          {:>12}   amount         {:>14.2}",
-                s.payments, s.amount
-            )?;
-            writeln!(
-                out,
-                "  predicted frauds  {:>12}   amount at risk {:>14.2}",
-                s.predicted_frauds, s.amount_at_risk
-            )?;
-            writeln!(
-                out,
-                "  fraud rate        {:>11.2}%   alerts sent    {:>14}",
-                rate, s.alerts_sent
-            )?;
-            writeln!(out, "  labelled frauds   {:>12}", s.labelled_frauds)?;
-            if report.rows.is_empty() {
-                writeln!(out, "\nNo payments to list for this day.")?;
-                return Ok(());
-            }
-            writeln!(out)?;
-            writeln!(
-                out,
-                "{:<19}  {:<9}  {:>10}  {:<14}  {:<32}  {:>5}  {:<5}  alert",
-                "local time", "card", "amount", "category", "merchant", "p", "label"
-            )?;
-            for r in report.rows.iter().map(|r| r.neutralised(for_terminal)) {
-                let label = match r.is_fraud_label {
-                    Some(true) => "fraud",
-                    Some(false) => "legit",
-                    None => "-",
-                };
-                let merchant: String = r.merchant.chars().take(32).collect();
-                writeln!(
-                    out,
-                    "{:<19}  {:<9}  {:>10.2}  {:<14}  {:<32}  {:>5.3}  {:<5}  {}",
-                    r.local_time,
-                    r.card,
-                    r.amt,
-                    r.category,
-                    merchant,
-                    r.fraud_probability,
-                    label,
-                    r.alert_status.as_deref().unwrap_or("-")
-                )?;
-            }
-        }
+        Format::Csv => write_csv(report, out),
+        Format::Table => write_table(report, out),
+    }
+}
+
+/// One row a payment, a header line first (also when there is none).
+fn write_csv(report: &Report, out: &mut dyn Write) -> Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    for row in &report.rows {
+        w.serialize(row.neutralised(for_spreadsheet))?;
+    }
+    if report.rows.is_empty() {
+        w.write_record([
+            "local_time",
+            "trans_num",
+            "card",
+            "merchant",
+            "category",
+            "amt",
+            "place",
+            "fraud_probability",
+            "predicted_fraud",
+            "is_fraud_label",
+            "alert_status",
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The summary, then the rows, aligned for a terminal.
+fn write_table(report: &Report, out: &mut dyn Write) -> Result<()> {
+    let s = &report.summary;
+    let rate = if s.payments > 0 {
+        100.0 * s.predicted_frauds as f64 / s.payments as f64
+    } else {
+        0.0
+    };
+    writeln!(out, "Fraud report for {} ({})", s.day, s.time_zone)?;
+    writeln!(
+        out,
+        "  payments          {:>12}   amount         {:>14.2}",
+        s.payments, s.amount
+    )?;
+    writeln!(
+        out,
+        "  predicted frauds  {:>12}   amount at risk {:>14.2}",
+        s.predicted_frauds, s.amount_at_risk
+    )?;
+    writeln!(
+        out,
+        "  fraud rate        {:>11.2}%   alerts sent    {:>14}",
+        rate, s.alerts_sent
+    )?;
+    writeln!(out, "  labelled frauds   {:>12}", s.labelled_frauds)?;
+    if report.rows.is_empty() {
+        writeln!(out, "\nNo payments to list for this day.")?;
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<19}  {:<9}  {:>10}  {:<14}  {:<32}  {:>5}  {:<5}  alert",
+        "local time", "card", "amount", "category", "merchant", "p", "label"
+    )?;
+    for r in report.rows.iter().map(|r| r.neutralised(for_terminal)) {
+        let label = match r.is_fraud_label {
+            Some(true) => "fraud",
+            Some(false) => "legit",
+            None => "-",
+        };
+        let merchant: String = r.merchant.chars().take(32).collect();
+        writeln!(
+            out,
+            "{:<19}  {:<9}  {:>10.2}  {:<14}  {:<32}  {:>5.3}  {:<5}  {}",
+            r.local_time,
+            r.card,
+            r.amt,
+            r.category,
+            merchant,
+            r.fraud_probability,
+            label,
+            r.alert_status.as_deref().unwrap_or("-")
+        )?;
     }
     Ok(())
 }

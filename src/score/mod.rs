@@ -231,17 +231,7 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
     let model_version = match args.scorer {
         Scorer::Local => {
             let local = local.as_ref().expect("loaded for the local scorer");
-            if spec_meta["sha256"].as_str() != Some(local.spec.sha256.as_str()) {
-                return Err(Failure::BadInput(format!(
-                    "{} was computed with feature spec {} but the model in {} expects {}: re-run `fraudctl transform --feature-spec {}`",
-                    dir.features().display(),
-                    spec_meta["name"],
-                    args.model_dir.display(),
-                    local.spec.name,
-                    args.model_dir.join("feature_spec.json").display()
-                ))
-                .into());
-            }
+            same_spec(&dir, &spec_meta, local, args)?;
             local::score_local(&mut input, local, &mut out)?;
             local.version.clone()
         }
@@ -258,26 +248,59 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
             ))?
         }
     };
-    let (frauds, fallback) = (out.frauds, out.fallback);
-    let header = out.writer.finish(BTreeMap::from([
-        ("predicted_frauds".to_string(), frauds),
-        ("fallback".to_string(), fallback),
-    ]))?;
-    if fallback > 0 {
-        tracing::warn!(
-            fallback,
-            "rows scored by the local fallback are marked needs_rescore"
-        );
+    out.finish(dir.run_id, scorer, model_version)
+}
+
+impl Output {
+    /// Makes `scored.jsonl` durable with its counts; the stage's summary.
+    fn finish(
+        self,
+        run_id: String,
+        scorer: &'static str,
+        model_version: String,
+    ) -> Result<ScoreSummary> {
+        let (frauds, fallback) = (self.frauds, self.fallback);
+        let header = self.writer.finish(BTreeMap::from([
+            ("predicted_frauds".to_string(), frauds),
+            ("fallback".to_string(), fallback),
+        ]))?;
+        if fallback > 0 {
+            tracing::warn!(
+                fallback,
+                "rows scored by the local fallback are marked needs_rescore"
+            );
+        }
+        Ok(ScoreSummary {
+            stage: "score",
+            run_id,
+            records: header.records(),
+            predicted_frauds: frauds,
+            scorer,
+            model_version,
+            fallback_records: fallback,
+        })
     }
-    Ok(ScoreSummary {
-        stage: "score",
-        run_id: dir.run_id,
-        records: header.records(),
-        predicted_frauds: frauds,
-        scorer,
-        model_version,
-        fallback_records: fallback,
-    })
+}
+
+/// Refuses features computed with another spec than the local model's.
+fn same_spec(
+    dir: &RunDir,
+    spec_meta: &serde_json::Value,
+    local: &LocalModel,
+    args: &ScoreArgs,
+) -> Result<()> {
+    if spec_meta["sha256"].as_str() == Some(local.spec.sha256.as_str()) {
+        return Ok(());
+    }
+    Err(Failure::BadInput(format!(
+        "{} was computed with feature spec {} but the model in {} expects {}: re-run `fraudctl transform --feature-spec {}`",
+        dir.features().display(),
+        spec_meta["name"],
+        args.model_dir.display(),
+        local.spec.name,
+        args.model_dir.join("feature_spec.json").display()
+    ))
+    .into())
 }
 
 /// Parses a `features.jsonl` line, its features into `values`, naming its record number when
