@@ -11,6 +11,7 @@
 pub mod alert;
 #[cfg(feature = "services")]
 pub mod audit;
+pub mod dataset;
 #[cfg(feature = "services")]
 pub mod db;
 pub mod error;

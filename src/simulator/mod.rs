@@ -12,15 +12,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chrono::{NaiveDateTime, Utc};
+use chrono::Utc;
 use clap::{Args, ValueEnum};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::dataset;
 use crate::payments_api::encode;
-use crate::transaction::API_COLUMNS;
+use crate::transaction::{api_column, API_COLUMNS};
+
+/// Columns of an API row the simulator changes.
+const TRANS_NUM: usize = api_column("trans_num");
+const CURRENT_TIME: usize = api_column("current_time");
+const AMT: usize = api_column("amt");
+const MERCHANT: usize = api_column("merchant");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TimeMode {
@@ -171,7 +178,7 @@ enum Reply {
 pub fn serve(args: &ServeArgs) -> Result<()> {
     let source = match &args.csv {
         Some(path) => Source::Csv {
-            rows: load_csv(path, args.time_mode)?,
+            rows: load_csv(path)?,
             next: 0,
             loops: 0,
             no_loop: args.no_loop,
@@ -333,14 +340,14 @@ fn next_row(s: &mut State, mode: TimeMode) -> Option<Vec<Value>> {
             let mut row = rows[*next].clone();
             *next += 1;
             if *loops > 0 {
-                let tn = &mut row[16];
+                let tn = &mut row[TRANS_NUM];
                 *tn = Value::String(format!("{}-L{loops}", tn.as_str().unwrap_or_default()));
             }
             row
         }
     };
     if mode == TimeMode::Now {
-        row[20] = Value::from(match row[20].as_i64() {
+        row[CURRENT_TIME] = Value::from(match row[CURRENT_TIME].as_i64() {
             Some(simulated) if synthetic => synthetic::within_last_day(simulated, now_ms),
             _ => now_ms,
         });
@@ -359,7 +366,7 @@ fn malformed(kind: u32, index: &[u64], mut rows: Vec<Vec<Value>>) -> String {
         1 => "<html><body>502 Bad Gateway</body></html>".to_string(),
         2 => {
             for row in &mut rows {
-                row[3] = Value::String("sixty".into());
+                row[AMT] = Value::String("sixty".into());
             }
             encode(&API_COLUMNS, index, &rows)
         }
@@ -367,77 +374,52 @@ fn malformed(kind: u32, index: &[u64], mut rows: Vec<Vec<Value>>) -> String {
             let columns: Vec<&str> = API_COLUMNS
                 .iter()
                 .copied()
-                .filter(|c| *c != "merchant")
+                .filter(|c| *c != API_COLUMNS[MERCHANT])
                 .collect();
             for row in &mut rows {
-                row.remove(1);
+                row.remove(MERCHANT);
             }
             encode(&columns, index, &rows)
         }
     }
 }
 
-/// Loads a CSV in the data set's layout as API rows (API_COLUMNS order).
-fn load_csv(path: &std::path::Path, mode: TimeMode) -> Result<Vec<Vec<Value>>> {
+/// Loads a CSV in the data set's layout as API rows (API_COLUMNS order, `current_time` the
+/// row's own time; `--time-mode now` replaces it when the row is served).
+fn load_csv(path: &std::path::Path) -> Result<Vec<Vec<Value>>> {
     let mut reader = csv::Reader::from_path(path)
         .with_context(|| format!("cannot open CSV {}", path.display()))?;
     let headers = reader
         .headers()
         .with_context(|| format!("cannot read {}", path.display()))?
         .clone();
-    let position = |name: &str| {
-        headers.iter().position(|h| h == name).with_context(|| {
-            format!(
-                "{} has no column {name}: not the data set's layout",
-                path.display()
-            )
-        })
-    };
-    let time_col = position("trans_date_trans_time")?;
-    let cols: Vec<usize> = API_COLUMNS[..20]
+    let needed = API_COLUMNS[..CURRENT_TIME]
         .iter()
-        .map(|c| position(c))
-        .collect::<Result<_>>()?;
+        .chain([&dataset::TIME_COLUMN]);
+    if let Some(missing) = needed
+        .into_iter()
+        .find(|c| !headers.iter().any(|h| h == **c))
+    {
+        anyhow::bail!(
+            "{} has no column {missing}: not the data set's layout",
+            path.display()
+        );
+    }
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
-        let record = record.with_context(|| format!("{} line {}", path.display(), i + 2))?;
-        let mut row: Vec<Value> = cols
-            .iter()
-            .zip(API_COLUMNS)
-            .map(|(&c, name)| cell(name, &record[c]))
-            .collect();
-        let time = NaiveDateTime::parse_from_str(&record[time_col], "%Y-%m-%d %H:%M:%S")
-            .map(|t| t.and_utc().timestamp_millis())
-            .with_context(|| {
-                format!(
-                    "{} line {}: bad trans_date_trans_time",
-                    path.display(),
-                    i + 2
-                )
-            })?;
-        row.push(Value::from(if mode == TimeMode::Original {
-            time
-        } else {
-            0
-        }));
-        rows.push(row);
+        let line = || format!("{} line {}", path.display(), i + 2);
+        let record = record.with_context(line)?;
+        let mut row = dataset::row(&headers, &record);
+        if !row["current_time"].is_i64() {
+            anyhow::bail!("{}: bad {}", line(), dataset::TIME_COLUMN);
+        }
+        rows.push(
+            API_COLUMNS
+                .iter()
+                .map(|c| row.remove(*c).unwrap_or(Value::Null))
+                .collect(),
+        );
     }
     tracing::info!(rows = rows.len(), file = %path.display(), "loaded CSV for replay");
     Ok(rows)
-}
-
-fn cell(name: &str, text: &str) -> Value {
-    match name {
-        "cc_num" | "zip" | "city_pop" | "is_fraud" => text
-            .parse::<u64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::from(text)),
-        "amt" | "lat" | "long" | "merch_lat" | "merch_long" => text
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map(Value::Number)
-            .unwrap_or_else(|| Value::from(text)),
-        _ => Value::from(text),
-    }
 }
