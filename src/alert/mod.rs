@@ -268,12 +268,7 @@ impl Delivery<'_> {
             Duration::from_millis(500),
             Duration::from_secs(5),
         );
-        let sent = retry(&backoff, "SMTP send", || {
-            smtp.send(&email).map_err(|e| {
-                let transient = matches!(e, smtp::SendError::Transient(_));
-                (e, transient)
-            })
-        });
+        let sent = retry(&backoff, "SMTP send", || smtp.send(&email));
         match sent {
             Ok(()) => {
                 record(client, "sent", None)?;

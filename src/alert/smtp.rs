@@ -49,6 +49,12 @@ pub enum SendError {
     RefusedMessage(String),
 }
 
+impl crate::retry::Transient for SendError {
+    fn is_transient(&self) -> bool {
+        matches!(self, SendError::Transient(_))
+    }
+}
+
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -11,7 +11,7 @@ use super::{Collector, SourceStats};
 use crate::error::Failure;
 use crate::payments_api::decode;
 use crate::redact;
-use crate::retry::{retry, Backoff};
+use crate::retry::{retry, Backoff, ServiceError};
 
 pub(crate) struct Polling {
     pub url: String,
@@ -21,19 +21,6 @@ pub(crate) struct Polling {
     pub timeout: Duration,
     pub retries: u32,
     pub max_body_bytes: usize,
-}
-
-enum FetchError {
-    Transient(String),
-    Permanent(String),
-}
-
-impl std::fmt::Display for FetchError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FetchError::Transient(m) | FetchError::Permanent(m) => f.write_str(m),
-        }
-    }
 }
 
 /// A response body, or its first bytes when it is larger than the cap.
@@ -63,10 +50,8 @@ pub(crate) fn poll(p: &Polling, collector: &mut Collector) -> Result<SourceStats
     while collector.records() < p.max_records && running() {
         let body = retry(&backoff, "payments API request", || {
             stats.requests += 1;
-            fetch(&client, &p.url, &shown, p.max_body_bytes).map_err(|e| {
+            fetch(&client, &p.url, &shown, p.max_body_bytes).inspect_err(|_| {
                 stats.source_errors += 1;
-                let transient = matches!(e, FetchError::Transient(_));
-                (e, transient)
             })
         });
         let origin = format!("{shown} request {}", stats.requests);
@@ -98,12 +83,12 @@ pub(crate) fn poll(p: &Polling, collector: &mut Collector) -> Result<SourceStats
 }
 
 /// The stage's error when the API failed before anything was captured.
-fn nothing_captured(e: FetchError, p: &Polling, shown: &str) -> anyhow::Error {
+fn nothing_captured(e: ServiceError, p: &Polling, shown: &str) -> anyhow::Error {
     match e {
-        FetchError::Permanent(msg) => {
+        ServiceError::Refused(msg) => {
             Failure::Config(format!("{msg}: check --api-url / FRAUDCTL_API_URL")).into()
         }
-        FetchError::Transient(msg) => Failure::Unavailable {
+        ServiceError::Unavailable(msg) => Failure::Unavailable {
             service: "payments API",
             target: shown.to_string(),
             detail: format!("{msg} (after {} retries); the run will capture its transactions when the API answers again", p.retries),
@@ -137,24 +122,26 @@ fn fetch(
     url: &str,
     shown: &str,
     max_body_bytes: usize,
-) -> Result<Body, FetchError> {
+) -> Result<Body, ServiceError> {
     let chain = |e: reqwest::Error| crate::error::chain(&e.without_url());
     let response = client
         .get(url)
         .send()
-        .map_err(|e| FetchError::Transient(format!("{shown}: {}", chain(e))))?;
+        .map_err(|e| ServiceError::Unavailable(format!("{shown}: {}", chain(e))))?;
     let status = response.status();
     if status.is_server_error() || status.as_u16() == 429 {
-        return Err(FetchError::Transient(format!("{shown} answered {status}")));
+        return Err(ServiceError::Unavailable(format!(
+            "{shown} answered {status}"
+        )));
     }
     if !status.is_success() {
-        return Err(FetchError::Permanent(format!("{shown} answered {status}")));
+        return Err(ServiceError::Refused(format!("{shown} answered {status}")));
     }
     let mut bytes = Vec::new();
     response
         .take(max_body_bytes as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| FetchError::Transient(format!("reading the body of {shown}: {e}")))?;
+        .map_err(|e| ServiceError::Unavailable(format!("reading the body of {shown}: {e}")))?;
     if bytes.len() > max_body_bytes {
         bytes.truncate(8192);
         return Ok(Body::TooLarge(String::from_utf8_lossy(&bytes).into_owned()));

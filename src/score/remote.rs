@@ -10,9 +10,10 @@ use anyhow::Result;
 use serde_json::value::RawValue;
 
 use super::local::LocalModel;
-use super::sagemaker::{self, Endpoint, InFlight, InvokeError, SageMakerArgs};
+use super::sagemaker::{self, Endpoint, InFlight, SageMakerArgs};
 use super::{feature_record, Output, ScoredBy};
 use crate::error::Failure;
+use crate::retry::ServiceError;
 use crate::stagefile::StageReader;
 
 /// A row of a SageMaker batch: its transaction and derived values, and its features when the
@@ -152,7 +153,7 @@ impl Pending<'_> {
                 }
                 Ok(())
             }
-            Err(InvokeError::Unavailable(msg)) => {
+            Err(ServiceError::Unavailable(msg)) => {
                 let Some(local) = self.fallback else {
                     return Err(Failure::Unavailable {
                         service: "SageMaker endpoint",
@@ -171,7 +172,7 @@ impl Pending<'_> {
                 }
                 Ok(())
             }
-            Err(InvokeError::Refused(msg)) => Err(Failure::Config(format!(
+            Err(ServiceError::Refused(msg)) => Err(Failure::Config(format!(
                 "SageMaker endpoint {} refused the request: {msg}; check --sagemaker-endpoint / FRAUDCTL_SAGEMAKER_ENDPOINT and that it serves the model for this feature spec",
                 endpoint.target()
             ))

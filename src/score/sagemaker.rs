@@ -17,6 +17,7 @@ use aws_sdk_sagemakerruntime::Client;
 use clap::Args;
 
 use crate::error::Failure;
+use crate::retry::ServiceError;
 
 /// SageMaker's cap on an InvokeEndpoint request body.
 pub const MAX_PAYLOAD_BYTES: usize = 6_291_456;
@@ -60,14 +61,6 @@ pub struct SageMakerArgs {
     pub sagemaker_timeout_secs: u64,
 }
 
-/// Why a batch could not be scored.
-pub enum InvokeError {
-    /// Network failure, timeout, throttling or 5xx after every retry.
-    Unavailable(String),
-    /// The endpoint refused the request (unknown endpoint, bad payload, model error).
-    Refused(String),
-}
-
 pub struct Endpoint {
     client: Client,
     pub name: String,
@@ -75,7 +68,7 @@ pub struct Endpoint {
 }
 
 /// A batch's result: one probability per row, and the production variant that answered.
-pub type BatchResult = Result<(Vec<f64>, String), InvokeError>;
+pub type BatchResult = Result<(Vec<f64>, String), ServiceError>;
 
 impl Endpoint {
     pub async fn connect(args: &SageMakerArgs) -> Result<Self> {
@@ -149,12 +142,12 @@ impl Endpoint {
                     err.message().unwrap_or("no message")
                 );
                 return Err(if status == 429 || status >= 500 {
-                    InvokeError::Unavailable(msg)
+                    ServiceError::Unavailable(msg)
                 } else {
-                    InvokeError::Refused(msg)
+                    ServiceError::Refused(msg)
                 });
             }
-            Err(e) => return Err(InvokeError::Unavailable(crate::error::chain(&e))),
+            Err(e) => return Err(ServiceError::Unavailable(crate::error::chain(&e))),
         };
         let variant = output
             .invoked_production_variant()
@@ -165,9 +158,9 @@ impl Endpoint {
             .map(|b| b.as_ref().to_vec())
             .unwrap_or_default();
         let text = String::from_utf8_lossy(&body);
-        let scores = parse_scores(&text).map_err(InvokeError::Refused)?;
+        let scores = parse_scores(&text).map_err(ServiceError::Refused)?;
         if scores.len() != rows {
-            return Err(InvokeError::Refused(format!(
+            return Err(ServiceError::Refused(format!(
                 "endpoint answered {} scores for {rows} rows",
                 scores.len()
             )));
@@ -235,7 +228,7 @@ impl<T> InFlight<T> {
     pub async fn next(&mut self) -> Option<(BatchResult, T)> {
         let (task, batch) = self.queue.pop_front()?;
         let result = task.await.unwrap_or_else(|e| {
-            Err(InvokeError::Unavailable(format!(
+            Err(ServiceError::Unavailable(format!(
                 "request task failed: {e}"
             )))
         });
