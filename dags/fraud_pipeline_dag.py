@@ -16,8 +16,8 @@ stage's file in the run directory and prints its JSON summary as the last stdout
   re-processed, the others end with `extract` *skipped* (exit 99) and the rest of the run skipped.
 * **max_active_runs=1**: runs of a minute never overlap (extract polls for at most
   `fraudctl_extract_max_seconds`, 45 s by default).
-* **Alerts** are sent once per fraud (recorded in `fraud_alerts`); frauds older than
-  `fraudctl_alert_max_age_hours` (default 24), e.g. found by a backfill, are recorded, not emailed.
+* **Alerts**: each fraud in exactly one email, one per card (recorded in `fraud_alerts`); frauds
+  older than `fraudctl_alert_max_age_hours` (default 24), e.g. found by a backfill, are recorded, not emailed.
 * **Configuration**: Variables `fraudctl_*` (each checked before its task runs a command: an invalid
   one fails the task, naming it), Connections `fraud_db` and `fraudctl_smtp`, and the worker
   environment (`FRAUDCTL_BIN`, `FRAUDCTL_PAN_HASH_KEY`, `AWS_*`): see airflow/README.md.

@@ -136,7 +136,11 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Transform(args) => print(&transform::run(&args)?),
         Command::Score(args) => print(&score::run(&args)?),
         Command::Load(args) => print(&load::run(&args)?),
-        Command::Alert(args) => print(&alert::run(&args)?),
+        Command::Alert(args) => {
+            let outcome = alert::run(&args)?;
+            outcome.planned.iter().try_for_each(print)?;
+            print(&outcome.summary)
+        }
         Command::Migrate(args) => print(&migrate::run(&args)?),
         Command::Report(args) => {
             let built = report::build(&args)?;

@@ -60,12 +60,40 @@ fn alert_any_age(db: &TestDb, dir: &RunDir, smtp: &str) -> std::process::Command
     cmd
 }
 
+/// The cards with predicted frauds and each one's frauds (trans_num, oldest first).
+fn frauds_by_card(db: &TestDb) -> Vec<(String, Vec<String>)> {
+    let rows = db
+        .client()
+        .query(
+            "SELECT cc_hash, array_agg(trans_num ORDER BY trans_time, trans_num)
+             FROM payments_scored WHERE predicted_fraud GROUP BY cc_hash",
+            &[],
+        )
+        .unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// The decoded email that reports `trans_num`; fails unless exactly one does.
+fn the_email_of<'a>(emails: &'a [String], trans_num: &str) -> &'a str {
+    let line = format!("Transaction: {trans_num}");
+    let holding: Vec<&String> = emails.iter().filter(|m| m.contains(&line)).collect();
+    assert_eq!(
+        holding.len(),
+        1,
+        "{trans_num} is in {} emails, not one",
+        holding.len()
+    );
+    holding[0]
+}
+
 #[test]
-fn each_predicted_fraud_is_emailed_once_with_what_an_analyst_needs() {
+fn each_predicted_fraud_is_in_exactly_one_email_one_per_card_with_what_an_analyst_needs() {
     let db = TestDb::new();
     let dir = loaded_sample_run(&db);
-    let frauds = db.count("SELECT count(*) FROM payments_scored WHERE predicted_fraud");
+    let cards = frauds_by_card(&db);
+    let frauds: usize = cards.iter().map(|(_, f)| f.len()).sum();
     assert!(frauds >= 10, "the sample has frauds: {frauds}");
+    assert!(cards.iter().any(|(_, f)| f.len() > 1), "a card has a burst");
     let sink = SmtpSink::start(0);
     let out = util::run(&mut alert_any_age(&db, &dir, &sink.url()));
     assert!(
@@ -73,52 +101,141 @@ fn each_predicted_fraud_is_emailed_once_with_what_an_analyst_needs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let messages = sink.messages();
-    assert_eq!(messages.len() as i64, frauds);
+    let emails = sink.decoded_messages();
+    assert_eq!(emails.len(), cards.len(), "one email per card");
+    assert!(sink.messages().iter().all(|m| m.contains("text/html")));
 
-    let rows = db.client().query(
-        "SELECT trans_num, cc_last4, to_char(amt, 'FM999999990.00'), merchant, model_version FROM payments_scored WHERE predicted_fraud", &[]).unwrap();
-    for row in rows {
-        let trans_num: &str = row.get(0);
-        let id = format!("<fraud-alert.{trans_num}@fraudctl>");
-        let message = messages
-            .iter()
-            .find(|m| header(m, "Message-ID") == id)
-            .unwrap_or_else(|| panic!("no email for {trans_num}"));
-        assert_eq!(header(message, "To"), "analysts@example.test");
-        for needed in [
-            format!("**** {}", row.get::<_, &str>(1)),
-            row.get::<_, String>(2),
-            row.get::<_, String>(4),
-            "Probability:".into(),
-            "text/html".into(),
-            "?day=".into(),
-        ] {
-            assert!(
-                message.contains(&needed),
-                "email for {trans_num} lacks {needed:?}"
+    let mut client = db.client();
+    for (_, card_frauds) in &cards {
+        let email = the_email_of(&emails, &card_frauds[0]);
+        assert_eq!(
+            header(email, "Message-ID"),
+            format!("<fraud-alert.{}@fraudctl>", card_frauds[0]),
+            "the Message-ID is made from the card's oldest fraud"
+        );
+        assert_eq!(header(email, "To"), "analysts@example.test");
+        for trans_num in card_frauds {
+            assert!(std::ptr::eq(the_email_of(&emails, trans_num), email));
+            let row = client.query_one(
+                "SELECT p.cc_last4, to_char(p.amt, 'FM999999990.00'), p.model_version, a.message_id, a.status
+                 FROM payments_scored p JOIN fraud_alerts a USING (trans_num) WHERE trans_num = $1",
+                &[trans_num]).unwrap();
+            let needed = [
+                format!("**** {}", row.get::<_, &str>(0)),
+                row.get::<_, String>(1),
+                row.get::<_, String>(2),
+                "Probability:".into(),
+                "Why:".into(),
+                "Recent activity on the card".into(),
+                "<- in this alert".into(),
+                "?day=".into(),
+            ];
+            for needed in needed {
+                assert!(
+                    email.contains(&needed),
+                    "email for {trans_num} lacks {needed:?}:\n{email}"
+                );
+            }
+            assert_eq!(
+                row.get::<_, &str>(3),
+                header(email, "Message-ID"),
+                "ledger names the email"
             );
+            assert_eq!(row.get::<_, &str>(4), "sent");
         }
-        let _: &str = row.get(3);
     }
     // Again: nothing new is sent.
     let again = ok(&mut alert_any_age(&db, &dir, &sink.url()));
-    assert_eq!(again["sent"], 0);
-    assert_eq!(sink.messages().len() as i64, frauds);
     assert_eq!(
-        db.count("SELECT count(*) FROM fraud_alerts WHERE status = 'sent'"),
-        frauds
+        (again["sent"].as_i64(), again["emails"].as_i64()),
+        (Some(0), Some(0))
     );
+    assert_eq!(sink.messages().len(), cards.len());
 
     // No card number in clear in any email or log.
-    let pans = sample_pans();
-    let mut everything = messages.concat();
+    let mut everything = emails.concat() + &sink.messages().concat();
     everything.push_str(&String::from_utf8_lossy(&out.stderr));
-    let leaked: Vec<&String> = pans
-        .iter()
-        .filter(|p| everything.contains(p.as_str()))
-        .collect();
+    let leaked = card_numbers_in(&everything, &sample_pans());
     assert!(leaked.is_empty(), "card numbers in clear: {leaked:?}");
+}
+
+/// The sample's first `n` data rows after the first `skip`, as a CSV of the data set's layout.
+fn sample_rows(skip: usize, n: usize) -> tempfile::NamedTempFile {
+    let text = std::fs::read_to_string(sample_csv()).expect("the shared sample");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    let rows: Vec<&str> = lines.skip(skip).take(n).collect();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+    file
+}
+
+/// extract (from `csv`) → transform (history from `db`) → score → load, in a new run directory.
+fn loaded_run_of(db: &TestDb, csv: &std::path::Path) -> RunDir {
+    let dir = RunDir::new();
+    ok(dir.stage("extract").arg("--from-csv").arg(csv));
+    ok(dir
+        .stage("transform")
+        .env("FRAUDCTL_DATABASE_URL", &db.url)
+        .arg("--feature-spec")
+        .arg(default_model().join("feature_spec.json")));
+    ok(dir.stage("score").arg("--model-dir").arg(default_model()));
+    ok(db.cmd("load").arg("--run-dir").arg(dir.path()));
+    dir
+}
+
+#[test]
+fn a_later_runs_frauds_on_an_alerted_card_follow_up_in_its_thread() {
+    // Where to cut the sample: just after the first fraud of a card that has more later.
+    let reference = TestDb::new();
+    loaded_run_of(&reference, sample_rows(0, 3600).path());
+    let (_, burst) = frauds_by_card(&reference)
+        .into_iter()
+        .find(|(_, f)| f.len() > 1)
+        .expect("a card with a burst");
+    let text = std::fs::read_to_string(sample_csv()).unwrap();
+    let cut = text
+        .lines()
+        .skip(1)
+        .position(|l| l.contains(&burst[0]))
+        .expect("the fraud's row")
+        + 1;
+
+    let db = TestDb::new();
+    let sink = SmtpSink::start(0);
+    let first = loaded_run_of(&db, sample_rows(0, cut).path());
+    ok(&mut alert_any_age(&db, &first, &sink.url()));
+    let later = loaded_run_of(&db, sample_rows(cut, 3600 - cut).path());
+    ok(&mut alert_any_age(&db, &later, &sink.url()));
+
+    let emails = sink.decoded_messages();
+    let root = the_email_of(&emails, &burst[0]);
+    let follow_up = the_email_of(&emails, &burst[1]);
+    assert!(
+        !std::ptr::eq(root, follow_up),
+        "the later fraud went out in a later email"
+    );
+    let root_id = header(root, "Message-ID");
+    assert_eq!(header(follow_up, "In-Reply-To"), root_id);
+    assert!(header(follow_up, "References").contains(root_id));
+    assert!(
+        header(follow_up, "Subject").starts_with("Re: "),
+        "{follow_up}"
+    );
+    assert!(follow_up.contains("a follow-up"));
+    for trans_num in &burst[1..] {
+        assert!(std::ptr::eq(the_email_of(&emails, trans_num), follow_up));
+    }
+    let threads: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(DISTINCT a.thread_id) FROM fraud_alerts a JOIN payments_scored p USING (trans_num)
+             WHERE p.trans_num = ANY($1)",
+            &[&burst],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(threads, 1, "the card's alerts share one thread");
 }
 
 #[test]
@@ -126,6 +243,7 @@ fn a_server_that_refuses_then_recovers_ends_with_every_alert_sent_once() {
     let db = TestDb::new();
     let dir = loaded_sample_run(&db);
     let frauds = db.count("SELECT count(*) FROM payments_scored WHERE predicted_fraud");
+    let cards = frauds_by_card(&db);
 
     // Down: nothing is sent, nothing recorded, exit 3.
     let port = free_port();
@@ -142,22 +260,31 @@ fn a_server_that_refuses_then_recovers_ends_with_every_alert_sent_once() {
     assert_eq!(db.count("SELECT count(*) FROM fraud_alerts"), 0);
     assert!(sink.messages().is_empty());
 
-    // Recovered: a run capped at two emails, then the rest; each alert goes out once.
+    // Recovered: a run capped at two emails, then the rest; each fraud goes out once.
     let first = ok(alert_any_age(&db, &dir, &sink.url()).args(["--max-emails", "2"]));
-    assert_eq!(first["sent"], 2);
+    assert_eq!(first["emails"], 2);
     let last = ok(&mut alert_any_age(&db, &dir, &sink.url()));
-    assert_eq!(last["sent"].as_i64().unwrap(), frauds - 2);
+    assert_eq!(
+        first["sent"].as_i64().unwrap() + last["sent"].as_i64().unwrap(),
+        frauds
+    );
     let ids: Vec<String> = sink
         .messages()
         .iter()
         .map(|m| header(m, "Message-ID").to_string())
         .collect();
-    assert_eq!(ids.len() as i64, frauds);
+    assert_eq!(ids.len(), cards.len());
     assert_eq!(
         ids.iter().collect::<HashSet<_>>().len(),
         ids.len(),
         "no alert was sent twice"
     );
+    let emails = sink.decoded_messages();
+    for (_, card_frauds) in &cards {
+        card_frauds.iter().for_each(|t| {
+            the_email_of(&emails, t);
+        });
+    }
 }
 
 #[test]
@@ -209,13 +336,24 @@ fn a_message_refused_for_good_is_recorded_failed_and_the_others_still_go_out() {
     let db = TestDb::new();
     let dir = loaded_sample_run(&db);
     let frauds = db.count("SELECT count(*) FROM payments_scored WHERE predicted_fraud");
+    let cards = frauds_by_card(&db);
     let refused = oldest_fraud(&db);
+    let (_, burst) = cards.iter().find(|(_, f)| f[0] == refused).unwrap();
     let sink = SmtpSink::refusing(&[&refused], None);
 
     let summary = ok(&mut alert_any_age(&db, &dir, &sink.url()));
-    assert_eq!(summary["failed"], 1, "{summary}");
-    assert_eq!(summary["sent"].as_i64(), Some(frauds - 1), "{summary}");
-    assert_eq!(sink.messages().len() as i64, frauds - 1);
+    let refused_frauds = burst.len() as i64;
+    assert_eq!(
+        summary["failed"].as_i64(),
+        Some(refused_frauds),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["sent"].as_i64(),
+        Some(frauds - refused_frauds),
+        "{summary}"
+    );
+    assert_eq!(sink.messages().len(), cards.len() - 1);
     let row = db
         .client()
         .query_one(
@@ -239,9 +377,10 @@ fn a_message_refused_for_good_is_recorded_failed_and_the_others_still_go_out() {
 
     // The operator's retry, once the server takes it: sent, with the alert's Message-ID.
     let fixed = SmtpSink::start(0);
-    let retried = ok(alert(&db, &dir, &fixed.url()).args(["--retry-failed", &refused]));
+    let retried = ok(alert(&db, &dir, &fixed.url()).args(["--retry-failed", &burst.join(",")]));
     assert_eq!(
-        retried["sent"], 1,
+        retried["sent"].as_i64(),
+        Some(refused_frauds),
         "the retry ignores the age rule: {retried}"
     );
     assert_eq!(

@@ -1,10 +1,14 @@
-//! The alert email: what an analyst needs to act, as plain text and HTML. The card appears only
+//! The alert email, as plain text and HTML: for one card, the frauds it reports (each with why
+//! the model fired), the card's recent activity, and links to the report. The card appears only
 //! as its last four digits.
 
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use lettre::message::{header, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
+
+use super::plan::Burst;
 
 /// A predicted fraud, as read from `payments_scored`.
 #[derive(Debug, Clone)]
@@ -20,9 +24,58 @@ pub struct Fraud {
     pub probability: f64,
     pub model_version: String,
     pub scorer: String,
+    /// Why the model fired, in plain words (score's reasons); empty when unavailable.
+    pub reasons: Vec<String>,
+    /// Re-opened by `--retry-failed`: sent whatever its age.
+    pub retrying: bool,
 }
 
-/// A stable Message-ID per transaction: a re-sent alert is recognisably the same message.
+impl Fraud {
+    pub fn from_row(r: &postgres::Row) -> Result<Fraud> {
+        let reasons: Option<serde_json::Value> = r.try_get("reasons")?;
+        Ok(Fraud {
+            trans_num: r.try_get("trans_num")?,
+            trans_time: r.try_get("trans_time")?,
+            cc_last4: r.try_get("cc_last4")?,
+            merchant: r.try_get("merchant")?,
+            category: r.try_get("category")?,
+            amt: r.try_get("amt")?,
+            city: r.try_get("city")?,
+            state: r.try_get("state")?,
+            probability: r.try_get("fraud_probability")?,
+            model_version: r.try_get("model_version")?,
+            scorer: r.try_get("scorer")?,
+            reasons: reason_texts(reasons.as_ref()),
+            retrying: r.try_get("retrying")?,
+        })
+    }
+}
+
+/// The `text` of each reason in score's `reasons` list (null or absent: none).
+fn reason_texts(reasons: Option<&serde_json::Value>) -> Vec<String> {
+    let Some(list) = reasons.and_then(|r| r.as_array()) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|r| r.get("text")?.as_str())
+        .map(crate::pan::mask_digit_runs)
+        .collect()
+}
+
+/// One of the card's recent payments.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    pub trans_num: String,
+    pub trans_time: DateTime<Utc>,
+    pub amt: f64,
+    pub merchant: String,
+    pub category: String,
+    pub probability: f64,
+    pub predicted_fraud: bool,
+}
+
+/// A stable Message-ID per email, from its oldest fraud: a re-sent alert is recognisably the
+/// same message.
 pub fn message_id(trans_num: &str) -> String {
     format!("<fraud-alert.{trans_num}@fraudctl>")
 }
@@ -34,80 +87,190 @@ pub struct Envelope<'a> {
     pub time_zone: Tz,
 }
 
-pub fn subject(f: &Fraud) -> String {
-    format!(
-        "Fraud alert: {:.2} at {} (card **** {}, p={:.2})",
-        f.amt, f.merchant, f.cc_last4, f.probability
-    )
+pub fn subject(b: &Burst) -> String {
+    let follow_up = if b.thread.is_some() { "Re: " } else { "" };
+    match b.send.as_slice() {
+        [f] => format!(
+            "{follow_up}Fraud alert: {:.2} at {} (card **** {}, p={:.2})",
+            f.amt, f.merchant, f.cc_last4, f.probability
+        ),
+        frauds => format!(
+            "{follow_up}Fraud alert: {} payments, {:.2} in all, on card **** {} (p up to {:.2})",
+            frauds.len(),
+            frauds.iter().map(|f| f.amt).sum::<f64>(),
+            b.cc_last4,
+            frauds.iter().map(|f| f.probability).fold(0.0, f64::max)
+        ),
+    }
 }
 
-pub fn plain_text(f: &Fraud, e: &Envelope) -> String {
-    let local = f.trans_time.with_timezone(&e.time_zone);
-    format!(
-        "A payment was predicted fraudulent.\n\n\
-         Time:         {local} ({utc} UTC)\n\
-         Amount:       {amt:.2}\n\
-         Merchant:     {merchant}\n\
-         Category:     {category}\n\
-         Place:        {city}, {state}\n\
-         Card:         **** {last4}\n\
-         Probability:  {p:.4}\n\
-         Model:        {model} ({scorer})\n\
-         Transaction:  {trans_num}\n\n\
-         Report for the day: {url}/?day={day}\n\n\
-         Sent once per transaction by fraudctl alert.\n",
-        local = local.format("%Y-%m-%d %H:%M:%S %Z"),
-        utc = f.trans_time.format("%Y-%m-%d %H:%M:%S"),
-        amt = f.amt,
-        merchant = f.merchant,
-        category = f.category,
-        city = f.city,
-        state = f.state,
-        last4 = f.cc_last4,
-        p = f.probability,
-        model = f.model_version,
-        scorer = f.scorer,
-        trans_num = f.trans_num,
-        url = e.report_url.trim_end_matches('/'),
-        day = local.format("%Y-%m-%d"),
-    )
+/// The email's text, as plain lines; `html` renders the same content.
+struct Content<'a> {
+    b: &'a Burst,
+    e: &'a Envelope<'a>,
 }
 
-fn html(f: &Fraud, e: &Envelope) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
-    let local = f.trans_time.with_timezone(&e.time_zone);
-    let row =
-        |k: &str, v: String| format!("<tr><th align=\"left\">{k}</th><td>{}</td></tr>", esc(&v));
-    let day = local.format("%Y-%m-%d");
-    format!(
-        "<html><body><h2>Fraud alert</h2><p>A payment was predicted fraudulent.</p><table>{}</table>\
-         <p><a href=\"{url}/?day={day}\">Open the report for {day}</a></p></body></html>",
-        [
-            row("Time", format!("{} ({} UTC)", local.format("%Y-%m-%d %H:%M:%S %Z"), f.trans_time.format("%Y-%m-%d %H:%M:%S"))),
-            row("Amount", format!("{:.2}", f.amt)),
-            row("Merchant", f.merchant.clone()),
-            row("Category", f.category.clone()),
-            row("Place", format!("{}, {}", f.city, f.state)),
-            row("Card", format!("**** {}", f.cc_last4)),
-            row("Probability", format!("{:.4}", f.probability)),
-            row("Model", format!("{} ({})", f.model_version, f.scorer)),
-            row("Transaction", f.trans_num.clone()),
+impl Content<'_> {
+    fn local(&self, t: DateTime<Utc>) -> String {
+        t.with_timezone(&self.e.time_zone)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    }
+    fn intro(&self) -> String {
+        let n = self.b.send.len();
+        let what = if n == 1 {
+            "A payment was predicted fraudulent".to_string()
+        } else {
+            format!("{n} payments were predicted fraudulent")
+        };
+        let again = if self.b.thread.is_some() {
+            " (a follow-up: earlier alerts about this card are in this thread)"
+        } else {
+            ""
+        };
+        format!("{what} on card **** {}{again}.", self.b.cc_last4)
+    }
+    fn fraud_fields(&self, f: &Fraud) -> Vec<(&'static str, String)> {
+        let why = if f.reasons.is_empty() {
+            "unavailable (the scorer gave no reasons)".to_string()
+        } else {
+            f.reasons.join("; ")
+        };
+        let time = if self.e.time_zone == chrono_tz::UTC {
+            self.local(f.trans_time)
+        } else {
+            format!(
+                "{} ({} UTC)",
+                self.local(f.trans_time),
+                f.trans_time.format("%Y-%m-%d %H:%M:%S")
+            )
+        };
+        vec![
+            ("Time", time),
+            ("Category", f.category.clone()),
+            ("Place", format!("{}, {}", f.city, f.state)),
+            ("Probability", format!("{:.4}", f.probability)),
+            ("Why", why),
+            ("Model", format!("{} ({})", f.model_version, f.scorer)),
+            ("Transaction", f.trans_num.clone()),
         ]
-        .concat(),
-        url = esc(e.report_url.trim_end_matches('/')),
-    )
+    }
+    /// The recent activity's rows: time, amount, merchant, category, score, and whether the
+    /// payment is one this email reports.
+    fn activity_rows(&self) -> Vec<[String; 6]> {
+        self.b
+            .recent
+            .iter()
+            .map(|a| {
+                let here = self.b.send.iter().any(|f| f.trans_num == a.trans_num);
+                let mark = match (here, a.predicted_fraud) {
+                    (true, _) => "<- in this alert",
+                    (false, true) => "predicted fraud",
+                    (false, false) => "",
+                };
+                [
+                    self.local(a.trans_time),
+                    format!("{:.2}", a.amt),
+                    a.merchant.clone(),
+                    a.category.clone(),
+                    format!("{:.2}", a.probability),
+                    mark.to_string(),
+                ]
+            })
+            .collect()
+    }
+    fn report_link(&self) -> (String, String) {
+        let newest = self.b.send.last().map(|f| f.trans_time).unwrap_or_default();
+        let day = newest
+            .with_timezone(&self.e.time_zone)
+            .format("%Y-%m-%d")
+            .to_string();
+        let url = format!("{}/?day={day}", self.e.report_url.trim_end_matches('/'));
+        (url, day)
+    }
 }
 
-pub fn build(f: &Fraud, e: &Envelope) -> anyhow::Result<Message> {
+pub fn plain_text(b: &Burst, e: &Envelope) -> String {
+    let c = Content { b, e };
+    let mut out = format!("{}\n", c.intro());
+    for (i, f) in b.send.iter().enumerate() {
+        out.push_str(&format!("\n{}. {:.2} at {}\n", i + 1, f.amt, f.merchant));
+        for (k, v) in c.fraud_fields(f) {
+            out.push_str(&format!("   {:<13}{v}\n", format!("{k}:")));
+        }
+    }
+    out.push_str("\nRecent activity on the card (newest first):\n");
+    for row in c.activity_rows() {
+        out.push_str(&format!(
+            "   {}  {:>10}  {:<36} {:<15} {:>5}  {}\n",
+            row[0], row[1], row[2], row[3], row[4], row[5]
+        ));
+    }
+    let (url, _) = c.report_link();
+    out.push_str(&format!(
+        "\nReport for the day: {url}\n\n\
+         Each predicted fraud is sent once, in one email per card and run, by fraudctl alert.\n"
+    ));
+    out
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn html(b: &Burst, e: &Envelope) -> String {
+    let c = Content { b, e };
+    let mut out = format!("<html><body><h2>Fraud alert</h2><p>{}</p>", esc(&c.intro()));
+    for (i, f) in b.send.iter().enumerate() {
+        out.push_str(&format!(
+            "<h3>{}. {:.2} at {}</h3><table>",
+            i + 1,
+            f.amt,
+            esc(&f.merchant)
+        ));
+        for (k, v) in c.fraud_fields(f) {
+            out.push_str(&format!(
+                "<tr><th align=\"left\">{k}</th><td>{}</td></tr>",
+                esc(&v)
+            ));
+        }
+        out.push_str("</table>");
+    }
+    out.push_str(
+        "<h3>Recent activity on the card</h3><table><tr><th>Time</th><th>Amount</th>\
+         <th>Merchant</th><th>Category</th><th>Score</th><th></th></tr>",
+    );
+    for row in c.activity_rows() {
+        let cells: String = row.iter().map(|v| format!("<td>{}</td>", esc(v))).collect();
+        out.push_str(&format!("<tr>{cells}</tr>"));
+    }
+    let (url, day) = c.report_link();
+    out.push_str(&format!(
+        "</table><p><a href=\"{}\">Open the report for {day}</a></p></body></html>",
+        esc(&url)
+    ));
+    out
+}
+
+/// The email for a burst (which must have frauds to send).
+pub fn build(b: &Burst, e: &Envelope) -> Result<Message> {
     let mut builder = Message::builder()
         .from(e.from.clone())
-        .subject(subject(f))
-        .message_id(Some(message_id(&f.trans_num)));
+        .subject(subject(b))
+        .message_id(b.message_id());
+    if let Some(thread) = &b.thread {
+        let references = if thread.root == thread.parent {
+            thread.root.clone()
+        } else {
+            format!("{} {}", thread.root, thread.parent)
+        };
+        builder = builder
+            .in_reply_to(thread.parent.clone())
+            .references(references);
+    }
     for to in e.to {
         builder = builder.to(to.clone());
     }
@@ -115,12 +278,12 @@ pub fn build(f: &Fraud, e: &Envelope) -> anyhow::Result<Message> {
         .singlepart(
             SinglePart::builder()
                 .header(header::ContentType::TEXT_PLAIN)
-                .body(plain_text(f, e)),
+                .body(plain_text(b, e)),
         )
         .singlepart(
             SinglePart::builder()
                 .header(header::ContentType::TEXT_HTML)
-                .body(html(f, e)),
+                .body(html(b, e)),
         );
     Ok(builder.multipart(body)?)
 }

@@ -1,30 +1,31 @@
-//! `fraudctl alert`: one email per predicted fraud not alerted yet, exactly once.
+//! `fraudctl alert`: every predicted fraud not alerted yet in exactly one email, one email per
+//! card and run (a burst), follow-ups threaded.
 //!
 //! The database is the source of truth: every predicted fraud in `payments_scored` without a
 //! `fraud_alerts` row is a candidate (so alerts that could not go out in an earlier run go out
-//! in the next). An alert is recorded as `sent` only after the SMTP server accepted it. The rule
-//! for old frauds (met again in a backfill): older than --max-age-hours, they are recorded as
-//! `suppressed`, not emailed. A message the server refuses for good is recorded as `failed` with
-//! the server's reply and the others go on; `--retry-failed` sends those again. A refusal that
-//! concerns every message (login, sender, recipients) fails the run. One `alert` runs at a time
-//! (an advisory lock). If the process dies between the server's acceptance and the record, the
-//! next run sends that alert again with the same Message-ID, which mail systems use to recognise
-//! the duplicate.
+//! in the next); `plan.rs` holds the rules (grouping, the backfill rule, threads). The frauds of
+//! an email are recorded `sent` together, only after the SMTP server accepted it (`ledger.rs`).
+//! A message the server refuses for good is recorded `failed` with the server's reply and the
+//! others go on; `--retry-failed` sends those again. A refusal that concerns every message
+//! (login, sender, recipients) fails the run. One `alert` runs at a time (an advisory lock). If
+//! the process dies between the server's acceptance and the record, the next run sends that
+//! email again with the same Message-ID, which mail systems use to recognise the duplicate.
 
+mod ledger;
 mod message;
+mod plan;
 mod smtp;
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use lettre::message::Mailbox;
 use serde::Serialize;
 
-pub use message::{message_id, Fraud};
+pub use plan::Planned;
 
-use crate::audit;
 use crate::db::DbArgs;
 use crate::error::Failure;
 use crate::retry::{retry, Backoff};
@@ -83,7 +84,7 @@ pub struct AlertArgs {
     )]
     pub report_url: String,
 
-    /// Most emails in one run; the rest go out in the next run (1 to 100000).
+    /// Most emails (cards) in one run; the rest go out in the next run (1 to 100000).
     #[arg(long, env = "FRAUDCTL_ALERT_MAX_EMAILS", default_value_t = 1000,
           value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub max_emails: i64,
@@ -99,7 +100,8 @@ pub struct AlertArgs {
     #[arg(long, value_name = "TRANS_NUM", num_args = 0.., value_delimiter = ',')]
     pub retry_failed: Option<Vec<String>>,
 
-    /// Print what would be sent (one JSON line per email) and change nothing.
+    /// Print what would be sent (one JSON line per email or suppressed fraud, before the
+    /// summary) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
 }
@@ -108,36 +110,29 @@ pub struct AlertArgs {
 pub struct AlertSummary {
     pub stage: &'static str,
     pub run_id: String,
+    /// Predicted frauds met (sent, suppressed or failed).
     pub candidates: usize,
+    /// Emails the SMTP server accepted (one per card with frauds to send).
+    pub emails: usize,
+    /// Predicted frauds in those emails.
     pub sent: usize,
     pub suppressed: usize,
-    /// Alerts the SMTP server refused for good (recorded `failed`, retried only by
+    /// Frauds whose email the SMTP server refused for good (recorded `failed`, retried only by
     /// `--retry-failed`).
     pub failed: usize,
     pub dry_run: bool,
 }
 
-/// What `--dry-run` prints per alert.
-#[derive(Debug, Serialize)]
-struct Planned<'a> {
-    action: &'a str,
-    trans_num: &'a str,
-    message_id: String,
-    to: &'a [String],
-    subject: String,
+/// What a run did, and with `--dry-run` what it would send (printed by `main` before the
+/// summary).
+pub struct AlertOutcome {
+    pub planned: Vec<Planned>,
+    pub summary: AlertSummary,
 }
 
 const LOCK: i64 = 0x6672_6175_6461_6c72; // one alert run at a time
 
-/// What happens to one candidate.
-#[derive(Clone, Copy, PartialEq)]
-enum Action {
-    Send,
-    /// Older than --max-age-hours when first met (the backfill rule).
-    Suppress,
-}
-
-pub fn run(args: &AlertArgs) -> Result<AlertSummary> {
+pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
     let dir = RunDir::open(&args.run)?;
     let (from, to) = addresses(args)?;
     let mut smtp = smtp::Smtp::connect(
@@ -147,59 +142,55 @@ pub fn run(args: &AlertArgs) -> Result<AlertSummary> {
     )?;
     let mut client = args.db.connect()?;
     client.execute("SELECT pg_advisory_lock($1)", &[&LOCK])?;
-    let retried = match &args.retry_failed {
-        Some(which) if !args.dry_run => reopen_failed(&mut client, which)?,
-        _ => Vec::new(),
-    };
+    if let (Some(which), false) = (&args.retry_failed, args.dry_run) {
+        ledger::reopen_failed(&mut client, which)?;
+    }
     let zone: String = client.query_one("SELECT business_time_zone()", &[])?.get(0);
-    let frauds = candidates(&mut client, args.max_emails)?;
-    log_started("alert", frauds.len() as u64);
     let cutoff = Utc::now()
         .checked_sub_signed(chrono::Duration::hours(i64::from(args.max_age_hours)))
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let action = |f: &Fraud| {
-        if f.trans_time < cutoff && !retried.contains(&f.trans_num) {
-            Action::Suppress
-        } else {
-            Action::Send
-        }
-    };
+    let bursts = plan::bursts(&mut client, args.max_emails, cutoff)?;
+    let candidates = bursts.iter().map(|b| b.send.len() + b.suppress.len()).sum();
+    log_started("alert", candidates as u64);
     let mut summary = AlertSummary {
         stage: "alert",
         run_id: dir.run_id.clone(),
-        candidates: frauds.len(),
+        candidates,
+        emails: 0,
         sent: 0,
         suppressed: 0,
         failed: 0,
         dry_run: args.dry_run,
     };
+    let envelope = message::Envelope {
+        from: &from,
+        to: &to,
+        report_url: &args.report_url,
+        time_zone: zone.parse().unwrap_or(chrono_tz::UTC),
+    };
     if args.dry_run {
-        for fraud in &frauds {
-            print_planned(fraud, action(fraud), args)?;
-        }
-    } else {
-        let delivery = Delivery {
-            args,
-            envelope: message::Envelope {
-                from: &from,
-                to: &to,
-                report_url: &args.report_url,
-                time_zone: zone.parse().unwrap_or(chrono_tz::UTC),
-            },
-            recipients: args.to.join(","),
-            run_id: &dir.run_id,
-        };
-        for fraud in &frauds {
-            delivery.handle(&mut client, &mut smtp, fraud, action(fraud), &mut summary)?;
-        }
-        smtp.quit();
-        record_run(&mut client, &summary)?;
-        if summary.failed > 0 {
-            tracing::warn!(failed = summary.failed, "the SMTP server refused some alerts for good; they are recorded `failed` (fraudctl report shows them): fix the cause, then `fraudctl alert --retry-failed`");
-        }
+        let planned = bursts.iter().flat_map(|b| planned(b, args)).collect();
+        return Ok(AlertOutcome { planned, summary });
+    }
+    let delivery = Delivery {
+        args,
+        envelope,
+        recipients: args.to.join(","),
+        run_id: &dir.run_id,
+    };
+    for burst in &bursts {
+        delivery.handle(&mut client, &mut smtp, burst, &mut summary)?;
+    }
+    smtp.quit();
+    ledger::record_run(&mut client, &summary)?;
+    if summary.failed > 0 {
+        tracing::warn!(failed = summary.failed, "the SMTP server refused some alerts for good; they are recorded `failed` (fraudctl report shows them): fix the cause, then `fraudctl alert --retry-failed`");
     }
     client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK])?;
-    Ok(summary)
+    Ok(AlertOutcome {
+        planned: Vec::new(),
+        summary,
+    })
 }
 
 /// The sender and recipients, parsed.
@@ -218,23 +209,28 @@ fn addresses(args: &AlertArgs) -> Result<(Mailbox, Vec<Mailbox>)> {
     Ok((from, to))
 }
 
-fn print_planned(fraud: &Fraud, action: Action, args: &AlertArgs) -> Result<()> {
-    let planned = Planned {
-        action: if action == Action::Suppress {
-            "suppress"
-        } else {
-            "send"
-        },
-        trans_num: &fraud.trans_num,
-        message_id: message_id(&fraud.trans_num),
-        to: &args.to,
-        subject: message::subject(fraud),
-    };
-    println!("{}", serde_json::to_string(&planned)?);
-    Ok(())
+/// The dry run's lines for a burst: its email, then each suppressed fraud.
+fn planned(b: &plan::Burst, args: &AlertArgs) -> Vec<Planned> {
+    let email = (!b.send.is_empty()).then(|| Planned {
+        action: "send",
+        trans_nums: b.send.iter().map(|f| f.trans_num.clone()).collect(),
+        message_id: b.message_id(),
+        in_reply_to: b.thread.as_ref().map(|t| t.parent.clone()),
+        to: args.to.clone(),
+        subject: Some(message::subject(b)),
+    });
+    let suppressed = b.suppress.iter().map(|f| Planned {
+        action: "suppress",
+        trans_nums: vec![f.trans_num.clone()],
+        message_id: None,
+        in_reply_to: None,
+        to: Vec::new(),
+        subject: None,
+    });
+    email.into_iter().chain(suppressed).collect()
 }
 
-/// Sends or suppresses candidates, recording each outcome in `fraud_alerts`.
+/// Sends or suppresses a burst's frauds, recording each outcome in `fraud_alerts`.
 struct Delivery<'a> {
     args: &'a AlertArgs,
     envelope: message::Envelope<'a>,
@@ -243,44 +239,52 @@ struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
+    fn entry<'e>(&'e self, status: &'static str, reason: Option<&'e str>) -> ledger::Entry<'e> {
+        ledger::Entry {
+            status,
+            reason,
+            recipients: &self.recipients,
+            run_id: self.run_id,
+        }
+    }
+
     fn handle(
         &self,
         client: &mut postgres::Client,
         smtp: &mut smtp::Smtp,
-        fraud: &Fraud,
-        action: Action,
+        burst: &plan::Burst,
         summary: &mut AlertSummary,
     ) -> Result<()> {
-        let record = |client: &mut postgres::Client, status: &str, reason: Option<&str>| {
-            record(client, fraud, status, &self.recipients, self.run_id, reason)
-        };
-        if action == Action::Suppress {
-            let why = format!(
-                "payment older than {} h when first seen",
-                self.args.max_age_hours
-            );
+        let why = format!(
+            "payment older than {} h when first seen",
+            self.args.max_age_hours
+        );
+        for fraud in &burst.suppress {
+            ledger::record_suppressed(client, fraud, &self.entry("suppressed", Some(&why)))?;
             summary.suppressed += 1;
-            return record(client, "suppressed", Some(&why));
         }
-        let email = message::build(fraud, &self.envelope)?;
+        if burst.send.is_empty() {
+            return Ok(());
+        }
+        let email = message::build(burst, &self.envelope)?;
         let backoff = Backoff::new(
             self.args.smtp_retries,
             Duration::from_millis(500),
             Duration::from_secs(5),
         );
-        let sent = retry(&backoff, "SMTP send", || smtp.send(&email));
-        match sent {
+        match retry(&backoff, "SMTP send", || smtp.send(&email)) {
             Ok(()) => {
-                record(client, "sent", None)?;
-                summary.sent += 1;
-                tracing::info!(trans_num = %fraud.trans_num, card = %format!("**** {}", fraud.cc_last4), "fraud alert sent");
+                ledger::record_email(client, burst, &self.entry("sent", None))?;
+                summary.emails += 1;
+                summary.sent += burst.send.len();
+                tracing::info!(frauds = burst.send.len(), first = %burst.send[0].trans_num, card = %format!("**** {}", burst.cc_last4), threaded = burst.thread.is_some(), "fraud alert sent");
                 Ok(())
             }
             Err(smtp::SendError::RefusedMessage(reply)) => {
                 let reason = format!("SMTP server refused the message: {reply}");
-                record(client, "failed", Some(&reason))?;
-                summary.failed += 1;
-                tracing::warn!(trans_num = %fraud.trans_num, reply = %reply, "the SMTP server refused this alert for good; recorded as failed, going on with the others");
+                ledger::record_email(client, burst, &self.entry("failed", Some(&reason)))?;
+                summary.failed += burst.send.len();
+                tracing::warn!(first = %burst.send[0].trans_num, frauds = burst.send.len(), reply = %reply, "the SMTP server refused this alert for good; recorded as failed, going on with the others");
                 Ok(())
             }
             Err(smtp::SendError::Transient(msg)) => Err(Failure::Unavailable {
@@ -295,99 +299,9 @@ impl Delivery<'_> {
             .into()),
             Err(smtp::SendError::RefusedAll(msg)) => Err(Failure::Config(format!(
                 "SMTP server {} refused the alert for {}: {msg}; it would refuse every alert: check --from/--to and the SMTP account (FRAUDCTL_SMTP_USERNAME, FRAUDCTL_SMTP_PASSWORD)",
-                smtp.target, fraud.trans_num
+                smtp.target, burst.send[0].trans_num
             ))
             .into()),
         }
     }
-}
-
-/// The run's line in `pipeline_runs` (a later alert run of the same run adds to it).
-fn record_run(client: &mut postgres::Client, summary: &AlertSummary) -> Result<()> {
-    let row = audit::StageRow {
-        run_id: &summary.run_id,
-        stage: "alert",
-        records: (summary.sent + summary.suppressed + summary.failed) as i64,
-        rejected: 0,
-        file_created_at: None,
-        details: serde_json::json!({
-            "sent": summary.sent, "suppressed": summary.suppressed, "failed": summary.failed,
-        }),
-    };
-    audit::record(client, &row, audit::Again::Add)
-}
-
-/// `--retry-failed`: the `failed` alerts (all, or those of the trans_nums given) become
-/// candidates again; returns their trans_nums.
-fn reopen_failed(client: &mut postgres::Client, which: &[String]) -> Result<Vec<String>> {
-    let rows = client
-        .query(
-            "DELETE FROM fraud_alerts WHERE status = 'failed'
-               AND (cardinality($1::text[]) = 0 OR trans_num = ANY($1))
-             RETURNING trans_num",
-            &[&which],
-        )
-        .context("re-opening failed alerts")?;
-    let reopened: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    tracing::info!(
-        count = reopened.len(),
-        "failed alerts re-opened for sending (--retry-failed)"
-    );
-    Ok(reopened)
-}
-
-fn candidates(client: &mut postgres::Client, limit: i64) -> Result<Vec<Fraud>> {
-    let rows = client
-        .query(
-            "SELECT p.trans_num, p.trans_time, p.cc_last4, p.merchant, p.category, p.amt::float8,
-                    p.city, p.state, p.fraud_probability, p.model_version, p.scorer
-             FROM payments_scored p
-             WHERE p.predicted_fraud
-               AND NOT EXISTS (SELECT 1 FROM fraud_alerts a WHERE a.trans_num = p.trans_num)
-             ORDER BY p.trans_time, p.trans_num
-             LIMIT $1",
-            &[&limit],
-        )
-        .context("selecting frauds not alerted yet (has `fraudctl migrate` run?)")?;
-    Ok(rows
-        .iter()
-        .map(|r| Fraud {
-            trans_num: r.get(0),
-            trans_time: r.get::<_, DateTime<Utc>>(1),
-            cc_last4: r.get(2),
-            merchant: r.get(3),
-            category: r.get(4),
-            amt: r.get(5),
-            city: r.get(6),
-            state: r.get(7),
-            probability: r.get(8),
-            model_version: r.get(9),
-            scorer: r.get(10),
-        })
-        .collect())
-}
-
-fn record(
-    client: &mut postgres::Client,
-    f: &Fraud,
-    status: &str,
-    recipients: &str,
-    run_id: &str,
-    reason: Option<&str>,
-) -> Result<()> {
-    client
-        .execute(
-            "INSERT INTO fraud_alerts (trans_num, status, message_id, recipients, run_id, reason)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (trans_num) DO NOTHING",
-            &[
-                &f.trans_num,
-                &status,
-                &message_id(&f.trans_num),
-                &recipients,
-                &run_id,
-                &reason,
-            ],
-        )
-        .with_context(|| format!("recording the alert for {} in fraud_alerts", f.trans_num))?;
-    Ok(())
 }

@@ -367,6 +367,14 @@ impl SmtpSink {
         );
         String::from_utf8(out.stdout).expect("UTF-8")
     }
+    /// Each message decoded (as [`SmtpSink::decoded`]), in order.
+    pub fn decoded_messages(&self) -> Vec<String> {
+        self.decoded()
+            .split("\n== ")
+            .map(|m| m.trim_start_matches("== ").to_string())
+            .filter(|m| !m.trim().is_empty())
+            .collect()
+    }
     /// The server's own log (stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.service.dir.path().join("stderr.log")).unwrap_or_default()

@@ -1,0 +1,172 @@
+//! What one `alert` run sends: the predicted frauds not alerted yet, grouped into one email per
+//! card (a burst), each with the card's recent activity and, when an earlier email about the
+//! card went out, the thread it follows up.
+//!
+//! The rules, in one place:
+//! - **Candidates**: every predicted fraud in `payments_scored` without a `fraud_alerts` row,
+//!   taken card by card, cards in the order of their oldest candidate (at most `--max-emails`
+//!   cards a run; the others wait for the next run).
+//! - **The backfill rule**: a candidate older than `--max-age-hours` is suppressed (recorded, not
+//!   emailed), unless `--retry-failed` re-opened it (`retrying`).
+//! - **One email per card and run**: the card's other candidates go into one email, oldest
+//!   first. Its Message-ID is made from the oldest one's trans_num, so an email sent again after
+//!   a crash (before the ledger recorded it) carries the same Message-ID.
+//! - **Threads**: when an email about the card was sent before, the new one answers the latest
+//!   (`In-Reply-To`) and names the first (`References`), so a mail client shows the card's
+//!   alerts as one conversation.
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::message::{message_id, Activity, Fraud};
+
+/// How many of the card's payments an email lists as its recent activity.
+pub const RECENT_PAYMENTS: i64 = 10;
+
+/// An earlier email about the card, which a new one follows up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thread {
+    /// The Message-ID of the first email about the card.
+    pub root: String,
+    /// The Message-ID of the latest one.
+    pub parent: String,
+}
+
+/// One card's candidates in this run.
+#[derive(Debug)]
+pub struct Burst {
+    pub cc_last4: String,
+    /// The frauds the email reports, oldest first (empty when every candidate is suppressed).
+    pub send: Vec<Fraud>,
+    /// Candidates the backfill rule holds back.
+    pub suppress: Vec<Fraud>,
+    pub thread: Option<Thread>,
+    /// The card's latest payments up to the newest fraud of the email, newest first.
+    pub recent: Vec<Activity>,
+}
+
+impl Burst {
+    /// The email's Message-ID (from its oldest fraud).
+    pub fn message_id(&self) -> Option<String> {
+        self.send.first().map(|f| message_id(&f.trans_num))
+    }
+    /// The thread the email belongs to: the card's first email, or this one.
+    pub fn thread_id(&self) -> Option<String> {
+        match &self.thread {
+            Some(t) => Some(t.root.clone()),
+            None => self.message_id(),
+        }
+    }
+}
+
+/// What `--dry-run` reports of one email (or of one suppressed candidate).
+#[derive(Debug, Serialize)]
+pub struct Planned {
+    pub action: &'static str,
+    pub trans_nums: Vec<String>,
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub to: Vec<String>,
+    pub subject: Option<String>,
+}
+
+/// The run's bursts, cards in the order of their oldest candidate.
+pub fn bursts(
+    client: &mut postgres::Client,
+    max_emails: i64,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<Burst>> {
+    let mut bursts = Vec::new();
+    for (cc_hash, frauds) in candidates(client, max_emails)? {
+        let (send, suppress): (Vec<Fraud>, Vec<Fraud>) = frauds
+            .into_iter()
+            .partition(|f| f.trans_time >= cutoff || f.retrying);
+        let (thread, recent) = match send.last() {
+            Some(newest) => (
+                thread(client, &cc_hash)?,
+                recent(client, &cc_hash, newest.trans_time)?,
+            ),
+            None => (None, Vec::new()),
+        };
+        let cc_last4 = send
+            .iter()
+            .chain(&suppress)
+            .next()
+            .map(|f| f.cc_last4.clone());
+        bursts.push(Burst {
+            cc_last4: cc_last4.unwrap_or_default(),
+            send,
+            suppress,
+            thread,
+            recent,
+        });
+    }
+    Ok(bursts)
+}
+
+/// The candidates of the first `max_emails` cards, grouped by card (`cc_hash`).
+fn candidates(client: &mut postgres::Client, max_emails: i64) -> Result<Vec<(String, Vec<Fraud>)>> {
+    let rows = client
+        .query(include_str!("sql/candidates.sql"), &[&max_emails])
+        .context("selecting frauds not alerted yet (has `fraudctl migrate` run?)")?;
+    let mut cards: Vec<(String, Vec<Fraud>)> = Vec::new();
+    for r in &rows {
+        let cc_hash: String = r.get("cc_hash");
+        let fraud = Fraud::from_row(r)?;
+        match cards.last_mut() {
+            Some((last, frauds)) if *last == cc_hash => frauds.push(fraud),
+            _ => cards.push((cc_hash, vec![fraud])),
+        }
+    }
+    Ok(cards)
+}
+
+/// The card's earlier email thread, if an alert about it was sent.
+fn thread(client: &mut postgres::Client, cc_hash: &str) -> Result<Option<Thread>> {
+    let row = client
+        .query_opt(
+            "SELECT a.thread_id, a.message_id
+             FROM fraud_alerts a JOIN payments_scored p USING (trans_num)
+             WHERE p.cc_hash = $1 AND a.status = 'sent'
+             ORDER BY a.recorded_at DESC, a.message_id DESC
+             LIMIT 1",
+            &[&cc_hash],
+        )
+        .context("reading the card's earlier alerts from fraud_alerts")?;
+    Ok(row.map(|r| Thread {
+        root: r.get(0),
+        parent: r.get(1),
+    }))
+}
+
+/// The card's latest payments up to `until`, newest first.
+fn recent(
+    client: &mut postgres::Client,
+    cc_hash: &str,
+    until: DateTime<Utc>,
+) -> Result<Vec<Activity>> {
+    let rows = client
+        .query(
+            "SELECT trans_num, trans_time, amt::float8, merchant, category, fraud_probability,
+                    predicted_fraud
+             FROM payments_scored
+             WHERE cc_hash = $1 AND trans_time <= $2
+             ORDER BY trans_time DESC, trans_num DESC
+             LIMIT $3",
+            &[&cc_hash, &until, &RECENT_PAYMENTS],
+        )
+        .context("reading the card's recent payments from payments_scored")?;
+    Ok(rows
+        .iter()
+        .map(|r| Activity {
+            trans_num: r.get(0),
+            trans_time: r.get(1),
+            amt: r.get(2),
+            merchant: r.get(3),
+            category: r.get(4),
+            probability: r.get(5),
+            predicted_fraud: r.get(6),
+        })
+        .collect())
+}
