@@ -29,7 +29,8 @@ impl DbArgs {
     pub fn config(&self) -> Result<postgres::Config> {
         self.database_url.parse().map_err(|e| {
             Failure::Config(format!(
-                "--database-url / FRAUDCTL_DATABASE_URL {} is not a PostgreSQL URL: {e}",
+                "{} {} is not a PostgreSQL URL: {e}",
+                crate::setting::name::<DbArgs>("database_url"),
                 crate::redact::url(&self.database_url)
             ))
             .into()

@@ -30,6 +30,7 @@ pub mod retry;
 pub mod rundir;
 #[cfg(feature = "services")]
 pub mod score;
+pub mod setting;
 #[cfg(feature = "services")]
 pub mod simulator;
 pub mod stagefile;

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::db::{self, DbArgs};
 use crate::error::Failure;
+use crate::setting;
 
 /// Options of `fraudctl migrate`.
 #[derive(Debug, Clone, Args)]
@@ -51,7 +52,8 @@ pub fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
             .get(0);
         if !known {
             return Err(Failure::Config(format!(
-                "--business-time-zone / FRAUDCTL_BUSINESS_TIME_ZONE {zone:?} is not a time zone PostgreSQL knows (use an IANA name such as America/New_York)"
+                "{} {zone:?} is not a time zone PostgreSQL knows (use an IANA name such as America/New_York)",
+                setting::name::<MigrateArgs>("business_time_zone")
             ))
             .into());
         }
@@ -78,7 +80,10 @@ fn create_database(target: &DbArgs) -> Result<()> {
     let name = config
         .get_dbname()
         .ok_or_else(|| {
-            Failure::Config("--database-url / FRAUDCTL_DATABASE_URL names no database".into())
+            Failure::Config(format!(
+                "{} names no database",
+                setting::name::<DbArgs>("database_url")
+            ))
         })?
         .to_string();
     config.dbname("postgres");

@@ -463,7 +463,7 @@ impl World<'_> {
                 let recorded = self.alert_rows();
                 let delivered: HashSet<String> = message_ids(&self.sink).into_keys().collect();
                 self.in_flight = delivered
-                    .difference(&recorded.keys().map(|t| alert_id(t)).collect())
+                    .difference(&recorded.values().map(|(_, id)| id.clone()).collect())
                     .cloned()
                     .collect();
                 assert!(
@@ -603,8 +603,9 @@ impl World<'_> {
         self.note(format!("extract kept {bodies} records, then: {stopped_by}"));
     }
 
-    /// The oldest predicted fraud's alert is refused for good: recorded `failed`, the others
-    /// sent; not retried by the next run; sent by `--retry-failed` once the server accepts it.
+    /// The email of the oldest predicted fraud (with its card's other frauds) is refused for
+    /// good: its frauds recorded `failed`, the other emails sent; not retried by the next run;
+    /// sent by `--retry-failed` once the server accepts it.
     fn alert_refuses_one(&mut self) {
         let refused: String = self
             .db
@@ -617,7 +618,17 @@ impl World<'_> {
             .get(0);
         self.sink.refuse_containing(&[&refused]);
         let first = ok(&mut self.command(Stage::Alert));
-        assert_eq!(first["failed"], 1, "{first}");
+        let in_refused_email: i64 = self
+            .db
+            .client()
+            .query_one(
+                "SELECT count(*) FROM fraud_alerts WHERE status = 'failed' AND message_id = $1",
+                &[&alert_id(&refused)],
+            )
+            .expect("fraud_alerts")
+            .get(0);
+        assert!(in_refused_email >= 1, "{first}");
+        assert_eq!(first["failed"].as_i64(), Some(in_refused_email), "{first}");
         let row = self
             .db
             .client()
@@ -640,9 +651,10 @@ impl World<'_> {
         );
         self.sink.refuse_containing(&[]);
         let retried = ok(self.command(Stage::Alert).arg("--retry-failed"));
-        assert_eq!(retried["sent"], 1, "{retried}");
+        assert_eq!(retried["sent"], first["failed"], "{retried}");
+        assert_eq!(retried["emails"], 1, "{retried}");
         self.note(format!(
-            "{} sent, 1 refused and recorded failed, then sent by --retry-failed",
+            "{} sent, an email of {in_refused_email} refused and recorded failed, then sent by --retry-failed",
             first["sent"]
         ));
     }
@@ -674,13 +686,17 @@ impl World<'_> {
         self.note(format!("two alerts at once sent {sent:?}"));
     }
 
-    fn alert_rows(&self) -> HashMap<String, String> {
+    /// fraud_alerts: trans_num → (status, the Message-ID of the email it went in).
+    fn alert_rows(&self) -> HashMap<String, (String, String)> {
         self.db
             .client()
-            .query("SELECT trans_num, status FROM fraud_alerts", &[])
+            .query(
+                "SELECT trans_num, status, message_id FROM fraud_alerts",
+                &[],
+            )
             .expect("fraud_alerts")
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
             .collect()
     }
 }
@@ -777,8 +793,8 @@ struct Outcome<'a> {
     extracted: Vec<String>,
     /// payments_scored: trans_num → (predicted_fraud, needs_rescore).
     rows: HashMap<String, (bool, bool)>,
-    /// fraud_alerts: trans_num → status.
-    alerts: HashMap<String, String>,
+    /// fraud_alerts: trans_num → (status, Message-ID of its email).
+    alerts: HashMap<String, (String, String)>,
     /// Message-ID → how many messages the sink received with it.
     emails: HashMap<String, usize>,
 }
@@ -996,21 +1012,26 @@ fn every_predicted_fraud_alert_recorded_sent(o: &Outcome) -> Result<(), String> 
         .frauds()
         .into_iter()
         .filter_map(|t| {
-            let status = o.alerts.get(t).map(String::as_str);
+            let status = o.alerts.get(t).map(|(status, _)| status.as_str());
             (status != Some("sent")).then(|| format!("{t}: {status:?}"))
         })
         .collect();
     none("predicted frauds whose alert is not recorded sent", &unsent)
 }
 
-/// The SMTP server received every predicted fraud's alert once (twice for the one that an
-/// `alert` killed after sending had not recorded: the at-least-once window, same Message-ID).
+/// The SMTP server received the email of every predicted fraud (the one its fraud_alerts row
+/// names) once (twice for the one that an `alert` killed after sending had not recorded: the
+/// at-least-once window, same Message-ID).
 fn every_predicted_fraud_emailed_once(o: &Outcome) -> Result<(), String> {
     let wrong: Vec<String> = o
         .frauds()
         .into_iter()
         .filter_map(|t| {
-            let id = alert_id(t);
+            let id = o
+                .alerts
+                .get(t)
+                .map(|(_, id)| id.clone())
+                .unwrap_or_default();
             let copies = o.emails.get(&id).copied().unwrap_or(0);
             let allowed = if o.world.in_flight.contains(&id) {
                 2
@@ -1036,9 +1057,13 @@ fn one_alert_row_per_predicted_fraud(o: &Outcome) -> Result<(), String> {
     }
 }
 
-/// Every email the SMTP server received is the alert of a predicted fraud.
+/// Every email the SMTP server received is the alert of predicted frauds.
 fn no_email_without_a_predicted_fraud(o: &Outcome) -> Result<(), String> {
-    let ids: HashSet<String> = o.frauds().into_iter().map(|t| alert_id(t)).collect();
+    let ids: HashSet<String> = o
+        .frauds()
+        .into_iter()
+        .filter_map(|t| Some(o.alerts.get(t)?.1.clone()))
+        .collect();
     let unexpected: Vec<&String> = o.emails.keys().filter(|id| !ids.contains(*id)).collect();
     none("emails (Message-IDs) for no predicted fraud", &unexpected)
 }

@@ -142,7 +142,8 @@ fn no_card_number_or_secret_leaks_from_a_run_of_the_sample() {
         rejected.iter().any(|r| r["body"].is_string()),
         "garbled bodies were kept (masked) for diagnosis"
     );
-    let sent = db.count("SELECT count(DISTINCT message_id) FROM fraud_alerts WHERE status = 'sent'");
+    let sent =
+        db.count("SELECT count(DISTINCT message_id) FROM fraud_alerts WHERE status = 'sent'");
     assert!(sent > 0, "frauds were alerted");
     assert_eq!(
         sink.messages().len() as i64,

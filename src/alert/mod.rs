@@ -30,6 +30,7 @@ use crate::db::DbArgs;
 use crate::error::Failure;
 use crate::retry::{retry, Backoff};
 use crate::rundir::{log_started, RunArgs, RunDir};
+use crate::setting;
 
 /// Options of `fraudctl alert`.
 #[derive(Debug, Clone, Args)]
@@ -200,11 +201,11 @@ fn addresses(args: &AlertArgs) -> Result<(Mailbox, Vec<Mailbox>)> {
             Failure::Config(format!("{what} {s:?} is not an email address: {e}")).into()
         })
     };
-    let from = parse(&args.from, "--from / FRAUDCTL_ALERT_FROM")?;
+    let from = parse(&args.from, &setting::name::<AlertArgs>("from"))?;
     let to = args
         .to
         .iter()
-        .map(|t| parse(t, "--to / FRAUDCTL_ALERT_TO"))
+        .map(|t| parse(t, &setting::name::<AlertArgs>("to")))
         .collect::<Result<_>>()?;
     Ok((from, to))
 }
@@ -298,8 +299,12 @@ impl Delivery<'_> {
             }
             .into()),
             Err(smtp::SendError::RefusedAll(msg)) => Err(Failure::Config(format!(
-                "SMTP server {} refused the alert for {}: {msg}; it would refuse every alert: check --from/--to and the SMTP account (FRAUDCTL_SMTP_USERNAME, FRAUDCTL_SMTP_PASSWORD)",
-                smtp.target, burst.send[0].trans_num
+                "SMTP server {} refused the alert for {}: {msg}; it would refuse every alert: check {}, {} and the SMTP account ({}, {})",
+                smtp.target, burst.send[0].trans_num,
+                setting::name::<AlertArgs>("from"),
+                setting::name::<AlertArgs>("to"),
+                setting::var::<AlertArgs>("smtp_username"),
+                smtp::PASSWORD_VAR,
             ))
             .into()),
         }

@@ -19,7 +19,12 @@ use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::Message;
 
+use super::AlertArgs;
 use crate::error::Failure;
+use crate::setting;
+
+/// The SMTP password's variable (environment only: never a flag).
+pub const PASSWORD_VAR: &str = "FRAUDCTL_SMTP_PASSWORD";
 
 /// How the connection is secured.
 enum Security {
@@ -85,15 +90,20 @@ fn failed(step: Step, e: lettre::transport::smtp::Error) -> SendError {
 
 impl Smtp {
     pub fn connect(url: &str, username: Option<&str>, timeout: Duration) -> Result<Self, Failure> {
-        let bad =
-            |why: &str| Failure::Config(format!("--smtp-url / FRAUDCTL_SMTP_URL {url:?} {why}"));
+        let bad = |why: &str| {
+            Failure::Config(format!(
+                "{} {url:?} {why}",
+                setting::name::<AlertArgs>("smtp_url")
+            ))
+        };
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| bad("is not smtp://, smtp+starttls:// or smtps://HOST[:PORT]"))?;
         if rest.contains('@') {
-            return Err(bad(
-                "must not carry credentials: use FRAUDCTL_SMTP_USERNAME and FRAUDCTL_SMTP_PASSWORD",
-            ));
+            return Err(bad(&format!(
+                "must not carry credentials: use {} and {PASSWORD_VAR}",
+                setting::var::<AlertArgs>("smtp_username")
+            )));
         }
         let hostport = rest.trim_end_matches('/');
         let (host, port) = match hostport.rsplit_once(':') {
@@ -116,7 +126,7 @@ impl Smtp {
         let credentials = match username {
             Some(user) => Some(Credentials::new(
                 user.to_string(),
-                crate::error::secret_from_env("FRAUDCTL_SMTP_PASSWORD", "the SMTP password")?,
+                crate::error::secret_from_env(PASSWORD_VAR, "the SMTP password")?,
             )),
             None => None,
         };

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{Collector, SourceStats};
+use super::{Collector, ExtractArgs, SourceStats};
 use crate::error::Failure;
 use crate::payments_api::decode;
 use crate::redact;
@@ -86,7 +86,7 @@ pub(crate) fn poll(p: &Polling, collector: &mut Collector) -> Result<SourceStats
 fn nothing_captured(e: ServiceError, p: &Polling, shown: &str) -> anyhow::Error {
     match e {
         ServiceError::Refused(msg) => {
-            Failure::Config(format!("{msg}: check --api-url / FRAUDCTL_API_URL")).into()
+            Failure::Config(format!("{msg}: check {}", crate::setting::name::<ExtractArgs>("api_url"))).into()
         }
         ServiceError::Unavailable(msg) => Failure::Unavailable {
             service: "payments API",
