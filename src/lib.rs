@@ -35,3 +35,4 @@ pub mod simulator;
 pub mod stagefile;
 pub mod transaction;
 pub mod transform;
+pub mod verdict;
