@@ -381,15 +381,17 @@ def show_refusal(code: str, claim: Claim | None = None, detail: str = "") -> Non
     st.error(f"**{title}.** {text}", icon=":material/block:")
 
 
-def local(ts) -> str:
-    return pd.Timestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+def stamp(ts) -> str:
+    """A time for the page: a naive one as it is (a local time), an aware one in UTC."""
+    ts = pd.Timestamp(ts)
+    return (ts.tz_convert(UTC) if ts.tzinfo else ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def show_payment(payment, claim: Claim) -> None:
     """The payment the verdict is about, as stored (card masked), and the model's reasons."""
     st.dataframe(
         pd.DataFrame([{
-            "Time (local)": local(payment.local_time), "Amount": float(payment.amt),
+            "Time (local)": stamp(payment.local_time), "Amount": float(payment.amt),
             "Merchant": payment.merchant, "Category": payment.category, "Card": payment.card,
             "Score": float(payment.fraud_probability), "Transaction": payment.trans_num,
         }]),
@@ -405,7 +407,7 @@ def show_payment(payment, claim: Claim) -> None:
             st.text(f"• {text}")
     if isinstance(payment.current_verdict, str):
         st.caption(f"Verdict in force: {VERDICT_LABELS[payment.current_verdict]}, given "
-                   f"{local(payment.current_verdict_at)} UTC; a new one supersedes it.")
+                   f"{stamp(payment.current_verdict_at)} UTC; a new one supersedes it.")
     st.caption(f"The link is valid until {claim.expires_at:%Y-%m-%d %H:%M} UTC.")
 
 
@@ -435,7 +437,7 @@ def verdict_page(url: str, token: str) -> None:
         return show_refusal("not_alerted", claim)
     used = token_use(url, token)
     if not used.empty:
-        return show_refusal("already_used", claim, f"at {local(used.recorded_at.iloc[0])} UTC")
+        return show_refusal("already_used", claim, f"at {stamp(used.recorded_at.iloc[0])} UTC")
     label = VERDICT_LABELS[claim.verdict]
     st.subheader(f"Proposed verdict: {label}")
     show_payment(found.iloc[0], claim)

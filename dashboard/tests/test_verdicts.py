@@ -91,7 +91,9 @@ def test_a_later_verdict_supersedes_and_the_first_link_stays_used(fraud_db, open
     alerted(fraud_db, "t-1")
     first, second = sign("t-1", "fraud", IN_A_WEEK), sign("t-1", "not_fraud", IN_A_WEEK)
     open_link(first).button(key="confirm_verdict").click().run()
-    open_link(second).button(key="confirm_verdict").click().run()
+    page = open_link(second)
+    assert any(c.value.startswith("Verdict in force: Confirmed fraud, given ") for c in page.caption)
+    page.button(key="confirm_verdict").click().run()
     assert fraud_db.execute("SELECT verdict, verdicts_given FROM v_alert_verdicts_latest") == [("not_fraud", 2)]
 
     replayed = open_link(first)
