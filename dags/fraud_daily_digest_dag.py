@@ -2,9 +2,9 @@
 ### fraud_daily_digest
 
 Every morning (06:00 UTC): email yesterday's fraud report (`fraudctl report`: the frauds of the
-business day in the body, every payment of the day as an attached CSV) through the SMTP
-Connection `fraudctl_smtp`, to the Variable `fraudctl_digest_to` (default: `fraudctl_alert_to`).
-"Yesterday" is the day before the run's data_interval_end in the Variable
+business day in the body, with the analysts' verdicts on its alerts, every payment of the day as an
+attached CSV) through the SMTP Connection `fraudctl_smtp`, to the Variable `fraudctl_digest_to`
+(default: `fraudctl_alert_to`). "Yesterday" is the day before the run's data_interval_end in the Variable
 `fraudctl_business_time_zone` (default UTC), so a re-run or backfill of a morning mails the same day.
 
 Also applies the **retention rule** of the run directories: `cleanup_run_dirs` deletes the run

@@ -1,10 +1,20 @@
 """fraudctl morning report: one business day's payments and frauds, read from fraud_db.
 
 Reads only what the role fraud_report_reader may read (migrations/V5__report_reader.sql): the
-report functions for a day and the freshness view. Run with `streamlit run dashboard/app.py`.
+report functions for a day and the freshness view, and the analysts' verdicts through the views of
+migrations/V11__verdicts.sql. Opened with `?verdict=TOKEN` (an alert email's verdict link,
+docs/verdict-links.md), it is the verdict page instead: it verifies the token with
+FRAUDCTL_VERDICT_KEY, shows the payment and records the proposed verdict only when the analyst
+confirms, through record_alert_verdict (the one thing the role may write through). Run with
+`streamlit run dashboard/app.py`.
 """
 
+import contextlib
+import dataclasses
 import datetime as dt
+import hashlib
+import hmac
+import math
 import os
 import re
 
@@ -13,14 +23,21 @@ import pandas as pd
 import psycopg
 import streamlit as st
 
-st.set_page_config(page_title="Fraud report", page_icon=":material/credit_card:", layout="wide")
-
 DATABASE_URL_VAR = "FRAUDCTL_DASHBOARD_DATABASE_URL"
 STALE_MINUTES_VAR = "FRAUDCTL_DASHBOARD_STALE_MINUTES"
 DEFAULT_STALE_MINUTES = 10
 FRAUD_COLOR = "#d62728"
 LEGIT_COLOR = "#4c78a8"
 CHART_HEIGHT = 300
+UTC = dt.timezone.utc
+
+VERDICT_KEY_VAR = "FRAUDCTL_VERDICT_KEY"
+VERDICT_PARAM = "verdict"
+MIN_VERDICT_KEY_BYTES = 32
+NOTE_MAX_CHARS = 500
+VERDICT_LABELS = {"fraud": "Confirmed fraud", "not_fraud": "Not fraud"}
+# docs/verdict-links.md: v1.TRANS_NUM.VERDICT.EXPIRES.SIGNATURE
+TOKEN_FORM = re.compile(r"v1\.([A-Za-z0-9_-]{1,64})\.(fraud|not_fraud)\.([1-9][0-9]{0,9})\.([0-9a-f]{64})")
 
 
 class SetupError(Exception):
@@ -55,15 +72,14 @@ def stale_minutes() -> float:
     return minutes
 
 
-@st.cache_data(ttl=60, show_spinner=False)
-def query(url: str, sql: str, params: tuple = ()) -> pd.DataFrame:
-    """Runs one read-only query; the rows as a DataFrame. Cached for a minute."""
+@contextlib.contextmanager
+def connection(url: str, *, read_only: bool = True):
+    """A connection to fraud_db; its failures as SetupErrors that say what to fix."""
     try:
-        with psycopg.connect(url, connect_timeout=5, application_name="fraudctl-dashboard") as conn:
-            conn.read_only = True
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+        with psycopg.connect(url, connect_timeout=5, application_name="fraudctl-dashboard",
+                             autocommit=not read_only) as conn:
+            conn.read_only = read_only
+            yield conn
     except psycopg.OperationalError as e:
         raise SetupError(
             f"Cannot reach fraud_db at {redact(url)} ({DATABASE_URL_VAR}): {str(e).strip()}"
@@ -78,6 +94,17 @@ def query(url: str, sql: str, params: tuple = ()) -> pd.DataFrame:
             f"The role in {DATABASE_URL_VAR} may not read the report ({str(e).strip()}): "
             "make it a member of fraud_report_reader (see dashboard/README.md)."
         ) from e
+
+
+def read(url: str, sql: str, params: tuple = ()) -> pd.DataFrame:
+    """Runs one read-only query; the rows as a DataFrame."""
+    with connection(url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+# The same, cached for a minute: what the report pages read.
+query = st.cache_data(ttl=60, show_spinner=False)(read)
 
 
 def money(amount: float) -> str:
@@ -282,8 +309,198 @@ def show_model_performance(summary) -> None:
     )
 
 
+# ---- Analysts' verdicts: the verdict page of an alert's link, and the day's verdict figures.
+
+
+class TokenError(Exception):
+    """A verdict token refused: code is "malformed", "bad_signature" or "expired"."""
+
+    def __init__(self, code: str, expires_at: dt.datetime | None = None):
+        super().__init__(code)
+        self.code = code
+        self.expires_at = expires_at
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    trans_num: str
+    verdict: str
+    expires_at: dt.datetime
+
+
+def verify_token(key: bytes, token: str, now: dt.datetime) -> Claim:
+    """The claim of an authentic, unexpired token (docs/verdict-links.md): its form, then its
+    signature (compared in constant time), then its expiry."""
+    form = TOKEN_FORM.fullmatch(token)
+    if form is None:
+        raise TokenError("malformed")
+    trans_num, verdict, expires, signature = form.groups()
+    signed = token.rpartition(".")[0].encode("ascii")
+    expected = hmac.new(key, signed, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        raise TokenError("bad_signature")
+    expires_at = dt.datetime.fromtimestamp(int(expires), UTC)
+    if now >= expires_at:
+        raise TokenError("expired", expires_at)
+    return Claim(trans_num, verdict, expires_at)
+
+
+def verdict_key() -> bytes:
+    key = os.environ.get(VERDICT_KEY_VAR, "").encode()
+    if len(key) < MIN_VERDICT_KEY_BYTES:
+        raise SetupError(
+            f"{VERDICT_KEY_VAR} is {'too short' if key else 'not set'}: the dashboard verifies verdict "
+            f"links with the key that signs them (at least {MIN_VERDICT_KEY_BYTES} bytes, the same "
+            "value as fraudctl's; docs/verdict-links.md). Nothing was recorded."
+        )
+    return key
+
+
+def refusal(code: str, claim: Claim | None = None, detail: str = "") -> tuple[str, str]:
+    """(title, explanation) of a verdict the page refuses to record."""
+    payment = f"payment {claim.trans_num}" if claim else "this payment"
+    pages = {
+        "malformed": ("This is not a valid verdict link",
+                      "The link is damaged or incomplete. Open it again from the alert email, whole."),
+        "bad_signature": ("This verdict link has been tampered with",
+                          "Its signature does not match what it says: it was changed after it was "
+                          "sent, or signed with another key."),
+        "expired": ("This verdict link has expired", f"It was valid until {detail}."),
+        "not_alerted": ("Unknown payment", f"No alert was sent for {payment}: there is nothing "
+                        "to give a verdict on."),
+        "already_used": ("This verdict link has already been used",
+                         f"It recorded a verdict on {payment} {detail}; a link records once."),
+        "note_too_long": ("The note is too long", f"Notes hold at most {NOTE_MAX_CHARS} characters."),
+    }
+    title, text = pages.get(code, ("The verdict was not recorded", f"The database answered {code!r}."))
+    return title, f"{text} Nothing was recorded."
+
+
+def show_refusal(code: str, claim: Claim | None = None, detail: str = "") -> None:
+    title, text = refusal(code, claim, detail)
+    st.error(f"**{title}.** {text}", icon=":material/block:")
+
+
+def stamp(ts) -> str:
+    """A time for the page: a naive one as it is (a local time), an aware one in UTC."""
+    ts = pd.Timestamp(ts)
+    return (ts.tz_convert(UTC) if ts.tzinfo else ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def show_payment(payment, claim: Claim) -> None:
+    """The payment the verdict is about, as stored (card masked), and the model's reasons."""
+    st.dataframe(
+        pd.DataFrame([{
+            "Time (local)": stamp(payment.local_time), "Amount": float(payment.amt),
+            "Merchant": payment.merchant, "Category": payment.category, "Card": payment.card,
+            "Score": float(payment.fraud_probability), "Transaction": payment.trans_num,
+        }]),
+        hide_index=True,
+        column_config={"Amount": st.column_config.NumberColumn(format="dollar"),
+                       "Score": st.column_config.NumberColumn(format="%.3f")},
+    )
+    reasons = payment.reasons if isinstance(payment.reasons, list) else []
+    texts = [str(r["text"]) for r in reasons if isinstance(r, dict) and r.get("text")]
+    if texts:
+        st.markdown("**Why the model flagged it**")
+        for text in texts:
+            st.text(f"• {text}")
+    if isinstance(payment.current_verdict, str):
+        st.caption(f"Verdict in force: {VERDICT_LABELS[payment.current_verdict]}, given "
+                   f"{stamp(payment.current_verdict_at)} UTC; a new one supersedes it.")
+    st.caption(f"The link is valid until {claim.expires_at:%Y-%m-%d %H:%M} UTC.")
+
+
+def record_verdict(url: str, token: str, note: str) -> str:
+    """Records the token's verdict (record_alert_verdict); its status."""
+    with connection(url, read_only=False) as conn:
+        return conn.execute("SELECT record_alert_verdict(%s, %s)", (token, note or None)).fetchone()[0]
+
+
+def token_use(url: str, token: str) -> pd.DataFrame:
+    """The verdict this token recorded, if any (never cached: it changes on the click)."""
+    digest = hashlib.sha256(token.encode()).digest()
+    return read(url, "SELECT recorded_at FROM v_alert_verdict_history WHERE token_sha256 = %s", (digest,))
+
+
+def verdict_page(url: str, token: str) -> None:
+    """What an alert's verdict link opens: the payment and the proposed verdict, recorded only
+    on the confirming click (a prefetch of the link records nothing)."""
+    st.title(":material/gavel: Analyst verdict")
+    try:
+        claim = verify_token(verdict_key(), token, dt.datetime.now(UTC))
+    except TokenError as e:
+        detail = f"{e.expires_at:%Y-%m-%d %H:%M} UTC" if e.expires_at else ""
+        return show_refusal(e.code, detail=detail)
+    found = query(url, "SELECT * FROM v_verdict_payments WHERE trans_num = %s", (claim.trans_num,))
+    if found.empty:
+        return show_refusal("not_alerted", claim)
+    used = token_use(url, token)
+    if not used.empty:
+        return show_refusal("already_used", claim, f"at {stamp(used.recorded_at.iloc[0])} UTC")
+    label = VERDICT_LABELS[claim.verdict]
+    st.subheader(f"Proposed verdict: {label}")
+    show_payment(found.iloc[0], claim)
+    note = st.text_area("Note (optional)", max_chars=NOTE_MAX_CHARS, key="verdict_note")
+    if st.button(f"Confirm: {label}", type="primary", key="confirm_verdict"):
+        status = record_verdict(url, token, note.strip())
+        if status != "recorded":
+            return show_refusal(status, claim)
+        query.clear()  # the report's verdict figures change
+        st.success(f"Recorded: {label} for payment {claim.trans_num}. Thank you.",
+                   icon=":material/check_circle:")
+
+
+def duration(seconds) -> str:
+    if seconds is None or math.isnan(seconds):
+        return "—"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def show_verdicts(url: str, day: dt.date) -> None:
+    """The day's alerts with their analysts' verdicts: the loop from alert to label."""
+    st.subheader("Analyst verdicts", divider="gray")
+    daily = query(url, "SELECT * FROM v_alert_verdict_daily WHERE business_day = %s", (day,))
+    if daily.empty:
+        st.info("No alert was sent for this day's payments.")
+        return
+    f = daily.iloc[0]
+    first, second, third = st.columns(3)
+    first.metric("Analyst-confirmed precision", ratio(int(f.confirmed_frauds), int(f.verdicts)),
+                 border=True, help="Of the alerts with a verdict, the share confirmed fraud (latest verdicts)")
+    second.metric("Verdicts pending", f"{int(f.pending):,}", border=True,
+                  help=f"Alerts sent without a verdict, of {int(f.alerts_sent):,}")
+    third.metric("Median time to verdict", duration(f.median_seconds_to_verdict), border=True,
+                 help="From the alert's sending to its first verdict")
+    alerts = query(
+        url,
+        """SELECT p.local_time, p.card, p.merchant, p.amt::float8 AS amt, p.fraud_probability,
+                  o.alerted_at AT TIME ZONE business_time_zone() AS alerted_at, o.verdict,
+                  o.verdict_at AT TIME ZONE business_time_zone() AS verdict_at, o.trans_num
+           FROM v_alert_verdict_outcomes o JOIN v_verdict_payments p USING (trans_num)
+           WHERE o.business_day = %s ORDER BY p.local_time, o.trans_num""",
+        (day,),
+    )
+    alerts["verdict"] = alerts.verdict.map(VERDICT_LABELS).fillna("pending")
+    st.dataframe(alerts, hide_index=True, column_config={
+        "local_time": st.column_config.DatetimeColumn("Local time", format="YYYY-MM-DD HH:mm:ss"),
+        "amt": st.column_config.NumberColumn("Amount", format="dollar"),
+        "fraud_probability": st.column_config.NumberColumn("Probability", format="%.3f"),
+        "alerted_at": st.column_config.DatetimeColumn("Alerted", format="YYYY-MM-DD HH:mm"),
+        "verdict_at": st.column_config.DatetimeColumn("Verdict given", format="YYYY-MM-DD HH:mm"),
+    })
+
+
 def main() -> None:
     url = database_url()
+    token = st.query_params.get(VERDICT_PARAM)
+    if token is not None:
+        verdict_page(url, token)
+        return
     defaults = query(url, "SELECT business_yesterday() AS yesterday, business_time_zone() AS time_zone").iloc[0]
 
     title, picker = st.columns([3, 1], vertical_alignment="bottom")
@@ -311,10 +528,13 @@ def main() -> None:
     )
     show_charts(url, day, frauds)
     show_frauds(day, frauds)
+    show_verdicts(url, day)
     show_model_performance(summary)
 
 
-try:
-    main()
-except SetupError as e:
-    st.error(str(e), icon=":material/error:")
+if __name__ == "__main__":  # as Streamlit runs it; tests import the functions above
+    st.set_page_config(page_title="Fraud report", page_icon=":material/credit_card:", layout="wide")
+    try:
+        main()
+    except SetupError as e:
+        st.error(str(e), icon=":material/error:")

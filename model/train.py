@@ -1,4 +1,4 @@
-"""Trains the default fraud model, reproducibly: same CSVs in, same model.json out.
+r"""Trains the default fraud model, reproducibly: same CSVs in, same model.json out.
 
 Writes to --out: feature_spec.json (the columns, docs/feature-spec.md), model.json (XGBoost
 JSON, binary:logistic) and metrics.json (held-out metrics, counts, versions, input hashes; with
@@ -7,6 +7,15 @@ has transactions on both sides.
 
     python model/train.py --csv /work/shared/data/fraud_sample.csv --out model/default \
         --ablation
+
+Analysts' verdicts as labels (docs/verdict-links.md): export the verdict in force of each
+alerted payment from fraud_db, then pass the file with --verdicts; for the payments it covers
+(by trans_num) the latest verdict replaces the data set's is_fraud (fraud -> 1, not_fraud -> 0);
+metrics.json records how many it covered and changed:
+
+    psql "$FRAUDCTL_DATABASE_URL" -c "\copy (SELECT trans_num, verdict FROM v_alert_verdicts_latest) TO 'verdicts.csv' CSV HEADER"
+    python model/train.py --csv /work/shared/data/fraud_sample.csv --verdicts verdicts.csv \
+        --out model/candidate
 """
 import argparse
 import hashlib
@@ -50,6 +59,7 @@ PAYMENT_BLOCKS = [
                                      "city_pop", "distance_km"]},
     {"type": "one_hot", "field": "category", "categories": CATEGORIES},
 ]
+VERDICT_LABELS = {"fraud": 1, "not_fraud": 0}  # an analyst's verdict as the label it stands for
 # The one history feature the ablation kept: it helps as much as all thirteen on the sample and
 # keeps its meaning when the card's legitimate payments are dense (model/MODEL_CARD.md).
 HISTORY = ["card_amt_sum_24h"]
@@ -72,6 +82,38 @@ def sha256_of(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_verdicts(path):
+    """The verdicts file: columns trans_num and verdict (fraud / not_fraud), one row a payment (the
+    view v_alert_verdicts_latest gives the latest verdict of each). ValueError naming the file."""
+    verdicts = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"trans_num", "verdict"} - set(verdicts.columns)
+    problems = [f"lacks the column(s) {', '.join(sorted(missing))}"] if missing else []
+    if not missing:
+        unknown = sorted(set(verdicts["verdict"]) - VERDICT_LABELS.keys())
+        if unknown:
+            problems.append(f"has verdicts other than fraud / not_fraud: {unknown[:5]}")
+        repeated = verdicts["trans_num"][verdicts["trans_num"].duplicated()].unique()
+        if len(repeated):
+            problems.append(f"has several rows for {list(repeated[:5])} (export v_alert_verdicts_latest, "
+                            "the latest verdict per payment)")
+    if problems:
+        raise ValueError(f"verdicts file {path} " + "; ".join(problems))
+    return verdicts[["trans_num", "verdict"]]
+
+
+def apply_verdicts(df, verdicts):
+    """The transactions with is_fraud replaced by the analysts' verdict where there is one, and
+    counts: verdicts given, transactions covered, labels changed."""
+    labels = df["trans_num"].map(verdicts.set_index("trans_num")["verdict"].map(VERDICT_LABELS))
+    covered = labels.notna()
+    is_fraud = df["is_fraud"].copy()
+    is_fraud[covered] = labels[covered].astype(is_fraud.dtype)
+    relabelled = df.assign(is_fraud=is_fraud)
+    counts = {"verdicts": len(verdicts), "covered": int(covered.sum()),
+              "changed": int((relabelled["is_fraud"] != df["is_fraud"]).sum())}
+    return relabelled, counts
 
 
 def split(df):
@@ -140,14 +182,24 @@ def main():
                         help="labelled transactions in the data set's CSV layout (repeatable)")
     parser.add_argument("--out", required=True, type=Path,
                         help="model directory to write (e.g. model/default)")
+    parser.add_argument("--verdicts", type=Path,
+                        help="analysts' verdicts (CSV: trans_num, verdict) that replace is_fraud for "
+                             "the payments they cover (see above)")
     parser.add_argument("--ablation", action="store_true",
                         help="also run model/ablation.py and store its table in metrics.json")
     args = parser.parse_args()
-    for path in args.csv:
+    for path in [*args.csv, *([args.verdicts] if args.verdicts else [])]:
         if not path.is_file():
-            sys.exit(f"train: --csv {path} does not exist")
+            sys.exit(f"train: {path} does not exist")
 
     df = pd.concat([features.read_transactions(p) for p in args.csv], ignore_index=True)
+    verdict_labels = None
+    if args.verdicts:
+        try:
+            df, counts = apply_verdicts(df, read_verdicts(args.verdicts))
+        except ValueError as e:
+            sys.exit(f"train: {e}")
+        verdict_labels = {"file": args.verdicts.name, "sha256": sha256_of(args.verdicts), **counts}
     booster, metrics = train(df)
     metrics.update({
         "feature_spec": SPEC["name"],
@@ -158,6 +210,8 @@ def main():
         "versions": {"xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__},
         "training_data": [{"file": p.name, "sha256": sha256_of(p)} for p in args.csv],
     })
+    if verdict_labels:
+        metrics["verdict_labels"] = verdict_labels
     if args.ablation:
         import ablation  # here, not at the top: ablation.py imports this module
         metrics["ablation"] = ablation.run(df)

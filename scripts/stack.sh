@@ -51,6 +51,9 @@ secrets() {
             echo "FRAUDCTL_DASHBOARD_DB_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
         } >"$LOCAL/stack.env"
     fi
+    # Added after the others: a stack.env from before verdict links gets its key now.
+    grep -q '^FRAUDCTL_VERDICT_KEY=' "$LOCAL/stack.env" \
+        || echo "FRAUDCTL_VERDICT_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')" >>"$LOCAL/stack.env"
     set -a; source "$LOCAL/stack.env"; set +a
 }
 

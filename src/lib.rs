@@ -36,3 +36,4 @@ pub mod simulator;
 pub mod stagefile;
 pub mod transaction;
 pub mod transform;
+pub mod verdict;

@@ -1,11 +1,13 @@
 //! `fraudctl report`: one business day's payments and frauds, from `fraud_report_for_day` (the
-//! function behind the view `v_daily_fraud_report`).
+//! function behind the view `v_daily_fraud_report`), with the analysts' verdicts on the day's
+//! alerts (`v_alert_verdict_daily`, `v_alert_verdicts_latest`: migrations/V11__verdicts.sql).
 
 use std::io::Write;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Args, ValueEnum};
+use postgres::Client;
 use serde::Serialize;
 
 use crate::db::DbArgs;
@@ -49,6 +51,21 @@ pub struct Summary {
     pub amount: f64,
     pub amount_at_risk: f64,
     pub alerts_sent: i64,
+    pub verdicts: VerdictFigures,
+}
+
+/// The analysts' verdicts on the day's sent alerts (the latest verdict of each counting).
+#[derive(Debug, Default, PartialEq, Serialize)]
+pub struct VerdictFigures {
+    /// Alerts with a verdict.
+    pub given: i64,
+    pub confirmed_frauds: i64,
+    /// Confirmed frauds / alerts with a verdict; none without a verdict.
+    pub confirmed_precision: Option<f64>,
+    /// Sent alerts without a verdict.
+    pub pending: i64,
+    /// From the alert's sending to its first verdict.
+    pub median_minutes_to_verdict: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,6 +81,8 @@ pub struct Row {
     pub predicted_fraud: bool,
     pub is_fraud_label: Option<bool>,
     pub alert_status: Option<String>,
+    /// The analyst's verdict in force: `fraud` or `not_fraud`.
+    pub verdict: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +93,14 @@ pub struct Report {
 
 pub fn build(args: &ReportArgs) -> Result<Report> {
     let mut client = args.db.connect()?;
+    let mut summary = summary(&mut client, args.day)?;
+    summary.verdicts = verdict_figures(&mut client, summary.day)?;
+    let rows = rows(&mut client, summary.day, args.all)?;
+    Ok(Report { summary, rows })
+}
+
+/// The day's headline figures (the verdicts left empty).
+fn summary(client: &mut Client, day: Option<NaiveDate>) -> Result<Summary> {
     let s = client
         .query_one(
             "WITH d AS (SELECT coalesce($1::date, business_yesterday()) AS day)
@@ -85,10 +112,10 @@ pub fn build(args: &ReportArgs) -> Result<Report> {
                     count(*) FILTER (WHERE r.alert_status = 'sent')
              FROM d LEFT JOIN LATERAL fraud_report_for_day(d.day) r ON true
              GROUP BY d.day",
-            &[&args.day],
+            &[&day],
         )
         .context("querying fraud_report_for_day (has `fraudctl migrate` run?)")?;
-    let summary = Summary {
+    Ok(Summary {
         day: s.get(0),
         time_zone: s.get(1),
         payments: s.get(2),
@@ -97,16 +124,46 @@ pub fn build(args: &ReportArgs) -> Result<Report> {
         amount: s.get(5),
         amount_at_risk: s.get(6),
         alerts_sent: s.get(7),
-    };
+        verdicts: VerdictFigures::default(),
+    })
+}
+
+/// The analysts' verdicts on the day's alerts, as the dashboard shows them.
+fn verdict_figures(client: &mut Client, day: NaiveDate) -> Result<VerdictFigures> {
+    let row = client
+        .query_opt(
+            "SELECT verdicts, confirmed_frauds, confirmed_precision, pending,
+                    median_seconds_to_verdict / 60
+             FROM v_alert_verdict_daily WHERE business_day = $1",
+            &[&day],
+        )
+        .context("querying v_alert_verdict_daily (has `fraudctl migrate` run?)")?;
+    Ok(
+        row.map_or_else(VerdictFigures::default, |r| VerdictFigures {
+            given: r.get(0),
+            confirmed_frauds: r.get(1),
+            confirmed_precision: r.get(2),
+            pending: r.get(3),
+            median_minutes_to_verdict: r.get(4),
+        }),
+    )
+}
+
+/// The day's predicted frauds (every payment with `all`), each with its verdict in force.
+fn rows(client: &mut Client, day: NaiveDate, all: bool) -> Result<Vec<Row>> {
     let rows = client
         .query(
-            "SELECT to_char(local_time, 'YYYY-MM-DD HH24:MI:SS'), trans_num, card, merchant, category,
-                    amt::float8, city || ', ' || state, fraud_probability, predicted_fraud,
-                    is_fraud_label, alert_status
-             FROM fraud_report_for_day($1) WHERE predicted_fraud OR $2",
-            &[&summary.day, &args.all],
+            "SELECT to_char(r.local_time, 'YYYY-MM-DD HH24:MI:SS'), r.trans_num, r.card, r.merchant,
+                    r.category, r.amt::float8, r.city || ', ' || r.state, r.fraud_probability,
+                    r.predicted_fraud, r.is_fraud_label, r.alert_status, v.verdict
+             FROM fraud_report_for_day($1) r
+             LEFT JOIN v_alert_verdicts_latest v ON v.trans_num = r.trans_num
+             WHERE r.predicted_fraud OR $2
+             ORDER BY r.trans_time, r.trans_num",
+            &[&day, &all],
         )
-        .context("querying fraud_report_for_day")?
+        .context("querying fraud_report_for_day")?;
+    Ok(rows
         .iter()
         .map(|r| Row {
             local_time: r.get(0),
@@ -120,9 +177,9 @@ pub fn build(args: &ReportArgs) -> Result<Report> {
             predicted_fraud: r.get(8),
             is_fraud_label: r.get(9),
             alert_status: r.get(10),
+            verdict: r.get(11),
         })
-        .collect();
-    Ok(Report { summary, rows })
+        .collect())
 }
 
 impl Row {
@@ -136,6 +193,7 @@ impl Row {
             category: clean(&self.category),
             place: clean(&self.place),
             alert_status: self.alert_status.as_deref().map(clean),
+            verdict: self.verdict.as_deref().map(clean),
             ..*self
         }
     }
@@ -191,6 +249,7 @@ fn write_csv(report: &Report, out: &mut dyn Write) -> Result<()> {
             "predicted_fraud",
             "is_fraud_label",
             "alert_status",
+            "verdict",
         ])?;
     }
     w.flush()?;
@@ -199,7 +258,42 @@ fn write_csv(report: &Report, out: &mut dyn Write) -> Result<()> {
 
 /// The summary, then the rows, aligned for a terminal.
 fn write_table(report: &Report, out: &mut dyn Write) -> Result<()> {
-    let s = &report.summary;
+    write_summary(&report.summary, out)?;
+    if report.rows.is_empty() {
+        writeln!(out, "\nNo payments to list for this day.")?;
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<19}  {:<9}  {:>10}  {:<14}  {:<32}  {:>5}  {:<5}  {:<10}  verdict",
+        "local time", "card", "amount", "category", "merchant", "p", "label", "alert"
+    )?;
+    for r in report.rows.iter().map(|r| r.neutralised(for_terminal)) {
+        let label = match r.is_fraud_label {
+            Some(true) => "fraud",
+            Some(false) => "legit",
+            None => "-",
+        };
+        let merchant: String = r.merchant.chars().take(32).collect();
+        writeln!(
+            out,
+            "{:<19}  {:<9}  {:>10.2}  {:<14}  {:<32}  {:>5.3}  {:<5}  {:<10}  {}",
+            r.local_time,
+            r.card,
+            r.amt,
+            r.category,
+            merchant,
+            r.fraud_probability,
+            label,
+            r.alert_status.as_deref().unwrap_or("-"),
+            verdict_cell(&r)
+        )?;
+    }
+    Ok(())
+}
+
+fn write_summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
     let rate = if s.payments > 0 {
         100.0 * s.predicted_frauds as f64 / s.payments as f64
     } else {
@@ -222,37 +316,30 @@ fn write_table(report: &Report, out: &mut dyn Write) -> Result<()> {
         rate, s.alerts_sent
     )?;
     writeln!(out, "  labelled frauds   {:>12}", s.labelled_frauds)?;
-    if report.rows.is_empty() {
-        writeln!(out, "\nNo payments to list for this day.")?;
-        return Ok(());
-    }
-    writeln!(out)?;
+    let v = &s.verdicts;
+    let precision = v
+        .confirmed_precision
+        .map_or("-".into(), |p| format!("{:.1}%", 100.0 * p));
+    let median = v
+        .median_minutes_to_verdict
+        .map_or("-".into(), |m| format!("{m:.0} min"));
     writeln!(
         out,
-        "{:<19}  {:<9}  {:>10}  {:<14}  {:<32}  {:>5}  {:<5}  alert",
-        "local time", "card", "amount", "category", "merchant", "p", "label"
+        "  analyst verdicts  {} given ({} confirmed fraud), {} pending; analyst-confirmed precision {precision}; median time to verdict {median}",
+        v.given, v.confirmed_frauds, v.pending
     )?;
-    for r in report.rows.iter().map(|r| r.neutralised(for_terminal)) {
-        let label = match r.is_fraud_label {
-            Some(true) => "fraud",
-            Some(false) => "legit",
-            None => "-",
-        };
-        let merchant: String = r.merchant.chars().take(32).collect();
-        writeln!(
-            out,
-            "{:<19}  {:<9}  {:>10.2}  {:<14}  {:<32}  {:>5.3}  {:<5}  {}",
-            r.local_time,
-            r.card,
-            r.amt,
-            r.category,
-            merchant,
-            r.fraud_probability,
-            label,
-            r.alert_status.as_deref().unwrap_or("-")
-        )?;
-    }
     Ok(())
+}
+
+/// A row's verdict as the table shows it: `pending` for a sent alert without one.
+fn verdict_cell(r: &Row) -> &str {
+    match (r.verdict.as_deref(), r.alert_status.as_deref()) {
+        (Some("fraud"), _) => "fraud",
+        (Some("not_fraud"), _) => "not fraud",
+        (Some(other), _) => other,
+        (None, Some("sent")) => "pending",
+        (None, _) => "-",
+    }
 }
 
 #[cfg(test)]
@@ -270,6 +357,7 @@ mod tests {
                 amount: 5.0,
                 amount_at_risk: 5.0,
                 alerts_sent: 0,
+                verdicts: VerdictFigures::default(),
             },
             rows: vec![Row {
                 local_time: "2026-11-30 10:00:00".into(),
@@ -283,6 +371,7 @@ mod tests {
                 predicted_fraud: true,
                 is_fraud_label: None,
                 alert_status: Some("sent".into()),
+                verdict: None,
             }],
         }
     }

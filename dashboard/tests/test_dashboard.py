@@ -45,6 +45,9 @@ def test_headline_figures_for_a_chosen_day(fraud_db, dashboard):
         "Fraud rate": "50.00%",
         "Amount at risk": "$1,250.50",
         "Alerts sent": "1",
+        "Analyst-confirmed precision": "—",
+        "Verdicts pending": "1",
+        "Median time to verdict": "—",
     }
     assert not at.error
     frauds = at.dataframe[0].value
