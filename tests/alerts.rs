@@ -4,7 +4,10 @@ mod util;
 
 use std::collections::HashSet;
 
+use fraudctl::verdict::{self, Verdict, VerdictKey};
 use util::*;
+
+const VERDICT_KEY: &str = "integration-test-verdict-key-0123456789";
 
 /// A loaded run of the sample's first 3,600 transactions, at their original times (so the
 /// predictions do not depend on the hour the test runs at: 18 predicted frauds).
@@ -95,7 +98,8 @@ fn each_predicted_fraud_is_in_exactly_one_email_one_per_card_with_what_an_analys
     assert!(frauds >= 10, "the sample has frauds: {frauds}");
     assert!(cards.iter().any(|(_, f)| f.len() > 1), "a card has a burst");
     let sink = SmtpSink::start(0);
-    let out = util::run(&mut alert_any_age(&db, &dir, &sink.url()));
+    let out =
+        util::run(alert_any_age(&db, &dir, &sink.url()).env("FRAUDCTL_VERDICT_KEY", VERDICT_KEY));
     assert!(
         out.status.success(),
         "{}",
@@ -143,7 +147,30 @@ fn each_predicted_fraud_is_in_exactly_one_email_one_per_card_with_what_an_analys
             );
             assert_eq!(row.get::<_, &str>(4), "sent");
         }
+        let claimed: Vec<(String, Verdict)> = verdict_tokens(email)
+            .iter()
+            .map(|t| {
+                let claim = verdict::verify(&key(), t, chrono::Utc::now()).expect("a valid link");
+                (claim.trans_num, claim.verdict)
+            })
+            .collect();
+        let expected: Vec<(String, Verdict)> = card_frauds
+            .iter()
+            .flat_map(|t| [(t.clone(), Verdict::Fraud), (t.clone(), Verdict::NotFraud)])
+            .collect();
+        assert_eq!(
+            claimed, expected,
+            "each fraud's two verdict links, in order"
+        );
     }
+
+    // An analyst's click on a link records the verdict (the dashboard verifies, then calls this).
+    let token = &verdict_tokens(&emails[0])[0];
+    let status: String = client
+        .query_one("SELECT record_alert_verdict($1)", &[token])
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "recorded");
     // Again: nothing new is sent.
     let again = ok(&mut alert_any_age(&db, &dir, &sink.url()));
     assert_eq!(
@@ -157,6 +184,32 @@ fn each_predicted_fraud_is_in_exactly_one_email_one_per_card_with_what_an_analys
     everything.push_str(&String::from_utf8_lossy(&out.stderr));
     let leaked = card_numbers_in(&everything, &sample_pans());
     assert!(leaked.is_empty(), "card numbers in clear: {leaked:?}");
+}
+
+fn key() -> VerdictKey {
+    VerdictKey::new(VERDICT_KEY.as_bytes()).unwrap()
+}
+
+/// The verdict tokens of an email's links, in order.
+fn verdict_tokens(email: &str) -> Vec<String> {
+    let mut tokens: Vec<String> = email
+        .split("?verdict=")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+                .collect()
+        })
+        .collect();
+    // The plain-text part, then the HTML part: the same links twice.
+    let half = tokens.len() / 2;
+    assert_eq!(
+        tokens[..half],
+        tokens[half..],
+        "both parts hold the same links"
+    );
+    tokens.truncate(half);
+    tokens
 }
 
 /// The sample's first `n` data rows after the first `skip`, as a CSV of the data set's layout.
@@ -285,6 +338,10 @@ fn a_server_that_refuses_then_recovers_ends_with_every_alert_sent_once() {
             the_email_of(&emails, t);
         });
     }
+    assert!(
+        emails.iter().all(|m| !m.contains("?verdict=")),
+        "without FRAUDCTL_VERDICT_KEY, no verdict links"
+    );
 }
 
 #[test]

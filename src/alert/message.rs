@@ -2,13 +2,14 @@
 //! the model fired), the card's recent activity, and links to the report. The card appears only
 //! as its last four digits.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use lettre::message::{header, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
 use super::plan::Burst;
+use crate::verdict::{VerdictArgs, VerdictKey, VerdictLinks};
 
 /// A predicted fraud, as read from `payments_scored`.
 #[derive(Debug, Clone)]
@@ -85,6 +86,24 @@ pub struct Envelope<'a> {
     pub to: &'a [Mailbox],
     pub report_url: &'a str,
     pub time_zone: Tz,
+    /// Signs each fraud's verdict links (none without a key).
+    pub verdicts: Option<Signer<'a>>,
+}
+
+/// Issues the signed verdict links of the alerts (docs/verdict-links.md).
+pub struct Signer<'a> {
+    pub args: &'a VerdictArgs,
+    pub key: VerdictKey,
+    pub base_url: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+impl Signer<'_> {
+    pub fn links(&self, trans_num: &str) -> Result<VerdictLinks> {
+        self.args
+            .links(&self.key, self.base_url, trans_num, self.now)
+            .with_context(|| format!("signing the verdict links of {trans_num}"))
+    }
 }
 
 pub fn subject(b: &Burst) -> String {
@@ -179,6 +198,21 @@ impl Content<'_> {
             })
             .collect()
     }
+    /// The fraud's verdict links, as (label, URL) pairs, and until when they are valid.
+    fn verdict_links(&self, f: &Fraud) -> Result<Option<(Vec<(&'static str, String)>, String)>> {
+        let Some(signer) = &self.e.verdicts else {
+            return Ok(None);
+        };
+        let links = signer.links(&f.trans_num)?;
+        let until = self.local(links.expires_at);
+        Ok(Some((
+            vec![
+                ("Confirmed fraud", links.fraud),
+                ("Not fraud", links.not_fraud),
+            ],
+            until,
+        )))
+    }
     fn report_link(&self) -> (String, String) {
         let newest = self.b.send.last().map(|f| f.trans_time).unwrap_or_default();
         let day = newest
@@ -190,13 +224,21 @@ impl Content<'_> {
     }
 }
 
-pub fn plain_text(b: &Burst, e: &Envelope) -> String {
+pub fn plain_text(b: &Burst, e: &Envelope) -> Result<String> {
     let c = Content { b, e };
     let mut out = format!("{}\n", c.intro());
     for (i, f) in b.send.iter().enumerate() {
         out.push_str(&format!("\n{}. {:.2} at {}\n", i + 1, f.amt, f.merchant));
         for (k, v) in c.fraud_fields(f) {
             out.push_str(&format!("   {:<13}{v}\n", format!("{k}:")));
+        }
+        if let Some((links, until)) = c.verdict_links(f)? {
+            out.push_str(&format!(
+                "   Your verdict (one click, then confirm; valid until {until}):\n"
+            ));
+            for (label, url) in links {
+                out.push_str(&format!("     {:<17}{url}\n", format!("{label}:")));
+            }
         }
     }
     out.push_str("\nRecent activity on the card (newest first):\n");
@@ -211,7 +253,7 @@ pub fn plain_text(b: &Burst, e: &Envelope) -> String {
         "\nReport for the day: {url}\n\n\
          Each predicted fraud is sent once, in one email per card and run, by fraudctl alert.\n"
     ));
-    out
+    Ok(out)
 }
 
 fn esc(s: &str) -> String {
@@ -221,7 +263,7 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn html(b: &Burst, e: &Envelope) -> String {
+fn html(b: &Burst, e: &Envelope) -> Result<String> {
     let c = Content { b, e };
     let mut out = format!("<html><body><h2>Fraud alert</h2><p>{}</p>", esc(&c.intro()));
     for (i, f) in b.send.iter().enumerate() {
@@ -238,6 +280,17 @@ fn html(b: &Burst, e: &Envelope) -> String {
             ));
         }
         out.push_str("</table>");
+        if let Some((links, until)) = c.verdict_links(f)? {
+            let anchors: Vec<String> = links
+                .iter()
+                .map(|(label, url)| format!("<a href=\"{}\">{label}</a>", esc(url)))
+                .collect();
+            out.push_str(&format!(
+                "<p>Your verdict: {} (valid until {})</p>",
+                anchors.join(" &middot; "),
+                esc(&until)
+            ));
+        }
     }
     out.push_str(
         "<h3>Recent activity on the card</h3><table><tr><th>Time</th><th>Amount</th>\
@@ -252,7 +305,7 @@ fn html(b: &Burst, e: &Envelope) -> String {
         "</table><p><a href=\"{}\">Open the report for {day}</a></p></body></html>",
         esc(&url)
     ));
-    out
+    Ok(out)
 }
 
 /// The email for a burst (which must have frauds to send).
@@ -278,12 +331,12 @@ pub fn build(b: &Burst, e: &Envelope) -> Result<Message> {
         .singlepart(
             SinglePart::builder()
                 .header(header::ContentType::TEXT_PLAIN)
-                .body(plain_text(b, e)),
+                .body(plain_text(b, e)?),
         )
         .singlepart(
             SinglePart::builder()
                 .header(header::ContentType::TEXT_HTML)
-                .body(html(b, e)),
+                .body(html(b, e)?),
         );
     Ok(builder.multipart(body)?)
 }

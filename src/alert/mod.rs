@@ -31,6 +31,7 @@ use crate::error::Failure;
 use crate::retry::{retry, Backoff};
 use crate::rundir::{log_started, RunArgs, RunDir};
 use crate::setting;
+use crate::verdict::{VerdictArgs, VerdictKey, KEY_VAR};
 
 /// Options of `fraudctl alert`.
 #[derive(Debug, Clone, Args)]
@@ -39,6 +40,8 @@ pub struct AlertArgs {
     pub run: RunArgs,
     #[command(flatten)]
     pub db: DbArgs,
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
 
     /// SMTP server: smtp://HOST[:PORT] (plain), smtp+starttls://HOST[:PORT] or smtps://HOST[:PORT]
     /// (TLS). Credentials: FRAUDCTL_SMTP_USERNAME and FRAUDCTL_SMTP_PASSWORD (environment only).
@@ -168,6 +171,7 @@ pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
         to: &to,
         report_url: &args.report_url,
         time_zone: zone.parse().unwrap_or(chrono_tz::UTC),
+        verdicts: verdict_signer(args)?,
     };
     if args.dry_run {
         let planned = bursts.iter().flat_map(|b| planned(b, args)).collect();
@@ -192,6 +196,21 @@ pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
         planned: Vec::new(),
         summary,
     })
+}
+
+/// What signs the emails' verdict links: none (with a warning) when FRAUDCTL_VERDICT_KEY is not
+/// set; a key that is set but unusable is a configuration error.
+fn verdict_signer(args: &AlertArgs) -> Result<Option<message::Signer<'_>>> {
+    if std::env::var_os(KEY_VAR).is_none() {
+        tracing::warn!("{KEY_VAR} is not set: the alerts carry no verdict links");
+        return Ok(None);
+    }
+    Ok(Some(message::Signer {
+        args: &args.verdict,
+        key: VerdictKey::from_env()?,
+        base_url: &args.report_url,
+        now: Utc::now(),
+    }))
 }
 
 /// The sender and recipients, parsed.
