@@ -12,7 +12,7 @@ of the worker's environment (Dockerfile.airflow, scripts/stack.sh), else `fraudc
 import os
 from datetime import timedelta
 
-from airflow.exceptions import AirflowSkipException
+from airflow.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.models.skipmixin import SkipMixin
 from airflow.operators.bash import BashOperator
 
@@ -64,12 +64,31 @@ def fraudctl(subcommand: str) -> str:
     )
 
 
+# fraudctl's exit codes that no retry can change (README, "Exit codes"): the task fails at once.
+# Any other failure (3: a service unavailable, a signal, a timeout) is retried.
+PERMANENT_EXIT_CODES = {
+    4: "unusable input (a stage file, feature spec or model)",
+    5: "configuration (a missing or invalid setting, or a service refusing the request)",
+}
+
+
+def permanent_failure(exit_code: int | None) -> AirflowFailException | None:
+    """The failure to raise, without retries, for a fraudctl exit code; None when retrying may help."""
+    meaning = PERMANENT_EXIT_CODES.get(exit_code)
+    if meaning is None:
+        return None
+    return AirflowFailException(
+        f"fraudctl exited {exit_code}: {meaning}. Retrying cannot help: fix what the log above "
+        "names, then clear the task.")
+
+
 class FraudctlStageOperator(BashOperator, SkipMixin):
     """A BashOperator running one fraudctl stage. When the stage is skipped (exit 99: a past
     interval with no raw data) it marks every downstream task skipped itself, like
     ShortCircuitOperator, instead of leaving that to trigger-rule propagation: Airflow 2.8's
     backfill counts tasks skipped by propagation as "not ready" and, with nothing else running
-    (max_active_runs=1), stops with "BackfillJob is deadlocked"."""
+    (max_active_runs=1), stops with "BackfillJob is deadlocked". Exit 4 and 5 fail the task
+    at once ([permanent_failure]); other failures are retried."""
 
     def execute(self, context):
         try:
@@ -79,3 +98,9 @@ class FraudctlStageOperator(BashOperator, SkipMixin):
             if downstream:
                 self.skip(context["dag_run"], context["logical_date"], downstream)
             raise
+        except AirflowException as e:
+            process = self.subprocess_hook.sub_process
+            failure = permanent_failure(process.returncode if process else None)
+            if failure is None:
+                raise
+            raise failure from e
