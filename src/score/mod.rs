@@ -13,6 +13,7 @@
 mod local;
 mod remote;
 mod sagemaker;
+mod shap;
 mod xgboost;
 
 use std::collections::BTreeMap;
