@@ -94,7 +94,9 @@ const FIELDS: [Field; 23] = [
     ("scorer", |e, r| e.text(&r.score.scorer)),
     ("needs_rescore", |e, r| e.bool(r.score.needs_rescore)),
     // NULL for all but the predicted frauds.
-    ("reasons", |e, r| e.opt_jsonb(r.score.reasons.as_deref().map(|raw| raw.get()))),
+    ("reasons", |e, r| {
+        e.opt_jsonb(r.score.reasons.as_deref().map(|raw| raw.get()))
+    }),
 ];
 
 pub fn run(args: &LoadArgs) -> Result<LoadSummary> {
