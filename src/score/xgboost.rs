@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::shap;
 use crate::error::Failure;
 
 /// One node of a tree, packed so that a walk touches one cache line per step. A leaf has
@@ -63,6 +64,13 @@ pub struct XgbModel {
     /// The same trees made complete, when the model is shallow enough (most are).
     complete: Option<Complete>,
     pub(super) base_margin: f32,
+    /// The deepest tree's depth (TreeSHAP's path buffer is sized by it).
+    pub(super) max_depth: u32,
+    /// The margin's expected value over the training rows: logit(base_score) + each tree's
+    /// mean output (TreeSHAP's bias).
+    pub(super) mean_margin: f64,
+    /// TreeSHAP's tables, built when first needed (`None`: the model is too deep for them).
+    pub(super) leaf_tables: std::sync::OnceLock<Option<shap::LeafTables>>,
     pub num_features: usize,
 }
 
@@ -214,12 +222,17 @@ impl XgbModel {
         }
         let base_margin = -(1.0f32 / base_score - 1.0f32).ln();
         let complete = Complete::of(&nodes, &roots);
+        let max_depth = roots.iter().map(|&r| depth(&nodes, r)).max().unwrap_or(0);
+        let mean_margin = shap::mean_margin(&nodes, &covers, &roots, base_margin);
         Ok(XgbModel {
             nodes,
             covers,
             roots,
             complete,
             base_margin,
+            max_depth,
+            mean_margin,
+            leaf_tables: std::sync::OnceLock::new(),
             num_features,
         })
     }
@@ -311,17 +324,19 @@ const LANES: usize = 16;
 /// One value per lane.
 type Lanes = [f32; LANES];
 
+/// The depth of the tree under `at` (a leaf: 0).
+fn depth(nodes: &[Node], at: u32) -> u32 {
+    let node = nodes[at as usize];
+    if node.left == 0 {
+        0
+    } else {
+        1 + depth(nodes, node.left).max(depth(nodes, node.right))
+    }
+}
+
 impl Complete {
     /// The complete form of the trees, or `None` when one is deeper than COMPLETE_MAX_DEPTH.
     fn of(nodes: &[Node], roots: &[u32]) -> Option<Complete> {
-        fn depth(nodes: &[Node], at: u32) -> u32 {
-            let node = nodes[at as usize];
-            if node.left == 0 {
-                0
-            } else {
-                1 + depth(nodes, node.left).max(depth(nodes, node.right))
-            }
-        }
         let mut max = 0;
         for &root in roots {
             max = max.max(depth(nodes, root));
