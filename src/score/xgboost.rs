@@ -181,7 +181,8 @@ impl XgbModel {
                     return Err(format!("tree {i} node {node} has invalid children"));
                 }
                 // TreeSHAP divides by a split's cover.
-                if l != -1 && !(t.sum_hessian[node] > 0.0) {
+                let cover = t.sum_hessian[node];
+                if l != -1 && (cover.is_nan() || cover <= 0.0) {
                     return Err(format!(
                         "tree {i} node {node} is a split with cover (sum_hessian) {}",
                         t.sum_hessian[node]
