@@ -266,6 +266,7 @@ def show_frauds(day: dt.date, frauds: pd.DataFrame) -> None:
             "fraud_probability": st.column_config.ProgressColumn(
                 "Probability", min_value=0.0, max_value=1.0, format="%.3f"
             ),
+            "why": st.column_config.TextColumn("Why it fired", help="The model's top reasons (TreeSHAP)"),
             "is_fraud_label": "Labelled fraud",
             "alert_status": "Alert",
             "model_version": "Model",
@@ -521,9 +522,10 @@ def main() -> None:
     frauds = query(
         url,
         """SELECT local_time, card, merchant, category, amt::float8 AS amt, city, state,
-                  fraud_probability, is_fraud_label, alert_status, model_version, trans_num,
+                  fraud_probability, why, is_fraud_label, alert_status, model_version, trans_num,
                   merch_lat, merch_long
-           FROM fraud_report_for_day(%s) WHERE predicted_fraud ORDER BY local_time, trans_num""",
+           FROM fraud_report_for_day(%s) LEFT JOIN v_payment_reasons USING (trans_num)
+           WHERE predicted_fraud ORDER BY local_time, trans_num""",
         (day,),
     )
     show_charts(url, day, frauds)

@@ -160,7 +160,7 @@ def one_run(args, csvs, admin, url, shared, figures, peaks):
     columns = ("trans_num, trans_time, cc_last4, cc_hash, merchant, category, (amt * 100)::int8, "
                "gender, city, state, city_pop, merch_lat, merch_long, age_years, distance_km, "
                "is_fraud_label, fraud_probability, predicted_fraud, threshold, model_version, "
-               "scorer, needs_rescore")
+               "scorer, needs_rescore, reasons")
     psql(url, f"COPY (SELECT {columns} FROM payments_scored) TO '{rows}' (FORMAT binary)")
     load = f"BEGIN; {staging_sql}; COPY payments_staging FROM '{rows}' (FORMAT binary); {upsert_sql}; COMMIT;"
     psql(url, "TRUNCATE payments_scored CASCADE; CHECKPOINT")

@@ -60,6 +60,24 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Print one business day's payments and frauds (default: yesterday).
     Report(report::ReportArgs),
+    /// Say why payments scored as they did: one JSON line a payment of a run's features.jsonl.
+    ///
+    /// Each line is {"trans_num", "margin", "probability", "contributions": {feature: value,
+    /// …, "bias": value}, "reasons": [...]}. The contributions are the local model's exact
+    /// TreeSHAP values, as XGBoost's `predict(pred_contribs=True)` gives them: in margin
+    /// (log-odds) space, one per feature of the model plus the bias, and they add up to the
+    /// margin (the probability is its sigmoid). A positive value pushed the payment towards
+    /// fraud. "reasons" are the three largest positive ones in words, the same that `score`
+    /// writes for a predicted fraud (and alerts and the dashboard show).
+    ///
+    /// Examples:
+    ///   fraudctl explain --run-dir /runs/2026-11-24T10 --trans-num 3cb54a48…
+    ///   fraudctl explain --run-dir DIR | jq -c 'select(.probability > 0.5) | .reasons[].text'
+    ///
+    /// Use the model directory that scored the run: its feature spec must be the one that
+    /// computed features.jsonl (else exit 4).
+    #[command(verbatim_doc_comment)]
+    Explain(score::explain::ExplainArgs),
     /// Run extract, transform, score, load and alert for one run directory (every other setting
     /// from the stages' environment variables).
     Run(RunArgs),
@@ -142,6 +160,11 @@ fn dispatch(command: Command) -> Result<()> {
             print(&outcome.summary)
         }
         Command::Migrate(args) => print(&migrate::run(&args)?),
+        Command::Explain(args) => score::explain::run(
+            &args,
+            &mut std::io::BufWriter::new(std::io::stdout().lock()),
+        )
+        .map(drop),
         Command::Report(args) => {
             let built = report::build(&args)?;
             report::write(&built, args.format, &mut std::io::stdout().lock())

@@ -121,7 +121,8 @@ fn each_predicted_fraud_is_in_exactly_one_email_one_per_card_with_what_an_analys
         for trans_num in card_frauds {
             assert!(std::ptr::eq(the_email_of(&emails, trans_num), email));
             let row = client.query_one(
-                "SELECT p.cc_last4, to_char(p.amt, 'FM999999990.00'), p.model_version, a.message_id, a.status
+                "SELECT p.cc_last4, to_char(p.amt, 'FM999999990.00'), p.model_version, a.message_id, a.status,
+                        p.reasons -> 0 ->> 'text'
                  FROM payments_scored p JOIN fraud_alerts a USING (trans_num) WHERE trans_num = $1",
                 &[trans_num]).unwrap();
             let needed = [
@@ -129,7 +130,7 @@ fn each_predicted_fraud_is_in_exactly_one_email_one_per_card_with_what_an_analys
                 row.get::<_, String>(1),
                 row.get::<_, String>(2),
                 "Probability:".into(),
-                "Why:".into(),
+                format!("Why:         {}", row.get::<_, &str>(5)),
                 "Recent activity on the card".into(),
                 "<- in this alert".into(),
                 "?day=".into(),

@@ -834,3 +834,74 @@ fn card_history_needs_the_database_only_for_specs_that_read_it() {
         .collect();
     assert!(left.is_empty(), "transform left {left:?}");
 }
+
+/// The scored records' reasons by trans_num (`None`: the record has no `reasons` key).
+fn reasons_by_trans_num(dir: &RunDir) -> std::collections::HashMap<String, (bool, Option<Value>)> {
+    dir.records("scored.jsonl")
+        .into_iter()
+        .map(|r| {
+            let fraud = r["score"]["predicted_fraud"].as_bool().unwrap();
+            let reasons = r["score"].get("reasons").cloned();
+            (
+                r["tx"]["trans_num"].as_str().unwrap().to_string(),
+                (fraud, reasons),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_predicted_fraud_carries_its_reasons_into_the_database_and_a_legitimate_one_none() {
+    let db = TestDb::new();
+    let dir = RunDir::new();
+    features_from_sample(&dir, 6185);
+    ok(dir.stage("score").arg("--model-dir").arg(default_model()));
+    let columns = dir.header("features.jsonl")["meta"]["feature_spec"]["columns"].clone();
+    let scored = reasons_by_trans_num(&dir);
+    let frauds = scored.values().filter(|(fraud, _)| *fraud).count();
+    assert!(frauds > 0 && frauds < scored.len(), "{frauds} frauds");
+    for (trans_num, (fraud, reasons)) in &scored {
+        if !fraud {
+            assert_eq!(
+                reasons, &None,
+                "{trans_num}: a legitimate payment has no reasons"
+            );
+            continue;
+        }
+        let list = reasons
+            .as_ref()
+            .and_then(Value::as_array)
+            .expect("a fraud's reasons");
+        assert!((1..=3).contains(&list.len()), "{trans_num}: {list:?}");
+        for r in list {
+            assert!(columns.as_array().unwrap().contains(&r["feature"]), "{r}");
+            assert!(r["contribution"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(!r["text"].as_str().unwrap().is_empty(), "{r}");
+        }
+    }
+    let load = ok(db.cmd("load").arg("--run-dir").arg(dir.path()));
+    assert_eq!(load["inserted"], 6185);
+    let mut client = db.client();
+    for row in client
+        .query(
+            "SELECT trans_num, predicted_fraud, reasons::text FROM payments_scored",
+            &[],
+        )
+        .unwrap()
+    {
+        let (trans_num, fraud): (String, bool) = (row.get(0), row.get(1));
+        let stored: Option<Value> = row
+            .get::<_, Option<String>>(2)
+            .map(|t| serde_json::from_str(&t).unwrap());
+        assert_eq!(fraud, scored[&trans_num].0);
+        assert_eq!(
+            stored, scored[&trans_num].1,
+            "{trans_num}: the row holds the record's reasons"
+        );
+    }
+    let again = ok(db.cmd("load").arg("--run-dir").arg(dir.path()));
+    assert_eq!(
+        again["unchanged"], 6185,
+        "the same reasons leave the rows alone"
+    );
+}

@@ -178,6 +178,12 @@ fn an_unreachable_endpoint_falls_back_to_the_local_model_and_marks_rows() {
     assert!(records
         .iter()
         .all(|r| r["score"]["scorer"] == "local-fallback" && r["score"]["needs_rescore"] == true));
+    // The fallback is the model that scored them: its frauds have their reasons.
+    let frauds: Vec<_> = records
+        .iter()
+        .filter(|r| r["score"]["predicted_fraud"] == true)
+        .collect();
+    assert!(frauds.iter().all(|r| r["score"]["reasons"].is_array()));
     ok(db.cmd("load").arg("--run-dir").arg(dir.path()));
     assert_eq!(
         db.count("SELECT count(*) FROM payments_scored WHERE needs_rescore"),
@@ -216,5 +222,75 @@ fn the_local_model_refuses_features_of_another_spec() {
     assert!(
         stderr.contains("re-run `fraudctl transform --feature-spec"),
         "{stderr}"
+    );
+}
+
+/// A copy of the default model whose base_score differs: same spec, other probabilities.
+fn another_model() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = default_model().join("feature_spec.json");
+    std::fs::copy(spec, dir.path().join("feature_spec.json")).unwrap();
+    let text = std::fs::read_to_string(default_model().join("model.json")).unwrap();
+    let mut model: serde_json::Value = serde_json::from_str(&text).unwrap();
+    model["learner"]["learner_model_param"]["base_score"] = "[3E-1]".into();
+    std::fs::write(dir.path().join("model.json"), model.to_string()).unwrap();
+    dir
+}
+
+/// Each predicted fraud's `score` object, by trans_num; asserts the others have no reasons.
+fn frauds_scores(dir: &RunDir) -> std::collections::HashMap<String, serde_json::Value> {
+    let mut frauds = std::collections::HashMap::new();
+    for r in dir.records("scored.jsonl") {
+        let score = &r["score"];
+        if score["predicted_fraud"] == true {
+            frauds.insert(r["tx"]["trans_num"].as_str().unwrap().into(), score.clone());
+        } else {
+            assert!(score.get("reasons").is_none(), "{score}");
+        }
+    }
+    assert!(!frauds.is_empty());
+    frauds
+}
+
+#[test]
+fn sagemaker_frauds_get_reasons_from_the_same_local_model_else_say_why() {
+    let endpoint = SageMaker::start(0);
+    let dir = RunDir::new();
+    features_from_sample(&dir, 6185);
+    ok(dir.stage("score").arg("--model-dir").arg(default_model()));
+    let local = frauds_scores(&dir);
+    let sagemaker = |extra: &[&str], model_dir: &std::path::Path| {
+        let mut cmd = dir.stage("score");
+        cmd.args(["--sagemaker-endpoint", SAGEMAKER_ENDPOINT])
+            .args(extra)
+            .arg("--model-dir")
+            .arg(model_dir);
+        with_aws(&mut cmd, &endpoint.url);
+        ok(&mut cmd);
+        frauds_scores(&dir)
+    };
+    // The local fallback is the endpoint's model: the same reasons as the local scorer's.
+    let same = sagemaker(&[], &default_model());
+    assert_eq!(same.len(), local.len());
+    for (trans_num, score) in &same {
+        assert_eq!(score["scorer"], "sagemaker");
+        assert_eq!(score["reasons"], local[trans_num]["reasons"], "{trans_num}");
+        assert!(score.get("reasons_unavailable").is_none(), "{score}");
+    }
+    let unavailable = |frauds: &std::collections::HashMap<String, serde_json::Value>, why: &str| {
+        for score in frauds.values() {
+            assert!(score["reasons"].is_null(), "{score}");
+            let said = score["reasons_unavailable"].as_str().unwrap();
+            assert!(said.contains(why), "{said}");
+        }
+    };
+    unavailable(
+        &sagemaker(&["--fallback", "none"], &default_model()),
+        "--fallback none",
+    );
+    let other = another_model();
+    unavailable(
+        &sagemaker(&[], other.path()),
+        "the endpoint serves another model",
     );
 }

@@ -71,6 +71,18 @@ def test_frauds_table_filters(fraud_db, dashboard):
     assert list(at.dataframe[0].value.trans_num) == ["t-pos-high"]
 
 
+def test_each_fraud_shows_why_it_fired(fraud_db, dashboard):
+    fraud_db.payment("t-why", at_utc(DAY, 9), probability=0.95)
+    fraud_db.payment("t-unexplained", at_utc(DAY, 10), probability=0.9)
+    fraud_db.execute("""UPDATE payments_scored SET reasons = '[{"text": "amount 841.89"},
+                        {"text": "02:14 at night"}]' WHERE trans_num = 't-why'""")
+
+    table = dashboard(day=DAY).dataframe[0].value.set_index("trans_num")
+
+    assert table.loc["t-why", "why"] == "amount 841.89; 02:14 at night"
+    assert table.isna().loc["t-unexplained", "why"]
+
+
 def test_model_performance_where_labels_exist(fraud_db, dashboard):
     outcomes = {  # (predicted fraud, labelled fraud): how many
         (True, True): 3,

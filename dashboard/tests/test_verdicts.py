@@ -140,7 +140,6 @@ def test_without_the_key_the_page_names_it_and_records_nothing(fraud_db, open_li
 
 def test_the_models_reasons_are_shown_when_payments_have_them(fraud_db, open_link):
     alerted(fraud_db, "t-1")
-    fraud_db.execute("ALTER TABLE payments_scored ADD COLUMN reasons jsonb")  # as V10 adds it
     fraud_db.execute("""UPDATE payments_scored SET reasons = '[{"text": "Amount $912.34 is 40x the card''s usual",
                         "weight": 2.1}, {"text": "Third online purchase in 10 minutes"}]'""")
 
@@ -207,7 +206,8 @@ def test_reader_role_may_call_and_read_only_what_it_was_granted(fraud_db):
                 "AND has_table_privilege('fraud_report_reader', c.oid, '{}')"
     assert granted(relations.format("SELECT")) == {
         "v_daily_fraud_report", "v_pipeline_freshness", "v_alert_verdict_history",
-        "v_alert_verdicts_latest", "v_alert_verdict_outcomes", "v_alert_verdict_daily", "v_verdict_payments"}
+        "v_alert_verdicts_latest", "v_alert_verdict_outcomes", "v_alert_verdict_daily", "v_verdict_payments",
+        "v_payment_reasons"}
     for write in ("INSERT", "UPDATE", "DELETE", "TRUNCATE"):
         assert granted(relations.format(write)) == set(), write
 

@@ -59,6 +59,16 @@ impl CopyEncoder {
             None => self.null(),
         }
     }
+    /// A jsonb from JSON text (jsonb's binary format: version 1, then the text), or NULL.
+    pub fn opt_jsonb(&mut self, json: Option<&str>) {
+        let Some(json) = json else {
+            return self.null();
+        };
+        self.buf
+            .extend_from_slice(&(json.len() as i32 + 1).to_be_bytes());
+        self.buf.push(1);
+        self.buf.extend_from_slice(json.as_bytes());
+    }
     /// A timestamptz from epoch milliseconds.
     pub fn timestamptz_ms(&mut self, ms: i64) {
         self.int8(ms * 1000 - EPOCH_2000_MICROS);

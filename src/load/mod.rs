@@ -70,7 +70,7 @@ const UPSERT: &str = include_str!("sql/upsert.sql");
 /// What the binary COPY sends of a scored record: each staging column and how it is encoded.
 type Field = (&'static str, fn(&mut CopyEncoder, &ScoredRecord));
 
-const FIELDS: [Field; 22] = [
+const FIELDS: [Field; 23] = [
     ("trans_num", |e, r| e.text(&r.tx.trans_num)),
     ("trans_time", |e, r| e.timestamptz_ms(r.tx.trans_time_ms)),
     ("cc_last4", |e, r| e.text(&r.tx.cc_last4)),
@@ -93,6 +93,10 @@ const FIELDS: [Field; 22] = [
     ("model_version", |e, r| e.text(&r.score.model_version)),
     ("scorer", |e, r| e.text(&r.score.scorer)),
     ("needs_rescore", |e, r| e.bool(r.score.needs_rescore)),
+    // NULL for all but the predicted frauds.
+    ("reasons", |e, r| {
+        e.opt_jsonb(r.score.reasons.as_deref().map(|raw| raw.get()))
+    }),
 ];
 
 pub fn run(args: &LoadArgs) -> Result<LoadSummary> {

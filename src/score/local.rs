@@ -6,18 +6,33 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::{feature_record, push_scored, Output, Score, ScoredBy, XgbModel};
+use super::reasons::{Explainer, Reason};
+use super::xgboost::sigmoid;
+use super::{feature_record, push_scored, Output, Score, ScoredBy, Why, XgbModel};
 use crate::error::Failure;
 use crate::parallel;
 use crate::stagefile::StageReader;
 use crate::transaction::Transaction;
 use crate::transform::{Derived, FeatureSpec};
 
-/// The local model: spec + XGBoost trees + a version derived from the model file's content.
+/// The local model: spec + XGBoost trees + a version derived from the model file's content,
+/// and the words of its columns.
 pub struct LocalModel {
     pub spec: FeatureSpec,
     pub model: XgbModel,
     pub version: String,
+    pub explainer: Explainer,
+}
+
+/// Why one payment scored as it did (what `fraudctl explain` prints).
+#[derive(Debug)]
+pub struct Explanation {
+    /// The margin (log-odds) as the model sums it (f32, like XGBoost's `output_margin=True`).
+    pub margin: f32,
+    pub probability: f64,
+    /// One per feature, in the model's order, then the bias: they sum to the margin.
+    pub contributions: Vec<f64>,
+    pub reasons: Vec<Reason>,
 }
 
 impl LocalModel {
@@ -43,21 +58,46 @@ impl LocalModel {
             &hex::encode(Sha256::digest(&bytes))[..12]
         );
         Ok(LocalModel {
+            explainer: Explainer::new(&spec),
             spec,
             model,
             version,
         })
     }
 
-    /// Scores a transaction from scratch (features computed with this model's own spec, which
-    /// reads no card history: checked when the fallback is set up).
-    pub(super) fn score_tx(&self, tx_json: &str, values: &mut Vec<f64>) -> Result<f64> {
+    /// The margin, probability, contributions and reasons of one feature row of `tx`.
+    pub fn explain(&self, tx: &Transaction, values: &[Option<f64>]) -> Explanation {
+        let margin = self.model.margin(values);
+        let contributions = self.model.contributions(values);
+        let reasons = self.explainer.reasons(tx, values, &contributions);
+        Explanation {
+            margin,
+            probability: sigmoid(margin),
+            contributions,
+            reasons,
+        }
+    }
+
+    /// The reasons of a predicted fraud, from its transaction (a stage file's JSON) and features.
+    pub(super) fn reasons(&self, tx_json: &str, values: &[Option<f64>]) -> Result<Vec<Reason>> {
+        let tx: Transaction =
+            serde_json::from_str(tx_json).context("scored record holds an invalid transaction")?;
+        let contributions = self.model.contributions(values);
+        Ok(self.explainer.reasons(&tx, values, &contributions))
+    }
+
+    /// A transaction's features computed from scratch with this model's own spec (which reads
+    /// no card history: checked when the fallback is set up).
+    pub(super) fn features_of_tx(
+        &self,
+        tx_json: &str,
+        values: &mut Vec<f64>,
+    ) -> Result<Vec<Option<f64>>> {
         let tx: Transaction =
             serde_json::from_str(tx_json).context("scored record holds an invalid transaction")?;
         let derived = Derived::of(&tx, self.spec.time_zone);
         self.spec.compute(&tx, &derived, None, values);
-        let row: Vec<Option<f64>> = values.iter().map(|v| Some(*v)).collect();
-        Ok(self.model.predict(&row))
+        Ok(values.iter().map(|v| Some(*v)).collect())
     }
 }
 
@@ -92,7 +132,20 @@ pub(super) fn score_local(
             for (record, p) in records.iter().zip(probabilities.iter()) {
                 let score = Score::new(*p, threshold, &local.version, ScoredBy::Local);
                 frauds += u64::from(score.predicted_fraud);
-                push_scored(&mut lines, record.tx, record.derived, &score);
+                // Only the (few) predicted frauds pay for their reasons.
+                let why = match score.predicted_fraud {
+                    true => {
+                        record.values(values).map_err(Failure::BadInput)?;
+                        Some(Why::Reasons(local.reasons(record.tx.get(), values)?))
+                    }
+                    false => None,
+                };
+                push_scored(
+                    &mut lines,
+                    record.tx,
+                    record.derived,
+                    &score.with(why.as_ref()),
+                );
             }
             Ok((lines, chunk.len() as u64, frauds))
         },

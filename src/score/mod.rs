@@ -10,20 +10,24 @@
 //! path's batching and fallback, `sagemaker.rs` the endpoint's client; what every path writes
 //! (a [`Score`], marked by [`ScoredBy`]) is here.
 
+pub mod explain;
 mod local;
+mod reasons;
 mod remote;
 mod sagemaker;
+mod shap;
 mod xgboost;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-pub use local::LocalModel;
+pub use local::{Explanation, LocalModel};
+pub use reasons::{Explainer, Reason, TOP_REASONS};
 pub use sagemaker::SageMakerArgs;
 pub use xgboost::XgbModel;
 
@@ -113,23 +117,42 @@ pub struct ScoreArgs {
     pub sagemaker: SageMakerArgs,
 }
 
-/// The `score` object of a scored record: read with owned strings (`Score`), written with
-/// borrowed ones (`Score<&str>`, no allocation a record).
+/// The `score` object of a scored record: read with owned strings and the reasons as JSON text
+/// (`Score`, what `load` stores), written with borrowed ones (`Score<&str, …>`, no allocation a
+/// record).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Score<S = String> {
+pub struct Score<S = String, R = Box<RawValue>> {
     pub probability: f64,
     pub predicted_fraud: bool,
     pub threshold: f64,
     pub model_version: S,
     pub scorer: S,
     pub needs_rescore: bool,
+    /// Why it fired: a predicted fraud's top reasons (docs/stage-files.md), `null` when they
+    /// could not be made (then `reasons_unavailable` says why); absent for the other payments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasons: Option<R>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasons_unavailable: Option<S>,
 }
+
+/// What a predicted fraud's scored record says of why it fired.
+#[derive(Debug)]
+pub enum Why {
+    /// Its top reasons, from the model that scored it (or the same model's local copy).
+    Reasons(Vec<Reason>),
+    /// Why there are none: `"reasons": null` and this in `reasons_unavailable`.
+    Unavailable(String),
+}
+
+/// The `score` object as `score` writes it: the reasons a list, or `null` (`Some(None)`).
+type ScoreOut<'a> = Score<&'a str, Option<&'a [Reason]>>;
 
 #[derive(Serialize)]
 struct ScoredOut<'a> {
     tx: &'a RawValue,
     derived: &'a RawValue,
-    score: &'a Score<&'a str>,
+    score: &'a ScoreOut<'a>,
 }
 
 /// A record of `scored.jsonl`, as read by `load`.
@@ -159,7 +182,7 @@ struct Output {
     line: Vec<u8>,
 }
 
-impl<'a> Score<&'a str> {
+impl<'a> ScoreOut<'a> {
     fn new(probability: f64, threshold: f64, version: &'a str, by: ScoredBy) -> Self {
         Score {
             probability,
@@ -168,27 +191,50 @@ impl<'a> Score<&'a str> {
             model_version: version,
             scorer: by.name(),
             needs_rescore: by.needs_rescore(),
+            reasons: None,
+            reasons_unavailable: None,
+        }
+    }
+
+    /// The score with why it fired (`None`: not a predicted fraud, nothing said).
+    fn with(self, why: Option<&'a Why>) -> Self {
+        match why {
+            None => self,
+            Some(Why::Reasons(reasons)) => Score {
+                reasons: Some(Some(reasons)),
+                ..self
+            },
+            Some(Why::Unavailable(because)) => Score {
+                reasons: Some(None),
+                reasons_unavailable: Some(because),
+                ..self
+            },
         }
     }
 }
 
 /// Appends one `scored.jsonl` line.
-fn push_scored(line: &mut Vec<u8>, tx: &RawValue, derived: &RawValue, score: &Score<&str>) {
+fn push_scored(line: &mut Vec<u8>, tx: &RawValue, derived: &RawValue, score: &ScoreOut) {
     serde_json::to_writer(&mut *line, &ScoredOut { tx, derived, score })
         .expect("a scored record serialises");
     line.push(b'\n');
 }
 
 impl Output {
+    /// Whether a probability is a predicted fraud (which gets its reasons).
+    fn is_fraud(&self, probability: f64) -> bool {
+        probability >= self.threshold
+    }
+
     fn write(
         &mut self,
         tx: &RawValue,
         derived: &RawValue,
         probability: f64,
-        version: &str,
-        by: ScoredBy,
+        (version, by): (&str, ScoredBy),
+        why: Option<&Why>,
     ) -> Result<()> {
-        let score = Score::new(probability, self.threshold, version, by);
+        let score = Score::new(probability, self.threshold, version, by).with(why);
         self.frauds += u64::from(score.predicted_fraud);
         self.fallback += u64::from(score.needs_rescore);
         self.line.clear();
@@ -231,7 +277,7 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
     let model_version = match args.scorer {
         Scorer::Local => {
             let local = local.as_ref().expect("loaded for the local scorer");
-            same_spec(&dir, &spec_meta, local, args)?;
+            same_spec(&dir.features(), &spec_meta, local, &args.model_dir)?;
             local::score_local(&mut input, local, &mut out)?;
             local.version.clone()
         }
@@ -282,23 +328,24 @@ impl Output {
     }
 }
 
-/// Refuses features computed with another spec than the local model's.
+/// Refuses features (`features`, its header's `meta.feature_spec` in `spec_meta`) computed with
+/// another spec than the local model's (from `model_dir`).
 fn same_spec(
-    dir: &RunDir,
+    features: &Path,
     spec_meta: &serde_json::Value,
     local: &LocalModel,
-    args: &ScoreArgs,
+    model_dir: &Path,
 ) -> Result<()> {
     if spec_meta["sha256"].as_str() == Some(local.spec.sha256.as_str()) {
         return Ok(());
     }
     Err(Failure::BadInput(format!(
         "{} was computed with feature spec {} but the model in {} expects {}: re-run `fraudctl transform --feature-spec {}`",
-        dir.features().display(),
+        features.display(),
         spec_meta["name"],
-        args.model_dir.display(),
+        model_dir.display(),
         local.spec.name,
-        args.model_dir.join("feature_spec.json").display()
+        model_dir.join("feature_spec.json").display()
     ))
     .into())
 }

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 use super::local::LocalModel;
 use super::sagemaker::{self, Endpoint, InFlight, SageMakerArgs};
-use super::{feature_record, Output, ScoredBy};
+use super::{feature_record, Output, ScoredBy, Why};
 use crate::error::Failure;
 use crate::retry::ServiceError;
 use crate::stagefile::StageReader;
@@ -113,7 +113,38 @@ pub(super) async fn score_sagemaker(
     Ok(pending.version)
 }
 
+/// How far the local copy's probability may be from the endpoint's for the same model (XGBoost's
+/// f32 output, printed and parsed).
+const SAME_MODEL_TOLERANCE: f64 = 1e-6;
+
 impl Pending<'_> {
+    /// The reasons of a predicted fraud the endpoint scored, from the local copy of the model
+    /// when it is the endpoint's model: loaded (the fallback is local), fed the same features
+    /// (computed with its spec) and giving the endpoint's probability for this payment. The
+    /// endpoint's `model_version` names only the endpoint and its variant, so the payment's
+    /// own score is what shows the model is the same. Else why they are unavailable.
+    fn local_copy_reasons(&self, r: &BatchRow, p: f64) -> Result<Why> {
+        let Some(local) = self.fallback else {
+            return Ok(Why::Unavailable(
+                "no local copy of the model is loaded (--fallback none)".into(),
+            ));
+        };
+        let Some(features) = &r.features else {
+            return Ok(Why::Unavailable(format!(
+                "features.jsonl was computed with another feature spec than the local model's ({})",
+                local.spec.name
+            )));
+        };
+        let q = local.model.predict(features);
+        if (q - p).abs() > SAME_MODEL_TOLERANCE {
+            return Ok(Why::Unavailable(format!(
+                "the local model {} gives this payment probability {q:.6}, the endpoint {p:.6}: the endpoint serves another model",
+                local.version
+            )));
+        }
+        Ok(Why::Reasons(local.reasons(r.tx.get(), features)?))
+    }
+
     /// Sends `batch`, once there is room in flight (the oldest answers written first).
     async fn send(&mut self, mut batch: Batch, out: &mut Output) -> Result<()> {
         while self.in_flight.is_full() {
@@ -149,7 +180,9 @@ impl Pending<'_> {
             Ok((scores, variant)) => {
                 self.version = format!("sagemaker:{}/{variant}", endpoint.name);
                 for (r, p) in batch.rows.iter().zip(scores) {
-                    out.write(&r.tx, &r.derived, p, &self.version, ScoredBy::Sagemaker)?;
+                    let why = out.is_fraud(p).then(|| self.local_copy_reasons(r, p));
+                    let by = (self.version.as_str(), ScoredBy::Sagemaker);
+                    out.write(&r.tx, &r.derived, p, by, why.transpose()?.as_ref())?;
                 }
                 Ok(())
             }
@@ -164,11 +197,20 @@ impl Pending<'_> {
                 };
                 tracing::warn!(endpoint = endpoint.target(), rows = batch.rows.len(), error = %msg, "SageMaker unavailable, scoring the batch with the local model (marked needs_rescore)");
                 for r in &batch.rows {
-                    let p = match &r.features {
-                        Some(features) => local.model.predict(features),
-                        None => local.score_tx(r.tx.get(), &mut self.values)?,
+                    let computed;
+                    let features = match &r.features {
+                        Some(features) => features,
+                        None => {
+                            computed = local.features_of_tx(r.tx.get(), &mut self.values)?;
+                            &computed
+                        }
                     };
-                    out.write(&r.tx, &r.derived, p, &local.version, ScoredBy::LocalFallback)?;
+                    let p = local.model.predict(features);
+                    let why = out
+                        .is_fraud(p)
+                        .then(|| local.reasons(r.tx.get(), features).map(Why::Reasons));
+                    let by = (local.version.as_str(), ScoredBy::LocalFallback);
+                    out.write(&r.tx, &r.derived, p, by, why.transpose()?.as_ref())?;
                 }
                 Ok(())
             }

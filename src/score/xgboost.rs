@@ -1,7 +1,8 @@
 //! Evaluates an XGBoost model saved in XGBoost's JSON format (`binary:logistic`, gbtree) the way
 //! XGBoost's CPU predictor does: features as f32, a node goes left when `x < threshold` (strict,
 //! in f32), a missing value (NaN) follows `default_left`, leaf values (in `split_conditions`)
-//! summed in f32 onto logit(base_score), then the sigmoid.
+//! summed in f32 onto logit(base_score), then the sigmoid. Each node's cover (`sum_hessian`) is
+//! kept for the feature contributions (TreeSHAP, `shap.rs`).
 
 use std::path::Path;
 
@@ -9,19 +10,20 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::shap;
 use crate::error::Failure;
 
 /// One node of a tree, packed so that a walk touches one cache line per step. A leaf has
 /// `left == 0` (no split node points back to the root) and its value in `value`.
 #[derive(Debug, Clone, Copy)]
-struct Node {
-    feature: u32,
+pub(super) struct Node {
+    pub(super) feature: u32,
     /// Split threshold, or the leaf value.
-    value: f32,
+    pub(super) value: f32,
     /// Children as offsets into the model's node array; 0 marks a leaf.
-    left: u32,
-    right: u32,
-    default_left: bool,
+    pub(super) left: u32,
+    pub(super) right: u32,
+    pub(super) default_left: bool,
 }
 
 /// A split of a complete tree (see [`Complete`]). No `default_left`: rows with a missing value
@@ -53,12 +55,22 @@ const COMPLETE_MAX_DEPTH: u32 = 6;
 #[derive(Debug)]
 pub struct XgbModel {
     /// Every tree's nodes, one tree after the other.
-    nodes: Vec<Node>,
+    pub(super) nodes: Vec<Node>,
+    /// Each node's cover (XGBoost's `sum_hessian`: the training rows' hessian that reached it),
+    /// beside `nodes` rather than in them so that a walk's cache lines stay full of splits.
+    pub(super) covers: Vec<f32>,
     /// Where each tree's root is in `nodes`.
-    roots: Vec<u32>,
+    pub(super) roots: Vec<u32>,
     /// The same trees made complete, when the model is shallow enough (most are).
     complete: Option<Complete>,
-    base_margin: f32,
+    pub(super) base_margin: f32,
+    /// The deepest tree's depth (TreeSHAP's path buffer is sized by it).
+    pub(super) max_depth: u32,
+    /// The margin's expected value over the training rows: logit(base_score) + each tree's
+    /// mean output (TreeSHAP's bias).
+    pub(super) mean_margin: f64,
+    /// TreeSHAP's tables, built when first needed (`None`: the model is too deep for them).
+    pub(super) leaf_tables: std::sync::OnceLock<Option<shap::LeafTables>>,
     pub num_features: usize,
 }
 
@@ -93,6 +105,7 @@ struct TreeFile {
     split_indices: Vec<u32>,
     split_conditions: Vec<f32>,
     default_left: Vec<Value>,
+    sum_hessian: Vec<f32>,
     #[serde(default)]
     split_type: Vec<u8>,
 }
@@ -135,7 +148,8 @@ impl XgbModel {
             .model
             .ok_or("gradient_booster.model.trees is missing")?
             .trees;
-        let (mut nodes, mut roots) = (Vec::new(), Vec::with_capacity(trees.len()));
+        let (mut nodes, mut covers, mut roots) =
+            (Vec::new(), Vec::new(), Vec::with_capacity(trees.len()));
         for (i, t) in trees.into_iter().enumerate() {
             if t.split_type.iter().any(|s| *s != 0) {
                 return Err(format!(
@@ -148,6 +162,7 @@ impl XgbModel {
                 t.split_indices.len(),
                 t.split_conditions.len(),
                 t.default_left.len(),
+                t.sum_hessian.len(),
             ]
             .iter()
             .any(|len| *len != n)
@@ -165,6 +180,14 @@ impl XgbModel {
                 {
                     return Err(format!("tree {i} node {node} has invalid children"));
                 }
+                // TreeSHAP divides by a split's cover.
+                let cover = t.sum_hessian[node];
+                if l != -1 && (cover.is_nan() || cover <= 0.0) {
+                    return Err(format!(
+                        "tree {i} node {node} is a split with cover (sum_hessian) {}",
+                        t.sum_hessian[node]
+                    ));
+                }
                 if l != -1 && t.split_indices[node] as usize >= num_features {
                     return Err(format!(
                         "tree {i} node {node} splits on feature {} of {num_features}",
@@ -174,6 +197,7 @@ impl XgbModel {
             }
             let base = nodes.len() as u32;
             roots.push(base);
+            covers.extend_from_slice(&t.sum_hessian);
             for node in 0..n {
                 let default_left = &t.default_left[node];
                 let leaf = t.left_children[node] == -1;
@@ -199,22 +223,33 @@ impl XgbModel {
         }
         let base_margin = -(1.0f32 / base_score - 1.0f32).ln();
         let complete = Complete::of(&nodes, &roots);
+        let max_depth = roots.iter().map(|&r| depth(&nodes, r)).max().unwrap_or(0);
+        let mean_margin = shap::mean_margin(&nodes, &covers, &roots, base_margin);
         Ok(XgbModel {
             nodes,
+            covers,
             roots,
             complete,
             base_margin,
+            max_depth,
+            mean_margin,
+            leaf_tables: std::sync::OnceLock::new(),
             num_features,
         })
     }
 
     /// The fraud probability for one feature row (`None` = missing).
     pub fn predict(&self, features: &[Option<f64>]) -> f64 {
+        sigmoid(self.margin(features))
+    }
+
+    /// The margin (log-odds, XGBoost's `output_margin=True`) for one feature row.
+    pub fn margin(&self, features: &[Option<f64>]) -> f32 {
         let mut row = Vec::with_capacity(features.len());
         Self::push_row(&mut row, features);
         let mut margin = [0.0f32];
         self.margins(&row, &mut margin);
-        sigmoid(margin[0])
+        margin[0]
     }
 
     /// Appends a feature row in the evaluator's form (f32, NaN = missing) to `rows`.
@@ -290,17 +325,19 @@ const LANES: usize = 16;
 /// One value per lane.
 type Lanes = [f32; LANES];
 
+/// The depth of the tree under `at` (a leaf: 0).
+fn depth(nodes: &[Node], at: u32) -> u32 {
+    let node = nodes[at as usize];
+    if node.left == 0 {
+        0
+    } else {
+        1 + depth(nodes, node.left).max(depth(nodes, node.right))
+    }
+}
+
 impl Complete {
     /// The complete form of the trees, or `None` when one is deeper than COMPLETE_MAX_DEPTH.
     fn of(nodes: &[Node], roots: &[u32]) -> Option<Complete> {
-        fn depth(nodes: &[Node], at: u32) -> u32 {
-            let node = nodes[at as usize];
-            if node.left == 0 {
-                0
-            } else {
-                1 + depth(nodes, node.left).max(depth(nodes, node.right))
-            }
-        }
         let mut max = 0;
         for &root in roots {
             max = max.max(depth(nodes, root));
@@ -407,7 +444,7 @@ impl Complete {
     }
 }
 
-fn sigmoid(margin: f32) -> f64 {
+pub(super) fn sigmoid(margin: f32) -> f64 {
     f64::from(1.0f32 / (1.0f32 + (-margin).exp()))
 }
 
@@ -431,7 +468,8 @@ mod tests {
               "learner_model_param":{{"base_score":"{base_score}","num_feature":"1"}},
               "gradient_booster":{{"name":"gbtree","model":{{"trees":[{{
                 "left_children":[1,-1,-1],"right_children":[2,-1,-1],"split_indices":[0,0,0],
-                "split_conditions":[1.5,-0.4,0.6],"default_left":[0,0,0],"split_type":[0,0,0]}}]}}}}}}}}"#
+                "split_conditions":[1.5,-0.4,0.6],"default_left":[0,0,0],"split_type":[0,0,0],
+                "sum_hessian":[10.0,6.0,4.0]}}]}}}}}}}}"#
         );
         XgbModel::parse(json.as_bytes()).unwrap()
     }
@@ -461,9 +499,10 @@ mod tests {
             "left_children":[1,-1,3,5,-1,-1,-1],"right_children":[2,-1,4,6,-1,-1,-1],
             "split_indices":[0,0,1,0,0,0,0],
             "split_conditions":[0.5,-0.3,2.0,1.5,0.7,0.1,0.2],
-            "default_left":[0,0,1,0,0,0,0],"split_type":[0,0,0,0,0,0,0]},
+            "default_left":[0,0,1,0,0,0,0],"split_type":[0,0,0,0,0,0,0],
+            "sum_hessian":[20.0,8.0,12.0,7.0,5.0,3.0,4.0]},
             {"left_children":[-1],"right_children":[-1],"split_indices":[0],
-             "split_conditions":[0.05],"default_left":[0],"split_type":[0]}]}}}}"#;
+             "split_conditions":[0.05],"default_left":[0],"split_type":[0],"sum_hessian":[20.0]}]}}}}"#;
         let complete = XgbModel::parse(json.as_bytes()).unwrap();
         assert_eq!(complete.complete.as_ref().map(|c| c.depth), Some(3));
         let walked = XgbModel {

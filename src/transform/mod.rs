@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 pub use features::Derived;
 use history::CardHistory;
 pub use history::Recent;
-pub use spec::FeatureSpec;
+pub use spec::{Block, FeatureSpec, Field, HistoryFeature, Numeric};
 
 use crate::extract::RAW_SCHEMA;
 use crate::pan::masked_excerpt;

@@ -140,3 +140,94 @@ def test_features_of_a_run_never_change_after_later_runs_are_loaded(replayed_in_
     for run_dir, first in zip(dirs, first_features):
         run([fraudctl, "transform", "--run-dir", run_dir, "--feature-spec", DEFAULT_SPEC], env)
         assert (run_dir / "features.jsonl").read_text().splitlines()[1:] == first, run_dir.name
+
+
+# "Why it fired": `fraudctl explain` against xgboost's exact TreeSHAP (pred_contribs=True) on every
+# sample row. (model/original ships only a feature spec, for its SageMaker endpoint: there is no
+# local model of that format to compare.)
+CONTRIBUTION_ATOL = 1e-5
+
+
+def explain(fraudctl, run, env, run_dir):
+    """`fraudctl explain` of every record of a run directory, by trans_num."""
+    done = run([fraudctl, "explain", "--run-dir", run_dir, "--model-dir", DEFAULT_MODEL], env)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    by_trans_num = {e["trans_num"]: e for e in lines}
+    assert len(by_trans_num) == len(lines), "one line a payment"
+    return by_trans_num
+
+
+def assert_contributions_equal_xgboost(features, explained, columns):
+    """Rust's contributions (bias last) against pred_contribs=True, their sums and margins
+    against output_margin=True."""
+    assert all(list(e["contributions"]) == [*columns, "bias"] for e in explained)
+    rust = np.array([[e["contributions"][c] for c in [*columns, "bias"]] for e in explained])
+    booster = xgboost.Booster(model_file=str(DEFAULT_MODEL / "model.json"))
+    matrix = xgboost.DMatrix(features, missing=np.nan)
+    expected = booster.predict(matrix, pred_contribs=True, approx_contribs=False)
+    margin = booster.predict(matrix, output_margin=True)
+    assert rust.shape == expected.shape == (len(features), len(columns) + 1)
+    np.testing.assert_allclose(rust, expected, rtol=0, atol=CONTRIBUTION_ATOL)
+    np.testing.assert_allclose(rust.sum(axis=1), margin, rtol=0, atol=CONTRIBUTION_ATOL)
+    np.testing.assert_allclose([e["margin"] for e in explained], margin, rtol=0, atol=1e-6)
+    np.testing.assert_allclose([e["probability"] for e in explained],
+                               booster.predict(matrix), rtol=0, atol=1e-6)
+    assert (np.abs(expected[:, :-1]) > 0.1).any(axis=0).sum() >= 5, "features that matter"
+
+
+@pytest.fixture(scope="module")
+def default_run(fraudctl_run, stage_records):
+    run_dir = fraudctl_run(DEFAULT_SPEC, DEFAULT_MODEL)
+    header, _ = read_stage(run_dir / "features.jsonl", "fraudctl.features")
+    records = stage_records(run_dir / "features.jsonl", "fraudctl.features")
+    return run_dir, records, header["meta"]["feature_spec"]["columns"]
+
+
+def test_explain_contributions_equal_xgboost_pred_contribs(default_run, fraudctl, run, stage_env):
+    run_dir, records, columns = default_run
+    by_trans_num = explain(fraudctl, run, stage_env, run_dir)
+    explained = [by_trans_num[r["tx"]["trans_num"]] for r in records]
+    assert_contributions_equal_xgboost(feature_matrix(records), explained, columns)
+
+
+def test_explain_with_missing_values_follows_the_default_directions(
+        default_run, fraudctl, run, stage_env, tmp_path):
+    """The same records with a fifth of their values made null (NaN for the model): the
+    contributions still equal xgboost's, whose walk takes each split's default direction."""
+    run_dir, records, columns = default_run
+    lines = (run_dir / "features.jsonl").read_text(encoding="utf-8").splitlines()
+    rng = np.random.default_rng(7)
+    holed = []
+    for line in lines[1:]:
+        record = json.loads(line)
+        record["features"] = [None if rng.random() < 0.2 else v for v in record["features"]]
+        holed.append(record)
+    copy = tmp_path / "holed"
+    copy.mkdir()
+    (copy / "features.jsonl").write_text(
+        "\n".join([lines[0], *(json.dumps(r) for r in holed)]) + "\n", encoding="utf-8")
+    by_trans_num = explain(fraudctl, run, stage_env, copy)
+    explained = [by_trans_num[r["tx"]["trans_num"]] for r in holed]
+    features = feature_matrix(holed)
+    assert np.isnan(features).mean() > 0.15
+    assert_contributions_equal_xgboost(features, explained, columns)
+
+
+def test_scored_frauds_carry_explains_reasons_and_others_none(default_run, fraudctl, run,
+                                                              stage_env, stage_records):
+    run_dir, _, _ = default_run
+    by_trans_num = explain(fraudctl, run, stage_env, run_dir)
+    scored = stage_records(run_dir / "scored.jsonl", "fraudctl.scored")
+    frauds = [r for r in scored if r["score"]["predicted_fraud"]]
+    assert 0 < len(frauds) < len(scored)
+    for r in scored:
+        explained = by_trans_num[r["tx"]["trans_num"]]
+        if not r["score"]["predicted_fraud"]:
+            assert "reasons" not in r["score"], r["tx"]["trans_num"]
+            continue
+        assert r["score"]["reasons"] == explained["reasons"], r["tx"]["trans_num"]
+        contributions = [x["contribution"] for x in explained["reasons"]]
+        assert 1 <= len(contributions) <= 3 and contributions == sorted(contributions, reverse=True)
+        assert all(c > 0 for c in contributions)
+        top = max(v for k, v in explained["contributions"].items() if k != "bias")
+        assert contributions[0] == top

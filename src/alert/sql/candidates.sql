@@ -1,7 +1,6 @@
 -- The predicted frauds not alerted yet of the first $1 cards, cards in the order of their oldest
 -- candidate, each card's frauds oldest first (plan.rs groups consecutive rows by cc_hash).
 -- A fraud whose alert --retry-failed re-opened ('retrying') is a candidate again.
--- `reasons` is read through to_jsonb so this query does not depend on the column's type.
 WITH pending AS (
     SELECT p.*, a.status IS NOT NULL AS retrying
     FROM payments_scored p
@@ -16,6 +15,6 @@ WITH pending AS (
 )
 SELECT p.trans_num, p.trans_time, p.cc_hash, p.cc_last4, p.merchant, p.category,
        p.amt::float8 AS amt, p.city, p.state, p.fraud_probability, p.model_version, p.scorer,
-       p.retrying, to_jsonb(p) -> 'reasons' AS reasons
+       p.retrying, p.reasons
 FROM pending p JOIN cards c USING (cc_hash)
 ORDER BY c.first_time, c.first_num, p.trans_time, p.trans_num

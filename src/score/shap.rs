@@ -1,0 +1,527 @@
+//! Why a payment scored as it did: each feature's contribution to the margin (log-odds), exactly
+//! as XGBoost's `Booster.predict(..., pred_contribs=True)` computes it (exact TreeSHAP,
+//! `approx_contribs=False`; Lundberg, Erion & Lee, "Consistent Individualized Feature
+//! Attribution for Tree Ensembles", 2018, Algorithm 2, as in XGBoost's `TreeShap`).
+//!
+//! The contributions are Shapley values of the game whose value for a set S of known features
+//! is the tree's expected output when only the features of S are known: at a split on a feature
+//! of S the row's own branch is taken (a missing value takes the split's default branch), at any
+//! other split both branches are averaged, weighted by the training rows that went each way (the
+//! nodes' covers, `sum_hessian`). The value with no feature known is the tree's mean output; the
+//! bias is the sum of those means plus logit(base_score), so that bias + every contribution =
+//! the margin.
+//!
+//! Rather than enumerate the 2^M sets, the algorithm walks each tree once, down every branch,
+//! keeping the *path* of the features split on from the root to the current node (each feature
+//! once: a feature split on again is first taken out of the path, then put back with both
+//! splits' fractions multiplied). Each path element holds, for its feature, the fraction of the
+//! flow that reaches here when the feature is unknown (`zero_fraction`, the product of cover
+//! ratios) and when it is known (`one_fraction`: 1 while the row's own branch is followed, 0 on
+//! the other), and a weight: the share of the subsets of the path's features of each size, as
+//! EXTEND grows them. At a leaf, UNWIND takes each feature out in turn to find the weight of the
+//! subsets without it; its contribution is that weight × (one − zero fraction) × the leaf value.
+//! O(leaves × depth²) a tree. For shallow trees the same arithmetic is done once per leaf and
+//! pattern of followed features instead ([`LeafTables`]), and a payment costs a look-up a leaf.
+//! Only run for the few payments predicted fraudulent, and by `fraudctl explain`.
+
+use super::xgboost::{Node, XgbModel};
+
+/// One feature on the path from the root to the current node.
+#[derive(Debug, Clone, Copy)]
+struct PathElement {
+    /// The feature split on; `None` for the path's first element (above the root).
+    feature: Option<usize>,
+    /// The fraction of the flow that gets here along this feature's splits when it is unknown.
+    zero_fraction: f64,
+    /// The same when it is known: 1 on the row's own branches, 0 once off them.
+    one_fraction: f64,
+    /// The proportion of subsets of the path's features, of this element's position as their
+    /// size, weighted as Shapley weights are (the algorithm's `pweight`).
+    weight: f64,
+}
+
+impl PathElement {
+    const EMPTY: PathElement = PathElement {
+        feature: None,
+        zero_fraction: 0.0,
+        one_fraction: 0.0,
+        weight: 0.0,
+    };
+}
+
+/// EXTEND: adds a feature as the path's last element (`path` is the path with room for it),
+/// splitting every subset size's weight between the subsets without the feature
+/// (× `zero_fraction`) and with it (× `one_fraction`, one size up).
+fn extend(path: &mut [PathElement], zero_fraction: f64, one_fraction: f64, feature: Option<usize>) {
+    let depth = path.len() - 1;
+    path[depth] = PathElement {
+        feature,
+        zero_fraction,
+        one_fraction,
+        weight: if depth == 0 { 1.0 } else { 0.0 },
+    };
+    let n = (depth + 1) as f64;
+    for i in (0..depth).rev() {
+        path[i + 1].weight += one_fraction * path[i].weight * (i + 1) as f64 / n;
+        path[i].weight = zero_fraction * path[i].weight * (depth - i) as f64 / n;
+    }
+}
+
+/// UNWIND: EXTEND undone for the element at `index` (its weights and the element removed), so a
+/// feature split on a second time can be extended again with both splits' fractions. The path
+/// is then one shorter: its last element is left over.
+fn unwind(path: &mut [PathElement], index: usize) {
+    let depth = path.len() - 1;
+    let PathElement {
+        zero_fraction,
+        one_fraction,
+        ..
+    } = path[index];
+    let n = (depth + 1) as f64;
+    let mut next_one_portion = path[depth].weight;
+    for i in (0..depth).rev() {
+        if one_fraction != 0.0 {
+            let kept = path[i].weight;
+            path[i].weight = next_one_portion * n / ((i + 1) as f64 * one_fraction);
+            next_one_portion = kept - path[i].weight * zero_fraction * (depth - i) as f64 / n;
+        } else {
+            path[i].weight = path[i].weight * n / (zero_fraction * (depth - i) as f64);
+        }
+    }
+    // The weights stay by position; the features after `index` move up one.
+    for i in index..depth {
+        path[i].feature = path[i + 1].feature;
+        path[i].zero_fraction = path[i + 1].zero_fraction;
+        path[i].one_fraction = path[i + 1].one_fraction;
+    }
+}
+
+/// The total weight of the path's subsets once the element at `index` is unwound (UNWIND's
+/// arithmetic without changing the path): what the leaf's value is multiplied by for it.
+fn unwound_sum(path: &[PathElement], index: usize) -> f64 {
+    let depth = path.len() - 1;
+    let PathElement {
+        zero_fraction,
+        one_fraction,
+        ..
+    } = path[index];
+    let n = (depth + 1) as f64;
+    let mut next_one_portion = path[depth].weight;
+    let mut total = 0.0;
+    for i in (0..depth).rev() {
+        if one_fraction != 0.0 {
+            let w = next_one_portion * n / ((i + 1) as f64 * one_fraction);
+            total += w;
+            next_one_portion = path[i].weight - w * zero_fraction * ((depth - i) as f64 / n);
+        } else if zero_fraction != 0.0 {
+            total += (path[i].weight / zero_fraction) / ((depth - i) as f64 / n);
+        }
+    }
+    total
+}
+
+/// One tree's walk for one row.
+struct TreeWalk<'a> {
+    model: &'a XgbModel,
+    /// The row as the trees compare it: f32, NaN = missing.
+    row: &'a [f32],
+    /// Contributions, one per feature then the bias.
+    phi: &'a mut [f64],
+}
+
+/// How a node was reached: along a split on `feature` with these fractions.
+#[derive(Clone, Copy)]
+struct Reached {
+    feature: Option<usize>,
+    zero_fraction: f64,
+    one_fraction: f64,
+}
+
+impl TreeWalk<'_> {
+    /// Visits `at`, reached by `step` from its parent, whose path is `paths[..parent_len]`.
+    /// The rest of `paths` is room for the paths below: this node's is a copy of its parent's,
+    /// extended, right after it (no allocation a node; XGBoost lays them out the same way).
+    fn visit(&mut self, at: u32, paths: &mut [PathElement], parent_len: usize, step: Reached) {
+        let (parent, rest) = paths.split_at_mut(parent_len);
+        rest[..parent_len].copy_from_slice(parent);
+        let mut len = parent_len + 1;
+        extend(
+            &mut rest[..len],
+            step.zero_fraction,
+            step.one_fraction,
+            step.feature,
+        );
+        let node = self.model.nodes[at as usize];
+        if node.left == 0 {
+            let path = &rest[..len];
+            for (i, e) in path.iter().enumerate().skip(1) {
+                let weight = unwound_sum(path, i);
+                let f = e.feature.expect("only the first element has no feature");
+                self.phi[f] += weight * (e.one_fraction - e.zero_fraction) * f64::from(node.value);
+            }
+            return;
+        }
+        let (hot, cold) = hot_and_cold(&node, self.row);
+        let cover = |n: u32| f64::from(self.model.covers[n as usize]);
+        let split = node.feature as usize;
+        // A feature split on before is taken out and extended again with both splits' fractions.
+        let (mut incoming_zero, mut incoming_one) = (1.0, 1.0);
+        if let Some(k) = rest[..len].iter().position(|e| e.feature == Some(split)) {
+            incoming_zero = rest[k].zero_fraction;
+            incoming_one = rest[k].one_fraction;
+            unwind(&mut rest[..len], k);
+            len -= 1;
+        }
+        let feature = Some(split);
+        let hot_step = Reached {
+            feature,
+            zero_fraction: cover(hot) / cover(at) * incoming_zero,
+            one_fraction: incoming_one,
+        };
+        let cold_step = Reached {
+            feature,
+            zero_fraction: cover(cold) / cover(at) * incoming_zero,
+            one_fraction: 0.0,
+        };
+        self.visit(hot, rest, len, hot_step);
+        self.visit(cold, rest, len, cold_step);
+    }
+}
+
+/// Whether `row` goes left at a split: `x < threshold` in f32, a missing value the default
+/// direction.
+fn goes_left(node: &Node, row: &[f32]) -> bool {
+    let x = row[node.feature as usize];
+    if x.is_nan() {
+        node.default_left
+    } else {
+        x < node.value
+    }
+}
+
+/// The branch `row` takes at a split ("hot"), and the other ("cold").
+fn hot_and_cold(node: &Node, row: &[f32]) -> (u32, u32) {
+    if goes_left(node, row) {
+        (node.left, node.right)
+    } else {
+        (node.right, node.left)
+    }
+}
+
+/// The tree's mean output under `at`: its leaves' values weighted by their covers.
+fn mean_value(nodes: &[Node], covers: &[f32], at: u32) -> f64 {
+    let node = nodes[at as usize];
+    if node.left == 0 {
+        return f64::from(node.value);
+    }
+    let weighted = |n: u32| mean_value(nodes, covers, n) * f64::from(covers[n as usize]);
+    (weighted(node.left) + weighted(node.right)) / f64::from(covers[at as usize])
+}
+
+/// The bias: logit(base_score) (`base_margin`) + every tree's mean output.
+pub(super) fn mean_margin(nodes: &[Node], covers: &[f32], roots: &[u32], base_margin: f32) -> f64 {
+    let means = roots.iter().map(|&root| mean_value(nodes, covers, root));
+    f64::from(base_margin) + means.sum::<f64>()
+}
+
+/// How many table entries ([`LeafTables`]) a model may have (8 bytes each): beyond, every
+/// payment's contributions are computed by the recursive walk.
+const MAX_TABLE_ENTRIES: usize = 1 << 22;
+
+/// The walk's result at a leaf depends on the row only through which of the leaf's path
+/// features the row "follows" (one fraction 1: every split on it along the path goes the row's
+/// way; else 0). So for a model of shallow trees (the default has depth 4: at most 4 features a
+/// leaf, 16 patterns) the leaf's share of each feature's contribution is computed once per
+/// pattern, with the same EXTEND and UNWIND as the walk (the path's features extended in any
+/// order give the same weights), and a payment then costs a look-up a leaf: about ten times
+/// less than the walk, which is what keeps `score`'s cost within its budget (BENCHMARKS.md).
+///
+/// The tables are flat (every tree's splits, every leaf's features and shares one after the
+/// other). A payment's way at each split of a tree is found once, as one bit a split; a leaf's
+/// pattern is then a few mask tests.
+#[derive(Debug, Default)]
+pub(super) struct LeafTables {
+    trees: Vec<TreeTables>,
+    /// Every tree's splits (at most 64 a tree: one bit each).
+    splits: Vec<Node>,
+    leaves: Vec<LeafTable>,
+    /// Every leaf's features split on along its path, each once.
+    features: Vec<usize>,
+    /// For each of a leaf's features, the bits of its splits on the leaf's path.
+    masks: Vec<u64>,
+    /// Every leaf's shares: for each pattern p (bit k set: the row follows the leaf's k-th
+    /// feature), each of its features' shares of the contributions. In f32, as XGBoost computes
+    /// them: half the memory, which a payment reads at random (one line a leaf).
+    shares: Vec<f32>,
+}
+
+/// Where a tree's splits and leaves are in [`LeafTables`].
+#[derive(Debug)]
+struct TreeTables {
+    splits: std::ops::Range<usize>,
+    leaves: std::ops::Range<usize>,
+}
+
+/// Where a leaf's parts are in [`LeafTables`].
+#[derive(Debug)]
+struct LeafTable {
+    /// The bits of its path's splits where the path goes left.
+    left: u64,
+    /// Its features (and their masks) start here; it has `n` of them.
+    features: usize,
+    n: usize,
+    shares: usize,
+}
+
+/// The splits above a node while a tree is read: (split bit, node index, child taken).
+type PathTo = Vec<(usize, u32, u32)>;
+
+impl LeafTables {
+    /// The tables of every leaf of the model, or `None` when they would take more than
+    /// [`MAX_TABLE_ENTRIES`] or a tree has more than 64 splits.
+    fn of(model: &XgbModel) -> Option<LeafTables> {
+        let mut tables = LeafTables::default();
+        for &root in &model.roots {
+            let (first_split, first_leaf) = (tables.splits.len(), tables.leaves.len());
+            let mut stack: Vec<(u32, PathTo)> = vec![(root, Vec::new())];
+            while let Some((at, path)) = stack.pop() {
+                let node = model.nodes[at as usize];
+                if node.left == 0 {
+                    tables.add_leaf(model, at, &path)?;
+                    continue;
+                }
+                let bit = tables.splits.len() - first_split;
+                if bit == 64 {
+                    return None;
+                }
+                tables.splits.push(node);
+                for child in [node.left, node.right] {
+                    let mut below = path.clone();
+                    below.push((bit, at, child));
+                    stack.push((child, below));
+                }
+            }
+            tables.trees.push(TreeTables {
+                splits: first_split..tables.splits.len(),
+                leaves: first_leaf..tables.leaves.len(),
+            });
+        }
+        Some(tables)
+    }
+
+    /// Adds the leaf `at`, reached by `path`: its features, each with its zero fraction (the
+    /// cover ratios of its splits, multiplied) and its splits' bits, and its shares for every
+    /// pattern, by EXTEND and UNWIND as the walk computes them at a leaf.
+    fn add_leaf(&mut self, model: &XgbModel, at: u32, path: &[(usize, u32, u32)]) -> Option<()> {
+        let cover = |n: u32| f64::from(model.covers[n as usize]);
+        let features = self.features.len();
+        let (mut zero_fractions, mut left) = (Vec::new(), 0u64);
+        for &(bit, split, child) in path {
+            let node = model.nodes[split as usize];
+            let feature = node.feature as usize;
+            let k = match self.features[features..].iter().position(|f| *f == feature) {
+                Some(k) => k,
+                None => {
+                    self.features.push(feature);
+                    self.masks.push(0);
+                    zero_fractions.push(1.0);
+                    zero_fractions.len() - 1
+                }
+            };
+            zero_fractions[k] *= cover(child) / cover(split);
+            self.masks[features + k] |= 1 << bit;
+            left |= u64::from(child == node.left) << bit;
+        }
+        let n = zero_fractions.len();
+        if self.shares.len() + (n << n) > MAX_TABLE_ENTRIES {
+            return None;
+        }
+        self.leaves.push(LeafTable {
+            left,
+            features,
+            n,
+            shares: self.shares.len(),
+        });
+        let value = f64::from(model.nodes[at as usize].value);
+        let mut path = vec![PathElement::EMPTY; n + 1];
+        for pattern in 0..1usize << n {
+            let one = |k: usize| if pattern & (1 << k) != 0 { 1.0 } else { 0.0 };
+            extend(&mut path[..1], 1.0, 1.0, None);
+            for k in 0..n {
+                let feature = Some(self.features[features + k]);
+                extend(&mut path[..k + 2], zero_fractions[k], one(k), feature);
+            }
+            self.shares.extend((0..n).map(|k| {
+                (unwound_sum(&path, k + 1) * (one(k) - zero_fractions[k]) * value) as f32
+            }));
+        }
+        Some(())
+    }
+
+    /// Adds every leaf's shares for `row` to `phi`.
+    fn add(&self, row: &[f32], phi: &mut [f64]) {
+        for tree in &self.trees {
+            let lefts = self.splits[tree.splits.clone()]
+                .iter()
+                .enumerate()
+                .fold(0u64, |bits, (bit, split)| {
+                    bits | u64::from(goes_left(split, row)) << bit
+                });
+            for leaf in &self.leaves[tree.leaves.clone()] {
+                let features = leaf.features..leaf.features + leaf.n;
+                // The row follows feature k when it goes the path's way at each of its splits.
+                let off_path = lefts ^ leaf.left;
+                let pattern = self.masks[features.clone()]
+                    .iter()
+                    .enumerate()
+                    .fold(0usize, |p, (k, mask)| {
+                        p | usize::from(off_path & mask == 0) << k
+                    });
+                let shares = &self.shares[leaf.shares + pattern * leaf.n..][..leaf.n];
+                for (f, share) in self.features[features].iter().zip(shares) {
+                    phi[*f] += f64::from(*share);
+                }
+            }
+        }
+    }
+}
+
+impl XgbModel {
+    /// The contributions of one feature row (`None` = missing) to its margin: one per feature,
+    /// in the model's order, then the bias (XGBoost's `pred_contribs=True` layout). They sum to
+    /// [`XgbModel::margin`] (up to f32 rounding: XGBoost sums in f32, this in f64). From the
+    /// leaf tables when the model has them (built at the first call), else by the walk.
+    pub fn contributions(&self, features: &[Option<f64>]) -> Vec<f64> {
+        let mut row = Vec::with_capacity(features.len());
+        Self::push_row(&mut row, features);
+        let mut phi = vec![0.0; self.num_features + 1];
+        phi[self.num_features] = self.mean_margin;
+        match self.leaf_tables.get_or_init(|| LeafTables::of(self)) {
+            Some(tables) => tables.add(&row, &mut phi),
+            None => self.walk_contributions(&row, &mut phi),
+        }
+        phi
+    }
+
+    /// Adds every tree's contributions for `row` to `phi` by the recursive walk.
+    fn walk_contributions(&self, row: &[f32], phi: &mut [f64]) {
+        // A node at depth d has a path of at most d + 1 elements (the first one above the
+        // root), each copied after its parent's: room for 1 + 2 + … + (max_depth + 2).
+        let longest = self.max_depth as usize + 2;
+        let mut paths = vec![PathElement::EMPTY; longest * (longest + 1) / 2];
+        let root_step = Reached {
+            feature: None,
+            zero_fraction: 1.0,
+            one_fraction: 1.0,
+        };
+        for &root in &self.roots {
+            let mut walk = TreeWalk {
+                model: self,
+                row,
+                phi,
+            };
+            walk.visit(root, &mut paths, 0, root_step);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three features, one tree of depth 3 that splits on feature 0 twice on a path (UNWIND),
+    /// with missing values going left at feature 1's split and right elsewhere.
+    const TREE: &str = r#"{"learner":{"objective":{"name":"binary:logistic"},
+      "learner_model_param":{"base_score":"2.5E-1","num_feature":"3"},
+      "gradient_booster":{"name":"gbtree","model":{"trees":[{
+        "left_children":  [1, 3, 5, 7, -1, -1, -1, -1, -1],
+        "right_children": [2, 4, 6, 8, -1, -1, -1, -1, -1],
+        "split_indices":  [0, 1, 2, 0, 0, 0, 0, 0, 0],
+        "split_conditions":[0.5, 2.0, 1.0, 0.25, 0.3, -0.2, 0.8, -0.5, 0.1],
+        "default_left":   [0, 1, 0, 0, 0, 0, 0, 0, 0],
+        "sum_hessian":    [100.0, 60.0, 40.0, 35.0, 25.0, 10.0, 30.0, 20.0, 15.0],
+        "split_type":     [0, 0, 0, 0, 0, 0, 0, 0, 0]}]}}}}"#;
+
+    /// The tree's expected output when only the features in `known` (a bit set) are known:
+    /// the definition TreeSHAP computes Shapley values of.
+    fn expected_output(model: &XgbModel, row: &[f32], known: u32, at: u32) -> f64 {
+        let node = model.nodes[at as usize];
+        if node.left == 0 {
+            return f64::from(node.value);
+        }
+        if known & (1 << node.feature) != 0 {
+            return expected_output(model, row, known, hot_and_cold(&node, row).0);
+        }
+        let cover = |n: u32| f64::from(model.covers[n as usize]);
+        (expected_output(model, row, known, node.left) * cover(node.left)
+            + expected_output(model, row, known, node.right) * cover(node.right))
+            / cover(at)
+    }
+
+    /// Shapley values by enumerating every subset of the other features.
+    fn brute_force(model: &XgbModel, features: &[Option<f64>]) -> Vec<f64> {
+        let m = model.num_features;
+        let mut row = Vec::new();
+        XgbModel::push_row(&mut row, features);
+        let factorial = |n: usize| (1..=n).product::<usize>() as f64;
+        let v = |s: u32| expected_output(model, &row, s, 0);
+        let mut phi: Vec<f64> = (0..m)
+            .map(|i| {
+                (0..1u32 << m)
+                    .filter(|s| s & (1 << i) == 0)
+                    .map(|s| {
+                        let size = s.count_ones() as usize;
+                        let weight = factorial(size) * factorial(m - size - 1) / factorial(m);
+                        weight * (v(s | 1 << i) - v(s))
+                    })
+                    .sum()
+            })
+            .collect();
+        phi.push(v(0) + f64::from(model.base_margin));
+        phi
+    }
+
+    #[test]
+    fn contributions_are_the_brute_force_shapley_values() {
+        let model = XgbModel::parse(TREE.as_bytes()).unwrap();
+        assert!(model
+            .leaf_tables
+            .get_or_init(|| LeafTables::of(&model))
+            .is_some());
+        let values = [None, Some(0.1), Some(0.4), Some(0.7), Some(1.5), Some(3.0)];
+        let mut rows = 0;
+        for a in values {
+            for b in values {
+                for c in values {
+                    let row = [a, b, c];
+                    let (shap, exact) = (model.contributions(&row), brute_force(&model, &row));
+                    let mut walked = vec![0.0; 4];
+                    walked[3] = model.mean_margin;
+                    let mut f32_row = Vec::new();
+                    XgbModel::push_row(&mut f32_row, &row);
+                    model.walk_contributions(&f32_row, &mut walked);
+                    for (k, e) in exact.iter().enumerate() {
+                        let (s, w) = (shap[k], walked[k]);
+                        // The tables keep the shares in f32.
+                        assert!(
+                            (s - e).abs() < 1e-6,
+                            "row {row:?} column {k}: table {s} != {e}"
+                        );
+                        assert!(
+                            (w - e).abs() < 1e-12,
+                            "row {row:?} column {k}: walk {w} != {e}"
+                        );
+                    }
+                    let sum: f64 = shap.iter().sum();
+                    let margin = f64::from(model.margin(&row));
+                    assert!(
+                        (sum - margin).abs() < 1e-6,
+                        "row {row:?}: {sum} != {margin}"
+                    );
+                    rows += 1;
+                }
+            }
+        }
+        assert_eq!(rows, 216);
+    }
+}
