@@ -7,25 +7,6 @@
 ALTER TABLE payments_scored ADD COLUMN reasons jsonb;
 COMMENT ON COLUMN payments_scored.reasons IS 'A predicted fraud''s top reasons (TreeSHAP contributions in words): [{"feature","value","contribution","text"}, ...]; NULL for other payments.';
 
--- The verdict page reads the column itself now that it exists (V11 read it through the row).
-CREATE OR REPLACE VIEW v_verdict_payments AS
-    SELECT p.trans_num,
-           p.trans_time,
-           p.trans_time AT TIME ZONE business_time_zone() AS local_time,
-           '**** ' || p.cc_last4 AS card,
-           p.merchant,
-           p.category,
-           p.amt,
-           p.fraud_probability,
-           p.reasons,
-           a.recorded_at AS alerted_at,
-           l.verdict AS current_verdict,
-           l.recorded_at AS current_verdict_at
-    FROM fraud_alerts a
-    JOIN payments_scored p ON p.trans_num = a.trans_num
-    LEFT JOIN v_alert_verdicts_latest l ON l.trans_num = a.trans_num
-    WHERE a.status = 'sent';
-
 -- The dashboard's "Why" column: each predicted fraud's reasons joined into one line, for the
 -- report reader (which reads no table).
 CREATE VIEW v_payment_reasons AS
