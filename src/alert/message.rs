@@ -123,6 +123,9 @@ pub fn subject(b: &Burst) -> String {
     }
 }
 
+/// A fraud's verdict links, (label, URL), and until when they are valid.
+type VerdictLine = ([(&'static str, String); 2], String);
+
 /// The email's text, as plain lines; `html` renders the same content.
 struct Content<'a> {
     b: &'a Burst,
@@ -199,14 +202,14 @@ impl Content<'_> {
             .collect()
     }
     /// The fraud's verdict links, as (label, URL) pairs, and until when they are valid.
-    fn verdict_links(&self, f: &Fraud) -> Result<Option<(Vec<(&'static str, String)>, String)>> {
+    fn verdict_links(&self, f: &Fraud) -> Result<Option<VerdictLine>> {
         let Some(signer) = &self.e.verdicts else {
             return Ok(None);
         };
         let links = signer.links(&f.trans_num)?;
         let until = self.local(links.expires_at);
         Ok(Some((
-            vec![
+            [
                 ("Confirmed fraud", links.fraud),
                 ("Not fraud", links.not_fraud),
             ],

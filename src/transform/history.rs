@@ -354,89 +354,6 @@ impl Recent {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pan::PanProtector;
-
-    fn tx(card: &str, trans_num: &str, time_ms: i64, amt: f64, category: &str) -> Transaction {
-        let row = serde_json::json!({
-            "cc_num": card, "merchant": "m", "category": category, "amt": amt, "gender": "F",
-            "city": "x", "state": "NC", "zip": 28372, "lat": 1.0, "long": 2.0, "city_pop": 10,
-            "job": "j", "dob": "1955-11-07", "trans_num": trans_num, "merch_lat": 1.0,
-            "merch_long": 2.0, "is_fraud": 0, "current_time": time_ms,
-        });
-        crate::transaction::validate(
-            row.as_object().unwrap(),
-            &PanProtector::new(b"0123456789abcdef"),
-        )
-        .unwrap()
-    }
-
-    const T: i64 = 1_600_000_000_000;
-    const CARD: &str = "4497913965512794052";
-
-    fn history(batch: &[Transaction]) -> CardHistory {
-        let mut b = Builder::with_capacity(batch.len());
-        batch
-            .iter()
-            .for_each(|tx| b.add(BatchEntry::of(tx).unwrap()));
-        b.finish(Vec::new())
-    }
-
-    #[test]
-    fn windows_include_their_start_and_exclude_the_payment_time() {
-        let batch = [
-            tx(CARD, "a", T - DAY_MS, 10.0, "c1"), // exactly 24 h before: in
-            tx(CARD, "b", T - DAY_MS - 1, 20.0, "c2"), // just over: out of 24 h
-            tx(CARD, "c", T, 30.0, "c1"),          // same millisecond: never
-            tx(CARD, "d", T - HORIZON_MS - 1, 40.0, "c3"), // beyond 30 days
-            tx(CARD, "p", T, 50.0, "c1"),
-        ];
-        let h = history(&batch);
-        let r = h.recent(&batch[4]);
-        assert_eq!(r.value(HistoryFeature::CardCount24h), 1.0);
-        assert_eq!(r.value(HistoryFeature::CardCount30d), 2.0);
-        assert_eq!(r.value(HistoryFeature::CardAmtSum24h), 10.0);
-        assert_eq!(
-            r.value(HistoryFeature::CardAmtRatio30d),
-            (5000.0 * 2.0) / 3000.0
-        );
-        assert_eq!(r.value(HistoryFeature::CardSecsSincePrev), 86_400.0);
-        assert_eq!(r.value(HistoryFeature::CardCategories24h), 1.0);
-        assert_eq!(r.value(HistoryFeature::CardNewCategory30d), 0.0);
-        // The first payment has no history.
-        let first = h.recent(&batch[3]);
-        assert_eq!(first.value(HistoryFeature::CardCount30d), 0.0);
-        assert!(first.value(HistoryFeature::CardAmtRatio30d).is_nan());
-        assert!(first.value(HistoryFeature::CardSecsSincePrev).is_nan());
-    }
-
-    #[test]
-    fn loaded_payments_count_once_and_other_cards_never() {
-        let batch = [
-            tx(CARD, "p", T, 50.0, "c1"),
-            tx("4111111111111111", "o", T - 1, 9.0, "c1"),
-        ];
-        let mut b = Builder::with_capacity(2);
-        batch
-            .iter()
-            .for_each(|tx| b.add(BatchEntry::of(tx).unwrap()));
-        let card = card_of(&batch[0].cc_hash).unwrap();
-        b.trans_nums.sort_unstable();
-        let known = [
-            b.known(card, "q", T - HOUR_MS, 700, 1.0, 2.0, "c9"),
-            // The batch's own payment, loaded before: counted once, from the batch.
-            b.known(card, "p", T - 5, 700, 1.0, 2.0, "c9"),
-        ];
-        let known = known.into_iter().flatten().collect();
-        let r = b.finish(known).recent(&batch[0]);
-        assert_eq!(r.value(HistoryFeature::CardCount24h), 1.0);
-        assert_eq!(r.value(HistoryFeature::CardAmtSum1h), 7.0);
-        assert_eq!(r.value(HistoryFeature::CardNewCategory30d), 1.0);
-    }
-}
-
 /// Cards per query when reading their loaded payments.
 #[cfg(feature = "services")]
 const CARDS_PER_QUERY: usize = 5_000;
@@ -518,4 +435,87 @@ pub fn fetch_known(
         }
     }
     Ok(known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pan::PanProtector;
+
+    fn tx(card: &str, trans_num: &str, time_ms: i64, amt: f64, category: &str) -> Transaction {
+        let row = serde_json::json!({
+            "cc_num": card, "merchant": "m", "category": category, "amt": amt, "gender": "F",
+            "city": "x", "state": "NC", "zip": 28372, "lat": 1.0, "long": 2.0, "city_pop": 10,
+            "job": "j", "dob": "1955-11-07", "trans_num": trans_num, "merch_lat": 1.0,
+            "merch_long": 2.0, "is_fraud": 0, "current_time": time_ms,
+        });
+        crate::transaction::validate(
+            row.as_object().unwrap(),
+            &PanProtector::new(b"0123456789abcdef"),
+        )
+        .unwrap()
+    }
+
+    const T: i64 = 1_600_000_000_000;
+    const CARD: &str = "4497913965512794052";
+
+    fn history(batch: &[Transaction]) -> CardHistory {
+        let mut b = Builder::with_capacity(batch.len());
+        batch
+            .iter()
+            .for_each(|tx| b.add(BatchEntry::of(tx).unwrap()));
+        b.finish(Vec::new())
+    }
+
+    #[test]
+    fn windows_include_their_start_and_exclude_the_payment_time() {
+        let batch = [
+            tx(CARD, "a", T - DAY_MS, 10.0, "c1"), // exactly 24 h before: in
+            tx(CARD, "b", T - DAY_MS - 1, 20.0, "c2"), // just over: out of 24 h
+            tx(CARD, "c", T, 30.0, "c1"),          // same millisecond: never
+            tx(CARD, "d", T - HORIZON_MS - 1, 40.0, "c3"), // beyond 30 days
+            tx(CARD, "p", T, 50.0, "c1"),
+        ];
+        let h = history(&batch);
+        let r = h.recent(&batch[4]);
+        assert_eq!(r.value(HistoryFeature::CardCount24h), 1.0);
+        assert_eq!(r.value(HistoryFeature::CardCount30d), 2.0);
+        assert_eq!(r.value(HistoryFeature::CardAmtSum24h), 10.0);
+        assert_eq!(
+            r.value(HistoryFeature::CardAmtRatio30d),
+            (5000.0 * 2.0) / 3000.0
+        );
+        assert_eq!(r.value(HistoryFeature::CardSecsSincePrev), 86_400.0);
+        assert_eq!(r.value(HistoryFeature::CardCategories24h), 1.0);
+        assert_eq!(r.value(HistoryFeature::CardNewCategory30d), 0.0);
+        // The first payment has no history.
+        let first = h.recent(&batch[3]);
+        assert_eq!(first.value(HistoryFeature::CardCount30d), 0.0);
+        assert!(first.value(HistoryFeature::CardAmtRatio30d).is_nan());
+        assert!(first.value(HistoryFeature::CardSecsSincePrev).is_nan());
+    }
+
+    #[test]
+    fn loaded_payments_count_once_and_other_cards_never() {
+        let batch = [
+            tx(CARD, "p", T, 50.0, "c1"),
+            tx("4111111111111111", "o", T - 1, 9.0, "c1"),
+        ];
+        let mut b = Builder::with_capacity(2);
+        batch
+            .iter()
+            .for_each(|tx| b.add(BatchEntry::of(tx).unwrap()));
+        let card = card_of(&batch[0].cc_hash).unwrap();
+        b.trans_nums.sort_unstable();
+        let known = [
+            b.known(card, "q", T - HOUR_MS, 700, 1.0, 2.0, "c9"),
+            // The batch's own payment, loaded before: counted once, from the batch.
+            b.known(card, "p", T - 5, 700, 1.0, 2.0, "c9"),
+        ];
+        let known = known.into_iter().flatten().collect();
+        let r = b.finish(known).recent(&batch[0]);
+        assert_eq!(r.value(HistoryFeature::CardCount24h), 1.0);
+        assert_eq!(r.value(HistoryFeature::CardAmtSum1h), 7.0);
+        assert_eq!(r.value(HistoryFeature::CardNewCategory30d), 1.0);
+    }
 }
