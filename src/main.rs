@@ -213,9 +213,10 @@ fn refuse_secrets_in_argv(matches: &ArgMatches) -> Result<()> {
         && m.get_one::<String>("database_url")
             .is_some_and(|url| fraudctl::redact::has_secret(url))
     {
-        return Err(Failure::Config(
-            "--database-url carries a password: pass it in FRAUDCTL_DATABASE_URL instead (secrets never go on the command line)".into(),
-        )
+        return Err(Failure::Config(format!(
+            "--database-url carries a password: pass it in {} instead (secrets never go on the command line)",
+            fraudctl::setting::var::<fraudctl::db::DbArgs>("database_url")
+        ))
         .into());
     }
     Ok(())

@@ -246,7 +246,8 @@ impl Output {
 pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
     if !(0.0..=1.0).contains(&args.threshold) {
         return Err(Failure::Config(format!(
-            "--threshold / FRAUDCTL_THRESHOLD {} is not between 0 and 1",
+            "{} {} is not between 0 and 1",
+            crate::setting::name::<ScoreArgs>("threshold"),
             args.threshold
         ))
         .into());

@@ -215,8 +215,9 @@ impl Pending<'_> {
                 Ok(())
             }
             Err(ServiceError::Refused(msg)) => Err(Failure::Config(format!(
-                "SageMaker endpoint {} refused the request: {msg}; check --sagemaker-endpoint / FRAUDCTL_SAGEMAKER_ENDPOINT and that it serves the model for this feature spec",
-                endpoint.target()
+                "SageMaker endpoint {} refused the request: {msg}; check {} and that it serves the model for this feature spec",
+                endpoint.target(),
+                crate::setting::name::<super::SageMakerArgs>("sagemaker_endpoint"),
             ))
             .into()),
         }

@@ -73,7 +73,10 @@ pub type BatchResult = Result<(Vec<f64>, String), ServiceError>;
 impl Endpoint {
     pub async fn connect(args: &SageMakerArgs) -> Result<Self> {
         let name = args.sagemaker_endpoint.clone().ok_or_else(|| {
-            Failure::Config("the sagemaker scorer needs an endpoint: set --sagemaker-endpoint or FRAUDCTL_SAGEMAKER_ENDPOINT".into())
+            Failure::Config(format!(
+                "the sagemaker scorer needs an endpoint: set {}",
+                crate::setting::name::<SageMakerArgs>("sagemaker_endpoint")
+            ))
         })?;
         let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
         let region = shared.region().map(|r| r.to_string()).ok_or_else(|| {
