@@ -18,18 +18,12 @@ pub struct Entry<'a> {
 
 /// Records every fraud the burst's email reported, in one transaction: all or none.
 pub fn record_email(client: &mut postgres::Client, burst: &Burst, entry: &Entry) -> Result<()> {
+    let (Some(message), thread) = (burst.message_id(), burst.thread_id()) else {
+        return Ok(()); // no fraud to send: no email
+    };
     let mut tx = client.transaction()?;
     for fraud in &burst.send {
-        let message = burst
-            .message_id()
-            .unwrap_or_else(|| message_id(&fraud.trans_num));
-        insert(
-            &mut tx,
-            fraud,
-            &message,
-            burst.thread_id().as_deref(),
-            entry,
-        )?;
+        insert(&mut tx, fraud, &message, thread.as_deref(), entry)?;
     }
     tx.commit()
         .context("committing the alert's fraud_alerts rows")

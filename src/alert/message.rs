@@ -117,7 +117,7 @@ pub fn subject(b: &Burst) -> String {
             "{follow_up}Fraud alert: {} payments, {:.2} in all, on card **** {} (p up to {:.2})",
             frauds.len(),
             frauds.iter().map(|f| f.amt).sum::<f64>(),
-            b.cc_last4,
+            b.cc_last4(),
             frauds.iter().map(|f| f.probability).fold(0.0, f64::max)
         ),
     }
@@ -150,7 +150,7 @@ impl Content<'_> {
         } else {
             ""
         };
-        format!("{what} on card **** {}{again}.", self.b.cc_last4)
+        format!("{what} on card **** {}{again}.", self.b.cc_last4())
     }
     fn fraud_fields(&self, f: &Fraud) -> Vec<(&'static str, String)> {
         let why = if f.reasons.is_empty() {

@@ -297,7 +297,7 @@ impl Delivery<'_> {
                 ledger::record_email(client, burst, &self.entry("sent", None))?;
                 summary.emails += 1;
                 summary.sent += burst.send.len();
-                tracing::info!(frauds = burst.send.len(), first = %burst.send[0].trans_num, card = %format!("**** {}", burst.cc_last4), threaded = burst.thread.is_some(), "fraud alert sent");
+                tracing::info!(frauds = burst.send.len(), first = %burst.send[0].trans_num, card = %format!("**** {}", burst.cc_last4()), threaded = burst.thread.is_some(), "fraud alert sent");
                 Ok(())
             }
             Err(smtp::SendError::RefusedMessage(reply)) => {

@@ -36,7 +36,6 @@ pub struct Thread {
 /// One card's candidates in this run.
 #[derive(Debug)]
 pub struct Burst {
-    pub cc_last4: String,
     /// The frauds the email reports, oldest first (empty when every candidate is suppressed).
     pub send: Vec<Fraud>,
     /// Candidates the backfill rule holds back.
@@ -47,6 +46,11 @@ pub struct Burst {
 }
 
 impl Burst {
+    /// The card's last four digits (the only part of it an email shows).
+    pub fn cc_last4(&self) -> &str {
+        let first = self.send.iter().chain(&self.suppress).next();
+        first.map_or("", |f| f.cc_last4.as_str())
+    }
     /// The email's Message-ID (from its oldest fraud).
     pub fn message_id(&self) -> Option<String> {
         self.send.first().map(|f| message_id(&f.trans_num))
@@ -89,13 +93,7 @@ pub fn bursts(
             ),
             None => (None, Vec::new()),
         };
-        let cc_last4 = send
-            .iter()
-            .chain(&suppress)
-            .next()
-            .map(|f| f.cc_last4.clone());
         bursts.push(Burst {
-            cc_last4: cc_last4.unwrap_or_default(),
             send,
             suppress,
             thread,

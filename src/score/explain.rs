@@ -113,14 +113,7 @@ fn print_one(
     values: &[Option<f64>],
     out: &mut impl Write,
 ) -> Result<()> {
-    if values.len() != local.model.num_features {
-        return Err(Failure::BadInput(format!(
-            "{} features, the model takes {}",
-            values.len(),
-            local.model.num_features
-        ))
-        .into());
-    }
+    local.check_width(values, "the record")?;
     let e = local.explain(tx, values);
     let line = Line {
         trans_num: &tx.trans_num,

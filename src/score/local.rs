@@ -36,6 +36,19 @@ pub struct Explanation {
 }
 
 impl LocalModel {
+    /// A features record's values must be as many as the model takes (`record` names it).
+    pub fn check_width(&self, values: &[Option<f64>], record: &str) -> Result<()> {
+        if values.len() == self.model.num_features {
+            return Ok(());
+        }
+        Err(Failure::BadInput(format!(
+            "{record} has {} values, the model takes {}",
+            values.len(),
+            self.model.num_features
+        ))
+        .into())
+    }
+
     pub fn load(dir: &Path) -> Result<Self> {
         let model_path = dir.join("model.json");
         let bytes = std::fs::read(&model_path)
@@ -115,14 +128,7 @@ pub(super) fn score_local(
             rows.clear();
             for (no, line) in chunk.lines() {
                 let record = feature_record(no, line, values)?;
-                if values.len() != local.model.num_features {
-                    return Err(Failure::BadInput(format!(
-                        "features record {no} has {} values, the model takes {}",
-                        values.len(),
-                        local.model.num_features
-                    ))
-                    .into());
-                }
+                local.check_width(values, &format!("features record {no}"))?;
                 XgbModel::push_row(rows, values);
                 records.push(record);
             }
