@@ -33,7 +33,8 @@ pub const MAX_TRANS_NUM_CHARS: usize = 64;
 #[derive(Debug, Clone, Args)]
 pub struct VerdictArgs {
     /// Hours a verdict link stays valid after its alert is sent (1 to 720). The links are
-    /// signed with FRAUDCTL_VERDICT_KEY (environment only, at least 32 bytes).
+    /// signed with FRAUDCTL_VERDICT_KEY (environment only, at least 32 bytes); without it the
+    /// alerts carry no verdict links.
     #[arg(long, env = "FRAUDCTL_VERDICT_TTL_HOURS", default_value_t = 168,
           value_parser = clap::value_parser!(u32).range(1..=720))]
     pub verdict_ttl_hours: u32,
