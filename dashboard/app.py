@@ -372,6 +372,8 @@ def refusal(code: str, claim: Claim | None = None, detail: str = "") -> tuple[st
         "already_used": ("This verdict link has already been used",
                          f"It recorded a verdict on {payment} {detail}; a link records once."),
         "note_too_long": ("The note is too long", f"Notes hold at most {NOTE_MAX_CHARS} characters."),
+        "unknown_token": ("This link was not issued by fraudctl",
+                          "No alert email carried it (or its alert was never sent)."),
     }
     title, text = pages.get(code, ("The verdict was not recorded", f"The database answered {code!r}."))
     return title, f"{text} Nothing was recorded."

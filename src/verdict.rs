@@ -11,7 +11,7 @@ use std::fmt;
 use chrono::{DateTime, Duration, Utc};
 use clap::Args;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::error::{secret_from_env, Failure};
@@ -51,29 +51,57 @@ impl VerdictArgs {
         now + Duration::hours(i64::from(self.verdict_ttl_hours))
     }
 
-    /// Both links of one alert, expiring [`Self::expires_at`] `now`.
+    /// Both tokens of one alert, expiring [`Self::expires_at`] `now`.
     pub fn links(
         &self,
         key: &VerdictKey,
-        base_url: &str,
         trans_num: &str,
         now: DateTime<Utc>,
     ) -> Result<VerdictLinks, TokenError> {
         let expires_at = self.expires_at(now);
+        let issue = |verdict| -> Result<String, TokenError> {
+            Ok(token(key, &Claim::new(trans_num, verdict, expires_at)?))
+        };
         Ok(VerdictLinks {
-            fraud: link(base_url, key, trans_num, Verdict::Fraud, expires_at)?,
-            not_fraud: link(base_url, key, trans_num, Verdict::NotFraud, expires_at)?,
+            trans_num: trans_num.to_string(),
+            fraud: issue(Verdict::Fraud)?,
+            not_fraud: issue(Verdict::NotFraud)?,
             expires_at: truncated(expires_at),
         })
     }
 }
 
-/// The two links of an alert.
+/// The two tokens of an alert ("Confirmed fraud", "Not fraud"), as the email links them
+/// ([`url`]) and the alert stage registers them ([`sha256`]) before sending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerdictLinks {
+    pub trans_num: String,
     pub fraud: String,
     pub not_fraud: String,
     pub expires_at: DateTime<Utc>,
+}
+
+impl VerdictLinks {
+    /// Each token with its verdict.
+    pub fn tokens(&self) -> [(Verdict, &str); 2] {
+        [
+            (Verdict::Fraud, &self.fraud),
+            (Verdict::NotFraud, &self.not_fraud),
+        ]
+    }
+}
+
+/// The SHA-256 of a whole token: what `alert_verdicts` and `issued_verdict_tokens` store.
+pub fn sha256(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// The dashboard link of a token: `BASE_URL/?verdict=TOKEN` (the token needs no URL encoding).
+pub fn url(base_url: &str, token: &str) -> String {
+    format!(
+        "{}/?{QUERY_PARAMETER}={token}",
+        base_url.trim_end_matches('/')
+    )
 }
 
 /// The signing key. Its bytes are never shown (`Debug` prints a placeholder).
@@ -229,8 +257,7 @@ pub fn token(key: &VerdictKey, claim: &Claim) -> String {
     format!("{signed}.{signature}")
 }
 
-/// The dashboard link proposing `verdict` on `trans_num` until `expires_at`:
-/// `BASE_URL/?verdict=TOKEN` (the token needs no URL encoding).
+/// The dashboard link proposing `verdict` on `trans_num` until `expires_at`.
 pub fn link(
     base_url: &str,
     key: &VerdictKey,
@@ -239,11 +266,7 @@ pub fn link(
     expires_at: DateTime<Utc>,
 ) -> Result<String, TokenError> {
     let claim = Claim::new(trans_num, verdict, expires_at)?;
-    Ok(format!(
-        "{}/?{QUERY_PARAMETER}={}",
-        base_url.trim_end_matches('/'),
-        token(key, &claim)
-    ))
+    Ok(url(base_url, &token(key, &claim)))
 }
 
 /// The claim of an authentic, unexpired token. Checked in this order: its form, its signature
@@ -377,13 +400,12 @@ mod tests {
         let args = VerdictArgs {
             verdict_ttl_hours: 2,
         };
-        let links = args
-            .links(&key, "http://dash.example:8501/", "t-1", now)
-            .unwrap();
-        let token = links
-            .fraud
-            .strip_prefix("http://dash.example:8501/?verdict=")
-            .unwrap();
+        let links = args.links(&key, "t-1", now).unwrap();
+        let token = &links.fraud;
+        assert_eq!(
+            url("http://dash.example:8501/", token),
+            format!("http://dash.example:8501/?verdict={token}")
+        );
         let claim = verify(&key, token, now).unwrap();
         assert_eq!(claim.verdict, Verdict::Fraud);
         assert_eq!(claim.expires_at.timestamp(), 1_780_000_000 + 7200);

@@ -172,6 +172,18 @@ fn each_predicted_fraud_is_in_exactly_one_email_one_per_card_with_what_an_analys
         .unwrap()
         .get(0);
     assert_eq!(status, "recorded");
+    // A link signed with the same key but never in an email records nothing.
+    let claim = verdict::verify(&key(), token, chrono::Utc::now()).unwrap();
+    let later = claim.expires_at + chrono::Duration::seconds(1);
+    let unissued = verdict::Claim::new(&claim.trans_num, Verdict::NotFraud, later).unwrap();
+    let status: String = client
+        .query_one(
+            "SELECT record_alert_verdict($1)",
+            &[&verdict::token(&key(), &unissued)],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "unknown_token");
     // Again: nothing new is sent.
     let again = ok(&mut alert_any_age(&db, &dir, &sink.url()));
     assert_eq!(

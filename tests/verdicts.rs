@@ -15,6 +15,11 @@ fn at(hour: u32, minute: u32) -> DateTime<Utc> {
 
 /// A predicted fraud of DAY whose alert was sent at 10:00.
 fn alerted_fraud(db: &TestDb, trans_num: &str, minute: u32) {
+    alerted_fraud_at(db, trans_num, minute, at(10, 0));
+}
+
+/// A predicted fraud of DAY whose alert was sent at `sent`.
+fn alerted_fraud_at(db: &TestDb, trans_num: &str, minute: u32, sent: DateTime<Utc>) {
     let mut client = db.client();
     client
         .execute(
@@ -30,38 +35,49 @@ fn alerted_fraud(db: &TestDb, trans_num: &str, minute: u32) {
         .execute(
             "INSERT INTO fraud_alerts (trans_num, status, message_id, recipients, run_id, recorded_at)
              VALUES ($1, 'sent', $1, 'analysts@example.test', 'test-run', $2)",
-            &[&trans_num, &at(10, 0)],
+            &[&trans_num, &sent],
         )
         .unwrap();
 }
 
-/// Records `verdict` through the database function with a token the library issued, then dates
-/// it `minutes` after the alert (the function stamps now()).
-fn give(db: &TestDb, key: &VerdictKey, trans_num: &str, verdict: Verdict, minutes: i64) {
-    let link = verdict::link(
-        "http://dash.example",
-        key,
-        trans_num,
-        verdict,
-        Utc::now() + Duration::hours(1),
-    )
+/// A token for `verdict` on `trans_num`, valid for an hour, and its links as the alert stage
+/// registers them when `issued`.
+fn token(db: &TestDb, key: &VerdictKey, trans_num: &str, verdict: Verdict, issued: bool) -> String {
+    let links = VerdictArgs {
+        verdict_ttl_hours: 1,
+    }
+    .links(key, trans_num, Utc::now())
     .unwrap();
-    let token = link.split_once("?verdict=").unwrap().1;
+    if issued {
+        fraudctl::alert::register_tokens(&mut db.client(), &[links.clone()]).unwrap();
+    }
+    let token = links
+        .tokens()
+        .iter()
+        .find(|(v, _)| *v == verdict)
+        .unwrap()
+        .1;
     assert_eq!(
         verdict::verify(key, token, Utc::now()).unwrap().verdict,
         verdict
     );
+    token.to_string()
+}
+
+fn record(db: &TestDb, token: &str) -> String {
+    db.client()
+        .query_one("SELECT record_alert_verdict($1)", &[&token])
+        .unwrap()
+        .get(0)
+}
+
+/// Records `verdict` through the database function with a token the alert stage issued, then
+/// dates it `minutes` after the alert (the function stamps now()).
+fn give(db: &TestDb, key: &VerdictKey, trans_num: &str, verdict: Verdict, minutes: i64) {
+    let token = token(db, key, trans_num, verdict, true);
+    assert_eq!(record(db, &token), "recorded");
+    assert_eq!(record(db, &token), "already_used");
     let mut client = db.client();
-    let status: String = client
-        .query_one("SELECT record_alert_verdict($1)", &[&token])
-        .unwrap()
-        .get(0);
-    assert_eq!(status, "recorded");
-    let again: String = client
-        .query_one("SELECT record_alert_verdict($1)", &[&token])
-        .unwrap()
-        .get(0);
-    assert_eq!(again, "already_used");
     client
         .execute(
             "UPDATE alert_verdicts SET recorded_at = $2
@@ -151,4 +167,39 @@ fn a_day_without_verdicts_says_so_and_the_ttl_is_bounded() {
         verdict_ttl_hours: 168,
     };
     assert_eq!(args.expires_at(at(0, 0)), at(0, 0) + Duration::days(7));
+}
+
+#[test]
+fn only_tokens_the_alert_stage_issued_record_a_verdict() {
+    let db = TestDb::new();
+    let key = VerdictKey::new(b"integration-test-verdict-key-0123456789").unwrap();
+    alerted_fraud_at(&db, "t-new", 0, Utc::now());
+    // Signed with the right key, but never in an email: what a holder of the dashboard's
+    // credentials (or of the key alone) could make.
+    let forged = token(&db, &key, "t-new", Verdict::NotFraud, false);
+    assert_eq!(record(&db, &forged), "unknown_token");
+    let written: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM alert_verdicts", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 0, "an unknown token writes nothing");
+    let issued = token(&db, &key, "t-new", Verdict::NotFraud, true);
+    assert_eq!(record(&db, &issued), "recorded");
+
+    // An alert sent before the registry existed (V14) keeps its links working.
+    alerted_fraud_at(&db, "t-old", 1, Utc::now() - Duration::days(2));
+    db.client()
+        .execute(
+            "UPDATE fraudctl_settings SET value = (now() - interval '1 day')::text
+             WHERE key = 'verdict_token_registry_since'",
+            &[],
+        )
+        .unwrap();
+    let unregistered = token(&db, &key, "t-old", Verdict::Fraud, false);
+    assert_eq!(record(&db, &unregistered), "recorded");
+    // ... but not those of later alerts (an expiry no issued link of t-new has).
+    let claim = verdict::Claim::new("t-new", Verdict::Fraud, Utc::now() + Duration::hours(2));
+    let forged_new = verdict::token(&key, &claim.unwrap());
+    assert_eq!(record(&db, &forged_new), "unknown_token");
 }

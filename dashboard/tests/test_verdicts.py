@@ -26,6 +26,16 @@ def sign(trans_num: str, verdict: str, expires: int, key: str = KEY) -> str:
     return f"{signed}.{hmac.new(key.encode(), signed.encode(), hashlib.sha256).hexdigest()}"
 
 
+def issued(fraud_db, *tokens: str) -> None:
+    """Registers tokens as the alert stage does when it sends them (issued_verdict_tokens)."""
+    for token in tokens:
+        _, trans_num, verdict, expires, _ = token.split(".")
+        fraud_db.execute(
+            """INSERT INTO issued_verdict_tokens (token_sha256, trans_num, verdict, expires_at)
+               VALUES (sha256(convert_to(%s, 'UTF8')), %s, %s, to_timestamp(%s))""",
+            (token, trans_num, verdict, int(expires)))
+
+
 def alerted(fraud_db, trans_num: str, when: dt.datetime | None = None, status: str = "sent") -> None:
     fraud_db.payment(trans_num, when or NOW - dt.timedelta(hours=2), amt=912.34,
                      category="shopping_net", probability=0.93, last4="1881")
@@ -62,6 +72,7 @@ def open_link(reader_url, monkeypatch):
 def test_the_link_shows_the_payment_and_records_only_on_the_click(fraud_db, open_link):
     alerted(fraud_db, "t-burst-1")
     token = sign("t-burst-1", "fraud", IN_A_WEEK)
+    issued(fraud_db, token)
 
     for _ in range(2):  # a mail scanner's prefetch, then the analyst opening it
         at = open_link(token)
@@ -90,6 +101,7 @@ def test_the_link_shows_the_payment_and_records_only_on_the_click(fraud_db, open
 def test_a_later_verdict_supersedes_and_the_first_link_stays_used(fraud_db, open_link):
     alerted(fraud_db, "t-1")
     first, second = sign("t-1", "fraud", IN_A_WEEK), sign("t-1", "not_fraud", IN_A_WEEK)
+    issued(fraud_db, first, second)
     open_link(first).button(key="confirm_verdict").click().run()
     page = open_link(second)
     assert any(c.value.startswith("Verdict in force: Confirmed fraud, given ") for c in page.caption)
@@ -130,6 +142,17 @@ def test_refused_links_say_why_and_write_nothing(fraud_db, open_link, token, pag
     assert verdict_rows(fraud_db) == []
 
 
+def test_a_link_fraudctl_never_sent_records_nothing(fraud_db, open_link):
+    """Signed with the key but never in an alert email (made by whoever got hold of the key)."""
+    alerted(fraud_db, "t-1")
+
+    at = open_link(sign("t-1", "not_fraud", IN_A_WEEK))
+    at.button(key="confirm_verdict").click().run()
+
+    assert "This link was not issued by fraudctl" in errors(at) and "Nothing was recorded." in errors(at)
+    assert verdict_rows(fraud_db) == []
+
+
 def test_without_the_key_the_page_names_it_and_records_nothing(fraud_db, open_link):
     alerted(fraud_db, "t-1")
     for key in (None, "x" * 31):
@@ -153,12 +176,15 @@ def test_the_function_refuses_what_the_page_would_and_records_once(fraud_db, rea
     alerted(fraud_db, "t-1")
     alerted(fraud_db, "t-suppressed", status="suppressed")
     valid = sign("t-1", "fraud", IN_A_WEEK)
+    issued(fraud_db, valid, expired := sign("t-1", "fraud", int(NOW.timestamp()) - 1),
+           suppressed := sign("t-suppressed", "fraud", IN_A_WEEK))
     with psycopg.connect(reader_url, autocommit=True) as conn:
         def record(token, note=None):
             return conn.execute("SELECT record_alert_verdict(%s, %s)", (token, note)).fetchone()[0]
 
-        assert record(sign("t-1", "fraud", int(NOW.timestamp()) - 1)) == "expired"
-        assert record(sign("t-suppressed", "fraud", IN_A_WEEK)) == "not_alerted"
+        assert record(sign("t-1", "not_fraud", IN_A_WEEK)) == "unknown_token"
+        assert record(expired) == "expired"
+        assert record(suppressed) == "not_alerted"
         assert record("v1.t-1.fraud.1.zz") == "malformed"
         assert record(valid, "x" * 501) == "note_too_long"
         assert record(valid, "  ") == "recorded"
@@ -184,7 +210,8 @@ def test_the_function_refuses_what_the_page_would_and_records_once(fraud_db, rea
 )
 def test_reader_role_cannot_write_verdicts_but_through_the_function(fraud_db, reader_url, statement):
     alerted(fraud_db, "t-1")
-    fraud_db.execute("SELECT record_alert_verdict(%s)", (sign("t-1", "fraud", IN_A_WEEK),))
+    issued(fraud_db, token := sign("t-1", "fraud", IN_A_WEEK))
+    fraud_db.execute("SELECT record_alert_verdict(%s)", (token,))
     with psycopg.connect(reader_url, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)

@@ -7,6 +7,7 @@ use super::message::{message_id, Fraud};
 use super::plan::Burst;
 use super::AlertSummary;
 use crate::audit;
+use crate::verdict::{self, VerdictLinks};
 
 /// The outcome of one email (or of one suppressed candidate).
 pub struct Entry<'a> {
@@ -27,6 +28,40 @@ pub fn record_email(client: &mut postgres::Client, burst: &Burst, entry: &Entry)
     }
     tx.commit()
         .context("committing the alert's fraud_alerts rows")
+}
+
+/// Registers the verdict tokens an email is about to carry (`issued_verdict_tokens`), committed
+/// before it is sent: `record_alert_verdict` accepts only registered tokens. Tokens of an email
+/// that then fails are registered in vain, and harmless: their payment has no `sent` alert.
+pub fn register_tokens(client: &mut postgres::Client, issued: &[VerdictLinks]) -> Result<()> {
+    let mut tx = client.transaction()?;
+    for links in issued {
+        for (verdict, token) in links.tokens() {
+            tx.execute(
+                "INSERT INTO issued_verdict_tokens (token_sha256, trans_num, verdict, expires_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (token_sha256) DO NOTHING",
+                &[
+                    &verdict::sha256(token),
+                    &links.trans_num,
+                    &verdict.as_str(),
+                    &links.expires_at,
+                ],
+            )
+            .with_context(|| format!("registering the verdict links of {}", links.trans_num))?;
+        }
+    }
+    tx.commit()
+        .context("committing the verdict links' issued_verdict_tokens rows")
+}
+
+/// Forgets registered tokens a day past their expiry (they can no longer record anything).
+pub fn forget_expired_tokens(client: &mut postgres::Client) -> Result<u64> {
+    client
+        .execute(
+            "DELETE FROM issued_verdict_tokens WHERE expires_at < now() - interval '1 day'",
+            &[],
+        )
+        .context("deleting expired verdict tokens from issued_verdict_tokens")
 }
 
 /// Records a candidate the backfill rule held back (not emailed: no thread).

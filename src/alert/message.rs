@@ -9,7 +9,7 @@ use lettre::message::{header, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
 use super::plan::Burst;
-use crate::verdict::{VerdictArgs, VerdictKey, VerdictLinks};
+use crate::verdict::{self, VerdictArgs, VerdictKey, VerdictLinks};
 
 /// A predicted fraud, as read from `payments_scored`.
 #[derive(Debug, Clone)]
@@ -101,7 +101,7 @@ pub struct Signer<'a> {
 impl Signer<'_> {
     pub fn links(&self, trans_num: &str) -> Result<VerdictLinks> {
         self.args
-            .links(&self.key, self.base_url, trans_num, self.now)
+            .links(&self.key, trans_num, self.now)
             .with_context(|| format!("signing the verdict links of {trans_num}"))
     }
 }
@@ -208,10 +208,11 @@ impl Content<'_> {
         };
         let links = signer.links(&f.trans_num)?;
         let until = self.local(links.expires_at);
+        let url = |token| verdict::url(signer.base_url, token);
         Ok(Some((
             [
-                ("Confirmed fraud", links.fraud),
-                ("Not fraud", links.not_fraud),
+                ("Confirmed fraud", url(&links.fraud)),
+                ("Not fraud", url(&links.not_fraud)),
             ],
             until,
         )))

@@ -24,6 +24,7 @@ use clap::Args;
 use lettre::message::Mailbox;
 use serde::Serialize;
 
+pub use ledger::register_tokens;
 pub use plan::Planned;
 
 use crate::db::DbArgs;
@@ -183,6 +184,9 @@ pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
         recipients: args.to.join(","),
         run_id: &dir.run_id,
     };
+    if delivery.envelope.verdicts.is_some() {
+        ledger::forget_expired_tokens(&mut client)?;
+    }
     for burst in &bursts {
         delivery.handle(&mut client, &mut smtp, burst, &mut summary)?;
     }
@@ -287,6 +291,14 @@ impl Delivery<'_> {
             return Ok(());
         }
         let email = message::build(burst, &self.envelope)?;
+        if let Some(signer) = &self.envelope.verdicts {
+            let links = burst
+                .send
+                .iter()
+                .map(|f| signer.links(&f.trans_num))
+                .collect::<Result<Vec<_>>>()?;
+            ledger::register_tokens(client, &links)?;
+        }
         let backoff = Backoff::new(
             self.args.smtp_retries,
             Duration::from_millis(500),
