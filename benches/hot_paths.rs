@@ -116,4 +116,8 @@ fn main() {
         model.predict_rows(black_box(&rows_f32), &mut out);
         black_box(&out);
     });
+    let mut next = rows.iter().cycle();
+    bench("contributions (TreeSHAP), one row at a time", 1, || {
+        black_box(model.contributions(black_box(next.next().unwrap())));
+    });
 }

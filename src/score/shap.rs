@@ -20,8 +20,8 @@
 //! the other), and a weight: the share of the subsets of the path's features of each size, as
 //! EXTEND grows them. At a leaf, UNWIND takes each feature out in turn to find the weight of the
 //! subsets without it; its contribution is that weight × (one − zero fraction) × the leaf value.
-//! O(leaves × depth²) a tree. For shallow trees the same arithmetic is done once per leaf and
-//! pattern of followed features instead ([`LeafTables`]), and a payment costs a look-up a leaf.
+//! O(leaves × depth²) a tree. For shallow trees the same arithmetic is done once per region of a
+//! tree and way through it instead ([`RegionTables`]), and a payment costs a look-up a region.
 //! Only run for the few payments predicted fraudulent, and by `fraudctl explain`.
 
 use super::xgboost::{Node, XgbModel};
@@ -224,141 +224,244 @@ pub(super) fn mean_margin(nodes: &[Node], covers: &[f32], roots: &[u32], base_ma
     f64::from(base_margin) + means.sum::<f64>()
 }
 
-/// How many table entries ([`LeafTables`]) a model may have (8 bytes each): beyond, every
+/// How many table entries ([`RegionTables`]) a model may have (4 bytes each): beyond, every
 /// payment's contributions are computed by the recursive walk.
 const MAX_TABLE_ENTRIES: usize = 1 << 22;
 
+/// How many splits may index one region's table (2^8 rows).
+const REGION_BITS: usize = 8;
+
 /// The walk's result at a leaf depends on the row only through which of the leaf's path
 /// features the row "follows" (one fraction 1: every split on it along the path goes the row's
-/// way; else 0). So for a model of shallow trees (the default has depth 4: at most 4 features a
-/// leaf, 16 patterns) the leaf's share of each feature's contribution is computed once per
-/// pattern, with the same EXTEND and UNWIND as the walk (the path's features extended in any
-/// order give the same weights), and a payment then costs a look-up a leaf: about ten times
-/// less than the walk, which is what keeps `score`'s cost within its budget (BENCHMARKS.md).
+/// way; else 0), so it depends only on the row's way at the splits of the leaf's path. For a
+/// subtree small enough, the row's way at the splits above it and in it (at most
+/// [`REGION_BITS`]) therefore fixes the sum of its leaves' shares of each feature's
+/// contribution: such a subtree is a *region*, and its table holds that sum for every way the
+/// row can go, computed once with the same EXTEND and UNWIND as the walk (the path's features
+/// extended in any order give the same weights). A payment then costs the tree's splits (one
+/// comparison each, as scoring does) and a look-up a region: the default model's trees of
+/// depth 4 are two regions each, some fifty times less work than the walk, which is what keeps
+/// `score`'s cost within its budget (BENCHMARKS.md).
 ///
-/// The tables are flat (every tree's splits, every leaf's features and shares one after the
-/// other). A payment's way at each split of a tree is found once, as one bit a split; a leaf's
-/// pattern is then a few mask tests.
+/// The tables are flat (every tree's splits, every region's index bits, features and shares one
+/// after the other). A payment's way at each split of a tree is found once, as one bit a split.
 #[derive(Debug, Default)]
-pub(super) struct LeafTables {
+pub(super) struct RegionTables {
     trees: Vec<TreeTables>,
     /// Every tree's splits (at most 64 a tree: one bit each).
     splits: Vec<Node>,
-    leaves: Vec<LeafTable>,
-    /// Every leaf's features split on along its path, each once.
+    regions: Vec<Region>,
+    /// For each region, the bits (split numbers in its tree) that index its table, in order.
+    bits: Vec<u8>,
+    /// For each region, the features its leaves split on, each once.
     features: Vec<usize>,
-    /// For each of a leaf's features, the bits of its splits on the leaf's path.
-    masks: Vec<u64>,
-    /// Every leaf's shares: for each pattern p (bit k set: the row follows the leaf's k-th
-    /// feature), each of its features' shares of the contributions. In f32, as XGBoost computes
-    /// them: half the memory, which a payment reads at random (one line a leaf).
+    /// Every region's rows: for each way the row goes at its bits, each feature's share. In f32,
+    /// as XGBoost computes contributions: half the memory, which a payment reads at random.
     shares: Vec<f32>,
 }
 
-/// Where a tree's splits and leaves are in [`LeafTables`].
+/// Where a tree's splits and regions are in [`RegionTables`].
 #[derive(Debug)]
 struct TreeTables {
     splits: std::ops::Range<usize>,
-    leaves: std::ops::Range<usize>,
+    regions: std::ops::Range<usize>,
 }
 
-/// Where a leaf's parts are in [`LeafTables`].
+/// Where a region's parts are in [`RegionTables`].
 #[derive(Debug)]
-struct LeafTable {
-    /// The bits of its path's splits where the path goes left.
-    left: u64,
-    /// Its features (and their masks) start here; it has `n` of them.
-    features: usize,
-    n: usize,
+struct Region {
+    bits: std::ops::Range<usize>,
+    features: std::ops::Range<usize>,
     shares: usize,
 }
 
-/// The splits above a node while a tree is read: (split bit, node index, child taken).
+/// The splits above a node while a tree is read: (split bit, split node, child taken).
 type PathTo = Vec<(usize, u32, u32)>;
 
-impl LeafTables {
-    /// The tables of every leaf of the model, or `None` when they would take more than
+/// One leaf's shares while the tables are built: for each pattern p of its features (bit k
+/// set: the row follows its k-th feature), each feature's share.
+struct LeafShares {
+    /// The bits of its path's splits where the path goes left.
+    left: u64,
+    features: Vec<usize>,
+    /// For each feature, the bits of its splits on the path.
+    masks: Vec<u64>,
+    shares: Vec<f64>,
+}
+
+impl LeafShares {
+    /// The leaf `at`, reached by `path`: its features, each with its zero fraction (the cover
+    /// ratios of its splits, multiplied) and its splits' bits, and its shares for every
+    /// pattern, by EXTEND and UNWIND as the walk computes them at a leaf.
+    fn of(model: &XgbModel, at: u32, path: &[(usize, u32, u32)]) -> LeafShares {
+        let cover = |n: u32| f64::from(model.covers[n as usize]);
+        let mut leaf = LeafShares {
+            left: 0,
+            features: Vec::new(),
+            masks: Vec::new(),
+            shares: Vec::new(),
+        };
+        let mut zero_fractions = Vec::new();
+        for &(bit, split, child) in path {
+            let node = model.nodes[split as usize];
+            let feature = node.feature as usize;
+            let k = leaf.features.iter().position(|f| *f == feature);
+            let k = k.unwrap_or_else(|| {
+                leaf.features.push(feature);
+                leaf.masks.push(0);
+                zero_fractions.push(1.0);
+                zero_fractions.len() - 1
+            });
+            zero_fractions[k] *= cover(child) / cover(split);
+            leaf.masks[k] |= 1 << bit;
+            leaf.left |= u64::from(child == node.left) << bit;
+        }
+        let n = leaf.features.len();
+        let value = f64::from(model.nodes[at as usize].value);
+        let mut elements = vec![PathElement::EMPTY; n + 1];
+        for pattern in 0..1usize << n {
+            let one = |k: usize| if pattern & (1 << k) != 0 { 1.0 } else { 0.0 };
+            extend(&mut elements[..1], 1.0, 1.0, None);
+            for (k, &zero) in zero_fractions.iter().enumerate() {
+                extend(&mut elements[..k + 2], zero, one(k), Some(leaf.features[k]));
+            }
+            leaf.shares.extend(
+                (0..n)
+                    .map(|k| unwound_sum(&elements, k + 1) * (one(k) - zero_fractions[k]) * value),
+            );
+        }
+        leaf
+    }
+
+    /// Its shares for a row going left at the splits of `lefts`' bits: the row follows feature
+    /// k when it goes the path's way at each of its splits.
+    fn shares_for(&self, lefts: u64) -> impl Iterator<Item = (usize, f64)> + '_ {
+        let off_path = lefts ^ self.left;
+        let pattern = self.masks.iter().enumerate().fold(0usize, |p, (k, mask)| {
+            p | usize::from(off_path & mask == 0) << k
+        });
+        let n = self.features.len();
+        let shares = &self.shares[pattern * n..][..n];
+        self.features.iter().copied().zip(shares.iter().copied())
+    }
+}
+
+impl RegionTables {
+    /// The tables of every region of the model, or `None` when they would take more than
     /// [`MAX_TABLE_ENTRIES`] or a tree has more than 64 splits.
-    fn of(model: &XgbModel) -> Option<LeafTables> {
-        let mut tables = LeafTables::default();
+    fn of(model: &XgbModel) -> Option<RegionTables> {
+        let mut tables = RegionTables::default();
         for &root in &model.roots {
-            let (first_split, first_leaf) = (tables.splits.len(), tables.leaves.len());
-            let mut stack: Vec<(u32, PathTo)> = vec![(root, Vec::new())];
-            while let Some((at, path)) = stack.pop() {
+            let (first_split, first_region) = (tables.splits.len(), tables.regions.len());
+            let mut bit_of = std::collections::HashMap::new();
+            let mut stack = vec![root];
+            while let Some(at) = stack.pop() {
                 let node = model.nodes[at as usize];
-                if node.left == 0 {
-                    tables.add_leaf(model, at, &path)?;
-                    continue;
-                }
-                let bit = tables.splits.len() - first_split;
-                if bit == 64 {
-                    return None;
-                }
-                tables.splits.push(node);
-                for child in [node.left, node.right] {
-                    let mut below = path.clone();
-                    below.push((bit, at, child));
-                    stack.push((child, below));
+                if node.left != 0 {
+                    if tables.splits.len() - first_split == 64 {
+                        return None;
+                    }
+                    bit_of.insert(at, tables.splits.len() - first_split);
+                    tables.splits.push(node);
+                    stack.extend([node.left, node.right]);
                 }
             }
+            tables.add_regions(model, &bit_of, root, &mut Vec::new())?;
             tables.trees.push(TreeTables {
                 splits: first_split..tables.splits.len(),
-                leaves: first_leaf..tables.leaves.len(),
+                regions: first_region..tables.regions.len(),
             });
         }
         Some(tables)
     }
 
-    /// Adds the leaf `at`, reached by `path`: its features, each with its zero fraction (the
-    /// cover ratios of its splits, multiplied) and its splits' bits, and its shares for every
-    /// pattern, by EXTEND and UNWIND as the walk computes them at a leaf.
-    fn add_leaf(&mut self, model: &XgbModel, at: u32, path: &[(usize, u32, u32)]) -> Option<()> {
-        let cover = |n: u32| f64::from(model.covers[n as usize]);
-        let features = self.features.len();
-        let (mut zero_fractions, mut left) = (Vec::new(), 0u64);
-        for &(bit, split, child) in path {
-            let node = model.nodes[split as usize];
-            let feature = node.feature as usize;
-            let k = match self.features[features..].iter().position(|f| *f == feature) {
-                Some(k) => k,
-                None => {
-                    self.features.push(feature);
-                    self.masks.push(0);
-                    zero_fractions.push(1.0);
-                    zero_fractions.len() - 1
-                }
-            };
-            zero_fractions[k] *= cover(child) / cover(split);
-            self.masks[features + k] |= 1 << bit;
-            left |= u64::from(child == node.left) << bit;
+    /// Cuts the subtree at `at` (reached by `path`) into regions: itself when the splits above
+    /// it and in it fit in [`REGION_BITS`] (or it is a leaf), else each of its children's.
+    fn add_regions(
+        &mut self,
+        model: &XgbModel,
+        bit_of: &std::collections::HashMap<u32, usize>,
+        at: u32,
+        path: &mut PathTo,
+    ) -> Option<()> {
+        let inside = splits_under(model, at);
+        let node = model.nodes[at as usize];
+        if node.left == 0 || path.len() + inside.len() <= REGION_BITS {
+            return self.add_region(model, bit_of, at, path, &inside);
         }
-        let n = zero_fractions.len();
-        if self.shares.len() + (n << n) > MAX_TABLE_ENTRIES {
-            return None;
-        }
-        self.leaves.push(LeafTable {
-            left,
-            features,
-            n,
-            shares: self.shares.len(),
-        });
-        let value = f64::from(model.nodes[at as usize].value);
-        let mut path = vec![PathElement::EMPTY; n + 1];
-        for pattern in 0..1usize << n {
-            let one = |k: usize| if pattern & (1 << k) != 0 { 1.0 } else { 0.0 };
-            extend(&mut path[..1], 1.0, 1.0, None);
-            for k in 0..n {
-                let feature = Some(self.features[features + k]);
-                extend(&mut path[..k + 2], zero_fractions[k], one(k), feature);
-            }
-            self.shares.extend((0..n).map(|k| {
-                (unwound_sum(&path, k + 1) * (one(k) - zero_fractions[k]) * value) as f32
-            }));
+        for child in [node.left, node.right] {
+            path.push((bit_of[&at], at, child));
+            self.add_regions(model, bit_of, child, path)?;
+            path.pop();
         }
         Some(())
     }
 
-    /// Adds every leaf's shares for `row` to `phi`.
+    /// Adds the region of the subtree at `at`, reached by `above`, with the splits `inside`:
+    /// its leaves' summed shares for every way the row can go at those splits.
+    fn add_region(
+        &mut self,
+        model: &XgbModel,
+        bit_of: &std::collections::HashMap<u32, usize>,
+        at: u32,
+        above: &[(usize, u32, u32)],
+        inside: &[u32],
+    ) -> Option<()> {
+        let mut leaves = Vec::new();
+        let mut stack: Vec<(u32, PathTo)> = vec![(at, above.to_vec())];
+        while let Some((n, path)) = stack.pop() {
+            let node = model.nodes[n as usize];
+            if node.left == 0 {
+                leaves.push(LeafShares::of(model, n, &path));
+                continue;
+            }
+            for child in [node.left, node.right] {
+                let mut below = path.clone();
+                below.push((bit_of[&n], n, child));
+                stack.push((child, below));
+            }
+        }
+        let bits: Vec<usize> = above
+            .iter()
+            .map(|s| s.0)
+            .chain(inside.iter().map(|n| bit_of[n]))
+            .collect();
+        let mut features: Vec<usize> = Vec::new();
+        for f in leaves.iter().flat_map(|l| &l.features) {
+            if !features.contains(f) {
+                features.push(*f);
+            }
+        }
+        let rows = 1usize.checked_shl(bits.len() as u32)?;
+        if self.shares.len() + rows.checked_mul(features.len())? > MAX_TABLE_ENTRIES {
+            return None;
+        }
+        let region = Region {
+            bits: self.bits.len()..self.bits.len() + bits.len(),
+            features: self.features.len()..self.features.len() + features.len(),
+            shares: self.shares.len(),
+        };
+        for way in 0..rows {
+            let lefts = bits
+                .iter()
+                .enumerate()
+                .fold(0u64, |l, (j, bit)| l | ((way as u64 >> j) & 1) << bit);
+            let mut row = vec![0.0; features.len()];
+            for (f, share) in leaves.iter().flat_map(|l| l.shares_for(lefts)) {
+                row[features
+                    .iter()
+                    .position(|g| *g == f)
+                    .expect("a region feature")] += share;
+            }
+            self.shares.extend(row.iter().map(|s| *s as f32));
+        }
+        self.bits.extend(bits.iter().map(|b| *b as u8));
+        self.features.extend(features);
+        self.regions.push(region);
+        Some(())
+    }
+
+    /// Adds every region's shares for `row` to `phi`.
     fn add(&self, row: &[f32], phi: &mut [f64]) {
         for tree in &self.trees {
             let lefts = self.splits[tree.splits.clone()]
@@ -367,23 +470,33 @@ impl LeafTables {
                 .fold(0u64, |bits, (bit, split)| {
                     bits | u64::from(goes_left(split, row)) << bit
                 });
-            for leaf in &self.leaves[tree.leaves.clone()] {
-                let features = leaf.features..leaf.features + leaf.n;
-                // The row follows feature k when it goes the path's way at each of its splits.
-                let off_path = lefts ^ leaf.left;
-                let pattern = self.masks[features.clone()]
+            for region in &self.regions[tree.regions.clone()] {
+                let way = self.bits[region.bits.clone()]
                     .iter()
                     .enumerate()
-                    .fold(0usize, |p, (k, mask)| {
-                        p | usize::from(off_path & mask == 0) << k
-                    });
-                let shares = &self.shares[leaf.shares + pattern * leaf.n..][..leaf.n];
-                for (f, share) in self.features[features].iter().zip(shares) {
+                    .fold(0usize, |w, (j, bit)| w | ((lefts >> bit) as usize & 1) << j);
+                let n = region.features.len();
+                let shares = &self.shares[region.shares + way * n..][..n];
+                for (f, share) in self.features[region.features.clone()].iter().zip(shares) {
                     phi[*f] += f64::from(*share);
                 }
             }
         }
     }
+}
+
+/// The splits of the subtree at `at`.
+fn splits_under(model: &XgbModel, at: u32) -> Vec<u32> {
+    let mut splits = Vec::new();
+    let mut stack = vec![at];
+    while let Some(n) = stack.pop() {
+        let node = model.nodes[n as usize];
+        if node.left != 0 {
+            splits.push(n);
+            stack.extend([node.left, node.right]);
+        }
+    }
+    splits
 }
 
 impl XgbModel {
@@ -396,7 +509,7 @@ impl XgbModel {
         Self::push_row(&mut row, features);
         let mut phi = vec![0.0; self.num_features + 1];
         phi[self.num_features] = self.mean_margin;
-        match self.leaf_tables.get_or_init(|| LeafTables::of(self)) {
+        match self.region_tables.get_or_init(|| RegionTables::of(self)) {
             Some(tables) => tables.add(&row, &mut phi),
             None => self.walk_contributions(&row, &mut phi),
         }
@@ -485,8 +598,8 @@ mod tests {
     fn contributions_are_the_brute_force_shapley_values() {
         let model = XgbModel::parse(TREE.as_bytes()).unwrap();
         assert!(model
-            .leaf_tables
-            .get_or_init(|| LeafTables::of(&model))
+            .region_tables
+            .get_or_init(|| RegionTables::of(&model))
             .is_some());
         let values = [None, Some(0.1), Some(0.4), Some(0.7), Some(1.5), Some(3.0)];
         let mut rows = 0;
@@ -523,5 +636,49 @@ mod tests {
             }
         }
         assert_eq!(rows, 216);
+    }
+
+    #[test]
+    fn the_default_models_region_tables_give_the_walks_contributions() {
+        use rand::{Rng, SeedableRng};
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/model/default/model.json");
+        let model = XgbModel::load(std::path::Path::new(path)).unwrap();
+        let tables = RegionTables::of(&model).expect("the default model has tables");
+        assert!(
+            tables.regions.len() > tables.trees.len(),
+            "some of its trees (depth 4, up to 15 splits) are cut into regions"
+        );
+        // Rows at each split's threshold, just below or above it, or missing: every way
+        // through the trees.
+        let mut thresholds = vec![Vec::new(); model.num_features];
+        for node in model.nodes.iter().filter(|n| n.left != 0) {
+            thresholds[node.feature as usize].push(f64::from(node.value));
+        }
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        for _ in 0..500 {
+            let features: Vec<Option<f64>> = thresholds
+                .iter()
+                .map(|t| match (t.is_empty(), rng.gen_range(0..4)) {
+                    (true, _) | (false, 0) => None,
+                    (false, side) => {
+                        Some(t[rng.gen_range(0..t.len())] + (side as f64 - 2.0) * 1e-3)
+                    }
+                })
+                .collect();
+            let mut row = Vec::new();
+            XgbModel::push_row(&mut row, &features);
+            let (mut tabled, mut walked) = (
+                vec![0.0; model.num_features + 1],
+                vec![0.0; model.num_features + 1],
+            );
+            tables.add(&row, &mut tabled);
+            model.walk_contributions(&row, &mut walked);
+            for (k, (t, w)) in tabled.iter().zip(&walked).enumerate() {
+                assert!(
+                    (t - w).abs() < 1e-5,
+                    "{features:?} column {k}: table {t} != walk {w}"
+                );
+            }
+        }
     }
 }

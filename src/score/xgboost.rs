@@ -70,7 +70,7 @@ pub struct XgbModel {
     /// mean output (TreeSHAP's bias).
     pub(super) mean_margin: f64,
     /// TreeSHAP's tables, built when first needed (`None`: the model is too deep for them).
-    pub(super) leaf_tables: std::sync::OnceLock<Option<shap::LeafTables>>,
+    pub(super) region_tables: std::sync::OnceLock<Option<shap::RegionTables>>,
     pub num_features: usize,
 }
 
@@ -233,7 +233,7 @@ impl XgbModel {
             base_margin,
             max_depth,
             mean_margin,
-            leaf_tables: std::sync::OnceLock::new(),
+            region_tables: std::sync::OnceLock::new(),
             num_features,
         })
     }
