@@ -90,21 +90,13 @@ fn main() {
         .try_get_matches()
         .unwrap_or_else(|e| exit_on_usage_error(e));
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    init_logging();
+    let json = json_logs();
+    init_logging(json);
     let code = match refuse_secrets_in_argv(&matches).and_then(|()| dispatch(cli.command)) {
         Ok(()) => exit::OK,
         Err(err) => {
             let code = exit_code_of(&err);
-            // Messages may quote input (a value, a URL): masked like every log line.
-            let say = |line: String| eprintln!("{}", mask_digit_runs(&line));
-            if code == exit::SKIPPED {
-                say(format!("fraudctl: {err}"));
-            } else {
-                say(format!("fraudctl: error: {err}"));
-                for cause in err.chain().skip(1) {
-                    say(format!("  caused by: {cause}"));
-                }
-            }
+            report_failure(&err, code, json);
             code
         }
     };
@@ -238,16 +230,65 @@ impl std::io::Write for MaskedStderr {
     }
 }
 
-fn init_logging() {
+/// How log lines are written: `FRAUDCTL_LOG_FORMAT`, `text` (the default) or `json`.
+const LOG_FORMAT_VAR: &str = "FRAUDCTL_LOG_FORMAT";
+
+/// Whether logs are JSON lines (one object a line: timestamp, level, message, then the
+/// event's fields), for log shippers; else compact text.
+fn json_logs() -> bool {
+    match std::env::var(LOG_FORMAT_VAR).as_deref() {
+        Ok("json") => true,
+        Ok("text") | Ok("") | Err(_) => false,
+        Ok(other) => {
+            eprintln!(
+                "fraudctl: error: {LOG_FORMAT_VAR}={:?} is not a log format: use text or json",
+                mask_digit_runs(other)
+            );
+            std::process::exit(exit::CONFIG);
+        }
+    }
+}
+
+fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FRAUDCTL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,refinery_core=warn"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| MaskedStderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .compact()
-        .init();
+        .with_target(false);
+    if json {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .compact()
+            .init();
+    }
+}
+
+/// The failure that ends the run, on stderr: `fraudctl: error: …` and a `caused by:` line a
+/// cause, or with JSON logs one event (its causes in `caused_by`, the exit code in
+/// `exit_code`).
+fn report_failure(err: &anyhow::Error, code: i32, json: bool) {
+    let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+    if json {
+        let caused_by = (!causes.is_empty()).then(|| causes.join("; "));
+        if code == exit::SKIPPED {
+            tracing::info!(exit_code = code, "{err}");
+        } else {
+            tracing::error!(exit_code = code, caused_by, "{err}");
+        }
+        return;
+    }
+    // Messages may quote input (a value, a URL): masked like every log line.
+    let say = |line: String| eprintln!("{}", mask_digit_runs(&line));
+    if code == exit::SKIPPED {
+        say(format!("fraudctl: {err}"));
+    } else {
+        say(format!("fraudctl: error: {err}"));
+        for cause in causes {
+            say(format!("  caused by: {cause}"));
+        }
+    }
 }
 
 #[cfg(test)]

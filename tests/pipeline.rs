@@ -905,3 +905,90 @@ fn a_predicted_fraud_carries_its_reasons_into_the_database_and_a_legitimate_one_
         "the same reasons leave the rows alone"
     );
 }
+
+/// stderr's lines, each parsed as a JSON object.
+fn json_lines(stderr: &[u8]) -> Vec<serde_json::Map<String, Value>> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .map(|l| match serde_json::from_str(l) {
+            Ok(Value::Object(event)) => event,
+            _ => panic!("not a JSON object: {l:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn json_logs_are_one_object_a_line_with_the_text_logs_fields() {
+    let dir = RunDir::new();
+    let csv = dir.file("input.csv");
+    let text = std::fs::read_to_string(sample_csv()).unwrap();
+    std::fs::write(&csv, text.lines().take(30).collect::<Vec<_>>().join("\n")).unwrap();
+    let extract = |format: &str| {
+        let mut cmd = RunDir::new().stage("extract");
+        cmd.arg("--from-csv")
+            .arg(&csv)
+            .env("FRAUDCTL_LOG_FORMAT", format);
+        let out = run(&mut cmd);
+        assert!(out.status.success(), "{}", explain(&cmd, &out, "failed"));
+        out.stderr
+    };
+    let events = json_lines(&extract("json"));
+    let text = String::from_utf8(extract("text")).unwrap();
+    assert_eq!(
+        events.len(),
+        text.lines().count(),
+        "one line an event:\n{text}"
+    );
+    for (event, line) in events.iter().zip(text.lines()) {
+        assert!(
+            event["timestamp"].is_string() && event["level"] == "INFO",
+            "{event:?}"
+        );
+        let message = event["message"].as_str().unwrap();
+        assert!(line.contains(message), "{line:?} lacks {message:?}");
+        for (field, value) in event
+            .iter()
+            .filter(|(k, _)| !["timestamp", "level", "message"].contains(&k.as_str()))
+        {
+            let shown = value
+                .as_str()
+                .map_or(value.to_string(), |s| format!("{s:?}"));
+            assert!(
+                line.contains(&format!("{field}={shown}")),
+                "{line:?} lacks {field}={shown}"
+            );
+        }
+    }
+    assert!(events
+        .iter()
+        .any(|e| e["message"] == "started" && e["stage"] == "extract"));
+
+    // The failure that ends a run is an event too, with its exit code.
+    let mut load = dir.stage("load");
+    load.env("FRAUDCTL_LOG_FORMAT", "json");
+    let out = run(&mut load);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        explain(&load, &out, "exit 4")
+    );
+    let last = json_lines(&out.stderr).pop().unwrap();
+    assert_eq!(
+        (&last["level"], &last["exit_code"]),
+        (&Value::from("ERROR"), &Value::from(4))
+    );
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("scored.jsonl does not exist"),
+        "{last:?}"
+    );
+
+    let stderr = fails(dir.stage("extract").env("FRAUDCTL_LOG_FORMAT", "yaml"), 5);
+    assert!(
+        stderr.contains("FRAUDCTL_LOG_FORMAT=\"yaml\" is not a log format: use text or json"),
+        "{stderr}"
+    );
+}
