@@ -22,6 +22,7 @@ import re
 import altair as alt
 import pandas as pd
 import psycopg
+import psycopg.conninfo
 import sqlalchemy
 import streamlit as st
 
@@ -84,7 +85,7 @@ def engine_url(url: str) -> tuple[str, dict]:
     scheme, sep, rest = url.partition("://")
     if sep and scheme in ("postgres", "postgresql"):
         return f"postgresql+psycopg://{rest}", connect_args
-    return "postgresql+psycopg://", {**connect_args, "conninfo": url}
+    return "postgresql+psycopg://", {**connect_args, **psycopg.conninfo.conninfo_to_dict(url)}
 
 
 def db():

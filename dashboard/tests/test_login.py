@@ -5,6 +5,7 @@ part through AppTest.user); and the database session's read-only guard."""
 
 import datetime as dt
 import importlib.util
+from urllib.parse import urlsplit
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -98,7 +99,7 @@ def test_exposed_a_verdict_link_asks_for_the_login_first(open_page, listening_ad
     assert fraud_db.execute("SELECT count(*) FROM alert_verdicts") == [(0,)]
 
 
-def test_statements_run_in_read_only_transactions_unless_they_write(reader_url, monkeypatch):
+def test_statements_run_read_only_unless_they_write_from_either_form_of_url(reader_url, monkeypatch):
     monkeypatch.setenv("FRAUDCTL_DASHBOARD_DATABASE_URL", reader_url)
     spec = importlib.util.spec_from_file_location("fraud_dashboard_app", APP)
     app = importlib.util.module_from_spec(spec)
@@ -107,3 +108,11 @@ def test_statements_run_in_read_only_transactions_unless_they_write(reader_url, 
     assert app.query("SHOW transaction_read_only").iloc[0, 0] == "on"
     assert app.execute("SHOW transaction_read_only").iloc[0, 0] == "on"
     assert app.execute("SHOW transaction_read_only", write=True).iloc[0, 0] == "off"
+    monkeypatch.setenv("FRAUDCTL_DASHBOARD_DATABASE_URL", conninfo(reader_url))
+    assert app.query("SELECT current_user").iloc[0, 0] == urlsplit(reader_url).username
+
+
+def conninfo(url: str) -> str:
+    """The URL as libpq key=value pairs (the other form FRAUDCTL_DASHBOARD_DATABASE_URL takes)."""
+    parts = urlsplit(url)
+    return f"host={parts.hostname} port={parts.port} user={parts.username} dbname={parts.path[1:]}"
