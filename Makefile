@@ -18,9 +18,9 @@ build: ## the fraudctl binary (target/release/fraudctl)
 	.venv-dashboard/bin/pip install -q --disable-pip-version-check -r dashboard/requirements.txt
 	touch $@
 
-.venv-airflow/.installed: airflow/requirements.txt
+.venv-airflow/.installed: airflow/requirements.txt airflow/requirements-test.txt
 	$(PYTHON) -m venv .venv-airflow
-	.venv-airflow/bin/pip install -q --disable-pip-version-check -r airflow/requirements.txt
+	.venv-airflow/bin/pip install -q --disable-pip-version-check -r airflow/requirements-test.txt
 	touch $@
 
 VENVS := .venv/.installed .venv-dashboard/.installed .venv-airflow/.installed

@@ -5,8 +5,9 @@ report functions for a day and the freshness view, and the analysts' verdicts th
 migrations/V11__verdicts.sql. Opened with `?verdict=TOKEN` (an alert email's verdict link,
 docs/verdict-links.md), it is the verdict page instead: it verifies the token with
 FRAUDCTL_VERDICT_KEY, shows the payment and records the proposed verdict only when the analyst
-confirms, through record_alert_verdict (the one thing the role may write through). Run with
-`streamlit run dashboard/app.py`.
+confirms, through record_alert_verdict (the one thing the role may write through). Anywhere but
+on loopback it shows data only to a user logged in with Streamlit's login (OpenID Connect). Run
+with `dashboard/run.sh`.
 """
 
 import contextlib
@@ -21,6 +22,8 @@ import re
 import altair as alt
 import pandas as pd
 import psycopg
+import psycopg.conninfo
+import sqlalchemy
 import streamlit as st
 
 DATABASE_URL_VAR = "FRAUDCTL_DASHBOARD_DATABASE_URL"
@@ -30,6 +33,9 @@ FRAUD_COLOR = "#d62728"
 LEGIT_COLOR = "#4c78a8"
 CHART_HEIGHT = 300
 UTC = dt.timezone.utc
+CACHE_SECONDS = 60
+# The local stack's addresses: there, whoever can open the page has a shell on the machine.
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 VERDICT_KEY_VAR = "FRAUDCTL_VERDICT_KEY"
 VERDICT_PARAM = "verdict"
@@ -72,39 +78,62 @@ def stale_minutes() -> float:
     return minutes
 
 
+def engine_url(url: str) -> tuple[str, dict]:
+    """SQLAlchemy's URL for psycopg 3 and the driver's arguments, from a postgres:// URL or a
+    libpq conninfo (key=value ...)."""
+    connect_args = {"connect_timeout": 5, "application_name": "fraudctl-dashboard"}
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgres", "postgresql"):
+        return f"postgresql+psycopg://{rest}", connect_args
+    return "postgresql+psycopg://", {**connect_args, **psycopg.conninfo.conninfo_to_dict(url)}
+
+
+def db():
+    """fraud_db through st.connection (one per URL): a connection per statement, as the page makes
+    few (no pool holding sessions across a database restart), each in a read-only transaction
+    unless it writes (execute)."""
+    url, connect_args = engine_url(database_url())
+    return st.connection("fraud_db", type="sql", url=url, connect_args=connect_args,
+                         poolclass=sqlalchemy.pool.NullPool,
+                         execution_options={"postgresql_readonly": True})
+
+
 @contextlib.contextmanager
-def connection(url: str, *, read_only: bool = True):
-    """A connection to fraud_db; its failures as SetupErrors that say what to fix."""
+def setup_errors():
+    """The database's failures as SetupErrors that say what to fix."""
     try:
-        with psycopg.connect(url, connect_timeout=5, application_name="fraudctl-dashboard",
-                             autocommit=not read_only) as conn:
-            conn.read_only = read_only
-            yield conn
-    except psycopg.OperationalError as e:
-        raise SetupError(
-            f"Cannot reach fraud_db at {redact(url)} ({DATABASE_URL_VAR}): {str(e).strip()}"
-        ) from e
-    except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable) as e:
-        raise SetupError(
-            f"fraud_db at {redact(url)} lacks the report's views or functions ({str(e).strip()}): "
-            "run `fraudctl migrate` against it."
-        ) from e
-    except psycopg.errors.InsufficientPrivilege as e:
-        raise SetupError(
-            f"The role in {DATABASE_URL_VAR} may not read the report ({str(e).strip()}): "
-            "make it a member of fraud_report_reader (see dashboard/README.md)."
-        ) from e
+        yield
+    except sqlalchemy.exc.DBAPIError as e:
+        url, cause = redact(database_url()), str(e.orig).strip()
+        if isinstance(e.orig, psycopg.OperationalError):
+            raise SetupError(f"Cannot reach fraud_db at {url} ({DATABASE_URL_VAR}): {cause}") from e
+        if isinstance(e.orig, (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable)):
+            raise SetupError(f"fraud_db at {url} lacks the report's views or functions ({cause}): "
+                             "run `fraudctl migrate` against it.") from e
+        if isinstance(e.orig, psycopg.errors.InsufficientPrivilege):
+            raise SetupError(f"The role in {DATABASE_URL_VAR} may not read the report ({cause}): "
+                             "make it a member of fraud_report_reader (see dashboard/README.md).") from e
+        raise
 
 
-def read(url: str, sql: str, params: tuple = ()) -> pd.DataFrame:
-    """Runs one read-only query; the rows as a DataFrame."""
-    with connection(url) as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+def execute(sql: str, *, write: bool = False, **params) -> pd.DataFrame:
+    """One statement now, its connection closed at once; committed when it writes."""
+    with setup_errors(), db().connect() as conn:
+        conn.execution_options(postgresql_readonly=not write)
+        rows = pd.read_sql(sqlalchemy.text(sql), conn, params=params)
+        conn.commit()
+    return rows
 
 
-# The same, cached for a minute: what the report pages read.
-query = st.cache_data(ttl=60, show_spinner=False)(read)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def cached_read(database: str, sql: str, params: dict) -> pd.DataFrame:
+    """execute()'s rows, kept CACHE_SECONDS for each database (its URL is part of the key)."""
+    return execute(sql, **params)
+
+
+def query(sql: str, **params) -> pd.DataFrame:
+    """A read-only query, cached: what the report pages read."""
+    return cached_read(database_url(), sql, params)
 
 
 def money(amount: float) -> str:
@@ -126,10 +155,9 @@ def bar_chart(data, x, y, title, color, horizontal=False, sort=None, tooltip=())
     return alt.Chart(data, title=title).mark_bar(color=color).encode(*encoding, tooltip=[x, y, *tooltip])
 
 
-def show_freshness(url: str) -> None:
+def show_freshness() -> None:
     """One line under the title; an error when the pipeline has stopped or never ran."""
     fresh = query(
-        url,
         """SELECT last_run_id,
                   to_char(last_run_at AT TIME ZONE business_time_zone(), 'YYYY-MM-DD HH24:MI') AS last_run,
                   (extract(epoch FROM checked_at - last_run_at) / 60)::float8 AS age_minutes,
@@ -171,16 +199,15 @@ def show_headline(summary) -> None:
     columns[4].metric("Alerts sent", f"{int(summary.alerts_sent):,}", border=True)
 
 
-def show_charts(url: str, day: dt.date, frauds: pd.DataFrame) -> None:
-    hours = query(url, "SELECT hour, payments, frauds FROM fraud_report_by_hour(%s)", (day,))
+def show_charts(day: dt.date, frauds: pd.DataFrame) -> None:
+    hours = query("SELECT hour, payments, frauds FROM fraud_report_by_hour(:day)", day=day)
     categories = query(
-        url,
         "SELECT category, payments, frauds, amount_at_risk::float8 AS amount_at_risk "
-        "FROM fraud_report_by_category(%s)",
-        (day,),
+        "FROM fraud_report_by_category(:day)",
+        day=day,
     )
     bands = query(
-        url, "SELECT band_order, band, frauds, legit FROM fraud_report_by_amount_band(%s)", (day,)
+        "SELECT band_order, band, frauds, legit FROM fraud_report_by_amount_band(:day)", day=day
     )
 
     left, right = st.columns(2)
@@ -371,6 +398,8 @@ def refusal(code: str, claim: Claim | None = None, detail: str = "") -> tuple[st
                         "to give a verdict on."),
         "already_used": ("This verdict link has already been used",
                          f"It recorded a verdict on {payment} {detail}; a link records once."),
+        "unknown_token": ("Unknown verdict link", "This link was not issued by fraudctl (or its alert "
+                          "was never sent): nothing was recorded."),
         "note_too_long": ("The note is too long", f"Notes hold at most {NOTE_MAX_CHARS} characters."),
         "unknown_token": ("This link was not issued by fraudctl",
                           "No alert email carried it (or its alert was never sent)."),
@@ -414,19 +443,21 @@ def show_payment(payment, claim: Claim) -> None:
     st.caption(f"The link is valid until {claim.expires_at:%Y-%m-%d %H:%M} UTC.")
 
 
-def record_verdict(url: str, token: str, note: str) -> str:
+def record_verdict(token: str, note: str) -> str:
     """Records the token's verdict (record_alert_verdict); its status."""
-    with connection(url, read_only=False) as conn:
-        return conn.execute("SELECT record_alert_verdict(%s, %s)", (token, note or None)).fetchone()[0]
+    status = execute("SELECT record_alert_verdict(:token, :note) AS status", write=True,
+                     token=token, note=note or None)
+    return status.status.iloc[0]
 
 
-def token_use(url: str, token: str) -> pd.DataFrame:
+def token_use(token: str) -> pd.DataFrame:
     """The verdict this token recorded, if any (never cached: it changes on the click)."""
     digest = hashlib.sha256(token.encode()).digest()
-    return read(url, "SELECT recorded_at FROM v_alert_verdict_history WHERE token_sha256 = %s", (digest,))
+    return execute("SELECT recorded_at FROM v_alert_verdict_history WHERE token_sha256 = :digest",
+                   digest=digest)
 
 
-def verdict_page(url: str, token: str) -> None:
+def verdict_page(token: str) -> None:
     """What an alert's verdict link opens: the payment and the proposed verdict, recorded only
     on the confirming click (a prefetch of the link records nothing)."""
     st.title(":material/gavel: Analyst verdict")
@@ -435,10 +466,10 @@ def verdict_page(url: str, token: str) -> None:
     except TokenError as e:
         detail = f"{e.expires_at:%Y-%m-%d %H:%M} UTC" if e.expires_at else ""
         return show_refusal(e.code, detail=detail)
-    found = query(url, "SELECT * FROM v_verdict_payments WHERE trans_num = %s", (claim.trans_num,))
+    found = query("SELECT * FROM v_verdict_payments WHERE trans_num = :trans_num", trans_num=claim.trans_num)
     if found.empty:
         return show_refusal("not_alerted", claim)
-    used = token_use(url, token)
+    used = token_use(token)
     if not used.empty:
         return show_refusal("already_used", claim, f"at {stamp(used.recorded_at.iloc[0])} UTC")
     label = VERDICT_LABELS[claim.verdict]
@@ -446,10 +477,10 @@ def verdict_page(url: str, token: str) -> None:
     show_payment(found.iloc[0], claim)
     note = st.text_area("Note (optional)", max_chars=NOTE_MAX_CHARS, key="verdict_note")
     if st.button(f"Confirm: {label}", type="primary", key="confirm_verdict"):
-        status = record_verdict(url, token, note.strip())
+        status = record_verdict(token, note.strip())
         if status != "recorded":
             return show_refusal(status, claim)
-        query.clear()  # the report's verdict figures change
+        st.cache_data.clear()  # the report's verdict figures change
         st.success(f"Recorded: {label} for payment {claim.trans_num}. Thank you.",
                    icon=":material/check_circle:")
 
@@ -464,10 +495,10 @@ def duration(seconds) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def show_verdicts(url: str, day: dt.date) -> None:
+def show_verdicts(day: dt.date) -> None:
     """The day's alerts with their analysts' verdicts: the loop from alert to label."""
     st.subheader("Analyst verdicts", divider="gray")
-    daily = query(url, "SELECT * FROM v_alert_verdict_daily WHERE business_day = %s", (day,))
+    daily = query("SELECT * FROM v_alert_verdict_daily WHERE business_day = :day", day=day)
     if daily.empty:
         st.info("No alert was sent for this day's payments.")
         return
@@ -480,13 +511,12 @@ def show_verdicts(url: str, day: dt.date) -> None:
     third.metric("Median time to verdict", duration(f.median_seconds_to_verdict), border=True,
                  help="From the alert's sending to its first verdict")
     alerts = query(
-        url,
         """SELECT p.local_time, p.card, p.merchant, p.amt::float8 AS amt, p.fraud_probability,
                   o.alerted_at AT TIME ZONE business_time_zone() AS alerted_at, o.verdict,
                   o.verdict_at AT TIME ZONE business_time_zone() AS verdict_at, o.trans_num
            FROM v_alert_verdict_outcomes o JOIN v_verdict_payments p USING (trans_num)
-           WHERE o.business_day = %s ORDER BY p.local_time, o.trans_num""",
-        (day,),
+           WHERE o.business_day = :day ORDER BY p.local_time, o.trans_num""",
+        day=day,
     )
     alerts["verdict"] = alerts.verdict.map(VERDICT_LABELS).fillna("pending")
     st.dataframe(alerts, hide_index=True, column_config={
@@ -498,13 +528,51 @@ def show_verdicts(url: str, day: dt.date) -> None:
     })
 
 
+# ---- Who may see it: anyone on the local stack (loopback only), else a logged-in user.
+
+
+def login_configured() -> bool:
+    """Whether Streamlit's login is set up: an [auth] section in the secrets it reads."""
+    return st.secrets.load_if_toml_exists() and "auth" in st.secrets
+
+
+def may_show_data() -> bool:
+    """True for the local stack and for a logged-in user; False for a visitor to log in first.
+    Listening beyond loopback without a login configured is a SetupError: never silently open."""
+    address = st.get_option("server.address")
+    if address in LOOPBACK:
+        return True
+    if not login_configured():
+        raise SetupError(
+            f"The dashboard listens on {address or 'every interface'} (server.address, "
+            "STREAMLIT_SERVER_ADDRESS) and no login is configured, so it shows no data. Add an [auth] "
+            "section (OpenID Connect: redirect_uri, cookie_secret, client_id, client_secret, "
+            "server_metadata_url) to the secrets file Streamlit reads "
+            f"({', '.join(st.get_option('secrets.files'))}), or listen on 127.0.0.1 only; see "
+            "dashboard/README.md, \"Who can see it\"."
+        )
+    return bool(st.user.get("is_logged_in"))
+
+
+def show_login() -> None:
+    st.title(":material/lock: Fraud report")
+    st.info("Log in to see the fraud report.", icon=":material/lock:")
+    if st.query_params.get(VERDICT_PARAM) is not None:
+        st.caption("Then open the verdict link from the alert email again: logging in returns to the home page.")
+    st.button("Log in", type="primary", key="login", on_click=st.login)
+
+
+def show_logout() -> None:
+    if st.user.get("is_logged_in"):
+        st.sidebar.button(f"Log out {st.user.get('email') or ''}".strip(), key="logout", on_click=st.logout)
+
+
 def main() -> None:
-    url = database_url()
     token = st.query_params.get(VERDICT_PARAM)
     if token is not None:
-        verdict_page(url, token)
+        verdict_page(token)
         return
-    defaults = query(url, "SELECT business_yesterday() AS yesterday, business_time_zone() AS time_zone").iloc[0]
+    defaults = query("SELECT business_yesterday() AS yesterday, business_time_zone() AS time_zone").iloc[0]
 
     title, picker = st.columns([3, 1], vertical_alignment="bottom")
     title.title(":material/credit_card: Morning fraud report")
@@ -513,32 +581,35 @@ def main() -> None:
         help=f"A day in the business time zone, {defaults.time_zone}; yesterday by default.",
     )
     st.caption(f"All payments of {day:%A %d %B %Y} in {defaults.time_zone}, scored by the fraud model.")
-    show_freshness(url)
+    show_freshness()
 
-    summary = query(url, "SELECT * FROM fraud_report_summary(%s)", (day,)).iloc[0]
+    summary = query("SELECT * FROM fraud_report_summary(:day)", day=day).iloc[0]
     show_headline(summary)
     if not summary.payments:
         st.info(f"No payments on {day.isoformat()} ({defaults.time_zone}).", icon=":material/info:")
         return
 
     frauds = query(
-        url,
         """SELECT local_time, card, merchant, category, amt::float8 AS amt, city, state,
                   fraud_probability, why, is_fraud_label, alert_status, model_version, trans_num,
                   merch_lat, merch_long
-           FROM fraud_report_for_day(%s) LEFT JOIN v_payment_reasons USING (trans_num)
+           FROM fraud_report_for_day(:day) LEFT JOIN v_payment_reasons USING (trans_num)
            WHERE predicted_fraud ORDER BY local_time, trans_num""",
-        (day,),
+        day=day,
     )
-    show_charts(url, day, frauds)
+    show_charts(day, frauds)
     show_frauds(day, frauds)
-    show_verdicts(url, day)
+    show_verdicts(day)
     show_model_performance(summary)
 
 
 if __name__ == "__main__":  # as Streamlit runs it; tests import the functions above
     st.set_page_config(page_title="Fraud report", page_icon=":material/credit_card:", layout="wide")
     try:
-        main()
+        if may_show_data():
+            show_logout()
+            main()
+        else:
+            show_login()
     except SetupError as e:
         st.error(str(e), icon=":material/error:")

@@ -104,9 +104,9 @@ SQL
     start airflow-scheduler "$ROOT/.venv-airflow/bin/airflow" scheduler
     start airflow-webserver "$ROOT/.venv-airflow/bin/airflow" webserver
 
+    # On 127.0.0.1 (dashboard/.streamlit/config.toml): the local stack's dashboard needs no login.
     start dashboard env FRAUDCTL_DASHBOARD_DATABASE_URL="postgres://fraud_dashboard:$FRAUDCTL_DASHBOARD_DB_PASSWORD@127.0.0.1:${base##*:}/fraud_db" \
-        "$ROOT/.venv-dashboard/bin/streamlit" run dashboard/app.py --server.address 127.0.0.1 \
-        --server.port "$DASHBOARD_PORT" --server.headless true --browser.gatherUsageStats false
+        PATH="$ROOT/.venv-dashboard/bin:$PATH" dashboard/run.sh --server.port "$DASHBOARD_PORT"
 
     wait_port simulator "$SIM_PORT"; wait_port smtp-sink "$SMTP_PORT"
     wait_port dashboard "$DASHBOARD_PORT"; wait_port airflow-webserver "$AIRFLOW_PORT"

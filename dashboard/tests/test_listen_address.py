@@ -1,7 +1,7 @@
-"""Where the dashboard listens. It has no login yet, so by default it listens on 127.0.0.1 only,
-both in its image and when started with `streamlit run dashboard/app.py` from any directory; on
-every interface only when told to, as docker-compose does. Real Streamlit processes, their
-listening sockets read from /proc."""
+"""Where the dashboard listens. By default on 127.0.0.1 only (the local stack, where it needs no
+login: test_login.py), both in its image and when started with `dashboard/run.sh` from any
+directory; on every interface only when told to, as docker-compose does. Real Streamlit
+processes, their listening sockets read from /proc."""
 
 import json
 import os
@@ -53,7 +53,8 @@ def listens_on(command: list, cwd: Path, **settings: str) -> set[str]:
     """Starts the dashboard with this command (no STREAMLIT_* from the test's environment, a free
     port) and returns the addresses it listens on once it does."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
-    env.update(STREAMLIT_SERVER_PORT=str(free_port()), **settings)
+    env.update(STREAMLIT_SERVER_PORT=str(free_port()), PATH=f"{STREAMLIT.parent}:{env['PATH']}",
+               **settings)
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -77,13 +78,14 @@ def image_workdir(tmp_path: Path) -> tuple[Path, list[str]]:
     for line in (DASHBOARD / "Dockerfile").read_text().splitlines():
         instruction, _, args = line.partition(" ")
         if instruction == "COPY":
-            source, dest = args.split()
-            copy = shutil.copytree if (DASHBOARD / source).is_dir() else shutil.copy
-            copy(DASHBOARD / source, workdir / dest)
+            *sources, dest = args.split()
+            for source in sources:
+                copy = shutil.copytree if (DASHBOARD / source).is_dir() else shutil.copy
+                copy(DASHBOARD / source, workdir / dest)
         elif instruction == "CMD":
             command = json.loads(args)
-    assert command and command[0] == "streamlit", command
-    return workdir, [str(STREAMLIT), *command[1:]]
+    assert command == ["./run.sh"], command
+    return workdir, command
 
 
 def test_the_image_listens_on_loopback_only(tmp_path):
@@ -91,8 +93,13 @@ def test_the_image_listens_on_loopback_only(tmp_path):
     assert listens_on(command, workdir) == {"127.0.0.1"}
 
 
+def test_run_sh_from_any_directory_listens_on_loopback_only(tmp_path):
+    """As the README and scripts/stack.sh start it."""
+    assert listens_on([str(DASHBOARD / "run.sh")], tmp_path) == {"127.0.0.1"}
+
+
 def test_streamlit_run_from_any_directory_listens_on_loopback_only(tmp_path):
-    """As the README, scripts/stack.sh and scripts/screenshot-dashboard.sh start it."""
+    """As scripts/screenshot-dashboard.sh starts it."""
     assert listens_on([str(STREAMLIT), "run", str(DASHBOARD / "app.py")], tmp_path) == {"127.0.0.1"}
 
 
