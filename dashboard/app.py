@@ -398,8 +398,6 @@ def refusal(code: str, claim: Claim | None = None, detail: str = "") -> tuple[st
                         "to give a verdict on."),
         "already_used": ("This verdict link has already been used",
                          f"It recorded a verdict on {payment} {detail}; a link records once."),
-        "unknown_token": ("Unknown verdict link", "This link was not issued by fraudctl (or its alert "
-                          "was never sent): nothing was recorded."),
         "note_too_long": ("The note is too long", f"Notes hold at most {NOTE_MAX_CHARS} characters."),
         "unknown_token": ("This link was not issued by fraudctl",
                           "No alert email carried it (or its alert was never sent)."),
