@@ -44,7 +44,11 @@ impl PanProtector {
         mac.update(digits.as_bytes());
         ProtectedPan {
             last4: digits[digits.len().saturating_sub(4)..].to_string(),
-            hash: hex::encode(mac.finalize().into_bytes()),
+            hash: {
+                let mut hex = [0u8; 64];
+                hex::encode_to_slice(mac.finalize().into_bytes(), &mut hex).expect("32 bytes");
+                String::from_utf8(hex.to_vec()).expect("hex digits")
+            },
         }
     }
 }

@@ -57,7 +57,7 @@ pub fn map_chunks<T, R, S, I, M, K>(
     input: &mut StageReader<T>,
     init: I,
     map: M,
-    mut sink: K,
+    sink: K,
 ) -> Result<()>
 where
     T: DeserializeOwned,
@@ -66,8 +66,33 @@ where
     M: Fn(&mut S, &Chunk) -> Result<R> + Sync,
     K: FnMut(R) -> Result<()>,
 {
+    let mut next_record = 1u64;
+    let next = move || -> Result<Option<Chunk>> {
+        let mut chunk = Chunk {
+            first_record: next_record,
+            ..Chunk::default()
+        };
+        chunk.lines = input.next_lines(&mut chunk.text, CHUNK_BYTES)?;
+        next_record += chunk.len() as u64;
+        Ok((!chunk.is_empty()).then_some(chunk))
+    };
+    map_ordered(next, init, |state, chunk| map(state, &chunk), sink)
+}
+
+/// The same for any source of work: `next` (on a thread of its own) makes the units of work
+/// until it returns `None`, `map` turns each into a result on the workers, `sink` gets the
+/// results in the order `next` made them.
+pub fn map_ordered<C, R, S, N, I, M, K>(mut next: N, init: I, map: M, mut sink: K) -> Result<()>
+where
+    C: Send,
+    R: Send,
+    N: FnMut() -> Result<Option<C>> + Send,
+    I: Fn() -> S + Sync,
+    M: Fn(&mut S, C) -> Result<R> + Sync,
+    K: FnMut(R) -> Result<()>,
+{
     let workers = workers();
-    let (chunk_tx, chunk_rx) = sync_channel::<(u64, Chunk)>(workers * QUEUE_PER_WORKER);
+    let (chunk_tx, chunk_rx) = sync_channel::<(u64, C)>(workers * QUEUE_PER_WORKER);
     let (done_tx, done_rx) = sync_channel::<(u64, Result<R>)>(workers * QUEUE_PER_WORKER);
     // Only the workers hold the chunk queue's receiving end: when they stop, the reader's next
     // send fails and it stops too.
@@ -75,22 +100,13 @@ where
     thread::scope(|scope| {
         let reader = scope.spawn(move || -> Result<()> {
             let mut seq = 0u64;
-            let mut next_record = 1u64;
-            loop {
-                let mut chunk = Chunk {
-                    first_record: next_record,
-                    ..Chunk::default()
-                };
-                chunk.lines = input.next_lines(&mut chunk.text, CHUNK_BYTES)?;
-                if chunk.is_empty() {
-                    return Ok(());
-                }
-                next_record += chunk.len() as u64;
+            while let Some(chunk) = next()? {
                 if chunk_tx.send((seq, chunk)).is_err() {
                     return Ok(()); // the workers stopped: the consumer has an error to report
                 }
                 seq += 1;
             }
+            Ok(())
         });
         for _ in 0..workers {
             let (chunk_rx, done_tx, init, map) = (chunk_rx.clone(), done_tx.clone(), &init, &map);
@@ -99,7 +115,7 @@ where
                 loop {
                     let job = chunk_rx.lock().expect("chunk queue poisoned").recv();
                     let Ok((seq, chunk)) = job else { return };
-                    if done_tx.send((seq, map(&mut state, &chunk))).is_err() {
+                    if done_tx.send((seq, map(&mut state, chunk))).is_err() {
                         return;
                     }
                 }
@@ -111,7 +127,7 @@ where
         // stops at its next send. Its error, if any, comes first: a bad file explains the rest.
         let read = reader
             .join()
-            .map_err(|_| anyhow!("the stage-file reader thread panicked"))?;
+            .map_err(|_| anyhow!("the reader thread panicked"))?;
         read.and(consumed)
     })
 }

@@ -1,18 +1,97 @@
-//! Reads a CSV in the data set's layout ([`crate::dataset`]) into the collector, row by row, so
-//! that a file goes through the API's validation.
+//! Reads a CSV in the data set's layout ([`crate::dataset`]) into the collector, so that a file
+//! goes through the API's validation, on every core: a thread cuts the file into chunks of
+//! whole records (a newline outside quotes ends one), the workers parse and validate them and
+//! make their `raw.jsonl` lines ([`crate::parallel`]), and the collector keeps them in the
+//! file's order, so the output is what one thread makes.
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use serde_json::{Map, Value};
 
-use super::{Collector, SourceStats};
+use super::{Checked, Collector, SourceStats};
 use crate::dataset;
+use crate::pan::PanProtector;
+use crate::parallel;
+
+/// Bytes of whole records a chunk (at least; a record longer than this makes a longer chunk).
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// What a worker made of a chunk: each record's outcome, the valid ones' lines one after the
+/// other, and the chunk (a duplicate's row is read from it again).
+struct Parsed {
+    records: Vec<Record>,
+    lines: Vec<u8>,
+    text: Vec<u8>,
+}
+
+/// One record of a chunk.
+enum Record {
+    /// Checked; a valid one's line is `lines[line]`, its CSV text `text[csv]`.
+    Checked {
+        checked: Checked,
+        line: std::ops::Range<usize>,
+        csv: std::ops::Range<usize>,
+    },
+    Unreadable(String),
+}
+
+/// Rows are kept until `max_records` are: then the reading stops.
+#[derive(Debug, thiserror::Error)]
+#[error("enough records")]
+struct Enough;
 
 pub(crate) fn read(
     path: &Path,
     max_records: u64,
     collector: &mut Collector,
 ) -> Result<SourceStats> {
+    let (headers, start) = header(path)?;
+    let mut file =
+        File::open(path).with_context(|| format!("cannot open CSV {}", path.display()))?;
+    file.seek(SeekFrom::Start(start))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut cutter = Cutter::new(file);
+    let next = || {
+        cutter
+            .next_chunk()
+            .with_context(|| format!("cannot read {}", path.display()))
+    };
+    let pan = collector.pan().clone();
+    let filler = dataset::RowFiller::new(&headers);
+    let parse =
+        |row: &mut Map<String, Value>, text: Vec<u8>| Ok(parse(&headers, &filler, &pan, row, text));
+    let mut line = 1u64;
+    let keep = |parsed: Parsed| -> Result<()> {
+        for record in parsed.records {
+            if collector.records() >= max_records {
+                return Err(Enough.into());
+            }
+            line += 1;
+            let origin = || format!("csv:{} line {line}", path.display());
+            match record {
+                Record::Checked { checked, line, csv } => {
+                    let redacted = |pan: &PanProtector| {
+                        let record = read_one(&parsed.text[csv]);
+                        crate::transaction::redact(&dataset::row(&headers, &record), pan)
+                    };
+                    collector.take(checked, &parsed.lines[line], origin, redacted)?
+                }
+                Record::Unreadable(reason) => collector.unreadable(reason, &origin(), "")?,
+            }
+        }
+        Ok(())
+    };
+    match parallel::map_ordered(next, Map::new, parse, keep) {
+        Err(e) if !e.is::<Enough>() => Err(e),
+        _ => Ok(SourceStats::default()),
+    }
+}
+
+/// The CSV's header, checked to be the data set's layout, and where its records start.
+fn header(path: &Path) -> Result<(csv::StringRecord, u64)> {
     let mut reader = csv::ReaderBuilder::new()
         .from_path(path)
         .with_context(|| format!("cannot open CSV {}", path.display()))?;
@@ -26,22 +105,127 @@ pub(crate) fn read(
             path.display()
         )));
     }
+    Ok((headers, reader.position().byte()))
+}
+
+/// A chunk's records, parsed and checked (on a worker; `row` is its reused row).
+fn parse(
+    headers: &csv::StringRecord,
+    filler: &dataset::RowFiller,
+    pan: &PanProtector,
+    row: &mut Map<String, Value>,
+    text: Vec<u8>,
+) -> Parsed {
+    let mut parsed = Parsed {
+        records: Vec::new(),
+        lines: Vec::with_capacity(2 * text.len()), // a JSON line is some 1.6 times its CSV row
+        text: Vec::new(),
+    };
+    let mut reader = records(&text);
     let mut record = csv::StringRecord::new();
-    let mut line = 1u64;
-    while collector.records() < max_records {
-        line += 1;
-        let origin = || format!("csv:{} line {line}", path.display());
+    loop {
+        let start = reader.position().byte() as usize;
         match reader.read_record(&mut record) {
             Ok(false) => break,
+            Ok(true) if record.len() != headers.len() => {
+                parsed.records.push(Record::Unreadable(format!(
+                    "unreadable CSV row: {} fields where the header has {}",
+                    record.len(),
+                    headers.len()
+                )))
+            }
             Ok(true) => {
-                let row = dataset::row(&headers, &record);
-                collector.row(&row, &origin())?;
+                filler.fill(headers, &record, row);
+                let first = parsed.lines.len();
+                let checked = Checked::of(row, pan, &mut parsed.lines);
+                parsed.records.push(Record::Checked {
+                    checked,
+                    line: first..parsed.lines.len(),
+                    csv: start..reader.position().byte() as usize,
+                });
             }
-            Err(e) if e.is_io_error() => {
-                return Err(e).with_context(|| format!("cannot read {}", path.display()));
-            }
-            Err(e) => collector.unreadable(format!("unreadable CSV row: {e}"), &origin(), "")?,
+            Err(e) => parsed
+                .records
+                .push(Record::Unreadable(format!("unreadable CSV row: {e}"))),
         }
     }
-    Ok(SourceStats::default())
+    drop(reader);
+    parsed.text = text;
+    parsed
+}
+
+/// A reader of a chunk's records: no header (the file's is read once), any number of fields
+/// (checked against the header's).
+fn records(text: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text)
+}
+
+/// The record of a CSV text of one record.
+fn read_one(text: &[u8]) -> csv::StringRecord {
+    let mut record = csv::StringRecord::new();
+    // It was read once already, from the same bytes.
+    let _ = records(text).read_record(&mut record);
+    record
+}
+
+/// Cuts a file into chunks of whole CSV records: a chunk ends after a newline outside quotes
+/// (a quote inside a quoted field is doubled, so counting quotes tells).
+struct Cutter {
+    file: File,
+    /// Read but not yet in a chunk: the start of the next record onwards.
+    rest: Vec<u8>,
+    /// Whether `rest`'s scanned part ends inside quotes, and how much of it is scanned.
+    in_quotes: bool,
+    scanned: usize,
+    eof: bool,
+}
+
+impl Cutter {
+    fn new(file: File) -> Self {
+        Cutter {
+            file,
+            rest: Vec::new(),
+            in_quotes: false,
+            scanned: 0,
+            eof: false,
+        }
+    }
+
+    fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        loop {
+            if self.rest.len() >= CHUNK_BYTES || self.eof {
+                if let Some(end) = self.last_record_end() {
+                    let tail = self.rest.split_off(end);
+                    self.scanned -= end;
+                    return Ok(Some(std::mem::replace(&mut self.rest, tail)));
+                }
+                if self.eof {
+                    // No newline outside quotes left: the rest is the last record.
+                    return Ok((!self.rest.is_empty()).then(|| std::mem::take(&mut self.rest)));
+                }
+            }
+            let had = self.rest.len();
+            self.rest.resize(had + CHUNK_BYTES, 0);
+            let got = self.file.read(&mut self.rest[had..])?;
+            self.rest.truncate(had + got);
+            self.eof = got == 0;
+        }
+    }
+
+    /// Scans `rest` on from where it stopped; the end of its last complete record, if any.
+    fn last_record_end(&mut self) -> Option<usize> {
+        let mut end = None;
+        for (i, b) in self.rest[self.scanned..].iter().enumerate() {
+            match b {
+                b'"' => self.in_quotes = !self.in_quotes,
+                b'\n' if !self.in_quotes => end = Some(self.scanned + i + 1),
+                _ => {}
+            }
+        }
+        self.scanned = self.rest.len();
+        end
+    }
 }

@@ -210,6 +210,8 @@ pub(crate) struct Collector {
     seen: HashSet<u128>,
     duplicates: u64,
     pan: PanProtector,
+    /// A row's line, reused ([`Collector::row`]).
+    line: Vec<u8>,
 }
 
 impl Collector {
@@ -232,11 +234,17 @@ impl Collector {
             seen: HashSet::new(),
             duplicates: 0,
             pan,
+            line: Vec::new(),
         })
     }
 
     pub fn records(&self) -> u64 {
         self.raw.records()
+    }
+
+    /// The card-number protector rows are checked with ([`Checked::of`]).
+    pub fn pan(&self) -> &PanProtector {
+        &self.pan
     }
 
     #[cfg(feature = "services")]
@@ -246,20 +254,41 @@ impl Collector {
 
     /// One decoded row from `origin` (a URL and request number, or a file and line).
     pub fn row(&mut self, row: &Map<String, Value>, origin: &str) -> Result<()> {
-        match validate(row, &self.pan) {
-            Ok(tx) => {
-                if self.seen.insert(trans_num_key(&tx.trans_num)) {
-                    self.raw.write(&tx)
-                } else {
-                    self.duplicates += 1;
-                    let reason = format!(
-                        "duplicate trans_num {} (already extracted in this run)",
-                        tx.trans_num
-                    );
-                    self.reject(reason, origin, Some(redact(row, &self.pan)), None)
-                }
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        let checked = Checked::of(row, &self.pan, &mut line);
+        let taken = self.take(
+            checked,
+            &line,
+            || origin.to_string(),
+            |pan| redact(row, pan),
+        );
+        self.line = line;
+        taken
+    }
+
+    /// A row checked by [`Checked::of`] (on any thread), in input order: its `line` kept unless
+    /// its trans_num was seen before in this run. `origin` and `redacted` make where the row
+    /// came from and the row as a rejection keeps it.
+    pub fn take(
+        &mut self,
+        checked: Checked,
+        line: &[u8],
+        origin: impl FnOnce() -> String,
+        redacted: impl FnOnce(&PanProtector) -> Value,
+    ) -> Result<()> {
+        match checked {
+            Checked::Valid { key, .. } if self.seen.insert(key) => self.raw.write_lines(line, 1),
+            Checked::Valid { trans_num, .. } => {
+                self.duplicates += 1;
+                let reason =
+                    format!("duplicate trans_num {trans_num} (already extracted in this run)");
+                let kept = redacted(&self.pan);
+                self.reject(reason, &origin(), Some(kept), None)
             }
-            Err(reason) => self.reject(reason, origin, Some(redact(row, &self.pan)), None),
+            Checked::Invalid { reason, redacted } => {
+                self.reject(reason, &origin(), Some(redacted), None)
+            }
         }
     }
 
@@ -309,6 +338,34 @@ impl Collector {
             );
         }
         Ok((header.records(), rejected, self.duplicates))
+    }
+}
+
+/// A row validated (its `raw.jsonl` line written by [`Checked::of`]), or why it is rejected and
+/// the row as a rejection keeps it (card number masked). Made on any thread;
+/// [`Collector::take`] keeps them in order.
+pub(crate) enum Checked {
+    Valid { key: u128, trans_num: String },
+    Invalid { reason: String, redacted: Value },
+}
+
+impl Checked {
+    /// Validates `row`; a valid one's line (with its newline) is appended to `line`.
+    pub fn of(row: &Map<String, Value>, pan: &PanProtector, line: &mut Vec<u8>) -> Checked {
+        match validate(row, pan) {
+            Ok(tx) => {
+                serde_json::to_writer(&mut *line, &tx).expect("a transaction serializes");
+                line.push(b'\n');
+                Checked::Valid {
+                    key: trans_num_key(&tx.trans_num),
+                    trans_num: tx.trans_num,
+                }
+            }
+            Err(reason) => Checked::Invalid {
+                reason,
+                redacted: redact(row, pan),
+            },
+        }
     }
 }
 
