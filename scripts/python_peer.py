@@ -76,10 +76,10 @@ def read(path, key):
     """The CSV's valid transactions (cleaned, card numbers protected) and how many were refused."""
     df = features.read_transactions(path)
     n = len(df)
+    df["trans_time"] = pd.to_datetime(df["trans_date_trans_time"], format=features.TIME_FORMAT,
+                                      utc=True, errors="coerce")
     df = df[valid_rows(df)].drop_duplicates("trans_num")
-    df = df.assign(**{c: mask_card_numbers(df[c]) for c in FREE_TEXT},
-                   trans_time=pd.to_datetime(df["trans_date_trans_time"], format=features.TIME_FORMAT,
-                                             utc=True))
+    df = df.assign(**{c: mask_card_numbers(df[c]) for c in FREE_TEXT})
     digits = df["cc_num"].astype(str)
     mac = hmac.new(key, digestmod=hashlib.sha256)
     return df.assign(cc_last4=digits.str[-4:],
@@ -94,7 +94,7 @@ def hmac_hex(mac, digits):
 
 def valid_rows(df):
     """Which rows pass extract's checks (src/transaction.rs) that pandas does in bulk."""
-    ok = df[[*STRINGS, *RANGES, "cc_num", "trans_date_trans_time"]].notna().all(axis=1)
+    ok = df[[*STRINGS, *RANGES, "cc_num", "trans_time"]].notna().all(axis=1)
     for c in STRINGS:
         text = df[c].astype(str)
         ok &= (text.str.strip() != "") & (text.str.len() <= 200)
@@ -108,11 +108,9 @@ def valid_rows(df):
     ok &= df["trans_num"].astype(str).str.fullmatch(r"[A-Za-z0-9_-]{1,64}")
     ok &= ~df["trans_num"].astype(str).str.contains(CARD_NUMBER_WORD)
     ok &= df["is_fraud"].isna() | df["is_fraud"].isin([0, 1])
-    when = pd.to_datetime(df["trans_date_trans_time"], format=features.TIME_FORMAT, utc=True,
-                          errors="coerce")
     born = pd.to_datetime(df["dob"], format="%Y-%m-%d", errors="coerce")
-    ok &= when.between(*TIME_RANGE, inclusive="left")
-    ok &= (born.dt.year >= 1900) & (born < when.dt.tz_localize(None).dt.normalize())
+    ok &= df["trans_time"].between(*TIME_RANGE, inclusive="left")
+    ok &= (born.dt.year >= 1900) & (born < df["trans_time"].dt.tz_localize(None).dt.normalize())
     return ok
 
 
