@@ -35,8 +35,9 @@ test: build venv ## every test (starts PostgreSQL itself)
 
 N ?= 1000000
 RUNS ?= 3
-bench: build ## the benchmark (N transactions, median of RUNS runs; BENCHMARKS.md), then cargo bench
-	$(PYTHON) scripts/bench.py --n $(N) --runs $(RUNS)
+BENCH_FLAGS ?= # e.g. --no-peer (skip the Python peer, scripts/python_peer.py)
+bench: build .venv/.installed ## the benchmark against the Python peer (N transactions, median of RUNS runs; BENCHMARKS.md), then cargo bench
+	$(PYTHON) scripts/bench.py --n $(N) --runs $(RUNS) $(BENCH_FLAGS)
 	cargo bench --locked --bench hot_paths
 
 fuzz: build ## fuzz the API body parser and the stage-file readers, 60 s each (FRAUDCTL_FUZZ_SECONDS)

@@ -17,9 +17,14 @@ What it measures, each run on a fresh database:
   - the whole reprocess: transform → score → load (inserts), back to back, both ways;
   - the database's floor for the load: the same rows COPY'd from a binary file into the same
     staging table and put through the same upsert (src/load/sql/*.sql), by psql directly;
-  - one invocation of each stage on a one-record batch (what every Airflow task pays).
-Peak memory is each process's maximum resident set size. Needs the release build and the
-private PostgreSQL cluster (scripts/pg.sh), both of which `make bench` provides.
+  - one invocation of each stage on a one-record batch (what every Airflow task pays);
+  - the Python peer (scripts/python_peer.py, skipped with --no-peer): the stack fraudctl
+    replaces (pandas, the project's feature code, xgboost, psycopg2's execute_values upsert) on
+    the same CSV into a fresh database, against fraudctl's extract → transform → score → load
+    (inserts), stage by stage and end to end.
+Peak memory is each process's maximum resident set size. Needs the release build, the
+private PostgreSQL cluster (scripts/pg.sh) and, for the peer, .venv (`make venv`), all of
+which `make bench` provides.
 """
 import argparse
 import json
@@ -35,6 +40,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "fraudctl"
+PEER = ROOT / "scripts" / "python_peer.py"
+PEER_PYTHON = ROOT / ".venv" / "bin" / "python"
+# fraudctl's stages and the peer's that do the same work, in pipeline order.
+PEER_STAGES = (("extract", "read"), ("transform", "features"), ("score", "predict"),
+               ("load_insert", "upsert"))
 DB = "fraudctl_bench"
 SESSIONS = os.cpu_count() or 1
 # A bench-only key: the generated card numbers are not real, the hashes are thrown away.
@@ -69,7 +79,10 @@ def main():
     parser.add_argument("--runs", type=int, default=3, help="runs; medians are reported (default 3)")
     parser.add_argument("--work", type=Path, default=ROOT / ".local" / "bench", help="work directory")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--no-peer", action="store_true", help="skip the Python peer")
     args = parser.parse_args()
+    if not args.no_peer and not PEER_PYTHON.is_file():
+        sys.exit(f"bench: the Python peer needs {PEER_PYTHON}: run `make venv` (or pass --no-peer)")
 
     admin = subprocess.run([str(ROOT / "scripts/pg.sh"), "start"], check=True, capture_output=True, text=True).stdout.strip()
     url = admin.rsplit("/", 1)[0] + "/" + DB
@@ -85,9 +98,10 @@ def main():
                         "--later-days", "1"], check=True)
     timed_stages = ("extract", "transform", "transform_history", "transform_no_history", "score",
                     "load_insert", "load_update", "load_sessions")
+    peer_keys = () if args.no_peer else (*(f"peer_{s}" for _, s in PEER_STAGES), "peer_end_to_end")
     figures = {name: [] for name in (*timed_stages, "floor_insert", "floor_update", "reprocess",
-                                     "reprocess_sessions")}
-    peaks = dict.fromkeys(timed_stages, 0.0)
+                                     "reprocess_sessions", "end_to_end", *peer_keys)}
+    peaks = dict.fromkeys((*timed_stages, *peer_keys), 0.0)
     # The server reads and writes the floor's COPY file itself: a directory it can use.
     shared = Path(tempfile.mkdtemp(prefix="fraudctl-bench-"))
     shared.chmod(0o777)
@@ -95,11 +109,13 @@ def main():
         for i in range(args.runs):
             print(f"bench: run {i + 1} of {args.runs}", file=sys.stderr)
             one_run(args, (csv, later), admin, url, shared, figures, peaks)
+            if not args.no_peer:
+                peer_run(csv, admin, url, figures, peaks)
         single = one_record(args, admin, url)
     finally:
         shutil.rmtree(shared, ignore_errors=True)
 
-    med = {k: statistics.median(v) for k, v in figures.items()}
+    med = {k: statistics.median(v) for k, v in figures.items() if v}
     report(args, med, peaks, single)
     if args.json:
         args.json.write_text(json.dumps({"n": args.n, "runs": args.runs, "median_seconds": med,
@@ -136,9 +152,10 @@ def one_run(args, csvs, admin, url, shared, figures, peaks):
         peaks[key] = max(peaks[key], rss)
         return wall
 
-    timed("extract", "--from-csv", str(csv))
+    extracted = timed("extract", "--from-csv", str(csv))
     scored = timed("transform", *db) + timed("score")
     figures["reprocess"].append(scored + timed("load", *db, key="load_insert"))
+    figures["end_to_end"].append(extracted + figures["reprocess"][-1])
     # The same cards a day later, their first payments loaded: history from the database.
     stage("extract", later_dir, "--from-csv", str(later))
     timed("transform", *db, key="transform_history", directory=later_dir)
@@ -168,6 +185,19 @@ def one_run(args, csvs, admin, url, shared, figures, peaks):
     # Updates: every row's threshold changed in the file, loaded again.
     psql(url, f"COPY (SELECT {columns.replace('threshold,', '0.7::float8,')} FROM payments_scored) TO '{rows}' (FORMAT binary)")
     figures["floor_update"].append(psql(url, load)[0])
+
+
+def peer_run(csv, admin, url, figures, peaks):
+    """The Python peer on the same CSV, into a fresh database as each fraudctl run gets: its
+    stages as it times them, its end to end and peak memory as the caller measures them."""
+    fresh_db(admin, url)
+    wall, rss, out = measured([str(PEER_PYTHON), str(PEER), "--csv", str(csv), "--database-url", url])
+    result = json.loads(out)
+    for _, name in PEER_STAGES:
+        figures[f"peer_{name}"].append(result["seconds"][name])
+        peaks[f"peer_{name}"] = max(peaks[f"peer_{name}"], result["peak_mb"][name])
+    figures["peer_end_to_end"].append(wall)
+    peaks["peer_end_to_end"] = max(peaks["peer_end_to_end"], rss)
 
 
 def one_record(args, admin, url):
@@ -218,7 +248,28 @@ def report(args, med, peaks, single):
     for name, ms in single.items():
         note = " (connects to PostgreSQL on loopback)" if name in ("transform", "load") else ""
         print(f"| {name}{note} | {ms:.1f} ms |")
+    if "peer_end_to_end" in med:
+        print()
+        peer_report(med, peaks)
 
+
+def peer_report(med, peaks):
+    """fraudctl against the Python peer, stage by stage and end to end. fraudctl's stages are
+    processes of their own (start-up included); the peer's are timed inside one process, whose
+    start (interpreter, imports, model) is the row of its own."""
+    print("| fraudctl vs the Python peer | fraudctl | Python peer | Peer / fraudctl "
+          "| fraudctl peak | peer peak so far |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for ours, theirs in PEER_STAGES:
+        a, b = med[ours], med[f"peer_{theirs}"]
+        print(f"| {ours.split('_')[0]} / {theirs} | {a:.2f} s | {b:.2f} s | {b / a:.1f}× "
+              f"| {peaks[ours]:.0f} MB | {peaks[f'peer_{theirs}']:.0f} MB |")
+    start = med["peer_end_to_end"] - sum(med[f"peer_{theirs}"] for _, theirs in PEER_STAGES)
+    print(f"| the peer's start (interpreter, imports, model) | | {start:.2f} s | | | |")
+    a, b = med["end_to_end"], med["peer_end_to_end"]
+    peak = max(peaks[ours] for ours, _ in PEER_STAGES)
+    print(f"| **end to end** | **{a:.2f} s** | **{b:.2f} s** | **{b / a:.1f}×** "
+          f"| {peak:.0f} MB | {peaks['peer_end_to_end']:.0f} MB |")
 
 if __name__ == "__main__":
     main()
