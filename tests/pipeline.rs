@@ -256,6 +256,20 @@ fn bad_records_from_a_csv_are_rejected_with_reasons() {
     assert!(reasons[0].contains("cc_num"), "{reasons:?}");
     assert!(reasons[1].contains("amt"), "{reasons:?}");
     assert!(reasons[2].contains("duplicate trans_num"), "{reasons:?}");
+    let lines: Vec<String> = dir
+        .records("raw.rejected.jsonl")
+        .iter()
+        .map(|r| {
+            r["origin"]
+                .as_str()
+                .unwrap()
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(lines, ["3", "4", "5"], "each rejection names its CSV line");
 }
 
 #[test]

@@ -204,6 +204,7 @@ impl Cutter {
                 }
                 if self.eof {
                     // No newline outside quotes left: the rest is the last record.
+                    self.scanned = 0;
                     return Ok((!self.rest.is_empty()).then(|| std::mem::take(&mut self.rest)));
                 }
             }
@@ -227,5 +228,56 @@ impl Cutter {
         }
         self.scanned = self.rest.len();
         end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chunks a Cutter makes of `text`.
+    fn chunks(text: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, text).unwrap();
+        let mut cutter = Cutter::new(File::open(&path).unwrap());
+        let mut out = Vec::new();
+        while let Some(chunk) = cutter.next_chunk().unwrap() {
+            out.push(String::from_utf8(chunk).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn chunks_are_whole_records_whatever_the_quotes_hold() {
+        // A quoted field with newlines and doubled quotes, CRLF endings, no final newline,
+        // records longer than a chunk.
+        let long = "x".repeat(CHUNK_BYTES + 10);
+        let records = [
+            "1,plain\n".to_string(),
+            "2,\"a\nquoted \"\"field\"\"\nover lines\"\r\n".to_string(),
+            format!("3,{long}\n"),
+            format!("4,\"{long}\n{long}\"\n"),
+            "5,last without newline".to_string(),
+        ];
+        let text = records.concat();
+        let got = chunks(&text);
+        assert_eq!(got.concat(), text, "nothing lost or reordered");
+        for chunk in &got {
+            let starts_a_record = records.iter().any(|r| chunk.starts_with(r.as_str()));
+            assert!(
+                starts_a_record,
+                "a chunk starts a record: {:?}",
+                &chunk[..20]
+            );
+            let mut parsed = records_of(chunk);
+            assert!(parsed.all(|r| r.is_ok()), "a chunk parses whole");
+        }
+        assert!(got.len() >= 2, "the long records make several chunks");
+        assert!(chunks("").is_empty());
+    }
+
+    fn records_of(chunk: &str) -> impl Iterator<Item = csv::Result<csv::StringRecord>> + '_ {
+        records(chunk.as_bytes()).into_records()
     }
 }
