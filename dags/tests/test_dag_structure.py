@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 
 from conftest import DAGS
+from fraudctl_common import notify_failure
 from fraudctl_variables import TEMPLATE_FILTERS, VARIABLES, variable
 
 
@@ -28,7 +29,7 @@ def test_dagbag_imports_without_errors_or_warnings(dagbag_and_warnings):
     bag, caught = dagbag_and_warnings
     assert bag.import_errors == {}
     assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
-    assert sorted(bag.dag_ids) == ["fraud_daily_digest", "fraud_pipeline"]
+    assert sorted(bag.dag_ids) == ["fraud_daily_digest", "fraud_pipeline", "fraud_pipeline_watchdog"]
 
 
 def test_pipeline_shape(dagbag):
@@ -54,6 +55,20 @@ def test_digest_shape(dagbag):
     assert dag.get_task("send_digest").upstream_task_ids == {"build_report"}
     assert dag.get_task("send_digest").conn_id == "fraudctl_smtp"
     assert "RETENTION_DAYS" in dag.get_task("cleanup_run_dirs").env
+
+
+def test_watchdog_shape(dagbag):
+    dag = dagbag.dags["fraud_pipeline_watchdog"]
+    assert dag.schedule_interval == "*/2 * * * *"
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert [t.task_id for t in dag.tasks] == ["check_pipeline"]
+
+
+def test_every_task_emails_operations_when_it_fails_for_good(dagbag):
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            assert task.on_failure_callback is notify_failure, task.task_id
+            assert not task.on_retry_callback and not task.email, task.task_id
 
 
 def test_commands_carry_no_values(dagbag):
