@@ -12,14 +12,17 @@ of the worker's environment (Dockerfile.airflow, scripts/stack.sh), else `fraudc
 import html
 import logging
 import os
+import re
 from datetime import timedelta
 
-from airflow.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.exceptions import (AirflowConfigException, AirflowException, AirflowFailException,
+                                AirflowSkipException)
 from airflow.models.skipmixin import SkipMixin
 from airflow.operators.bash import BashOperator
 from airflow.providers.smtp.hooks.smtp import SmtpHook
+from airflow.timetables.trigger import CronTriggerTimetable
 
-from fraudctl_variables import value, var
+from fraudctl_variables import time_zone, value, var
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,57 @@ SMTP_ENV = {
     "FRAUDCTL_SMTP_PASSWORD": "{{ %s.password or '' }}" % _SMTP,
     "FRAUDCTL_ALERT_FROM": "{{ %s.extra_dejson.get('from_email', '') }}" % _SMTP,
 }
+
+# Parse-time settings, from the environment of every Airflow process that parses the DAG files
+# (scheduler, workers, webserver, the CLI): a schedule must be known when the file is parsed, so
+# these cannot be Variables. FRAUDCTL_BUSINESS_TIME_ZONE is also `fraudctl migrate`'s (the day of
+# v_daily_fraud_report): one setting for the database's "yesterday" and the digest's.
+BUSINESS_TIME_ZONE = ("FRAUDCTL_BUSINESS_TIME_ZONE", "UTC")
+DIGEST_LOCAL_TIME = ("FRAUDCTL_DIGEST_LOCAL_TIME", "07:00")
+
+
+def clock_time(text: str) -> tuple:
+    if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", text):
+        raise ValueError("a time of day as HH:MM, such as 07:00")
+    return int(text[:2]), int(text[3:])
+
+
+def setting(name_and_default: tuple, check):
+    """A parse-time setting, checked: an invalid one fails the DAG file's import, naming it."""
+    name, default = name_and_default
+    text = os.environ.get(name, "").strip() or default
+    try:
+        return check(text)
+    except ValueError as exc:
+        raise AirflowConfigException(
+            f"{name} is {text!r}, which is not {exc}. Fix it in the environment of the Airflow "
+            f"scheduler, workers and webserver, or unset it to use its default ({default}); "
+            "see airflow/README.md, Business time zone.") from None
+
+
+def business_time_zone() -> str:
+    return setting(BUSINESS_TIME_ZONE, time_zone)
+
+
+def digest_timetable() -> CronTriggerTimetable:
+    """Every day at FRAUDCTL_DIGEST_LOCAL_TIME in FRAUDCTL_BUSINESS_TIME_ZONE, across DST changes;
+    the data interval is the day before the run (its end, the run's time, decides "yesterday")."""
+    hour, minute = setting(DIGEST_LOCAL_TIME, clock_time)
+    return CronTriggerTimetable(f"{minute} {hour} * * *", timezone=business_time_zone(),
+                                interval=timedelta(days=1))
+
+
+# clean_airflow_logs: every file under Airflow's log folder older than RETENTION_DAYS, then the
+# directories left empty (not touched for an hour: never one a starting task has just made).
+PRUNE_LOGS = (
+    'set -euo pipefail; '
+    '[[ $LOG_FOLDER == /* ]] || { echo "[logging] base_log_folder is not an absolute path: $LOG_FOLDER" >&2; exit 1; }; '
+    'removed=0; if [ -d "$LOG_FOLDER" ]; then '
+    'removed=$(find "$LOG_FOLDER" -type f -mmin "+$((RETENTION_DAYS * 1440))" -print -delete | wc -l); '
+    'find "$LOG_FOLDER" -mindepth 1 -type d -empty -mmin +60 -delete; fi; '
+    'echo "{\\"stage\\": \\"clean_airflow_logs\\", \\"retention_days\\": $RETENTION_DAYS, \\"removed\\": $removed}"'
+)
+
 
 # fraudctl's exit codes (README, "Exit codes"); the ones no retry can change fail the task at once,
 # any other failure (3, a signal, a timeout) is retried.

@@ -110,8 +110,8 @@ VARIABLES = {
     "digest_to": ("", email_list),
     "ops_email": ("", email_list),
     "watchdog_minutes": ("10", integer(3, 1440)),  # fraud_pipeline runs every minute, extract 45 s
-    "business_time_zone": ("UTC", time_zone),
     "retention_days": ("7", integer(1, 3650)),
+    "airflow_retention_days": ("30", integer(1, 3650)),
     "log": ("", matching(r"[A-Za-z0-9_:=,.-]{1,200}",
                          "a log filter such as debug or fraudctl=debug,info")),
 }
