@@ -30,9 +30,9 @@ def test_clean_airflow_db_drops_old_runs_and_keeps_recent_ones(airflow):
                 f" end_date = now() - interval '{age}' where run_id = %s", f"manual__{logical}")
     assert runs_of(airflow, f"manual__{old}") == (1, 5)
 
-    airflow("tasks", "test", "fraud_daily_digest", "clean_airflow_db", now_logical())
+    done = airflow("tasks", "test", "fraud_daily_digest", "clean_airflow_db", now_logical())
 
-    assert runs_of(airflow, f"manual__{old}") == (0, 0)
+    assert runs_of(airflow, f"manual__{old}") == (0, 0), done.stdout[-5000:]
     assert runs_of(airflow, f"manual__{recent}") == (1, 5)
 
 
