@@ -111,7 +111,6 @@ SQL
 
     export AIRFLOW_HOME=$LOCAL/airflow
     mkdir -p "$AIRFLOW_HOME"
-    chmod 700 "$AIRFLOW_HOME"  # airflow.cfg holds the secret_key and fernet_key Airflow generated
     # Local stack only: the UI on 127.0.0.1 needs no login.
     printf 'from flask_appbuilder.const import AUTH_DB\nAUTH_TYPE = AUTH_DB\nAUTH_ROLE_PUBLIC = "Admin"\n' >"$AIRFLOW_HOME/webserver_config.py"
     # One home for Airflow's settings: the scheduler and webserver below and scripts/airflow (the
@@ -120,7 +119,9 @@ SQL
     set -a; source "$AIRFLOW_HOME/airflow.env"; set +a
     unset FRAUDCTL_DATABASE_URL
     log "Airflow metadata database (airflow db migrate)"
-    airflow db migrate >"$LOGS/airflow-db.log" 2>&1 \
+    # airflow.cfg, which Airflow writes on first use, holds the secret_key and fernet_key it
+    # generated: mode 0600 (not the directory's: Airflow's task logs make their parents 0775).
+    (umask 077; airflow db migrate >"$LOGS/airflow-db.log" 2>&1) \
         || { tail -n 20 "$LOGS/airflow-db.log" >&2; exit 1; }
     chmod 600 "$AIRFLOW_HOME/airflow.cfg"
     start airflow-scheduler airflow scheduler

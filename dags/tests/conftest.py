@@ -32,6 +32,10 @@ os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="fraudctl-airflow-home-")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 sys.path.insert(0, str(DAGS))  # the DAGs' helper modules, as Airflow puts its dags folder there
+# The digest's parse-time settings at their defaults (UTC, 07:00) whatever the developer's shell
+# says; the tests that need others set them (test_dag_structure.py).
+for _setting in ("FRAUDCTL_BUSINESS_TIME_ZONE", "FRAUDCTL_DIGEST_LOCAL_TIME"):
+    os.environ.pop(_setting, None)
 
 # The cluster scripts/test.sh started (FRAUDCTL_TEST_ADMIN_URL), as the other suites use.
 PG_URL = os.environ.get("FRAUDCTL_TEST_PG_URL") or os.environ.get(

@@ -29,6 +29,9 @@ def test_clean_airflow_db_drops_old_runs_and_keeps_recent_ones(airflow):
             sql(airflow.metadata_url, f"update {table} set start_date = now() - interval '{age}',"
                 f" end_date = now() - interval '{age}' where run_id = %s", f"manual__{logical}")
     assert runs_of(airflow, f"manual__{old}") == (1, 5)
+    starts = sql(airflow.metadata_url, "select run_id, now() - start_date > interval '30 days'"
+                 " from dag_run where dag_id = 'fraud_pipeline' order by start_date")
+    assert starts[:1] == [(f"manual__{old}", True)] and starts[-1] == (f"manual__{recent}", False), starts
 
     done = airflow("tasks", "test", "fraud_daily_digest", "clean_airflow_db", now_logical())
 
