@@ -1,15 +1,20 @@
 """
 ### fraud_daily_digest
 
-Every morning (06:00 UTC): email yesterday's fraud report (`fraudctl report`: the frauds of the
-business day in the body, with the analysts' verdicts on its alerts, every payment of the day as an
-attached CSV) through the SMTP Connection `fraudctl_smtp`, to the Variable `fraudctl_digest_to`
-(default: `fraudctl_alert_to`). "Yesterday" is the day before the run's data_interval_end in the Variable
-`fraudctl_business_time_zone` (default UTC), so a re-run or backfill of a morning mails the same day.
+Every morning at `FRAUDCTL_DIGEST_LOCAL_TIME` (default 07:00) in `FRAUDCTL_BUSINESS_TIME_ZONE`
+(default UTC), whatever the season: email yesterday's fraud report (`fraudctl report`: the frauds of
+the business day in the body, with the analysts' verdicts on its alerts, every payment of the day as
+an attached CSV) through the SMTP Connection `fraudctl_smtp`, to the Variable `fraudctl_digest_to`
+(default: `fraudctl_alert_to`). "Yesterday" is the day before the run's data_interval_end in that
+zone, the one `fraudctl migrate` was given, so a re-run or backfill of a morning mails the same day.
+Both settings are the environment of the Airflow processes, read when this file is parsed (the
+schedule depends on them); an invalid one is an import error naming it.
 
-Also applies the **retention rule** of the run directories: `cleanup_run_dirs` deletes the run
-directories of both DAGs not modified for more than `fraudctl_retention_days` days (default 7).
-A backfill can only re-score intervals whose directory is still there. Every Variable is checked
+Also the **retention rules**: `cleanup_run_dirs` deletes the run directories of both DAGs not
+modified for more than `fraudctl_retention_days` days (default 7; a backfill can only re-score
+intervals whose directory is still there); `clean_airflow_db` (`airflow db clean`) and
+`clean_airflow_logs` (task and scheduler log files under `[logging] base_log_folder`) drop Airflow's
+own records older than `fraudctl_airflow_retention_days` (default 30). Every Variable is checked
 before its task runs a command (an invalid one fails the task, naming it): see airflow/README.md.
 
 catchup=False: a missed morning is not mailed late; trigger it by hand (or backfill) if wanted.
@@ -24,11 +29,13 @@ from airflow.decorators import task
 from airflow.operators.bash import BashOperator
 from airflow.providers.smtp.operators.smtp import EmailOperator
 
-from fraudctl_common import DATABASE_URL, DEFAULT_ARGS, RUNS_ROOT, SMTP_CONN_ID, fraudctl_bin
+from fraudctl_common import (DATABASE_URL, DEFAULT_ARGS, PRUNE_LOGS, RUNS_ROOT, SMTP_CONN_ID,
+                             business_time_zone, digest_timetable, fraudctl_bin)
 from fraudctl_variables import TEMPLATE_FILTERS, var, variable
 
-REPORT_DAY = ("{{ data_interval_end.in_timezone(%s).subtract(days=1).strftime('%%Y-%%m-%%d') }}"
-              % variable("business_time_zone"))
+REPORT_DAY = ("{{ data_interval_end.in_timezone(%r).subtract(days=1).strftime('%%Y-%%m-%%d') }}"
+              % business_time_zone())
+AIRFLOW_RETENTION_DAYS = variable("airflow_retention_days")
 DIGEST_TO = "{{ %s or %s or 'fraud-team@localhost' }}" % (variable("digest_to"), variable("alert_to"))
 REPORT = "ti.xcom_pull(task_ids='build_report')"
 
@@ -55,7 +62,7 @@ def build_report(database_url: str, day: str, out_dir: str) -> dict:
 with DAG(
     dag_id="fraud_daily_digest",
     description="Morning email of yesterday's fraud report; run-directory retention",
-    schedule="0 6 * * *",
+    schedule=digest_timetable(),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -90,6 +97,20 @@ with DAG(
         ),
         # checked by fraudctl_variables before the command runs: an absolute path, a number of days
         env={"RUNS_ROOT": RUNS_ROOT, "RETENTION_DAYS": var("retention_days")},
+        append_env=True,
+    )
+    clean_airflow_db = BashOperator(
+        task_id="clean_airflow_db",
+        bash_command='exec airflow db clean --clean-before-timestamp "$CLEAN_BEFORE" --yes --skip-archive',
+        env={"CLEAN_BEFORE": "{{ data_interval_end.subtract(days=%s | int).isoformat() }}"
+                             % AIRFLOW_RETENTION_DAYS},
+        append_env=True,  # Airflow's own settings (its metadata database) and PATH
+    )
+    clean_airflow_logs = BashOperator(
+        task_id="clean_airflow_logs",
+        bash_command=PRUNE_LOGS,
+        env={"LOG_FOLDER": "{{ conf.get('logging', 'base_log_folder') }}",
+             "RETENTION_DAYS": var("airflow_retention_days")},
         append_env=True,
     )
     report >> send_digest

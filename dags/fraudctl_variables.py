@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pendulum
 from airflow.exceptions import AirflowFailException
+from airflow.models import Variable
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 EMAIL = re.compile(r"[^@\s<>()\[\],;:\"']+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
@@ -107,8 +108,10 @@ VARIABLES = {
     "alert_max_age_hours": ("", integer(0, 365 * 24)),
     "report_url": ("", http_url),
     "digest_to": ("", email_list),
-    "business_time_zone": ("UTC", time_zone),
+    "ops_email": ("", email_list),
+    "watchdog_minutes": ("10", integer(3, 1440)),  # fraud_pipeline runs every minute, extract 45 s
     "retention_days": ("7", integer(1, 3650)),
+    "airflow_retention_days": ("30", integer(1, 3650)),
     "log": ("", matching(r"[A-Za-z0-9_:=,.-]{1,200}",
                          "a log filter such as debug or fraudctl=debug,info")),
 }
@@ -139,6 +142,11 @@ def variable(name: str) -> str:
     """Jinja expression of the checked Variable fraudctl_<name>, for use inside a template."""
     default = VARIABLES[name][0]
     return f"(var.value.get('fraudctl_{name}', {default!r}) | fraudctl_variable({name!r}))"
+
+
+def value(name: str) -> str:
+    """The checked Variable fraudctl_<name>, read now (in a task's or a callback's Python code)."""
+    return checked(Variable.get(f"fraudctl_{name}", default_var=None), name)
 
 
 def var(name: str) -> str:

@@ -16,6 +16,8 @@ SIM_PORT=${FRAUDCTL_SIM_PORT:-8000}
 SMTP_PORT=${FRAUDCTL_SMTP_PORT:-1025}
 AIRFLOW_PORT=${FRAUDCTL_AIRFLOW_PORT:-8080}
 DASHBOARD_PORT=${FRAUDCTL_DASHBOARD_PORT:-8501}
+AIRFLOW_LOG_SERVER_PORT=${FRAUDCTL_AIRFLOW_LOG_SERVER_PORT:-8793}  # the scheduler's log server
+BUSINESS_TIME_ZONE=${FRAUDCTL_BUSINESS_TIME_ZONE:-UTC}  # fraudctl migrate's and the digest DAG's
 FRAUDCTL=$ROOT/target/release/fraudctl
 
 log() { printf '==> %s\n' "$*"; }
@@ -57,6 +59,35 @@ secrets() {
     set -a; source "$LOCAL/stack.env"; set +a
 }
 
+# airflow_settings PG_PORT: Airflow's environment on this stack, as lines of NAME=value for bash's
+# `source` (the secrets stay in .local/stack.env, which scripts/airflow sources too).
+airflow_settings() {
+    local pg_port=$1
+    printf 'PATH=%q:"$PATH"\n' "$ROOT/.venv-airflow/bin"  # the `airflow` of the tasks (db clean) and of the CLI
+    printf '%s=%q\n' \
+        AIRFLOW_HOME "$AIRFLOW_HOME" \
+        AIRFLOW__CORE__DAGS_FOLDER "$ROOT/dags" \
+        AIRFLOW__CORE__LOAD_EXAMPLES False \
+        AIRFLOW__CORE__EXECUTOR LocalExecutor \
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION False \
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN "postgresql+psycopg2://postgres@127.0.0.1:$pg_port/airflow_db" \
+        AIRFLOW__WEBSERVER__WEB_SERVER_HOST 127.0.0.1 \
+        AIRFLOW__WEBSERVER__WEB_SERVER_PORT "$AIRFLOW_PORT" \
+        AIRFLOW__WEBSERVER__BASE_URL "http://127.0.0.1:$AIRFLOW_PORT" \
+        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT "$AIRFLOW_LOG_SERVER_PORT" \
+        AIRFLOW_CONN_FRAUD_DB "postgres://postgres@127.0.0.1:$pg_port/fraud_db" \
+        AIRFLOW_CONN_FRAUDCTL_SMTP "{\"conn_type\": \"smtp\", \"host\": \"127.0.0.1\", \"port\": $SMTP_PORT, \"extra\": {\"disable_ssl\": true, \"disable_tls\": true, \"from_email\": \"fraudctl@localhost\"}}" \
+        FRAUDCTL_BIN "$FRAUDCTL" \
+        FRAUDCTL_BUSINESS_TIME_ZONE "$BUSINESS_TIME_ZONE" \
+        FRAUDCTL_DIGEST_LOCAL_TIME "${FRAUDCTL_DIGEST_LOCAL_TIME:-07:00}" \
+        AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT "$LOCAL/runs" \
+        AIRFLOW_VAR_FRAUDCTL_MODEL_DIR "$ROOT/model/default" \
+        AIRFLOW_VAR_FRAUDCTL_API_URL "http://127.0.0.1:$SIM_PORT/current-transactions" \
+        AIRFLOW_VAR_FRAUDCTL_REPORT_URL "http://127.0.0.1:$DASHBOARD_PORT" \
+        AIRFLOW_VAR_FRAUDCTL_OPS_EMAIL "${FRAUDCTL_OPS_EMAIL:-ops@localhost}" \
+        FRAUDCTL_POLL_INTERVAL_MS "${FRAUDCTL_POLL_INTERVAL_MS:-200}"
+}
+
 up() {
     mkdir -p "$LOGS" "$PIDS" "$LOCAL/runs" "$LOCAL/mail"
     secrets
@@ -65,7 +96,7 @@ up() {
     base=${admin%/postgres}
     log "PostgreSQL on ${base#postgres://postgres@}"
     export FRAUDCTL_DATABASE_URL=$base/fraud_db
-    "$FRAUDCTL" migrate --create-database --business-time-zone "${FRAUDCTL_BUSINESS_TIME_ZONE:-UTC}" >/dev/null
+    "$FRAUDCTL" migrate --create-database --business-time-zone "$BUSINESS_TIME_ZONE" >/dev/null
     psql -qAt "$admin" -c "SELECT 1 FROM pg_database WHERE datname = 'airflow_db'" | grep -q 1 \
         || psql -q "$admin" -c "CREATE DATABASE airflow_db"
     # The dashboard's login role: a member of the read-only fraud_report_reader (V5 migration).
@@ -82,27 +113,19 @@ SQL
     mkdir -p "$AIRFLOW_HOME"
     # Local stack only: the UI on 127.0.0.1 needs no login.
     printf 'from flask_appbuilder.const import AUTH_DB\nAUTH_TYPE = AUTH_DB\nAUTH_ROLE_PUBLIC = "Admin"\n' >"$AIRFLOW_HOME/webserver_config.py"
-    export AIRFLOW__CORE__DAGS_FOLDER=$ROOT/dags \
-        AIRFLOW__CORE__LOAD_EXAMPLES=False \
-        AIRFLOW__CORE__EXECUTOR=LocalExecutor \
-        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://postgres@127.0.0.1:${base##*:}/airflow_db \
-        AIRFLOW__WEBSERVER__WEB_SERVER_HOST=127.0.0.1 \
-        AIRFLOW__WEBSERVER__WEB_SERVER_PORT=$AIRFLOW_PORT \
-        AIRFLOW_CONN_FRAUD_DB=$FRAUDCTL_DATABASE_URL \
-        AIRFLOW_CONN_FRAUDCTL_SMTP="{\"conn_type\": \"smtp\", \"host\": \"127.0.0.1\", \"port\": $SMTP_PORT, \"extra\": {\"disable_ssl\": true, \"disable_tls\": true, \"from_email\": \"fraudctl@localhost\"}}" \
-        FRAUDCTL_BIN=$FRAUDCTL \
-        AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=$LOCAL/runs \
-        AIRFLOW_VAR_FRAUDCTL_MODEL_DIR=$ROOT/model/default \
-        AIRFLOW_VAR_FRAUDCTL_API_URL=http://127.0.0.1:$SIM_PORT/current-transactions \
-        AIRFLOW_VAR_FRAUDCTL_REPORT_URL=http://127.0.0.1:$DASHBOARD_PORT \
-        FRAUDCTL_POLL_INTERVAL_MS=${FRAUDCTL_POLL_INTERVAL_MS:-200}
+    # One home for Airflow's settings: the scheduler and webserver below and scripts/airflow (the
+    # CLI an operator runs: backfill, tasks clear, dags test) read the same file.
+    (umask 077; airflow_settings "${base##*:}" >"$AIRFLOW_HOME/airflow.env")
+    set -a; source "$AIRFLOW_HOME/airflow.env"; set +a
     unset FRAUDCTL_DATABASE_URL
     log "Airflow metadata database (airflow db migrate)"
-    "$ROOT/.venv-airflow/bin/airflow" db migrate >"$LOGS/airflow-db.log" 2>&1 \
+    # airflow.cfg, which Airflow writes on first use, holds the secret_key and fernet_key it
+    # generated: mode 0600 (not the directory's: Airflow's task logs make their parents 0775).
+    (umask 077; airflow db migrate >"$LOGS/airflow-db.log" 2>&1) \
         || { tail -n 20 "$LOGS/airflow-db.log" >&2; exit 1; }
-    start airflow-scheduler "$ROOT/.venv-airflow/bin/airflow" scheduler
-    start airflow-webserver "$ROOT/.venv-airflow/bin/airflow" webserver
+    chmod 600 "$AIRFLOW_HOME/airflow.cfg"
+    start airflow-scheduler airflow scheduler
+    start airflow-webserver airflow webserver
 
     # On 127.0.0.1 (dashboard/.streamlit/config.toml): the local stack's dashboard needs no login.
     start dashboard env FRAUDCTL_DASHBOARD_DATABASE_URL="postgres://fraud_dashboard:$FRAUDCTL_DASHBOARD_DB_PASSWORD@127.0.0.1:${base##*:}/fraud_db" \
@@ -117,6 +140,7 @@ fraudctl stack is up (fraud_pipeline runs every minute):
   dashboard           http://127.0.0.1:$DASHBOARD_PORT
   payments simulator  http://127.0.0.1:$SIM_PORT/current-transactions
   emails received     .venv/bin/python scripts/smtp_sink.py list --maildir .local/mail
+  Airflow CLI         scripts/airflow dags list   (this stack's settings, then airflow)
   daily report        FRAUDCTL_DATABASE_URL=$base/fraud_db target/release/fraudctl report
   logs                .local/logs/        stop with: make down
 EOF

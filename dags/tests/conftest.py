@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,10 +32,22 @@ os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="fraudctl-airflow-home-")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 sys.path.insert(0, str(DAGS))  # the DAGs' helper modules, as Airflow puts its dags folder there
+# The digest's parse-time settings at their defaults (UTC, 07:00) whatever the developer's shell
+# says; the tests that need others set them (test_dag_structure.py).
+for _setting in ("FRAUDCTL_BUSINESS_TIME_ZONE", "FRAUDCTL_DIGEST_LOCAL_TIME"):
+    os.environ.pop(_setting, None)
 
 # The cluster scripts/test.sh started (FRAUDCTL_TEST_ADMIN_URL), as the other suites use.
 PG_URL = os.environ.get("FRAUDCTL_TEST_PG_URL") or os.environ.get(
     "FRAUDCTL_TEST_ADMIN_URL", "postgres://postgres@127.0.0.1:55432/postgres")
+
+
+def recent() -> str:
+    """A logical date a few minutes ago, so extract polls the API instead of skipping, at 30 s
+    past the minute, so no scheduled or backfilled run has it (`tasks test` then runs in a run of
+    its own, kept in memory; the run directories go to the test's own runs root)."""
+    logical = datetime.now(timezone.utc).replace(second=30, microsecond=0) - timedelta(minutes=3)
+    return logical.isoformat()
 
 
 def free_port() -> int:
@@ -150,8 +163,7 @@ class Mailbox:
                 for p in sorted(self.maildir.glob("*.eml"))]
 
 
-@pytest.fixture(scope="session")
-def mailbox(tmp_path_factory):
+def _smtp_sink(tmp_path_factory):
     """The SMTP sink (scripts/smtp_sink.py): every accepted message is a file in its maildir."""
     port = free_port()
     base = tmp_path_factory.mktemp("smtp")
@@ -160,8 +172,24 @@ def mailbox(tmp_path_factory):
                     base / "sink.log")
     box = Mailbox(base / "mail")
     box.port = port
+    box.connection = json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port,
+                                 "extra": {"disable_ssl": True, "disable_tls": True,
+                                           "from_email": "fraudctl@example.test"}})
     yield box
     _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def mailbox(tmp_path_factory):
+    """The sink of the session's Connection fraudctl_smtp: fraud alerts and digests."""
+    yield from _smtp_sink(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def ops_mailbox(tmp_path_factory):
+    """Another sink, for the operations tests: a task run with AIRFLOW_CONN_FRAUDCTL_SMTP=
+    ops_mailbox.connection mails here, leaving the alert tests' mailbox as they expect it."""
+    yield from _smtp_sink(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -236,9 +264,6 @@ def airflow(tmp_path_factory, databases, fraudctl_bin, model_dir, payments_api, 
     its metadata database created by `airflow db migrate`."""
     home = tmp_path_factory.mktemp("airflow-home")
     runs_root = tmp_path_factory.mktemp("runs")
-    smtp_conn = {"conn_type": "smtp", "host": "127.0.0.1", "port": mailbox.port,
-                 "extra": {"disable_ssl": True, "disable_tls": True,
-                           "from_email": "fraudctl@example.test"}}
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
@@ -250,7 +275,7 @@ def airflow(tmp_path_factory, databases, fraudctl_bin, model_dir, payments_api, 
         # Connections and Variables from the environment, as docker-compose sets them.
         "AIRFLOW_CONN_FRAUD_DB": with_db(databases["fraud"], urlsplit(databases["fraud"]).path[1:],
                                          password=secrets_in_play["db_password"]),
-        "AIRFLOW_CONN_FRAUDCTL_SMTP": json.dumps(smtp_conn),
+        "AIRFLOW_CONN_FRAUDCTL_SMTP": mailbox.connection,
         "AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT": str(runs_root),
         "AIRFLOW_VAR_FRAUDCTL_MODEL_DIR": str(model_dir),
         "AIRFLOW_VAR_FRAUDCTL_API_URL": payments_api,

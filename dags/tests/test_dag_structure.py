@@ -3,9 +3,13 @@ import re
 import warnings
 from datetime import timedelta
 
+import pendulum
 import pytest
+from airflow.timetables.base import TimeRestriction
+from airflow.timetables.trigger import CronTriggerTimetable
 
 from conftest import DAGS
+from fraudctl_common import notify_failure
 from fraudctl_variables import TEMPLATE_FILTERS, VARIABLES, variable
 
 
@@ -28,7 +32,7 @@ def test_dagbag_imports_without_errors_or_warnings(dagbag_and_warnings):
     bag, caught = dagbag_and_warnings
     assert bag.import_errors == {}
     assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
-    assert sorted(bag.dag_ids) == ["fraud_daily_digest", "fraud_pipeline"]
+    assert sorted(bag.dag_ids) == ["fraud_daily_digest", "fraud_pipeline", "fraud_pipeline_watchdog"]
 
 
 def test_pipeline_shape(dagbag):
@@ -49,11 +53,76 @@ def test_pipeline_shape(dagbag):
 
 def test_digest_shape(dagbag):
     dag = dagbag.dags["fraud_daily_digest"]
-    assert dag.schedule_interval == "0 6 * * *"
+    assert isinstance(dag.timetable, CronTriggerTimetable)
+    assert dag.timetable.summary == "0 7 * * *" and dag.timetable._timezone.name == "UTC"
     assert dag.catchup is False and dag.max_active_runs == 1
     assert dag.get_task("send_digest").upstream_task_ids == {"build_report"}
     assert dag.get_task("send_digest").conn_id == "fraudctl_smtp"
     assert "RETENTION_DAYS" in dag.get_task("cleanup_run_dirs").env
+    assert dag.get_task("clean_airflow_db").bash_command.startswith("exec airflow db clean ")
+    assert "base_log_folder" in dag.get_task("clean_airflow_logs").env["LOG_FOLDER"]
+
+
+def parsed_digest(monkeypatch, **settings):
+    """The digest DAG file parsed with these FRAUDCTL_* settings in the environment."""
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    from airflow.models.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS / "fraud_daily_digest_dag.py"), include_examples=False)
+
+
+@pytest.mark.parametrize("zone, local_time, runs, report_days", [
+    # DST begins in New York on 2024-03-10: 07:00 is 12:00 UTC before, 11:00 UTC after.
+    ("America/New_York", "07:00", ["2024-03-09T12:00", "2024-03-10T11:00", "2024-03-11T11:00"],
+     ["2024-03-08", "2024-03-09", "2024-03-10"]),
+    # DST ends in Berlin on 2024-10-27; at 00:30 local it is still the previous day in UTC.
+    ("Europe/Berlin", "00:30", ["2024-10-25T22:30", "2024-10-26T22:30", "2024-10-27T23:30"],
+     ["2024-10-25", "2024-10-26", "2024-10-27"]),
+])
+def test_digest_runs_at_the_local_time_across_dst(monkeypatch, zone, local_time, runs, report_days):
+    bag = parsed_digest(monkeypatch, FRAUDCTL_BUSINESS_TIME_ZONE=zone,
+                        FRAUDCTL_DIGEST_LOCAL_TIME=local_time)
+    assert bag.import_errors == {}
+    dag = bag.dags["fraud_daily_digest"]
+    restriction = TimeRestriction(earliest=pendulum.parse(runs[0]).subtract(hours=1), latest=None,
+                                  catchup=True)
+    last, seen = None, []
+    for _ in runs:
+        info = dag.timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
+        last = info.data_interval
+        seen.append(info.data_interval.end)
+    assert [t.in_timezone("UTC").strftime("%Y-%m-%dT%H:%M") for t in seen] == runs
+    day = dag.get_task("build_report").op_kwargs["day"]
+    build_report = dag.get_task("build_report")
+    assert [build_report.render_template(day, {"data_interval_end": t}) for t in seen] == report_days
+
+
+@pytest.mark.parametrize("setting, value, says", [
+    ("FRAUDCTL_BUSINESS_TIME_ZONE", "Mars/Olympus", "an IANA time zone name"),
+    ("FRAUDCTL_BUSINESS_TIME_ZONE", "/etc/localtime", "an IANA time zone name"),
+    ("FRAUDCTL_BUSINESS_TIME_ZONE", "America", "an IANA time zone name"),
+    ("FRAUDCTL_DIGEST_LOCAL_TIME", "7am", "a time of day as HH:MM"),
+    ("FRAUDCTL_DIGEST_LOCAL_TIME", "24:00", "a time of day as HH:MM"),
+])
+def test_an_invalid_digest_setting_is_an_import_error_naming_it(monkeypatch, setting, value, says):
+    bag = parsed_digest(monkeypatch, **{setting: value})
+    (error,) = bag.import_errors.values()
+    assert f"{setting} is {value!r}, which is not {says}" in error, error
+
+
+def test_watchdog_shape(dagbag):
+    dag = dagbag.dags["fraud_pipeline_watchdog"]
+    assert dag.schedule_interval == "*/2 * * * *"
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert [t.task_id for t in dag.tasks] == ["check_pipeline"]
+
+
+def test_every_task_emails_operations_when_it_fails_for_good(dagbag):
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            assert task.on_failure_callback is notify_failure, task.task_id
+            assert not task.on_retry_callback and not task.email, task.task_id
 
 
 def test_commands_carry_no_values(dagbag):

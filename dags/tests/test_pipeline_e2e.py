@@ -112,11 +112,12 @@ def test_daily_digest_mails_the_report_and_applies_retention(airflow, mailbox, f
     ten_days_ago = time.time() - 10 * 86400
     os.utime(old, (ten_days_ago, ten_days_ago))
     emails = len(mailbox.messages())
-    # The morning after L: its report day is L's day.
-    morning = (first_run + timedelta(days=1)).replace(hour=6, minute=0)
+    # The morning after L (07:00, the digest's time in UTC, the default zone): its report day is L's day.
+    morning = (first_run + timedelta(days=1)).replace(hour=7, minute=0)
     airflow("dags", "test", "fraud_daily_digest", morning.isoformat())
     states = airflow.task_states("fraud_daily_digest", morning)
-    assert states == {"build_report": "success", "send_digest": "success", "cleanup_run_dirs": "success"}
+    assert states == {task: "success" for task in ("build_report", "send_digest", "cleanup_run_dirs",
+                                                   "clean_airflow_db", "clean_airflow_logs")}
     digest = mailbox.messages()[emails:]
     assert len(digest) == 1 and first_run.strftime("%Y-%m-%d") in digest[0]["Subject"]
     attachments = [p.get_filename() for p in digest[0].iter_attachments()]

@@ -23,8 +23,8 @@ BAD = [
     ("report_url", "javascript:alert(1)"), ("alert_to", "a@example.com; rm -rf /"),
     ("alert_to", "fraud-team"), ("digest_to", "a@example.com,"), ("scorer", "Local"),
     ("scorer_fallback", "remote"), ("sagemaker_endpoint", "ep;rm"), ("sagemaker_endpoint", "-ep"),
-    ("business_time_zone", "Mars/Olympus"), ("business_time_zone", "/etc/localtime"),
-    ("business_time_zone", "America"), ("log", f"debug{INJECTION}"),
+    ("log", f"debug{INJECTION}"), ("ops_email", "ops"), ("watchdog_minutes", "2"),
+    ("watchdog_minutes", "10m"), ("airflow_retention_days", "0"), ("airflow_retention_days", "30d"),
 ]
 
 GOOD = [
@@ -36,8 +36,9 @@ GOOD = [
      "https://payments.example.com:8443/current-transactions"),
     ("alert_to", "a@example.com, b@localhost", "a@example.com,b@localhost"),
     ("scorer", "sagemaker", "sagemaker"), ("sagemaker_endpoint", "fraud-xgb-2", "fraud-xgb-2"),
-    ("business_time_zone", "America/New_York", "America/New_York"),
-    ("business_time_zone", "", "UTC"), ("log", "fraudctl=debug,info", "fraudctl=debug,info"),
+    ("log", "fraudctl=debug,info", "fraudctl=debug,info"), ("ops_email", "", ""),
+    ("ops_email", "ops@example.com", "ops@example.com"), ("watchdog_minutes", "", "10"),
+    ("airflow_retention_days", "", "30"), ("airflow_retention_days", "90", "90"),
 ]
 
 

@@ -1,0 +1,37 @@
+"""
+### fraud_pipeline_watchdog
+
+Every 2 minutes: is `fraud_pipeline` still succeeding? When no run has succeeded for
+`fraudctl_watchdog_minutes` (default 10), or a run has been running for longer than that, one email
+to `fraudctl_ops_email` through `fraudctl_smtp` (what is wrong, since when); one more when it
+succeeds again. Never more for the same incident, however often it is checked: the incident's state
+is the check's XCom, read by the next check (max_active_runs=1, so checks never overlap).
+
+It reads only Airflow's metadata database, never fraud_pipeline's tasks or files (logic in
+`fraudctl_watchdog.py`). catchup=False: a check is about now, a missed one is not worth replaying.
+"""
+import pendulum
+from airflow import DAG
+from airflow.operators.python import PythonOperator
+
+from fraudctl_common import DEFAULT_ARGS
+from fraudctl_variables import TEMPLATE_FILTERS, var
+from fraudctl_watchdog import check_pipeline
+
+with DAG(
+    dag_id="fraud_pipeline_watchdog",
+    description="One email to operations when fraud_pipeline stops succeeding, one when it recovers",
+    schedule="*/2 * * * *",
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    user_defined_filters=TEMPLATE_FILTERS,
+    doc_md=__doc__,
+    tags=["fraudctl", "operations"],
+) as dag:
+    PythonOperator(
+        task_id="check_pipeline",
+        python_callable=check_pipeline,
+        op_kwargs={"minutes": var("watchdog_minutes"), "ops_email": var("ops_email")},
+    )

@@ -1,0 +1,73 @@
+"""The watchdog of fraud_pipeline (DAG fraud_pipeline_watchdog): is the pipeline still succeeding?
+One email to operations when an incident begins, one when it ends. Not a DAG file (.airflowignore).
+
+It reads only Airflow's metadata database (the scheduler's record of fraud_pipeline's runs), so it
+reports whatever state fraud_pipeline's runs are in (failing, stuck, paused, never scheduled), as
+long as the scheduler still schedules the watchdog itself.
+
+The incident's state is the check's return value (XCom): each check starts from the latest earlier
+check's, so it survives restarts, and with max_active_runs=1 no two checks overlap, so one incident
+gives one email however often it is checked. A check that cannot send its email fails and leaves
+the state as it was: the next check sends it.
+"""
+import logging
+from datetime import datetime, timedelta
+
+from airflow.configuration import conf
+from airflow.models import DagModel, DagRun
+from airflow.utils import timezone
+from airflow.utils.session import create_session
+from airflow.utils.state import DagRunState
+from sqlalchemy import func, select
+
+from fraudctl_common import email_ops
+
+PIPELINE = "fraud_pipeline"
+log = logging.getLogger(__name__)
+
+
+def utc(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def pipeline_problems(session, now: datetime, limit: timedelta, watching_since: datetime) -> list:
+    """What is wrong with fraud_pipeline now: no success for longer than `limit` (or, if it never
+    succeeded, since the watchdog's first check), a run running longer than `limit`. Empty: nothing."""
+    runs = select(DagRun).where(DagRun.dag_id == PIPELINE)
+    last_success = session.scalar(select(func.max(DagRun.end_date)).where(
+        DagRun.dag_id == PIPELINE, DagRun.state == DagRunState.SUCCESS))
+    problems = []
+    if last_success is None and watching_since < now - limit:
+        problems.append(f"no run has succeeded since the watchdog's first check ({utc(watching_since)})")
+    elif last_success is not None and last_success < now - limit:
+        problems.append(f"no run has succeeded since {utc(last_success)}")
+    stuck = session.scalars(runs.where(DagRun.state == DagRunState.RUNNING,
+                                       DagRun.start_date < now - limit)).first()
+    if stuck is not None:
+        problems.append(f"run {stuck.run_id} has been running since {utc(stuck.start_date)}")
+    if problems and session.scalar(select(DagModel.is_paused).where(DagModel.dag_id == PIPELINE)):
+        problems.append("the DAG is paused")
+    return problems
+
+
+def check_pipeline(minutes: str, ops_email: str, ti) -> dict:
+    """The watchdog's task: today's problems against the previous check's state; returns the new
+    state (`incident_since`: when the incident began, None when there is none)."""
+    limit, now = timedelta(minutes=int(minutes)), timezone.utcnow()
+    with create_session() as session:
+        watching_since = session.scalar(select(func.min(DagRun.start_date)).where(
+            DagRun.dag_id == ti.dag_id)) or now
+        problems = pipeline_problems(session, now, limit, watching_since)
+    since = (ti.xcom_pull(task_ids=ti.task_id, include_prior_dates=True) or {}).get("incident_since")
+    log.info("%s: %s; incident since: %s", PIPELINE, "; ".join(problems) or "healthy", since)
+    facts = {"DAG": PIPELINE, "runs": f"{conf.get('webserver', 'base_url')}/dags/{PIPELINE}/grid",
+             "limit": f"{minutes} minutes (Variable fraudctl_watchdog_minutes)"}
+    if problems and not since:
+        since = now.isoformat()
+        email_ops(ops_email, f"[fraudctl] {PIPELINE} stalled",
+                  {**facts, **{f"problem {i}": p for i, p in enumerate(problems, 1)}, "noticed": utc(now)})
+    elif since and not problems:
+        email_ops(ops_email, f"[fraudctl] {PIPELINE} recovered",
+                  {**facts, "incident began": since, "recovered": utc(now)})
+        since = None
+    return {"incident_since": since, "problems": problems}

@@ -1,0 +1,94 @@
+"""The pipeline tells operations when it breaks (real Airflow CLI, real SMTP sink, real fraudctl):
+a task that fails for good sends one email; the watchdog sends one when fraud_pipeline stops
+succeeding, however often it checks, and one when it recovers."""
+import html
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from conftest import recent, sql
+
+OPS = "ops@example.test"
+
+
+def body(message) -> str:
+    return html.unescape(message.get_body(("html",)).get_content())
+
+
+@pytest.fixture
+def to_ops(ops_mailbox):
+    """The environment of a task that mails operations into ops_mailbox."""
+    return {"AIRFLOW_VAR_FRAUDCTL_OPS_EMAIL": OPS, "AIRFLOW_CONN_FRAUDCTL_SMTP": ops_mailbox.connection}
+
+
+def test_a_task_that_fails_for_good_emails_operations_once(airflow, ops_mailbox, to_ops,
+                                                           secrets_in_play, tmp_path):
+    """A real task instance (a backfill through the LocalExecutor counts its tries, where `tasks
+    test` does not), on a minute no other test runs; no card-hash key in the worker's environment:
+    extract exits 5, which no retry can change."""
+    logical = (datetime.now(timezone.utc) - timedelta(minutes=30)).replace(second=0, microsecond=0)
+    emails = len(ops_mailbox.messages())
+    airflow("dags", "backfill", "fraud_pipeline", "-s", logical.isoformat(), "-e", logical.isoformat(),
+            check=False, FRAUDCTL_PAN_HASH_KEY="", AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=tmp_path, **to_ops)
+    assert airflow.task_states("fraud_pipeline", logical)["extract"] == "failed"
+    tries = sql(airflow.metadata_url, "select try_number from task_instance where dag_id ="
+                " 'fraud_pipeline' and task_id = 'extract' and run_id = %s", f"backfill__{logical.isoformat()}")
+    assert tries == [(1,)]  # failed at once, no retry
+    sent = ops_mailbox.messages()[emails:]
+    assert len(sent) == 1
+    mail, text = sent[0], body(sent[0])
+    assert mail["To"] == OPS and mail["Subject"] == "[fraudctl] fraud_pipeline.extract failed"
+    for fact in ("fraud_pipeline", "extract", f"backfill__{logical.isoformat()}", "1 of 4",
+                 "5: configuration (a missing or invalid setting",
+                 "http://localhost:8080/log?execution_date=", "task_id=extract&dag_id=fraud_pipeline"):
+        assert fact in text, (fact, text)
+    for secret in secrets_in_play.values():
+        assert secret not in mail.as_string()
+
+
+def test_without_an_operations_address_no_email_and_a_warning(airflow, ops_mailbox, tmp_path):
+    emails = len(ops_mailbox.messages())
+    done = airflow("tasks", "test", "fraud_pipeline", "extract", recent(), check=False,
+                   FRAUDCTL_PAN_HASH_KEY="", AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=tmp_path,
+                   AIRFLOW_CONN_FRAUDCTL_SMTP=ops_mailbox.connection)
+    output = done.stdout + done.stderr
+    assert "the Variable fraudctl_ops_email is not set" in output, output[-3000:]
+    assert len(ops_mailbox.messages()) == emails
+
+
+PIPELINE_RUNS = "from dag_run where dag_id = 'fraud_pipeline'"
+NEWEST_RUN = f"(select max(id) {PIPELINE_RUNS})"
+
+
+def test_watchdog_one_email_per_incident_and_one_on_recovery(airflow, ops_mailbox, to_ops):
+    checks = iter(f"2024-03-01T01:{minute:02d}:00+00:00" for minute in range(0, 60, 2))
+
+    def check() -> list:
+        before = len(ops_mailbox.messages())
+        airflow("dags", "test", "fraud_pipeline_watchdog", next(checks), **to_ops)
+        return ops_mailbox.messages()[before:]
+
+    # A success (a past interval without raw data: skipped), then a stalled pipeline: every run of
+    # it a day older than it was, the newest stuck in "running".
+    airflow("dags", "test", "fraud_pipeline", "2024-03-01T00:00:00+00:00")
+    sql(airflow.metadata_url, "update dag_run set queued_at = queued_at - interval '1 day',"
+        " start_date = start_date - interval '1 day', end_date = end_date - interval '1 day'"
+        " where dag_id = 'fraud_pipeline'")
+    sql(airflow.metadata_url, f"update dag_run set state = 'running', end_date = null where id = {NEWEST_RUN}")
+
+    stalled = check()
+    assert [m["Subject"] for m in stalled] == ["[fraudctl] fraud_pipeline stalled"]
+    assert stalled[0]["To"] == OPS
+    text = body(stalled[0])
+    assert "no run has succeeded since" in text and "has been running since" in text, text
+    assert "10 minutes (Variable fraudctl_watchdog_minutes)" in text, text
+    assert check() == []  # the same incident: no second email
+    sql(airflow.metadata_url, "update dag_run set state = 'success', end_date = start_date"
+        f" + interval '1 minute' where id = {NEWEST_RUN}")
+    assert check() == []  # no longer stuck, still no success for a day: the same incident
+
+    airflow("dags", "test", "fraud_pipeline", "2024-03-01T00:01:00+00:00")  # a success now
+    recovered = check()
+    assert [m["Subject"] for m in recovered] == ["[fraudctl] fraud_pipeline recovered"]
+    assert "incident began" in body(recovered[0])
+    assert check() == []
