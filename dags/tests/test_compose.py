@@ -154,6 +154,18 @@ def test_an_optional_setting_of_env_file_is_used(tmp_path):
     assert rendered["services"]["postgres"]["ports"][0]["published"] == "6543"
 
 
+def test_the_business_time_zone_reaches_the_digest_and_migrate(tmp_path):
+    """One setting: the scheduler parses the digest's schedule from it, airflow-init's
+    `fraudctl migrate` stores it in the database."""
+    rendered = render(tmp_path, settings(FRAUD_STACK_BUSINESS_TIME_ZONE="Europe/Berlin",
+                                         FRAUD_STACK_DIGEST_LOCAL_TIME="06:30"))["services"]
+    for service in ("airflow-init", "airflow-scheduler", "airflow-webserver"):
+        env = rendered[service]["environment"]
+        assert (env["FRAUDCTL_BUSINESS_TIME_ZONE"], env["FRAUDCTL_DIGEST_LOCAL_TIME"]) == (
+            "Europe/Berlin", "06:30"), service
+        assert "AIRFLOW_VAR_FRAUDCTL_BUSINESS_TIME_ZONE" not in env, "the Variable is no longer read"
+
+
 def test_variables_exported_in_the_shell_change_nothing_but_their_own(tmp_path, config):
     """fraudctl's, Airflow's and the former interpolation names in a user's shell leave the
     rendered stack as .env makes it."""
