@@ -23,6 +23,7 @@ pub mod migrate;
 pub mod pan;
 pub mod parallel;
 pub mod payments_api;
+pub mod progress;
 pub mod redact;
 #[cfg(feature = "services")]
 pub mod report;

@@ -12,6 +12,7 @@ use std::thread;
 use anyhow::{anyhow, Result};
 use serde::de::DeserializeOwned;
 
+use crate::progress::Progress;
 use crate::stagefile::StageReader;
 
 /// Bytes of whole lines per chunk: large enough to amortise the hand-offs, small enough to
@@ -51,13 +52,15 @@ pub fn workers() -> usize {
 }
 
 /// Maps every chunk of `input` with `map` on [`workers`] threads and hands the results to
-/// `sink` in input order. The first error (reading, mapping or sinking) stops the work and is
-/// returned; `map` gets a per-worker state made by `init` (scratch buffers).
+/// `sink` in input order, showing `stage`'s progress ([`Progress`]). The first error (reading,
+/// mapping or sinking) stops the work and is returned; `map` gets a per-worker state made by
+/// `init` (scratch buffers).
 pub fn map_chunks<T, R, S, I, M, K>(
+    stage: &'static str,
     input: &mut StageReader<T>,
     init: I,
     map: M,
-    sink: K,
+    mut sink: K,
 ) -> Result<()>
 where
     T: DeserializeOwned,
@@ -66,6 +69,7 @@ where
     M: Fn(&mut S, &Chunk) -> Result<R> + Sync,
     K: FnMut(R) -> Result<()>,
 {
+    let mut progress = Progress::new(stage, Some(input.header().records()));
     let mut next_record = 1u64;
     let next = move || -> Result<Option<Chunk>> {
         let mut chunk = Chunk {
@@ -76,7 +80,11 @@ where
         next_record += chunk.len() as u64;
         Ok((!chunk.is_empty()).then_some(chunk))
     };
-    map_ordered(next, init, |state, chunk| map(state, &chunk), sink)
+    let map = |state: &mut S, chunk: Chunk| Ok((chunk.len() as u64, map(state, &chunk)?));
+    map_ordered(next, init, map, |(records, result)| {
+        progress.add(records);
+        sink(result)
+    })
 }
 
 /// The same for any source of work: `next` (on a thread of its own) makes the units of work

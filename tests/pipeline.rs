@@ -1006,3 +1006,35 @@ fn json_logs_are_one_object_a_line_with_the_text_logs_fields() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_long_stage_logs_its_progress_and_a_short_one_nothing_extra() {
+    let logs = |interval: Option<&str>| {
+        let mut cmd = RunDir::new().stage("extract");
+        cmd.arg("--from-csv").arg(sample_csv());
+        if let Some(ms) = interval {
+            cmd.env("FRAUDCTL_PROGRESS_INTERVAL_MS", ms);
+        }
+        let out = run(&mut cmd);
+        assert!(out.status.success(), "{}", explain(&cmd, &out, "failed"));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    // Every millisecond: the sample takes longer than that, so it logs its progress.
+    let progress: Vec<String> = logs(Some("1"))
+        .lines()
+        .filter(|l| l.contains(" progress "))
+        .map(str::to_string)
+        .collect();
+    assert!(!progress.is_empty(), "no progress line");
+    for line in &progress {
+        assert!(
+            line.contains("stage=\"extract\"")
+                && line.contains(" records=")
+                && line.contains(" rate="),
+            "{line}"
+        );
+    }
+    // The default (a line every 5 s): the sample is done before the first.
+    assert!(!logs(None).contains(" progress "));
+    assert!(!logs(Some("0")).contains(" progress "), "0: never");
+}

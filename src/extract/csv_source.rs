@@ -15,6 +15,7 @@ use super::{Checked, Collector, SourceStats};
 use crate::dataset;
 use crate::pan::PanProtector;
 use crate::parallel;
+use crate::progress::Progress;
 
 /// Bytes of whole records a chunk (at least; a record longer than this makes a longer chunk).
 const CHUNK_BYTES: usize = 1 << 20;
@@ -64,7 +65,9 @@ pub(crate) fn read(
     let parse =
         |row: &mut Map<String, Value>, text: Vec<u8>| Ok(parse(&headers, &filler, &pan, row, text));
     let mut line = 1u64;
+    let mut progress = Progress::new("extract", None);
     let keep = |parsed: Parsed| -> Result<()> {
+        progress.add(parsed.records.len() as u64);
         for record in parsed.records {
             if collector.records() >= max_records {
                 return Err(Enough.into());

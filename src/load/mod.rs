@@ -170,6 +170,7 @@ fn stream_rows(
     let n = writers.len();
     let mut records = 0u64;
     parallel::map_chunks(
+        "load",
         input,
         || (),
         |_, chunk| {

@@ -121,6 +121,7 @@ pub(super) fn score_local(
 ) -> Result<()> {
     let threshold = out.threshold;
     parallel::map_chunks(
+        "score",
         input,
         || (Vec::new(), Vec::new(), Vec::new()),
         |(rows, probabilities, values), chunk| {

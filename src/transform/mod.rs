@@ -137,6 +137,7 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
     )?;
     let raw_path = dir.raw();
     parallel::map_chunks(
+        "transform",
         &mut input,
         || Vec::with_capacity(spec.width()),
         |values, chunk| {
@@ -171,6 +172,7 @@ fn card_history(args: &TransformArgs, dir: &RunDir) -> Result<(CardHistory, u64)
     let mut batch = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
     let mut builder = history::Builder::with_capacity(batch.header().records() as usize);
     parallel::map_chunks(
+        "transform (the batch's card history)",
         &mut batch,
         || (),
         |_, chunk| {
