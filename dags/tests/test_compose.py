@@ -325,6 +325,7 @@ def test_workers_start_after_redis_the_databases_and_the_services_tasks_reach(ce
     assert celery["airflow-scheduler"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert "celery@$$HOSTNAME" in worker["healthcheck"]["test"][-1]
     assert worker["restart"] == "unless-stopped"
+    assert worker["stop_grace_period"] == "6m0s", "a stop waits for the running tasks' timeout"
 
 
 def test_every_airflow_service_mounts_the_shared_runs_volume_at_the_same_path(celery):
