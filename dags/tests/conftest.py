@@ -303,6 +303,18 @@ def own_fraud_db(fraudctl_bin):
 
 
 @pytest.fixture(scope="module")
+def own_payments_api(fraudctl_bin, tmp_path_factory):
+    """A payments simulator of the module's own, as the session's `payments_api`: the generator's
+    stream is one, so a module polling the session's would change what the others receive."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("simulator-own") / "simulator.log"
+    proc = _service([fraudctl_bin, "serve-payments", "--listen", f"127.0.0.1:{port}",
+                     "--fraud-rate", "0.2"], port, "payments simulator", log)
+    yield f"http://127.0.0.1:{port}/current-transactions"
+    _stop(proc)
+
+
+@pytest.fixture(scope="module")
 def own_mailbox(tmp_path_factory):
     """An SMTP sink of the module's own (the session's `mailbox` is counted by the other modules)."""
     port, base = free_port(), tmp_path_factory.mktemp("smtp-own")
@@ -349,21 +361,31 @@ class ProcessTrees:
         """SIGKILL the whole tree at once: frozen first (SIGSTOP) until no new process appears,
         so that none forks away or is orphaned out of reach in between."""
         frozen: set = set()
-        while new := [p for p in self.tree(name) if p not in frozen]:
+        while new := [p for p in self.tree(name) if p not in frozen]:  # a frozen one forks no more
             _signal(new, signal.SIGSTOP)
             frozen.update(new)
         _signal(frozen, signal.SIGKILL)
-        psutil.wait_procs(list(frozen), timeout=10)
-        self.procs[name].wait(timeout=10)
+        self._wait(name, frozen, timeout=10)
 
     def stop_all(self) -> None:
         trees = {name: self.tree(name) for name in self.procs}
         for procs in trees.values():
             _signal(procs, signal.SIGTERM)
         for name, procs in trees.items():
-            _, alive = psutil.wait_procs(procs, timeout=15)
-            _signal(alive, signal.SIGKILL)
-            self.procs[name].wait(timeout=10)
+            try:
+                self._wait(name, procs, timeout=15)
+            except subprocess.TimeoutExpired:
+                _signal(procs, signal.SIGKILL)
+                self._wait(name, procs, timeout=10)
+
+    def _wait(self, name: str, procs, timeout: float) -> None:
+        """The root through its Popen (which keeps its exit status: psutil would reap it), the
+        descendants through psutil."""
+        root = self.procs[name]
+        root.wait(timeout=timeout)
+        _, alive = psutil.wait_procs([p for p in procs if p.pid != root.pid], timeout=timeout)
+        if alive:
+            raise subprocess.TimeoutExpired(f"{name}'s processes {[p.pid for p in alive]}", timeout)
 
     def log(self, name: str, tail: int = 4000) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")[-tail:]
@@ -385,32 +407,37 @@ def wait_for_log(procs: ProcessTrees, name: str, text: str, timeout: float = 120
 
 
 @pytest.fixture(scope="module")
-def celery_cluster(airflow, redis_broker, own_fraud_db, own_mailbox, tmp_path_factory):
+def celery_cluster(airflow, redis_broker, own_fraud_db, own_payments_api, own_mailbox,
+                   tmp_path_factory):
     """The DAGs on CeleryExecutor as on several machines: Redis as the broker, the result backend
     in the metadata database (the session's), the scheduler and two `airflow celery worker`s
     (concurrency 1, each recording a hostname of its own on the tasks it runs) sharing one runs
-    directory, with a business database and mailbox of their own. Only triggered runs run
-    (no schedule); a task whose worker vanished is found as a zombie within seconds. Every
-    process, tasks included, is ended afterwards, on failure too."""
+    directory, with a business database, payments simulator and mailbox of their own (the
+    other modules count theirs). Only triggered runs run (no schedule); a task whose worker
+    vanished is found a zombie within seconds. Every process, tasks included, is ended
+    afterwards, on failure too."""
     home = tmp_path_factory.mktemp("airflow-celery-home")
     smtp = {**json.loads(airflow.env["AIRFLOW_CONN_FRAUDCTL_SMTP"]), "port": own_mailbox.port}
+    fraud_db = with_db(airflow.env["AIRFLOW_CONN_FRAUD_DB"], urlsplit(own_fraud_db).path[1:])
+    runs_root = tmp_path_factory.mktemp("runs-celery")
     env = {
         **airflow.env,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CELERY__BROKER_URL": redis_broker,
-        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + airflow.metadata_url.replace("postgres://", "postgresql://", 1),
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+postgresql://" + airflow.metadata_url.split("://", 1)[1],
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "AIRFLOW__SCHEDULER__PARSING_PROCESSES": "1",
         "AIRFLOW__SCHEDULER__LOCAL_TASK_JOB_HEARTBEAT_SEC": "2",
         "AIRFLOW__SCHEDULER__SCHEDULER_ZOMBIE_TASK_THRESHOLD": "15",
         "AIRFLOW__SCHEDULER__ZOMBIE_DETECTION_INTERVAL": "2",
-        "AIRFLOW_CONN_FRAUD_DB": with_db(airflow.env["AIRFLOW_CONN_FRAUD_DB"], urlsplit(own_fraud_db).path[1:]),
+        "AIRFLOW_CONN_FRAUD_DB": fraud_db,  # the session's password, another database
         "AIRFLOW_CONN_FRAUDCTL_SMTP": json.dumps(smtp),
-        "AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT": str(tmp_path_factory.mktemp("runs-celery")),
+        "AIRFLOW_VAR_FRAUDCTL_API_URL": own_payments_api,
+        "AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT": str(runs_root),
     }
     af = Airflow(env, home, airflow.metadata_url)
-    af.runs_root, af.fraud_db, af.mailbox = Path(env["AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT"]), own_fraud_db, own_mailbox
+    af.runs_root, af.fraud_db, af.mailbox = runs_root, own_fraud_db, own_mailbox
     af.workers = CELERY_WORKERS
     af.procs = procs = ProcessTrees(home)
     try:
@@ -425,7 +452,7 @@ def celery_cluster(airflow, redis_broker, own_fraud_db, own_mailbox, tmp_path_fa
         af("dags", "unpause", "fraud_pipeline")
         procs.start("scheduler", [VENV_BIN / "airflow", "scheduler"], env)
         for name in CELERY_WORKERS:
-            wait_for_log(procs, name, f"{name}@")
+            wait_for_log(procs, name, f"{name}@")  # celery's "worker-1@HOST ready."
             wait_for_log(procs, name, " ready.")
         yield af
     finally:

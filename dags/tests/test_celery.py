@@ -8,9 +8,11 @@ worker. Then every captured payment is one row of payments_scored and every pred
 in exactly one email, as with LocalExecutor.
 """
 import json
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
+import psutil
 import pytest
 
 from conftest import VENV_BIN, sql
@@ -30,8 +32,6 @@ def logical_dates() -> list[datetime]:
 
 def trigger(cluster, dates: list[datetime]) -> dict[datetime, str]:
     """`airflow dags trigger` for each date, side by side; the run ids by date."""
-    import subprocess
-
     procs = [subprocess.Popen([VENV_BIN / "airflow", "dags", "trigger", "fraud_pipeline",
                                "-e", d.isoformat()], env=cluster.env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -60,8 +60,8 @@ def worker_running(cluster, run_id: str, task_id: str, program: str) -> str | No
         try:
             if p.cmdline()[:2] == [program, task_id]:
                 return worker
-        except Exception:  # noqa: BLE001 - the process ended meanwhile
-            continue
+        except psutil.NoSuchProcess:
+            continue  # ended meanwhile
     return None
 
 
