@@ -10,6 +10,7 @@ import email.policy
 import json
 import os
 import secrets
+import signal
 import threading
 import shutil
 import socket
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -292,3 +294,191 @@ def airflow(tmp_path_factory, databases, fraudctl_bin, model_dir, payments_api, 
     af.fraud_db = databases["fraud"]
     af("db", "migrate")
     return af
+
+
+# --- CeleryExecutor (test_celery.py): a broker, a module's own business data, workers ---------
+
+
+@pytest.fixture(scope="module")
+def redis_broker(tmp_path_factory) -> str:
+    """Debian's redis-server on a free loopback port, with a password and no persistence (Airflow
+    keeps the state; the broker only carries task messages): the Celery broker's URL."""
+    if not shutil.which("redis-server"):
+        pytest.fail("no redis-server on PATH: apt-get install redis-server")
+    port, password, base = free_port(), secrets.token_hex(12), tmp_path_factory.mktemp("redis")
+    conf = base / "redis.conf"  # the password in a file of the test's, never on a command line
+    conf.write_text(f'bind 127.0.0.1\nport {port}\nrequirepass {password}\nsave ""\n'
+                    f"appendonly no\ndir {base}\n")
+    conf.chmod(0o600)
+    proc = _service(["redis-server", conf], port, "redis-server", base / "redis.log")
+    yield f"redis://:{password}@127.0.0.1:{port}/0"
+    _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def own_fraud_db(fraudctl_bin):
+    """A business database of the module's own (the session's `databases` one is counted by the
+    other modules): fraudctl migrate --create-database, dropped afterwards."""
+    name = f"fraud_db_dagtest_{secrets.token_hex(4)}"
+    url = with_db(PG_URL, name)
+    subprocess.run([fraudctl_bin, "migrate", "--create-database"], check=True,
+                   env={**os.environ, "FRAUDCTL_DATABASE_URL": url})
+    yield url
+    sql(PG_URL, f"drop database if exists {name} with (force)")
+
+
+@pytest.fixture(scope="module")
+def own_payments_api(fraudctl_bin, tmp_path_factory):
+    """A payments simulator of the module's own, as the session's `payments_api`: the generator's
+    stream is one, so a module polling the session's would change what the others receive."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("simulator-own") / "simulator.log"
+    proc = _service([fraudctl_bin, "serve-payments", "--listen", f"127.0.0.1:{port}",
+                     "--fraud-rate", "0.2"], port, "payments simulator", log)
+    yield f"http://127.0.0.1:{port}/current-transactions"
+    _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def own_mailbox(tmp_path_factory):
+    """An SMTP sink of the module's own (the session's `mailbox` is counted by the other modules)."""
+    port, base = free_port(), tmp_path_factory.mktemp("smtp-own")
+    proc = _service([sys.executable, ROOT / "scripts/smtp_sink.py", "serve", "--listen",
+                     f"127.0.0.1:{port}", "--maildir", base / "mail"], port, "SMTP sink",
+                    base / "sink.log")
+    box = Mailbox(base / "mail")
+    box.port = port
+    yield box
+    _stop(proc)
+
+
+def _signal(procs, sig) -> None:
+    for p in procs:
+        try:
+            p.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass  # ended meanwhile
+
+
+class ProcessTrees:
+    """Long-running processes of a test (scheduler, workers), each in a session of its own with
+    its output in a log file; `kill` SIGKILLs a process with every descendant (a machine lost),
+    `stop_all` ends whatever is left, descendants included (Airflow's task runner moves each task
+    into a process group of its own, so a group signal would miss them)."""
+
+    def __init__(self, logs: Path):
+        self.logs, self.procs = logs, {}
+
+    def start(self, name: str, cmd: list, env: dict) -> subprocess.Popen:
+        with open(self.logs / f"{name}.log", "wb") as out:
+            self.procs[name] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+        return self.procs[name]
+
+    def tree(self, name: str) -> list:
+        try:
+            root = psutil.Process(self.procs[name].pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the whole tree at once: frozen first (SIGSTOP) until no new process appears,
+        so that none forks away or is orphaned out of reach in between."""
+        frozen: set = set()
+        while new := [p for p in self.tree(name) if p not in frozen]:  # a frozen one forks no more
+            _signal(new, signal.SIGSTOP)
+            frozen.update(new)
+        _signal(frozen, signal.SIGKILL)
+        self._wait(name, frozen, timeout=10)
+
+    def stop_all(self) -> None:
+        trees = {name: self.tree(name) for name in self.procs}
+        for procs in trees.values():
+            _signal(procs, signal.SIGTERM)
+        for name, procs in trees.items():
+            try:
+                self._wait(name, procs, timeout=15)
+            except subprocess.TimeoutExpired:
+                _signal(procs, signal.SIGKILL)
+                self._wait(name, procs, timeout=10)
+
+    def _wait(self, name: str, procs, timeout: float) -> None:
+        """The root through its Popen (which keeps its exit status: psutil would reap it), the
+        descendants through psutil."""
+        root = self.procs[name]
+        root.wait(timeout=timeout)
+        _, alive = psutil.wait_procs([p for p in procs if p.pid != root.pid], timeout=timeout)
+        if alive:
+            raise subprocess.TimeoutExpired(f"{name}'s processes {[p.pid for p in alive]}", timeout)
+
+    def log(self, name: str, tail: int = 4000) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")[-tail:]
+
+    def diagnostics(self) -> str:
+        return "\n".join(f"--- {name} (exit {proc.poll()}), {self.logs / name}.log:\n{self.log(name)}"
+                         for name, proc in self.procs.items())
+
+
+CELERY_WORKERS = ("worker-1", "worker-2")
+
+
+def wait_for_log(procs: ProcessTrees, name: str, text: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in procs.log(name, tail=100_000):
+        if procs.procs[name].poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{name} not ready ({text!r} not in its log):\n{procs.diagnostics()}")
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def celery_cluster(airflow, redis_broker, own_fraud_db, own_payments_api, own_mailbox,
+                   tmp_path_factory):
+    """The DAGs on CeleryExecutor as on several machines: Redis as the broker, the result backend
+    in the metadata database (the session's), the scheduler and two `airflow celery worker`s
+    (concurrency 1, each recording a hostname of its own on the tasks it runs) sharing one runs
+    directory, with a business database, payments simulator and mailbox of their own (the
+    other modules count theirs). Only triggered runs run (no schedule); a task whose worker
+    vanished is found a zombie within seconds. Every process, tasks included, is ended
+    afterwards, on failure too."""
+    home = tmp_path_factory.mktemp("airflow-celery-home")
+    smtp = {**json.loads(airflow.env["AIRFLOW_CONN_FRAUDCTL_SMTP"]), "port": own_mailbox.port}
+    fraud_db = with_db(airflow.env["AIRFLOW_CONN_FRAUD_DB"], urlsplit(own_fraud_db).path[1:])
+    runs_root = tmp_path_factory.mktemp("runs-celery")
+    env = {
+        **airflow.env,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": redis_broker,
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+postgresql://" + airflow.metadata_url.split("://", 1)[1],
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        "AIRFLOW__SCHEDULER__PARSING_PROCESSES": "1",
+        "AIRFLOW__SCHEDULER__LOCAL_TASK_JOB_HEARTBEAT_SEC": "2",
+        "AIRFLOW__SCHEDULER__SCHEDULER_ZOMBIE_TASK_THRESHOLD": "15",
+        "AIRFLOW__SCHEDULER__ZOMBIE_DETECTION_INTERVAL": "2",
+        "AIRFLOW_CONN_FRAUD_DB": fraud_db,  # the session's password, another database
+        "AIRFLOW_CONN_FRAUDCTL_SMTP": json.dumps(smtp),
+        "AIRFLOW_VAR_FRAUDCTL_API_URL": own_payments_api,
+        "AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT": str(runs_root),
+    }
+    af = Airflow(env, home, airflow.metadata_url)
+    af.runs_root, af.fraud_db, af.mailbox = runs_root, own_fraud_db, own_mailbox
+    af.workers = CELERY_WORKERS
+    af.procs = procs = ProcessTrees(home)
+    try:
+        for name in CELERY_WORKERS:
+            procs.start(name, [VENV_BIN / "airflow", "celery", "worker", "--celery-hostname",
+                               f"{name}@%h", "--concurrency", "1", "--pid", home / f"{name}.pid",
+                               "--skip-serve-logs", "--without-mingle", "--without-gossip"],
+                        {**env, "PYTHONPATH": str(Path(__file__).parent),
+                         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_hostname.hostname",
+                         "FRAUDCTL_TEST_WORKER_NAME": name})
+        af("dags", "reserialize")  # the DAGs in the database before the scheduler parses them
+        af("dags", "unpause", "fraud_pipeline")
+        procs.start("scheduler", [VENV_BIN / "airflow", "scheduler"], env)
+        for name in CELERY_WORKERS:
+            wait_for_log(procs, name, f"{name}@")  # celery's "worker-1@HOST ready."
+            wait_for_log(procs, name, " ready.")
+        yield af
+    finally:
+        procs.stop_all()

@@ -30,19 +30,23 @@ def settings(**overrides: str) -> dict[str, str]:
     return {**{name: name.lower() for name in REQUIRED}, **overrides}
 
 
-def compose_config(tmp_path: Path, env_file: dict[str, str], shell: dict[str, str] | None = None):
-    """`docker-compose config --format json` with this .env and these shell variables only."""
+def compose_config(tmp_path: Path, env_file: dict[str, str], shell: dict[str, str] | None = None,
+                   profiles: tuple[str, ...] = ()):
+    """`docker-compose [--profile P …] config --format json` with this .env and these shell
+    variables only."""
     (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in env_file.items()))
     return subprocess.run(
         [COMPOSE, "--project-directory", ROOT, "-f", ROOT / "docker-compose.yml",
-         "--env-file", tmp_path / ".env", "config", "--format", "json"],
+         "--env-file", tmp_path / ".env", *(a for p in profiles for a in ("--profile", p)),
+         "config", "--format", "json"],
         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **(shell or {})},
         capture_output=True, text=True, timeout=60,
     )
 
 
-def render(tmp_path: Path, env_file: dict[str, str], shell: dict[str, str] | None = None) -> dict:
-    done = compose_config(tmp_path, env_file, shell)
+def render(tmp_path: Path, env_file: dict[str, str], shell: dict[str, str] | None = None,
+           profiles: tuple[str, ...] = ()) -> dict:
+    done = compose_config(tmp_path, env_file, shell, profiles)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -112,7 +116,10 @@ def test_start_order(services):
     assert conditions("airflow-webserver") == after_init
     assert conditions("dashboard") == after_init
     assert conditions("airflow-scheduler") == {
-        **after_init, "mailpit": "service_healthy", "payments-simulator": "service_healthy"}
+        **after_init, "mailpit": "service_healthy", "payments-simulator": "service_healthy",
+        "redis": "service_healthy"}
+    # Redis, of the profile celery, only when that profile is on.
+    assert services["airflow-scheduler"]["depends_on"]["redis"]["required"] is False
     assert services["airflow-init"]["restart"] == "no"
 
 
@@ -258,3 +265,91 @@ def test_the_image_installs_the_pinned_set_the_tests_run_on():
     installed = {normalized(d.metadata["Name"]): d.version for d in metadata.distributions()}
     assert {name: installed.get(name) for name in image} == image
     assert not set(image) & set(pins(ROOT / "airflow/requirements-test.txt")), "test extras only"
+
+
+# --- the profile celery: CeleryExecutor with Redis and two workers (airflow/README.md, Scale-out)
+
+CELERY_WORKER = "airflow-worker"
+CELERY_AIRFLOW = (*AIRFLOW, CELERY_WORKER)
+TASK_SERVICES = ("airflow-scheduler", "airflow-webserver", CELERY_WORKER)  # run or show tasks
+
+
+@pytest.fixture(scope="module")
+def celery(tmp_path_factory) -> dict:
+    """`--profile celery config` with the executor .env.example sets beside it."""
+    env = settings(FRAUD_STACK_AIRFLOW_EXECUTOR="CeleryExecutor")
+    return render(tmp_path_factory.mktemp("compose-celery"), env, profiles=("celery",))["services"]
+
+
+def test_the_celery_profile_adds_redis_and_two_scalable_workers(celery, services):
+    assert set(celery) == SERVICES | {"redis", CELERY_WORKER}
+    assert {name for name, s in celery.items() if s.get("profiles")} == {"redis", CELERY_WORKER}
+    assert not set(services) & {"redis", CELERY_WORKER}, "not without the profile"
+    worker = celery[CELERY_WORKER]
+    assert worker["deploy"]["replicas"] == 2 and "container_name" not in worker  # --scale works
+    assert worker["build"]["target"] == "airflow" and worker["image"] == celery["airflow-scheduler"]["image"]
+    assert worker["command"][-1].endswith("exec airflow celery worker")
+    assert celery["redis"]["image"].startswith("redis:7")
+
+
+def test_every_airflow_service_runs_celery_executor_on_one_broker_and_result_backend(celery):
+    for name in CELERY_AIRFLOW:
+        env = celery[name]["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:fraud_stack_redis_password@redis:6379/0", name
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == (
+            "db+postgresql://airflow:fraud_stack_airflow_db_password@postgres:5432/airflow_db"), name
+    # the scheduler's settings, all of them: the workers render and run the tasks with them
+    worker = dict(celery[CELERY_WORKER]["environment"])
+    assert worker.pop("DUMB_INIT_SETSID") == "0"  # SIGTERM reaches the worker: a warm shutdown
+    assert worker == celery["airflow-scheduler"]["environment"]
+
+
+def test_the_worker_refuses_another_executor(celery):
+    """With the profile but without FRAUD_STACK_AIRFLOW_EXECUTOR the worker stops, saying why,
+    instead of idling beside a scheduler that runs the tasks itself."""
+    kind, flag, script = celery[CELERY_WORKER]["command"]
+    assert (kind, flag) == ("bash", "-c")
+    assert script.startswith('[ "$$AIRFLOW__CORE__EXECUTOR" = CeleryExecutor ] || {')
+    assert "needs FRAUD_STACK_AIRFLOW_EXECUTOR=CeleryExecutor in .env" in script and "exit 1" in script
+
+
+def test_redis_has_a_password_off_the_command_line_and_a_health_check(celery):
+    redis = celery["redis"]
+    assert redis["environment"]["REDIS_PASSWORD"] == "fraud_stack_redis_password"
+    assert "fraud_stack_redis_password" not in json.dumps(redis["command"] + redis["healthcheck"]["test"])
+    script = redis["command"][-1]
+    assert script.startswith("exec docker-entrypoint.sh redis-server - ")  # config on stdin
+    assert '<<< "requirepass $$REDIS_PASSWORD"' in script
+    kind, check = redis["healthcheck"]["test"]
+    assert kind == "CMD-SHELL" and 'REDISCLI_AUTH="$$REDIS_PASSWORD" redis-cli ping' in check
+    assert redis["healthcheck"]["interval"] and redis["healthcheck"]["retries"]
+    assert not redis.get("ports"), "the broker is reachable on compose's network only"
+
+
+def test_workers_start_after_redis_the_databases_and_the_services_tasks_reach(celery):
+    worker = celery[CELERY_WORKER]
+    assert {dep: d["condition"] for dep, d in worker["depends_on"].items()} == {
+        "postgres": "service_healthy", "airflow-init": "service_completed_successfully",
+        "redis": "service_healthy", "mailpit": "service_healthy",
+        "payments-simulator": "service_healthy"}
+    assert all(d["required"] for d in worker["depends_on"].values())
+    assert celery["airflow-scheduler"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "celery@$$HOSTNAME" in worker["healthcheck"]["test"][-1]
+    assert worker["restart"] == "unless-stopped"
+    assert worker["stop_grace_period"] == "6m0s", "a stop waits for the running tasks' timeout"
+
+
+def test_every_airflow_service_mounts_the_shared_runs_volume_at_the_same_path(celery):
+    """Stages of one run land on different workers: each finds the previous one's files."""
+    for name in TASK_SERVICES:
+        mounts = {(v["type"], v["source"]): v["target"] for v in celery[name]["volumes"]}
+        assert mounts[("volume", "runs")] == "/opt/fraudctl/runs", name
+        assert mounts[("volume", "airflow-logs")] == "/opt/airflow/logs", name  # the UI reads every worker's
+        assert celery[name]["environment"]["AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT"] == "/opt/fraudctl/runs", name
+
+
+def test_the_image_has_the_celery_provider():
+    image = pins(ROOT / "airflow/requirements.txt")
+    assert {"apache-airflow-providers-celery", "celery", "kombu", "redis"} <= set(image)
+    assert image["apache-airflow-providers-celery"].startswith("3.6.")
