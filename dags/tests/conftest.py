@@ -145,15 +145,20 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-@pytest.fixture(scope="session")
-def payments_api(fraudctl_bin, tmp_path_factory):
-    """The payments simulator, with many frauds so that a short run has some."""
+def _payments_simulator(fraudctl_bin, tmp_path_factory):
+    """A payments simulator with many frauds, so that a short run has some: yields its URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("simulator") / "simulator.log"
     proc = _service([fraudctl_bin, "serve-payments", "--listen", f"127.0.0.1:{port}",
                      "--fraud-rate", "0.2"], port, "payments simulator", log)
     yield f"http://127.0.0.1:{port}/current-transactions"
     _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def payments_api(fraudctl_bin, tmp_path_factory):
+    """The session's payments simulator."""
+    yield from _payments_simulator(fraudctl_bin, tmp_path_factory)
 
 
 class Mailbox:
@@ -331,25 +336,13 @@ def own_fraud_db(fraudctl_bin):
 def own_payments_api(fraudctl_bin, tmp_path_factory):
     """A payments simulator of the module's own, as the session's `payments_api`: the generator's
     stream is one, so a module polling the session's would change what the others receive."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("simulator-own") / "simulator.log"
-    proc = _service([fraudctl_bin, "serve-payments", "--listen", f"127.0.0.1:{port}",
-                     "--fraud-rate", "0.2"], port, "payments simulator", log)
-    yield f"http://127.0.0.1:{port}/current-transactions"
-    _stop(proc)
+    yield from _payments_simulator(fraudctl_bin, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def own_mailbox(tmp_path_factory):
     """An SMTP sink of the module's own (the session's `mailbox` is counted by the other modules)."""
-    port, base = free_port(), tmp_path_factory.mktemp("smtp-own")
-    proc = _service([sys.executable, ROOT / "scripts/smtp_sink.py", "serve", "--listen",
-                     f"127.0.0.1:{port}", "--maildir", base / "mail"], port, "SMTP sink",
-                    base / "sink.log")
-    box = Mailbox(base / "mail")
-    box.port = port
-    yield box
-    _stop(proc)
+    yield from _smtp_sink(tmp_path_factory)
 
 
 def _signal(procs, sig) -> None:
