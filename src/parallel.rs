@@ -183,6 +183,7 @@ mod tests {
         let mut input = StageReader::<u32>::open(&path, "n").unwrap();
         let mut seen = Vec::new();
         map_chunks(
+            "test",
             &mut input,
             || (),
             |_, chunk| {
@@ -208,6 +209,7 @@ mod tests {
         let mut input = StageReader::<u32>::open(&path, "n").unwrap();
         let mut sunk = Vec::new();
         let err = map_chunks(
+            "test",
             &mut input,
             || (),
             |_, chunk| match chunk.lines().find(|(_, l)| l.trim() == "5000") {
@@ -238,7 +240,8 @@ mod tests {
         let last_line = text[..text.len() - 1].rfind('\n').unwrap() + 1;
         std::fs::write(&path, &text[..last_line]).unwrap();
         let mut input = StageReader::<u32>::open(&path, "n").unwrap();
-        let err = map_chunks(&mut input, || (), |_, c| Ok(c.len()), |_| Ok(())).unwrap_err();
+        let err =
+            map_chunks("test", &mut input, || (), |_, c| Ok(c.len()), |_| Ok(())).unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
     }
 }

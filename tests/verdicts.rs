@@ -49,7 +49,7 @@ fn token(db: &TestDb, key: &VerdictKey, trans_num: &str, verdict: Verdict, issue
     .links(key, trans_num, Utc::now())
     .unwrap();
     if issued {
-        fraudctl::alert::register_tokens(&mut db.client(), &[links.clone()]).unwrap();
+        fraudctl::alert::register_tokens(&mut db.client(), std::slice::from_ref(&links)).unwrap();
     }
     let token = links
         .tokens()
