@@ -93,10 +93,19 @@ impl LocalModel {
 
     /// The reasons of a predicted fraud, from its transaction (a stage file's JSON) and features.
     pub(super) fn reasons(&self, tx_json: &str, values: &[Option<f64>]) -> Result<Vec<Reason>> {
+        self.reasons_with(tx_json, values, &self.model.contributions(values))
+    }
+
+    /// The same from its contributions, computed already.
+    fn reasons_with(
+        &self,
+        tx_json: &str,
+        values: &[Option<f64>],
+        contributions: &[f64],
+    ) -> Result<Vec<Reason>> {
         let tx: Transaction =
             serde_json::from_str(tx_json).context("scored record holds an invalid transaction")?;
-        let contributions = self.model.contributions(values);
-        Ok(self.explainer.reasons(&tx, values, &contributions))
+        Ok(self.explainer.reasons(&tx, values, contributions))
     }
 
     /// A transaction's features computed from scratch with this model's own spec (which reads
@@ -134,16 +143,27 @@ pub(super) fn score_local(
                 records.push(record);
             }
             local.model.predict_rows(rows, probabilities);
+            let scores: Vec<_> = probabilities
+                .iter()
+                .map(|p| Score::new(*p, threshold, &local.version, ScoredBy::Local))
+                .collect();
+            // Only the (few) predicted frauds pay for their reasons, all of the chunk's at once.
+            let frauds: Vec<usize> = (0..scores.len())
+                .filter(|&i| scores[i].predicted_fraud)
+                .collect();
+            let contributions = local.model.contributions_of(rows, &frauds);
+            let mut of_fraud = contributions.chunks(local.model.num_features + 1);
             let mut lines = Vec::with_capacity(chunk.len() * 1024);
-            let mut frauds = 0u64;
-            for (record, p) in records.iter().zip(probabilities.iter()) {
-                let score = Score::new(*p, threshold, &local.version, ScoredBy::Local);
-                frauds += u64::from(score.predicted_fraud);
-                // Only the (few) predicted frauds pay for their reasons.
+            for (record, score) in records.iter().zip(scores) {
                 let why = match score.predicted_fraud {
                     true => {
                         record.values(values).map_err(Failure::BadInput)?;
-                        Some(Why::Reasons(local.reasons(record.tx.get(), values)?))
+                        let phi = of_fraud.next().expect("one row of contributions a fraud");
+                        Some(Why::Reasons(local.reasons_with(
+                            record.tx.get(),
+                            values,
+                            phi,
+                        )?))
                     }
                     false => None,
                 };
@@ -154,7 +174,7 @@ pub(super) fn score_local(
                     &score.with(why.as_ref()),
                 );
             }
-            Ok((lines, chunk.len() as u64, frauds))
+            Ok((lines, chunk.len() as u64, frauds.len() as u64))
         },
         |(lines, records, frauds)| {
             out.frauds += frauds;
