@@ -23,15 +23,14 @@ import os
 import subprocess
 from pathlib import Path
 
-import pendulum
 from airflow import DAG
 from airflow.decorators import task
 from airflow.operators.bash import BashOperator
 from airflow.providers.smtp.operators.smtp import EmailOperator
 
-from fraudctl_common import (DATABASE_URL, DEFAULT_ARGS, PRUNE_LOGS, RUNS_ROOT, SMTP_CONN_ID,
+from fraudctl_common import (DATABASE_URL, DAG_DEFAULTS, PRUNE_LOGS, RUNS_ROOT, SMTP_CONN_ID,
                              business_time_zone, digest_timetable, fraudctl_bin)
-from fraudctl_variables import TEMPLATE_FILTERS, var, variable
+from fraudctl_variables import var, variable
 
 REPORT_DAY = ("{{ data_interval_end.in_timezone(%r).subtract(days=1).strftime('%%Y-%%m-%%d') }}"
               % business_time_zone())
@@ -63,12 +62,8 @@ with DAG(
     dag_id="fraud_daily_digest",
     description="Morning email of yesterday's fraud report; run-directory retention",
     schedule=digest_timetable(),
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    user_defined_filters=TEMPLATE_FILTERS,
     doc_md=__doc__,
+    **DAG_DEFAULTS,
     tags=["fraudctl", "fraud", "report"],
 ) as dag:
     report = build_report(

@@ -25,9 +25,9 @@ stage's file in the run directory and prints its JSON summary as the last stdout
 import pendulum
 from airflow import DAG
 
-from fraudctl_common import (DATABASE_URL, DEFAULT_ARGS, MODEL_DIR, RUNS_ROOT, SMTP_ENV,
+from fraudctl_common import (DATABASE_URL, DAG_DEFAULTS, MODEL_DIR, RUNS_ROOT, SMTP_ENV,
                              FraudctlStageOperator, fraudctl)
-from fraudctl_variables import TEMPLATE_FILTERS, var
+from fraudctl_variables import var
 
 RUN_ENV = {
     "FRAUDCTL_RUN_DIR": RUNS_ROOT + "/fraud_pipeline/{{ data_interval_end | ts_nodash }}",
@@ -68,13 +68,9 @@ with DAG(
     dag_id="fraud_pipeline",
     description="Payments API -> features -> fraud score -> PostgreSQL -> fraud alert emails",
     schedule="* * * * *",
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     dagrun_timeout=pendulum.duration(minutes=15),
-    default_args=DEFAULT_ARGS,
-    user_defined_filters=TEMPLATE_FILTERS,
     doc_md=__doc__,
+    **DAG_DEFAULTS,
     tags=["fraudctl", "fraud"],
 ) as dag:
     tasks = [

@@ -10,24 +10,19 @@ is the check's XCom, read by the next check (max_active_runs=1, so checks never 
 It reads only Airflow's metadata database, never fraud_pipeline's tasks or files (logic in
 `fraudctl_watchdog.py`). catchup=False: a check is about now, a missed one is not worth replaying.
 """
-import pendulum
 from airflow import DAG
 from airflow.operators.python import PythonOperator
 
-from fraudctl_common import DEFAULT_ARGS
-from fraudctl_variables import TEMPLATE_FILTERS, var
+from fraudctl_common import DAG_DEFAULTS
+from fraudctl_variables import var
 from fraudctl_watchdog import check_pipeline
 
 with DAG(
     dag_id="fraud_pipeline_watchdog",
     description="One email to operations when fraud_pipeline stops succeeding, one when it recovers",
     schedule="*/2 * * * *",
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    user_defined_filters=TEMPLATE_FILTERS,
     doc_md=__doc__,
+    **DAG_DEFAULTS,
     tags=["fraudctl", "operations"],
 ) as dag:
     PythonOperator(

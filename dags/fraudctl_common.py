@@ -15,6 +15,7 @@ import os
 import re
 from datetime import timedelta
 
+import pendulum
 from airflow.exceptions import (AirflowConfigException, AirflowException, AirflowFailException,
                                 AirflowSkipException)
 from airflow.models.skipmixin import SkipMixin
@@ -22,7 +23,7 @@ from airflow.operators.bash import BashOperator
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from fraudctl_variables import time_zone, value, var
+from fraudctl_variables import TEMPLATE_FILTERS, time_zone, value, var
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,16 @@ DEFAULT_ARGS = {
     "max_retry_delay": timedelta(minutes=2),
     "execution_timeout": timedelta(minutes=5),
     "on_failure_callback": notify_failure,
+}
+
+#: What every fraudctl DAG is declared with: one run at a time, no catch-up (backfills are asked
+#: for), the tasks' defaults above and the template filters of fraudctl_variables.
+DAG_DEFAULTS = {
+    "start_date": pendulum.datetime(2024, 1, 1, tz="UTC"),
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": DEFAULT_ARGS,
+    "user_defined_filters": TEMPLATE_FILTERS,
 }
 
 
