@@ -3,15 +3,16 @@ clean_airflow_db (`airflow db clean`) and clean_airflow_logs tasks, run by the r
 against the tests' metadata database and a log folder named by Airflow's configuration."""
 import os
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from conftest import sql
 
 
 def now_logical() -> str:
     """A logical date for `tasks test` of the digest: its data_interval_end, so "30 days ago"
-    is counted from now."""
-    return datetime.now(timezone.utc).replace(second=20, microsecond=0).isoformat()
+    is counted from (about) now. A minute ago: `tasks test` refuses a logical date in the future
+    ("Dependencies not met") and runs nothing."""
+    return (datetime.now(timezone.utc) - timedelta(minutes=1)).replace(microsecond=0).isoformat()
 
 
 def runs_of(airflow, run_id: str) -> tuple:
