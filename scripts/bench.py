@@ -174,7 +174,7 @@ def one_run(args, csvs, admin, url, shared, figures, peaks):
     rows = shared / "staging.bin"
     staging_sql = (ROOT / "src/load/sql/staging.sql").read_text()
     upsert_sql = (ROOT / "src/load/sql/upsert.sql").read_text().replace("$1", "'bench-floor'").replace("$2", "now()")
-    columns = ("trans_num, trans_time, cc_last4, cc_hash, merchant, category, (amt * 100)::int8, "
+    columns = ("trans_num, trans_time, cc_last4, cc_hash, merchant, category, amt, "
                "gender, city, state, city_pop, merch_lat, merch_long, age_years, distance_km, "
                "is_fraud_label, fraud_probability, predicted_fraud, threshold, model_version, "
                "scorer, needs_rescore, reasons")

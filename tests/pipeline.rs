@@ -97,6 +97,79 @@ fn real_sample_replays_through_the_pipeline_into_postgres() {
     assert_eq!(audited, 4, "extract, transform, score and load are audited");
 }
 
+/// A batch of new payments goes straight into payments_scored by COPY; one that meets a payment
+/// loaded already, among its first rows (found before the COPY) or further on (the COPY fails
+/// on the key and rolls back), is upserted instead, in one session or two. Every way writes the
+/// same rows.
+#[test]
+fn copy_and_upsert_write_the_same_rows() {
+    let db = TestDb::new();
+    let dir = RunDir::new();
+    extract_to_scored(
+        &dir,
+        dir.stage("extract").arg("--from-csv").arg(sample_csv()),
+    );
+    let load = |connections: &str| {
+        ok(db.cmd("load").arg("--run-dir").arg(dir.path()).args([
+            "--run-id",
+            "copy-or-upsert",
+            "--connections",
+            connections,
+        ]))
+    };
+    let rows = || -> Vec<String> {
+        let sql = "SELECT (to_jsonb(p) - 'loaded_at' - 'updated_at')::text \
+                   FROM payments_scored p ORDER BY trans_num";
+        db.client()
+            .query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let copied = load("1");
+    assert_eq!(
+        (copied["method"].as_str(), copied["inserted"].as_i64()),
+        (Some("copy"), Some(6185))
+    );
+    let by_copy = rows();
+    // The amounts as the source wrote them (numeric's binary digits encoded by fraudctl).
+    let sum: String = db
+        .client()
+        .query_one("SELECT sum(amt)::text FROM payments_scored", &[])
+        .unwrap()
+        .get(0);
+    let csv_sum: f64 = dir
+        .records("raw.jsonl")
+        .iter()
+        .map(|r| r["amt"].as_f64().unwrap())
+        .sum();
+    assert_eq!(sum, format!("{csv_sum:.2}"));
+    let trans_num = |record: usize| dir.records("scored.jsonl")[record]["tx"]["trans_num"].clone();
+    // (the one payment kept, sessions): the batch's first record, then one far past the first
+    // thousand the load looks up before choosing.
+    for (kept, connections) in [(0, "1"), (3000, "1"), (3000, "2")] {
+        let kept = trans_num(kept);
+        db.client()
+            .execute(
+                "DELETE FROM payments_scored WHERE trans_num <> $1",
+                &[&kept.as_str().unwrap()],
+            )
+            .unwrap();
+        let summary = load(connections);
+        let counts = ["inserted", "updated", "unchanged"].map(|k| summary[k].as_i64().unwrap());
+        assert_eq!(
+            (summary["method"].as_str(), counts),
+            (Some("upsert"), [6184, 0, 1]),
+            "kept {kept}, {connections} sessions: {summary}"
+        );
+        assert!(
+            rows() == by_copy,
+            "kept {kept}, {connections} sessions: the upserted rows differ from the copied ones"
+        );
+    }
+}
+
 #[test]
 fn every_stage_is_idempotent() {
     let db = TestDb::new();
@@ -116,6 +189,10 @@ fn every_stage_is_idempotent() {
             .args(["--run-id", "test-run"]))
     };
     let first = load();
+    assert_eq!(
+        first["method"], "copy",
+        "a batch of new payments goes in by COPY"
+    );
     let snapshot = |db: &TestDb| -> Vec<String> {
         db.client()
             .query("SELECT row_to_json(p)::text FROM (SELECT trans_num, amt, fraud_probability, predicted_fraud, model_version, loaded_at, updated_at FROM payments_scored ORDER BY trans_num) p", &[])
@@ -146,6 +223,10 @@ fn every_stage_is_idempotent() {
             second["unchanged"].as_i64()
         ),
         (Some(0), Some(0), Some(6185))
+    );
+    assert_eq!(
+        second["method"], "upsert",
+        "a batch loaded already is upserted"
     );
     assert_eq!(
         rows_before,

@@ -73,4 +73,75 @@ impl CopyEncoder {
     pub fn timestamptz_ms(&mut self, ms: i64) {
         self.int8(ms * 1000 - EPOCH_2000_MICROS);
     }
+    /// A timestamptz, to the microsecond (truncated, as the postgres crate sends one).
+    pub fn timestamptz(&mut self, t: chrono::DateTime<chrono::Utc>) {
+        let micros = t.timestamp() * 1_000_000 + i64::from(t.timestamp_subsec_micros());
+        self.int8(micros - EPOCH_2000_MICROS);
+    }
+    /// A numeric of scale 2 from a count of cents (numeric's binary format: the number of
+    /// base-10000 digits, the weight of the first, the sign, the display scale, then the
+    /// digits, most significant first, without trailing zero digits).
+    pub fn numeric_cents(&mut self, cents: i64) {
+        let (whole, fraction) = (cents.unsigned_abs() / 100, cents.unsigned_abs() % 100);
+        // At most 5 whole digits for an i64 of cents, and the fraction's.
+        let mut groups = [0i16; 6];
+        let (mut n, mut rest) = (0, whole);
+        while rest > 0 {
+            groups[n] = (rest % 10_000) as i16;
+            (n, rest) = (n + 1, rest / 10_000);
+        }
+        groups[..n].reverse();
+        let weight = if n == 0 && fraction == 0 {
+            0
+        } else {
+            n as i16 - 1
+        };
+        if fraction > 0 {
+            (groups[n], n) = (fraction as i16 * 100, n + 1);
+        }
+        while n > 0 && groups[n - 1] == 0 {
+            n -= 1;
+        }
+        let digits = &groups[..n];
+        let sign: i16 = if cents < 0 { 0x4000 } else { 0 };
+        self.buf
+            .extend_from_slice(&(8 + 2 * digits.len() as i32).to_be_bytes());
+        for v in [digits.len() as i16, weight, sign, 2] {
+            self.buf.extend_from_slice(&v.to_be_bytes());
+        }
+        for d in digits {
+            self.buf.extend_from_slice(&d.to_be_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CopyEncoder;
+
+    /// numeric's binary digits (as numeric_send writes them) for amounts in cents.
+    #[test]
+    fn numeric_cents_writes_base_10000_digits() {
+        let encoded = |cents| {
+            let mut e = CopyEncoder::new();
+            e.numeric_cents(cents);
+            let words: Vec<i16> = e.buf[4..]
+                .chunks(2)
+                .map(|w| i16::from_be_bytes([w[0], w[1]]))
+                .collect();
+            assert_eq!(
+                i32::from_be_bytes(e.buf[..4].try_into().unwrap()) as usize,
+                2 * words.len()
+            );
+            words
+        };
+        // [ndigits, weight, sign, dscale, digits...]
+        assert_eq!(encoded(0), [0, 0, 0, 2]);
+        assert_eq!(encoded(5), [1, -1, 0, 2, 500]);
+        assert_eq!(encoded(123_456), [2, 0, 0, 2, 1234, 5600]);
+        assert_eq!(encoded(1_000_000_00), [1, 1, 0, 2, 100]);
+        assert_eq!(encoded(1_000_000_01), [3, 1, 0, 2, 100, 0, 100]);
+        assert_eq!(encoded(-150), [2, 0, 0x4000, 2, 1, 5000]);
+        assert_eq!(encoded(i64::MIN).len(), 4 + 6);
+    }
 }

@@ -1,7 +1,11 @@
-//! `fraudctl load`: `scored.jsonl` → `payments_scored`, in one transaction: binary COPY into a
-//! temporary staging table, then one `INSERT … ON CONFLICT (trans_num) DO UPDATE`. A killed
-//! load leaves the table as it was; re-running it converges to the same rows. The run's stage
-//! counts go to `pipeline_runs` in the same transaction.
+//! `fraudctl load`: `scored.jsonl` → `payments_scored`, in one transaction. A batch of new
+//! payments (none of its first thousand trans_nums loaded yet) goes straight into the table by
+//! binary COPY; should one of its payments be there after all (the COPY fails on the primary
+//! key), the transaction rolls back to before the COPY and the batch is upserted: binary COPY
+//! into a temporary staging table, then one `INSERT … ON CONFLICT (trans_num) DO UPDATE`. Both
+//! write the same rows (the COPY writes what the upsert would insert; a test holds them equal).
+//! A killed load leaves the table as it was; re-running it converges to the same rows. The
+//! run's stage counts go to `pipeline_runs` in the same transaction.
 //!
 //! With `--connections N` (N > 1) the rows are split by trans_num over N sessions, each with its
 //! own staging table and transaction, which upsert side by side and commit on their own: the
@@ -10,8 +14,9 @@
 //! the audit rows follow in a last transaction.
 
 mod copy;
+mod rows;
 
-use std::io::Write;
+use std::path::Path;
 use std::thread;
 
 use anyhow::{Context, Result};
@@ -21,11 +26,10 @@ use serde::Serialize;
 use crate::audit;
 use crate::db::DbArgs;
 use crate::error::Failure;
-use crate::parallel;
 use crate::rundir::{log_started, require_input, RunArgs, RunDir};
 use crate::score::{ScoredRecord, SCORED_SCHEMA};
 use crate::stagefile::{read_header, StageReader};
-use copy::CopyEncoder;
+use rows::Target;
 
 /// Options of `fraudctl load`.
 #[derive(Debug, Clone, Args)]
@@ -58,46 +62,28 @@ pub struct LoadSummary {
     pub inserted: i64,
     pub updated: i64,
     pub unchanged: i64,
+    /// How the rows went in: `copy` (straight into the table: a batch of new payments) or
+    /// `upsert` (through the staging table).
+    pub method: Method,
+}
+
+/// How a batch's rows went into `payments_scored`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Copy,
+    Upsert,
 }
 
 /// The staging table (src/load/sql/staging.sql; `scripts/bench.py` runs the same file): its
-/// columns are [`FIELDS`]'s, in their order (a unit test holds them equal).
+/// columns are [`rows::FIELDS`]'s, in their order (a unit test holds them equal).
 const STAGING: &str = include_str!("sql/staging.sql");
 
 /// Staging → payments_scored (src/load/sql/upsert.sql).
 const UPSERT: &str = include_str!("sql/upsert.sql");
 
-/// What the binary COPY sends of a scored record: each staging column and how it is encoded.
-type Field = (&'static str, fn(&mut CopyEncoder, &ScoredRecord));
-
-const FIELDS: [Field; 23] = [
-    ("trans_num", |e, r| e.text(&r.tx.trans_num)),
-    ("trans_time", |e, r| e.timestamptz_ms(r.tx.trans_time_ms)),
-    ("cc_last4", |e, r| e.text(&r.tx.cc_last4)),
-    ("cc_hash", |e, r| e.text(&r.tx.cc_hash)),
-    ("merchant", |e, r| e.text(&r.tx.merchant)),
-    ("category", |e, r| e.text(&r.tx.category)),
-    ("amt_cents", |e, r| e.int8(r.tx.amt_cents())),
-    ("gender", |e, r| e.text(&r.tx.gender)),
-    ("city", |e, r| e.text(&r.tx.city)),
-    ("state", |e, r| e.text(&r.tx.state)),
-    ("city_pop", |e, r| e.int8(r.tx.city_pop as i64)),
-    ("merch_lat", |e, r| e.float8(r.tx.merch_lat)),
-    ("merch_long", |e, r| e.float8(r.tx.merch_long)),
-    ("age_years", |e, r| e.float8(r.derived.age_years)),
-    ("distance_km", |e, r| e.float8(r.derived.distance_km)),
-    ("is_fraud_label", |e, r| e.opt_bool(r.tx.is_fraud)),
-    ("fraud_probability", |e, r| e.float8(r.score.probability)),
-    ("predicted_fraud", |e, r| e.bool(r.score.predicted_fraud)),
-    ("threshold", |e, r| e.float8(r.score.threshold)),
-    ("model_version", |e, r| e.text(&r.score.model_version)),
-    ("scorer", |e, r| e.text(&r.score.scorer)),
-    ("needs_rescore", |e, r| e.bool(r.score.needs_rescore)),
-    // NULL for all but the predicted frauds.
-    ("reasons", |e, r| {
-        e.opt_jsonb(r.score.reasons.as_deref().map(|raw| raw.get()))
-    }),
-];
+/// How many of a batch's first trans_nums are looked up to tell a batch of new payments.
+const PROBED_KEYS: usize = 1000;
 
 pub fn run(args: &LoadArgs) -> Result<LoadSummary> {
     load(args).map_err(explain)
@@ -107,23 +93,28 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
     let dir = RunDir::open(&args.run)?;
     let scored = dir.scored();
     require_input(&scored, "score")?;
-    let mut input = StageReader::<ScoredRecord>::open(&scored, SCORED_SCHEMA)?;
+    let header_records = StageReader::<ScoredRecord>::open(&scored, SCORED_SCHEMA)?
+        .header()
+        .records();
     let captured_at = dir.captured_at()?;
-    log_started("load", input.header().records());
+    log_started("load", header_records);
     let mut clients = (0..args.connections)
         .map(|_| args.db.connect())
         .collect::<Result<Vec<_>>>()?;
     let mut sessions = clients
         .iter_mut()
         .map(|client| {
-            let mut txn = client.transaction()?;
-            txn.batch_execute(STAGING)
-                .context("creating the staging table")?;
-            Ok(txn)
+            client
+                .transaction()
+                .context("starting the load's transaction")
         })
         .collect::<Result<Vec<_>>>()?;
-    let records = stream_rows(&mut input, &scored, &mut sessions)?;
-    let (inserted, updated) = upsert_all(&mut sessions, &dir.run_id, captured_at)?;
+    let batch = Batch {
+        path: &scored,
+        run_id: &dir.run_id,
+        captured_at,
+    };
+    let (records, (inserted, updated), method) = write(&mut sessions, &batch)?;
     // One session: the audit rows in its transaction, all or nothing. Several: each session
     // commits its share, then the audit rows follow in a last transaction.
     let one = sessions.len() == 1;
@@ -139,7 +130,7 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
         txn.commit().context("committing the load's audit rows")?;
     }
     let unchanged = records as i64 - inserted - updated;
-    tracing::info!(run_id = %dir.run_id, records, inserted, updated, unchanged, sessions = clients.len(), "loaded into payments_scored");
+    tracing::info!(run_id = %dir.run_id, records, inserted, updated, unchanged, ?method, sessions = clients.len(), "loaded into payments_scored");
     Ok(LoadSummary {
         stage: "load",
         run_id: dir.run_id,
@@ -147,63 +138,83 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
         inserted,
         updated,
         unchanged,
+        method,
     })
 }
 
-/// Streams every record of `scored.jsonl` into the staging table of the session its trans_num
-/// belongs to (binary COPY, encoded on every core); returns how many records.
-fn stream_rows(
-    input: &mut StageReader<ScoredRecord>,
-    scored: &std::path::Path,
-    sessions: &mut [postgres::Transaction<'_>],
-) -> Result<u64> {
-    let columns = FIELDS.map(|(name, _)| name).join(", ");
-    let copy = format!("COPY payments_staging ({columns}) FROM STDIN (FORMAT binary)");
-    let mut writers = Vec::with_capacity(sessions.len());
-    for txn in sessions.iter_mut() {
-        let mut writer = txn
-            .copy_in(copy.as_str())
-            .context("starting COPY into the staging table")?;
-        send(&mut writer, &CopyEncoder::header())?;
-        writers.push(writer);
-    }
-    let n = writers.len();
-    let mut records = 0u64;
-    parallel::map_chunks(
-        "load",
-        input,
-        || (),
-        |_, chunk| {
-            let mut encoders: Vec<CopyEncoder> = (0..n).map(|_| CopyEncoder::new()).collect();
-            for (no, line) in chunk.lines() {
-                let r: ScoredRecord = serde_json::from_str(line).map_err(|e| {
-                    Failure::BadInput(format!("{} record {no}: {e}", scored.display()))
-                })?;
-                encode(&mut encoders[session_of(&r.tx.trans_num, n)], &r);
-            }
-            Ok((encoders, chunk.len() as u64))
-        },
-        |(encoders, rows)| {
-            records += rows;
-            for (writer, encoded) in writers.iter_mut().zip(encoders) {
-                send(writer, &encoded.buf)?;
-            }
-            Ok(())
-        },
-    )?;
-    for mut writer in writers {
-        send(&mut writer, &CopyEncoder::trailer())?;
-        writer
-            .finish()
-            .context("finishing COPY into the staging table")?;
-    }
-    Ok(records)
+/// The scored file of a run, and what the run writes on each of its rows.
+struct Batch<'a> {
+    path: &'a Path,
+    run_id: &'a str,
+    captured_at: chrono::DateTime<chrono::Utc>,
 }
 
-fn send(writer: &mut postgres::CopyInWriter<'_>, bytes: &[u8]) -> Result<()> {
-    writer
-        .write_all(bytes)
-        .context("streaming rows to PostgreSQL")
+/// Writes the batch in the sessions, none committed: by COPY straight into the table when its
+/// first trans_nums are new, by upsert otherwise or when the COPY meets a payment already
+/// loaded. Returns the records, the counts of inserted and of updated rows, and the method.
+fn write(
+    sessions: &mut [postgres::Transaction<'_>],
+    batch: &Batch,
+) -> Result<(u64, (i64, i64), Method)> {
+    if first_keys_are_new(&mut sessions[0], batch.path)? {
+        for txn in sessions.iter_mut() {
+            txn.batch_execute("SAVEPOINT before_copy")
+                .context("setting the savepoint before COPY")?;
+        }
+        let target = Target::new_rows(batch.run_id, batch.captured_at);
+        match rows::stream(batch.path, sessions, &target) {
+            Ok(records) => return Ok((records, (records as i64, 0), Method::Copy)),
+            Err(e) if is_loaded_already(&e) => {
+                tracing::info!(
+                    run_id = batch.run_id,
+                    "a payment of the batch is loaded already: upserting the batch instead"
+                );
+                for txn in sessions.iter_mut() {
+                    txn.batch_execute("ROLLBACK TO SAVEPOINT before_copy")
+                        .context("rolling back the COPY")?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for txn in sessions.iter_mut() {
+        txn.batch_execute(STAGING)
+            .context("creating the staging table")?;
+    }
+    let records = rows::stream(batch.path, sessions, &Target::staging())?;
+    let counts = upsert_all(sessions, batch.run_id, batch.captured_at)?;
+    Ok((records, counts, Method::Upsert))
+}
+
+/// Whether none of the first [`PROBED_KEYS`] trans_nums of the file is in payments_scored: a
+/// batch of new payments (a run loaded for the first time), or one whose COPY would fail at its
+/// first rows (a run loaded again, a backfill re-scoring).
+fn first_keys_are_new(txn: &mut postgres::Transaction<'_>, path: &Path) -> Result<bool> {
+    let mut input = StageReader::<ScoredRecord>::open(path, SCORED_SCHEMA)?;
+    let mut keys = Vec::with_capacity(PROBED_KEYS);
+    while keys.len() < PROBED_KEYS {
+        let Some(r) = input.next_record()? else { break };
+        keys.push(r.tx.trans_num);
+    }
+    let row = txn
+        .query_one(
+            "SELECT NOT EXISTS (SELECT FROM payments_scored WHERE trans_num = ANY($1))",
+            &[&keys],
+        )
+        .context("looking up the batch's first trans_nums in payments_scored")?;
+    Ok(row.get(0))
+}
+
+/// Whether the COPY failed on payments_scored's primary key: a payment loaded already (or
+/// twice in the file, which the upsert then explains).
+fn is_loaded_already(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|c| c.downcast_ref::<postgres::Error>())
+        .filter_map(|e| e.as_db_error())
+        .any(|e| {
+            e.code() == &postgres::error::SqlState::UNIQUE_VIOLATION
+                && e.constraint() == Some("payments_scored_pkey")
+        })
 }
 
 /// Each session's staging rows → payments_scored, the sessions side by side (a thread each),
@@ -238,26 +249,6 @@ fn upsert(
         .query_one(UPSERT, &[&run_id, &captured_at])
         .context("upserting into payments_scored")?;
     Ok((row.get(0), row.get(1)))
-}
-
-/// The session a record is loaded by: a hash of its trans_num, so that the same trans_num
-/// always goes to the same session (a duplicate inside the file is still refused).
-fn session_of(trans_num: &str, sessions: usize) -> usize {
-    if sessions == 1 {
-        return 0;
-    }
-    // FNV-1a: stable across runs and platforms, and fast on 32-character ids.
-    let hash = trans_num.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    (hash % sessions as u64) as usize
-}
-
-fn encode(enc: &mut CopyEncoder, r: &ScoredRecord) {
-    enc.row(FIELDS.len() as i16);
-    for (_, field) in FIELDS {
-        field(enc, r);
-    }
 }
 
 /// One `pipeline_runs` row per stage of the run, from the stage files' headers, and the load's.
@@ -309,22 +300,4 @@ fn explain(err: anyhow::Error) -> anyhow::Error {
         ));
     }
     err
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{FIELDS, STAGING};
-
-    /// The staging table's columns are the encoder's fields, in their order.
-    #[test]
-    fn the_staging_table_has_the_encoders_columns() {
-        let table = "payments_staging (";
-        let start = STAGING.find(table).expect("the CREATE TABLE") + table.len();
-        let body = &STAGING[start..STAGING.rfind(')').unwrap()];
-        let columns: Vec<&str> = body
-            .split(',')
-            .map(|c| c.split_whitespace().next().unwrap())
-            .collect();
-        assert_eq!(columns, FIELDS.map(|(name, _)| name));
-    }
 }

@@ -10,7 +10,7 @@ WITH upserted AS (
         fraud_probability, predicted_fraud, threshold, model_version, scorer, needs_rescore,
         reasons, run_id, captured_at)
     SELECT trans_num, trans_time, cc_last4, cc_hash, merchant, category,
-           (amt_cents::numeric / 100)::numeric(14, 2), gender, city, state, city_pop,
+           amt, gender, city, state, city_pop,
            merch_lat, merch_long, age_years, distance_km, is_fraud_label,
            fraud_probability, predicted_fraud, threshold, model_version, scorer, needs_rescore,
            reasons, $1, $2::timestamptz
