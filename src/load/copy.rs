@@ -139,8 +139,8 @@ mod tests {
         assert_eq!(encoded(0), [0, 0, 0, 2]);
         assert_eq!(encoded(5), [1, -1, 0, 2, 500]);
         assert_eq!(encoded(123_456), [2, 0, 0, 2, 1234, 5600]);
-        assert_eq!(encoded(1_000_000_00), [1, 1, 0, 2, 100]);
-        assert_eq!(encoded(1_000_000_01), [3, 1, 0, 2, 100, 0, 100]);
+        assert_eq!(encoded(100_000_000), [1, 1, 0, 2, 100]);
+        assert_eq!(encoded(100_000_001), [3, 1, 0, 2, 100, 0, 100]);
         assert_eq!(encoded(-150), [2, 0, 0x4000, 2, 1, 5000]);
         assert_eq!(encoded(i64::MIN).len(), 4 + 6);
     }
