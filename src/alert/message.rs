@@ -106,6 +106,15 @@ impl Signer<'_> {
     }
 }
 
+/// The verdict links of each fraud the burst sends, in its order (none without a key): signed
+/// once, for the email's two parts and for their registration before it is sent.
+pub fn sign(b: &Burst, e: &Envelope) -> Result<Vec<VerdictLinks>> {
+    let Some(signer) = &e.verdicts else {
+        return Ok(Vec::new());
+    };
+    b.send.iter().map(|f| signer.links(&f.trans_num)).collect()
+}
+
 pub fn subject(b: &Burst) -> String {
     let follow_up = if b.thread.is_some() { "Re: " } else { "" };
     match b.send.as_slice() {
@@ -130,6 +139,8 @@ type VerdictLine = ([(&'static str, String); 2], String);
 struct Content<'a> {
     b: &'a Burst,
     e: &'a Envelope<'a>,
+    /// Each sent fraud's verdict links ([`sign`]), empty without a key.
+    links: &'a [VerdictLinks],
 }
 
 impl Content<'_> {
@@ -201,21 +212,18 @@ impl Content<'_> {
             })
             .collect()
     }
-    /// The fraud's verdict links, as (label, URL) pairs, and until when they are valid.
-    fn verdict_links(&self, f: &Fraud) -> Result<Option<VerdictLine>> {
-        let Some(signer) = &self.e.verdicts else {
-            return Ok(None);
-        };
-        let links = signer.links(&f.trans_num)?;
-        let until = self.local(links.expires_at);
+    /// The `i`th sent fraud's verdict links, as (label, URL) pairs, and until when they are
+    /// valid.
+    fn verdict_links(&self, i: usize) -> Option<VerdictLine> {
+        let (signer, links) = (self.e.verdicts.as_ref()?, self.links.get(i)?);
         let url = |token| verdict::url(signer.base_url, token);
-        Ok(Some((
+        Some((
             [
                 ("Confirmed fraud", url(&links.fraud)),
                 ("Not fraud", url(&links.not_fraud)),
             ],
-            until,
-        )))
+            self.local(links.expires_at),
+        ))
     }
     fn report_link(&self) -> (String, String) {
         let newest = self.b.send.last().map(|f| f.trans_time).unwrap_or_default();
@@ -228,15 +236,15 @@ impl Content<'_> {
     }
 }
 
-pub fn plain_text(b: &Burst, e: &Envelope) -> Result<String> {
-    let c = Content { b, e };
+fn plain_text(c: &Content) -> String {
+    let b = c.b;
     let mut out = format!("{}\n", c.intro());
     for (i, f) in b.send.iter().enumerate() {
         out.push_str(&format!("\n{}. {:.2} at {}\n", i + 1, f.amt, f.merchant));
         for (k, v) in c.fraud_fields(f) {
             out.push_str(&format!("   {:<13}{v}\n", format!("{k}:")));
         }
-        if let Some((links, until)) = c.verdict_links(f)? {
+        if let Some((links, until)) = c.verdict_links(i) {
             out.push_str(&format!(
                 "   Your verdict (one click, then confirm; valid until {until}):\n"
             ));
@@ -257,7 +265,7 @@ pub fn plain_text(b: &Burst, e: &Envelope) -> Result<String> {
         "\nReport for the day: {url}\n\n\
          Each predicted fraud is sent once, in one email per card and run, by fraudctl alert.\n"
     ));
-    Ok(out)
+    out
 }
 
 fn esc(s: &str) -> String {
@@ -267,8 +275,8 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn html(b: &Burst, e: &Envelope) -> Result<String> {
-    let c = Content { b, e };
+fn html(c: &Content) -> String {
+    let b = c.b;
     let mut out = format!("<html><body><h2>Fraud alert</h2><p>{}</p>", esc(&c.intro()));
     for (i, f) in b.send.iter().enumerate() {
         out.push_str(&format!(
@@ -284,7 +292,7 @@ fn html(b: &Burst, e: &Envelope) -> Result<String> {
             ));
         }
         out.push_str("</table>");
-        if let Some((links, until)) = c.verdict_links(f)? {
+        if let Some((links, until)) = c.verdict_links(i) {
             let anchors: Vec<String> = links
                 .iter()
                 .map(|(label, url)| format!("<a href=\"{}\">{label}</a>", esc(url)))
@@ -309,11 +317,13 @@ fn html(b: &Burst, e: &Envelope) -> Result<String> {
         "</table><p><a href=\"{}\">Open the report for {day}</a></p></body></html>",
         esc(&url)
     ));
-    Ok(out)
+    out
 }
 
-/// The email for a burst (which must have frauds to send).
-pub fn build(b: &Burst, e: &Envelope) -> Result<Message> {
+/// The email for a burst (which must have frauds to send), with each fraud's verdict links
+/// ([`sign`]).
+pub fn build(b: &Burst, e: &Envelope, links: &[VerdictLinks]) -> Result<Message> {
+    let c = Content { b, e, links };
     let mut builder = Message::builder()
         .from(e.from.clone())
         .subject(subject(b))
@@ -335,12 +345,12 @@ pub fn build(b: &Burst, e: &Envelope) -> Result<Message> {
         .singlepart(
             SinglePart::builder()
                 .header(header::ContentType::TEXT_PLAIN)
-                .body(plain_text(b, e)?),
+                .body(plain_text(&c)),
         )
         .singlepart(
             SinglePart::builder()
                 .header(header::ContentType::TEXT_HTML)
-                .body(html(b, e)?),
+                .body(html(&c)),
         );
     Ok(builder.multipart(body)?)
 }

@@ -290,13 +290,9 @@ impl Delivery<'_> {
         if burst.send.is_empty() {
             return Ok(());
         }
-        let email = message::build(burst, &self.envelope)?;
-        if let Some(signer) = &self.envelope.verdicts {
-            let links = burst
-                .send
-                .iter()
-                .map(|f| signer.links(&f.trans_num))
-                .collect::<Result<Vec<_>>>()?;
+        let links = message::sign(burst, &self.envelope)?;
+        let email = message::build(burst, &self.envelope, &links)?;
+        if !links.is_empty() {
             ledger::register_tokens(client, &links)?;
         }
         let backoff = Backoff::new(

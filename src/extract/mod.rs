@@ -245,7 +245,8 @@ impl Collector {
     /// Makes room for the keys of about `records` rows, so that de-duplicating a big file
     /// never re-hashes the keys seen so far.
     pub fn expect(&mut self, records: u64) {
-        self.seen.reserve(usize::try_from(records).unwrap_or(usize::MAX));
+        self.seen
+            .reserve(usize::try_from(records).unwrap_or(usize::MAX));
     }
 
     /// The card-number protector rows are checked with ([`Checked::of`]).
