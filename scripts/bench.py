@@ -16,8 +16,12 @@ What it measures, each run on a fresh database:
   - load as inserts again with one session a core (`--connections`, rows split by trans_num);
   - the whole reprocess: transform → score → load (inserts), back to back, both ways;
   - the database's floor for the load: the same rows COPY'd from a binary file into the same
-    staging table and put through the same upsert (src/load/sql/*.sql), by psql directly;
-  - one invocation of each stage on a one-record batch (what every Airflow task pays);
+    staging table and put through the same upsert (src/load/sql/*.sql), by psql directly; and,
+    for new payments (which fraudctl COPYs straight into payments_scored), the same rows COPY'd
+    from a binary file straight into the empty table;
+  - one invocation of each stage on a one-record batch (what every Airflow task pays); load
+    twice: a new payment (the every-minute case), and the same payment again (an upsert that
+    changes nothing);
   - the Python peer (scripts/python_peer.py, skipped with --no-peer): the stack fraudctl
     replaces (pandas, the project's feature code, xgboost, psycopg2's execute_values upsert) on
     the same CSV into a fresh database, against fraudctl's extract → transform → score → load
@@ -99,7 +103,7 @@ def main():
     timed_stages = ("extract", "transform", "transform_history", "transform_no_history", "score",
                     "load_insert", "load_update", "load_sessions")
     peer_keys = () if args.no_peer else (*(f"peer_{s}" for _, s in PEER_STAGES), "peer_end_to_end")
-    figures = {name: [] for name in (*timed_stages, "floor_insert", "floor_update", "reprocess",
+    figures = {name: [] for name in (*timed_stages, "floor_insert", "floor_update", "floor_copy", "reprocess",
                                      "reprocess_sessions", "end_to_end", *peer_keys)}
     peaks = dict.fromkeys((*timed_stages, *peer_keys), 0.0)
     # The server reads and writes the floor's COPY file itself: a directory it can use.
@@ -179,6 +183,11 @@ def one_run(args, csvs, admin, url, shared, figures, peaks):
                "is_fraud_label, fraud_probability, predicted_fraud, threshold, model_version, "
                "scorer, needs_rescore, reasons")
     psql(url, f"COPY (SELECT {columns} FROM payments_scored) TO '{rows}' (FORMAT binary)")
+    # New payments: the same rows straight into the empty table, as fraudctl COPYs them.
+    direct, table_columns = shared / "direct.bin", f"{columns}, run_id, captured_at"
+    psql(url, f"COPY (SELECT {table_columns} FROM payments_scored) TO '{direct}' (FORMAT binary)")
+    psql(url, "TRUNCATE payments_scored CASCADE; CHECKPOINT")
+    figures["floor_copy"].append(psql(url, f"BEGIN; COPY payments_scored ({table_columns}) FROM '{direct}' (FORMAT binary); COMMIT;")[0])
     load = f"BEGIN; {staging_sql}; COPY payments_staging FROM '{rows}' (FORMAT binary); {upsert_sql}; COMMIT;"
     psql(url, "TRUNCATE payments_scored CASCADE; CHECKPOINT")
     figures["floor_insert"].append(psql(url, load)[0])
@@ -209,11 +218,21 @@ def one_record(args, admin, url):
         dst.write(src.readline() + src.readline())
     fresh_db(admin, url)
     stage("extract", run_dir, "--from-csv", str(csv))
-    times = {}
     db = ["--database-url", url]
-    for name, extra in (("transform", db), ("score", []), ("load", db)):
-        times[name] = statistics.median(stage(name, run_dir, *extra)[0] * 1000 for _ in range(21))
-    return times
+
+    def median_ms(name, *extra, before=lambda: None):
+        def once():
+            before()
+            return stage(name, run_dir, *extra)[0] * 1000
+        return statistics.median(once() for _ in range(21))
+
+    return {
+        "transform": median_ms("transform", *db),
+        "score": median_ms("score"),
+        "load (a new payment)": median_ms(
+            "load", *db, before=lambda: psql(url, "TRUNCATE payments_scored CASCADE")),
+        "load (the same payment again)": median_ms("load", *db),
+    }
 
 
 def report(args, med, peaks, single):
@@ -237,16 +256,18 @@ def report(args, med, peaks, single):
     print(f"| **reprocess** (transform → score → load, inserts) | **{med['reprocess']:.2f}** | {rate(med['reprocess'])} | |")
     print(f"| **reprocess**, load by {SESSIONS} sessions | **{med['reprocess_sessions']:.2f}** | {rate(med['reprocess_sessions'])} | |")
     print()
-    print("| Load against the database's floor | fraudctl load | COPY + upsert by psql | Ratio |")
-    print("|---|---:|---:|---:|")
+    print("| Load against the database's floor | fraudctl load | COPY + upsert by psql | Ratio "
+          "| COPY into the table by psql | Ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
     for kind in ("insert", "update"):
         a, b = med[f"load_{kind}"], med[f"floor_{kind}"]
-        print(f"| {kind}s | {a:.2f} s | {b:.2f} s | {a / b:.2f}× |")
+        copy = f"{med['floor_copy']:.2f} s | {a / med['floor_copy']:.2f}×" if kind == "insert" else "— | —"
+        print(f"| {kind}s | {a:.2f} s | {b:.2f} s | {a / b:.2f}× | {copy} |")
     print()
     print("| One-record batch (median of 21) | Wall |")
     print("|---|---:|")
     for name, ms in single.items():
-        note = " (connects to PostgreSQL on loopback)" if name in ("transform", "load") else ""
+        note = " (connects to PostgreSQL on loopback)" if name.split()[0] in ("transform", "load") else ""
         print(f"| {name}{note} | {ms:.1f} ms |")
     if "peer_end_to_end" in med:
         print()
