@@ -1,7 +1,8 @@
 """Which card-history features to ship: one model per candidate set, compared twice.
 
-Every candidate is trained exactly as train.py trains the default (same split, parameters and
-threshold) and judged on the held-out cards twice:
+Every candidate is trained exactly as train.py trains the default (same split, parameters,
+threshold and per-payment features) and judged on the held-out cards twice; one more row is the
+shipped history with default-v2's per-payment features, day_of_week included, which v3 dropped:
 
 * on the sample as it is;
 * on a *dense replay*: the held-out cards' payments plus synthetic legitimate payments of the
@@ -31,7 +32,7 @@ DENSE_RATES = (2.5, 10.0)  # legitimate payments a day: an average card and a he
 DENSE_SEED = 20240601
 HISTORY_SECONDS = 30 * 86400  # what a history sees: synthetic payments further back are useless
 GROUPS = {
-    "default-v1 (no history)": [],
+    "no history": [],
     "all thirteen": list(features.HISTORY_FEATURES),
     "counts 1h-30d": ["card_count_1h", "card_count_24h", "card_count_7d", "card_count_30d"],
     "amount sums 1h-7d": ["card_amt_sum_1h", "card_amt_sum_24h", "card_amt_sum_7d"],
@@ -42,6 +43,7 @@ GROUPS = {
 HISTORY_ONLY = {**train.spec_with("history only", []),
                 "blocks": [{"type": "card_history", "features": list(features.HISTORY_FEATURES)}]}
 VARIANTS = {**GROUPS, **{name: [name] for name in features.HISTORY_FEATURES}}
+WITH_DAY_OF_WEEK = "default-v2 (with day_of_week)"
 
 
 def epoch_seconds(texts):
@@ -78,21 +80,25 @@ def scores(booster, X):
 
 
 def run(df):
-    """One row per VARIANTS entry: its history features and its held-out metrics on the sample
-    and on each dense replay (train.held_out_metrics)."""
+    """One row for WITH_DAY_OF_WEEK, then one per VARIANTS entry: its numeric per-payment and
+    history features and its held-out metrics on the sample and on each dense replay
+    (train.held_out_metrics)."""
     train_idx, test_idx = train.split(df)
     held = df.iloc[test_idx]
     y = df["is_fraud"].to_numpy()
-    every = train.spec_with("ablation", features.HISTORY_FEATURES)  # one pass, columns picked
+    # One pass over every column any row reads; each row picks its own, in its spec's order.
+    every = train.spec_with("ablation", features.HISTORY_FEATURES, train.V2_NUMERIC)
     X = features.compute(every, df)
     judged = {"held_out": X.iloc[test_idx],
               **{f"dense_{rate:g}_per_day": replay(X.iloc[test_idx], held, rate)
                  for rate in DENSE_RATES}}
+    candidates = [(WITH_DAY_OF_WEEK, train.HISTORY, train.V2_NUMERIC),
+                  *((name, history, train.NUMERIC) for name, history in VARIANTS.items())]
     rows = []
-    for name, history in VARIANTS.items():
-        columns = features.columns(train.spec_with(name, history))
+    for name, history, numeric in candidates:
+        columns = features.columns(train.spec_with(name, history, numeric))
         booster = train.fit(X[columns].to_numpy()[train_idx], y[train_idx])
-        rows.append({"variant": name, "history": history,
+        rows.append({"variant": name, "numeric": numeric, "history": history,
                      **{key: train.held_out_metrics(held, scores(booster, X_judged[columns]))
                         for key, X_judged in judged.items()}})
     return rows
@@ -108,7 +114,8 @@ def replay(X_held, held, rate):
 
 
 def table(rows):
-    """The rows as the Markdown table of model/MODEL_CARD.md; ← marks train.py's HISTORY."""
+    """The rows as the Markdown table of model/MODEL_CARD.md; ← marks the shipped features
+    (train.py's NUMERIC and HISTORY)."""
     k = rows[0]["held_out"]["alerts_per_day"]
     dense = [key for key in rows[0] if key.startswith("dense_")]
     head = (["history features", "ROC AUC", "PR AUC", "P@0.5", "R@0.5", f"P@{k['k']}/day"]
@@ -116,7 +123,7 @@ def table(rows):
                for name in ("ROC AUC", "P", "R")])
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for row in rows:
-        shipped = " ←" if row["history"] == train.HISTORY else ""
+        shipped = " ←" if is_shipped(row) else ""
         m = row["held_out"]
         cells = [row["variant"] + shipped, f"{m['roc_auc']:.4f}", f"{m['average_precision']:.4f}",
                  f"{m['precision']:.3f}", f"{m['recall']:.3f}",
@@ -126,6 +133,11 @@ def table(rows):
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + (f"\n\nP@{k['k']}/day: {k['alerts']} alerts; a perfect ranking "
                                f"reaches {k['ceiling']:.3f}.")
+
+
+def is_shipped(row):
+    """Whether an ablation row is the model train.py ships."""
+    return row["numeric"] == train.NUMERIC and row["history"] == train.HISTORY
 
 
 def main():

@@ -6,11 +6,14 @@ import json
 import numpy as np
 import xgboost
 
+import ablation
 import features
 import train
 from conftest import DEFAULT_MODEL
 
-TARGETS = {"roc_auc": 0.997, "precision": 0.95, "recall": 0.95}  # held out, at the threshold
+# Held out, at the threshold. ROC AUC 0.996, not v2's 0.997: v2's extra 0.002 came from the day of
+# week telling the sample's fraud-only days apart, which v3 no longer reads (model/MODEL_CARD.md).
+TARGETS = {"roc_auc": 0.996, "precision": 0.95, "recall": 0.95}
 
 
 def metrics():
@@ -43,5 +46,5 @@ def test_training_spec_meets_the_targets_and_carries_its_ablation():
     recorded = metrics()
     held = recorded["held_out"]
     assert {k: held[k] >= v for k, v in TARGETS.items()} == dict.fromkeys(TARGETS, True), held
-    shipped = [row for row in recorded["ablation"] if row["history"] == train.HISTORY]
-    assert shipped and shipped[0]["held_out"] == held
+    shipped = [row for row in recorded["ablation"] if ablation.is_shipped(row)]
+    assert len(shipped) == 1 and shipped[0]["held_out"] == held
