@@ -19,6 +19,26 @@ fn extract_to_scored(dir: &RunDir, extract: &mut std::process::Command) -> Value
     summary
 }
 
+/// A run directory with the whole sample extracted (from the CSV), transformed and scored.
+fn scored_sample() -> RunDir {
+    let dir = RunDir::new();
+    extract_to_scored(
+        &dir,
+        dir.stage("extract").arg("--from-csv").arg(sample_csv()),
+    );
+    dir
+}
+
+/// `load` of `dir` into `db` as run `run_id`, by `connections` sessions.
+fn load_by(db: &TestDb, dir: &RunDir, run_id: &str, connections: &str) -> Value {
+    ok(db.cmd("load").arg("--run-dir").arg(dir.path()).args([
+        "--run-id",
+        run_id,
+        "--connections",
+        connections,
+    ]))
+}
+
 #[test]
 fn fixture_body_parses_to_the_exact_record() {
     let body =
@@ -104,19 +124,8 @@ fn real_sample_replays_through_the_pipeline_into_postgres() {
 #[test]
 fn copy_and_upsert_write_the_same_rows() {
     let db = TestDb::new();
-    let dir = RunDir::new();
-    extract_to_scored(
-        &dir,
-        dir.stage("extract").arg("--from-csv").arg(sample_csv()),
-    );
-    let load = |connections: &str| {
-        ok(db.cmd("load").arg("--run-dir").arg(dir.path()).args([
-            "--run-id",
-            "copy-or-upsert",
-            "--connections",
-            connections,
-        ]))
-    };
+    let dir = scored_sample();
+    let load = |connections: &str| load_by(&db, &dir, "copy-or-upsert", connections);
     let rows = || -> Vec<String> {
         let sql = "SELECT (to_jsonb(p) - 'loaded_at' - 'updated_at')::text \
                    FROM payments_scored p ORDER BY trans_num";
@@ -410,11 +419,7 @@ fn a_killed_extract_leaves_no_raw_file_and_a_rerun_completes() {
 #[test]
 fn a_killed_load_leaves_the_table_as_before() {
     let db = TestDb::new();
-    let dir = RunDir::new();
-    extract_to_scored(
-        &dir,
-        dir.stage("extract").arg("--from-csv").arg(sample_csv()),
-    );
+    let dir = scored_sample();
     // Hold a lock that blocks the load's upsert, kill the load while it waits, then release.
     let mut blocker = db.client();
     let mut lock = blocker.transaction().unwrap();
@@ -451,18 +456,9 @@ fn a_killed_load_leaves_the_table_as_before() {
 #[test]
 fn sessions_side_by_side_load_what_one_transaction_loads() {
     let db = TestDb::new();
-    let dir = RunDir::new();
-    extract_to_scored(
-        &dir,
-        dir.stage("extract").arg("--from-csv").arg(sample_csv()),
-    );
+    let dir = scored_sample();
     let load = |connections: &str| {
-        let summary = ok(db.cmd("load").arg("--run-dir").arg(dir.path()).args([
-            "--run-id",
-            "test-run",
-            "--connections",
-            connections,
-        ]));
+        let summary = load_by(&db, &dir, "test-run", connections);
         ["inserted", "updated", "unchanged"].map(|k| summary[k].as_i64().unwrap())
     };
     assert_eq!(load("3"), [6185, 0, 0]);
