@@ -157,10 +157,11 @@ fn write(
     batch: &Batch,
 ) -> Result<(u64, (i64, i64), Method)> {
     if first_keys_are_new(&mut sessions[0], batch.path)? {
-        for txn in sessions.iter_mut() {
-            txn.batch_execute("SAVEPOINT before_copy")
-                .context("setting the savepoint before COPY")?;
-        }
+        in_each(
+            sessions,
+            "SAVEPOINT before_copy",
+            "setting the savepoint before COPY",
+        )?;
         let target = Target::new_rows(batch.run_id, batch.captured_at);
         match rows::stream(batch.path, sessions, &target) {
             Ok(records) => return Ok((records, (records as i64, 0), Method::Copy)),
@@ -169,21 +170,27 @@ fn write(
                     run_id = batch.run_id,
                     "a payment of the batch is loaded already: upserting the batch instead"
                 );
-                for txn in sessions.iter_mut() {
-                    txn.batch_execute("ROLLBACK TO SAVEPOINT before_copy")
-                        .context("rolling back the COPY")?;
-                }
+                in_each(
+                    sessions,
+                    "ROLLBACK TO SAVEPOINT before_copy",
+                    "rolling back the COPY",
+                )?;
             }
             Err(e) => return Err(e),
         }
     }
-    for txn in sessions.iter_mut() {
-        txn.batch_execute(STAGING)
-            .context("creating the staging table")?;
-    }
+    in_each(sessions, STAGING, "creating the staging table")?;
     let records = rows::stream(batch.path, sessions, &Target::staging())?;
     let counts = upsert_all(sessions, batch.run_id, batch.captured_at)?;
     Ok((records, counts, Method::Upsert))
+}
+
+/// Runs `sql` in every session; `what` names it in an error.
+fn in_each(sessions: &mut [postgres::Transaction<'_>], sql: &str, what: &str) -> Result<()> {
+    for txn in sessions.iter_mut() {
+        txn.batch_execute(sql).with_context(|| what.to_string())?;
+    }
+    Ok(())
 }
 
 /// Whether none of the first [`PROBED_KEYS`] trans_nums of the file is in payments_scored: a
