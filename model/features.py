@@ -11,6 +11,7 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta, timezone
 from itertools import accumulate
+from pathlib import Path
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -65,6 +66,21 @@ def load_spec(path):
     except ValueError as e:
         raise ValueError(f"feature spec {path}: {e}") from None
     return spec
+
+
+DEFAULT_THRESHOLD = 0.5  # a model directory without threshold.json, as `fraudctl score` reads it
+
+
+def load_threshold(model_dir):
+    """The probability from which `fraudctl score` predicts a fraud with the model of
+    `model_dir`: its threshold.json (model/train.py), else DEFAULT_THRESHOLD."""
+    path = Path(model_dir) / "threshold.json"
+    if not path.exists():
+        return DEFAULT_THRESHOLD
+    threshold = json.loads(path.read_text(encoding="utf-8"))["threshold"]
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"{path}: threshold {threshold} is not between 0 and 1")
+    return threshold
 
 
 def check_spec(spec):

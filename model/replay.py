@@ -27,6 +27,7 @@ import features  # noqa: E402  (needs the path above)
 import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "model" / "default"
 
 
 def held_out_rows(csv_path):
@@ -48,7 +49,6 @@ def fraudctl(binary, env, stage, run_dir, *args):
 
 def replay(csv_path, binary, run_size, work, env):
     """Runs every run; returns (probability, predicted, label) of each held-out payment."""
-    model = REPO / "model" / "default"
     header, rows = held_out_rows(csv_path)
     scored = []
     for n, start in enumerate(range(0, len(rows), run_size)):
@@ -56,8 +56,8 @@ def replay(csv_path, binary, run_size, work, env):
         part = work / f"run{n:04d}.csv"
         part.write_text("\n".join([header, *rows[start:start + run_size]]) + "\n", encoding="utf-8")
         fraudctl(binary, env, "extract", run_dir, "--from-csv", part)
-        fraudctl(binary, env, "transform", run_dir, "--feature-spec", model / "feature_spec.json")
-        fraudctl(binary, env, "score", run_dir, "--model-dir", model)
+        fraudctl(binary, env, "transform", run_dir, "--feature-spec", MODEL / "feature_spec.json")
+        fraudctl(binary, env, "score", run_dir, "--model-dir", MODEL)
         fraudctl(binary, env, "load", run_dir)
         lines = (run_dir / "scored.jsonl").read_text(encoding="utf-8").splitlines()[1:]
         for line in lines:
@@ -68,7 +68,7 @@ def replay(csv_path, binary, run_size, work, env):
     return scored, len(rows), n + 1
 
 
-def metrics(scored):
+def metrics(scored, threshold):
     """The model card's held-out metrics (train.py's definitions) of the replayed payments."""
     p = np.array([s[0] for s in scored])
     held = pd.DataFrame({
@@ -76,7 +76,7 @@ def metrics(scored):
         "trans_date_trans_time": pd.to_datetime([s[3] for s in scored], unit="ms")
                                    .strftime(features.TIME_FORMAT),
     })
-    out = train.held_out_metrics(held, p)
+    out = train.held_out_metrics(held, p, threshold)
     out["predicted_frauds"] = int(sum(s[1] for s in scored))
     return out
 
@@ -97,7 +97,8 @@ def main():
                    capture_output=True)
     with tempfile.TemporaryDirectory(prefix="fraudctl-replay-") as work:
         scored, payments, runs = replay(args.csv, args.fraudctl, args.run_size, Path(work), env)
-    result = {"payments": payments, "runs": runs, "run_size": args.run_size, **metrics(scored)}
+    result = {"payments": payments, "runs": runs, "run_size": args.run_size,
+              **metrics(scored, features.load_threshold(MODEL))}
     print(json.dumps(result, indent=2))
 
 

@@ -14,8 +14,9 @@ and prints every figure as JSON:
   card spending (what the model reads) beside the sample's.
 * **In `--time-mode now`, at every hour of the day**: the same payments stamped as
   serve-payments stamps them (the latest moment up to the request with their simulated time of
-  day), served one every 0.1 s in three runs, their 24-hour spending recomputed as `transform`
-  would (the earlier runs and the same batch, strictly earlier stamps) and scored by the model:
+  day), served one every 0.1 s in three runs, their card history recomputed as `transform`
+  would (the earlier runs and the same batch, strictly earlier stamps) and scored by the model
+  at its threshold:
   precision, recall, false-alarm rate and the share of cards whose payments keep their order;
   and the false-alarm rate by day of week over all 24 hours.
 * **Pooled over the seeds**: precision, recall and the false-alarm rate (and by day of week) of
@@ -158,21 +159,25 @@ def quantiles(values):
     return {str(q): round(float(values.quantile(q)), 0) for q in (0.25, 0.5, 0.75, 0.9, 0.95, 0.99)}
 
 
-def sums_24h(df, stamps):
-    """card_amt_sum_24h as `transform` computes it with these stamps: the card's payments of the
-    earlier runs and of the same run with a stamp in the 24 hours before."""
+def history_now(df, stamps):
+    """The history columns of the default model as `transform` computes them with these stamps,
+    from the card's payments of the earlier runs and of the same run stamped before: the amount
+    spent in the 24 hours before, the seconds since the latest payment of the 30 days before."""
     cents = (df["amt"] * 100).round().astype("int64").to_numpy()
-    out = np.zeros(len(df))
+    runs = df["run"].to_numpy()
+    sums, since = np.zeros(len(df)), np.full(len(df), np.nan)
     for _, card in df.groupby("cc_hash"):
         idx = card.index.to_numpy()
         for i in idx:
-            known = idx[(df["run"].to_numpy()[idx] <= df.at[i, "run"])]
-            window = known[(stamps[known] < stamps[i]) & (stamps[known] >= stamps[i] - DAY_MS)]
-            out[i] = cents[window].sum() / 100.0
-    return out
+            known = idx[(runs[idx] <= runs[i]) & (stamps[idx] < stamps[i])]
+            sums[i] = cents[known[stamps[known] >= stamps[i] - DAY_MS]].sum() / 100.0
+            recent = stamps[known[stamps[known] >= stamps[i] - 30 * DAY_MS]]
+            if recent.size:
+                since[i] = (stamps[i] - recent.max()) / 1000.0
+    return {"card_amt_sum_24h": sums, "card_secs_since_prev": since}
 
 
-def now_mode(df, columns, booster):
+def now_mode(df, columns, booster, threshold):
     """Precision, recall, false-alarm rate and cards in order when the same stream is served in
     now mode at each hour of the day, and the false-alarm rate by day over all 24 hours."""
     simulated = df["trans_time_ms"].to_numpy()
@@ -187,8 +192,10 @@ def now_mode(df, columns, booster):
         x["hour"] = moments.hour
         if "day_of_week" in columns:  # a model that reads it (default-v2 did)
             x["day_of_week"] = moments.dayofweek
-        x["card_amt_sum_24h"] = sums_24h(df, stamps)
-        predicted = booster.predict(xgb.DMatrix(x.to_numpy(dtype=float), feature_names=columns)) >= 0.5
+        for name, values in history_now(df, stamps).items():
+            if name in columns:
+                x[name] = values
+        predicted = booster.predict(xgb.DMatrix(x.to_numpy(dtype=float), feature_names=columns)) >= threshold
         in_order = pd.Series(stamps).groupby(df["cc_hash"]).apply(lambda s: s.is_monotonic_increasing)
         figures = precision_recall(label, predicted)
         legit_alerted.append(predicted[~label])
@@ -271,6 +278,7 @@ def main():
     sample = features.read_transactions(args.csv)
     booster = xgb.Booster()
     booster.load_model(MODEL / "model.json")
+    threshold = features.load_threshold(MODEL)
     report = {"sample": sample_figures(sample), "seeds": {}}
     with tempfile.TemporaryDirectory(prefix="fraudctl-generator-") as work:
         work = Path(work)
@@ -279,7 +287,7 @@ def main():
             df, columns = pipeline_runs(args.fraudctl, env, seed, work)
             streams.append(df)
             report["seeds"][seed] = {"pipeline": stream_figures(df),
-                                     "now_mode": now_mode(df, columns, booster)}
+                                     "now_mode": now_mode(df, columns, booster, threshold)}
         report["pooled"] = pooled(streams)
         report["adversarial"] = adversarial(args.fraudctl, env, sample, work, args.seeds[0] + 1)
     print(json.dumps(report, indent=1))

@@ -204,7 +204,8 @@ def main():
     parser.add_argument("--database-url", default=os.environ.get("FRAUDCTL_DATABASE_URL"),
                         help="a database migrated by `fraudctl migrate` (FRAUDCTL_DATABASE_URL)")
     parser.add_argument("--model-dir", type=Path, default=ROOT / "model" / "default")
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float,
+                        help="default: the model's own, as fraudctl score (threshold.json in --model-dir)")
     parser.add_argument("--page-size", type=int, default=1000, help="rows a statement (default 1000)")
     parser.add_argument("--run-id", default=None, help="default: python-peer-<UTC time>")
     args = parser.parse_args()
@@ -217,6 +218,7 @@ def main():
         sys.exit("python_peer: payments_scored keeps age_years and distance_km, which the peer "
                  "takes from the spec's age and distance_km features: this spec lacks them")
     booster = xgboost.Booster(model_file=str(args.model_dir / "model.json"))
+    threshold = features.load_threshold(args.model_dir) if args.threshold is None else args.threshold
     times, peaks = {}, {}
 
     def stage(name, work):
@@ -226,11 +228,11 @@ def main():
         return out
 
     key = pan_key()
-    meta = {"threshold": args.threshold, "model_version": model_version(args.model_dir, spec),
+    meta = {"threshold": threshold, "model_version": model_version(args.model_dir, spec),
             "scorer": "local", "needs_rescore": False, "run_id": run_id, "captured_at": started}
     df, rejected = stage("read", lambda: read(args.csv, key))
     X = stage("features", lambda: features.compute(spec, df))
-    scored = stage("predict", lambda: predict(booster, X, args.threshold))
+    scored = stage("predict", lambda: predict(booster, X, threshold))
     stage("upsert", lambda: upsert(args.database_url, table_rows(df, X, scored, meta), args.page_size))
     print(json.dumps({"records": len(df), "rejected": rejected,
                       "predicted_frauds": int(scored[1].sum()), "run_id": run_id,

@@ -92,24 +92,24 @@ fn the_default_model_finds_the_generated_frauds_in_bursts_on_recurring_cards() {
         "frauds {frauds}, alerts {alerts}, caught {caught}: precision {precision:.3}, recall \
          {recall:.3}; median card seen {median_seen} times; {per_card:.2} frauds per compromised card"
     );
-    // This stream (the default seed) reaches precision 0.867 and recall 0.949 with default-v3.
-    // The bounds are what every stream of 3,000 met (scripts/generator_report.py, seeds 42 and
-    // 1-7: precision 0.76-0.92, recall 0.82-1.00), so that a refit of params.json does not fail
-    // here by the luck of its draws: with about seven bursts in 3,000 payments, the number of
-    // frauds, and with it the precision, varies from stream to stream. The share of legitimate
-    // payments the model alerts on varies less: 0.14-0.70% (0.48% on the sample's own cards it
-    // was not trained on), which at 2% frauds keeps the precision near 0.84 (all eight pooled).
+    // This stream (the default seed, what `make up` serves) reaches precision 0.959 and recall
+    // 0.854 with default-v4 at its threshold (0.8); the assertions are the issue's targets. Other
+    // streams of 3,000 (scripts/generator_report.py, seeds 1-7) give precision 0.885-0.976 and
+    // recall 0.742-0.962: with about seven bursts in 3,000 payments, the number of frauds, and
+    // with it both figures, varies from stream to stream, so a refit of params.json is checked
+    // with the report over several seeds, not by this stream alone. The share of legitimate
+    // payments alerted varies less: 0.03-0.24 % (all eight pooled 0.14 %, precision 0.943).
     let false_alarm_rate = (alerts - caught) as f64 / (3000 - frauds) as f64;
     assert!(
-        false_alarm_rate <= 0.01,
+        false_alarm_rate <= 0.005,
         "{false_alarm_rate:.4} of legitimate payments alerted"
     );
     assert!(
-        precision >= 0.7,
+        precision >= 0.85,
         "precision {precision:.3} ({caught} of {alerts} alerts)"
     );
     assert!(
-        recall >= 0.75,
+        recall >= 0.80,
         "recall {recall:.3} ({caught} of {frauds} frauds)"
     );
     assert!(

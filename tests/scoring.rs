@@ -294,3 +294,49 @@ fn sagemaker_frauds_get_reasons_from_the_same_local_model_else_say_why() {
         "the endpoint serves another model",
     );
 }
+
+#[test]
+fn the_threshold_is_the_model_directorys_unless_given() {
+    let dir = RunDir::new();
+    ok(dir
+        .stage("extract")
+        .arg("--from-csv")
+        .arg(sample_csv())
+        .args(["--max-records", "300"]));
+    ok(dir
+        .stage("transform")
+        .arg("--feature-spec")
+        .arg(default_model().join("feature_spec.json")));
+    let file = std::fs::read_to_string(default_model().join("threshold.json")).unwrap();
+    let own = serde_json::from_str::<serde_json::Value>(&file).unwrap()["threshold"]
+        .as_f64()
+        .unwrap();
+    assert_ne!(
+        own, 0.5,
+        "the default model's own threshold, not the fallback"
+    );
+    let without_file = another_model();
+    for (model, given, expected) in [
+        (default_model(), None, own),
+        (without_file.path().to_path_buf(), None, 0.5),
+        (default_model(), Some("0.3"), 0.3),
+    ] {
+        let mut score = dir.stage("score");
+        score.arg("--model-dir").arg(&model);
+        if let Some(t) = given {
+            score.args(["--threshold", t]);
+        }
+        ok(&mut score);
+        assert_eq!(
+            dir.header("scored.jsonl")["meta"]["threshold"],
+            expected,
+            "{model:?} {given:?}"
+        );
+        for r in dir.records("scored.jsonl") {
+            let score = &r["score"];
+            let p = score["probability"].as_f64().unwrap();
+            assert_eq!(score["threshold"], expected);
+            assert_eq!(score["predicted_fraud"], p >= expected, "{score}");
+        }
+    }
+}

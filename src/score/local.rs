@@ -1,5 +1,6 @@
 //! The `local` scorer: the XGBoost model of --model-dir (its `model.json` and the
-//! `feature_spec.json` it was trained with), evaluated in-process on every core.
+//! `feature_spec.json` it was trained with), evaluated in-process on every core; and the
+//! directory's `threshold.json`, the probability from which its payments are predicted frauds.
 
 use std::path::Path;
 
@@ -34,6 +35,29 @@ pub struct Explanation {
     /// One per feature, in the model's order, then the bias: they sum to the margin.
     pub contributions: Vec<f64>,
     pub reasons: Vec<Reason>,
+}
+
+/// `threshold.json` of a model directory: `{"threshold": p, ...}` (model/train.py writes how it
+/// was chosen beside it); None when the directory has none.
+pub fn model_threshold(dir: &Path) -> Result<Option<f64>> {
+    #[derive(serde::Deserialize)]
+    struct Threshold {
+        threshold: f64,
+    }
+    let path = dir.join("threshold.json");
+    let bytes = match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        read => read.with_context(|| format!("cannot read {}", path.display()))?,
+    };
+    match serde_json::from_slice::<Threshold>(&bytes) {
+        Ok(Threshold { threshold }) if (0.0..=1.0).contains(&threshold) => Ok(Some(threshold)),
+        Ok(Threshold { threshold }) => Err(Failure::BadInput(format!(
+            "{}: threshold {threshold} is not between 0 and 1",
+            path.display()
+        ))
+        .into()),
+        Err(e) => Err(Failure::BadInput(format!("{}: {e}", path.display())).into()),
+    }
 }
 
 impl LocalModel {
@@ -191,4 +215,56 @@ pub(super) fn score_local(
             out.writer.write_lines(&lines, records)
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn threshold_of(file: Option<&str>) -> Result<Option<f64>> {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(text) = file {
+            std::fs::write(dir.path().join("threshold.json"), text).unwrap();
+        }
+        model_threshold(dir.path())
+    }
+
+    #[test]
+    fn a_model_directory_gives_its_threshold_or_none() {
+        assert_eq!(threshold_of(None).unwrap(), None);
+        let written = r#"{"schema": "fraudctl.threshold", "threshold": 0.8, "rule": "F2"}"#;
+        assert_eq!(threshold_of(Some(written)).unwrap(), Some(0.8));
+        assert_eq!(
+            threshold_of(Some(r#"{"threshold": 1}"#)).unwrap(),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn a_bad_threshold_file_is_bad_input_naming_it() {
+        for (text, says) in [
+            (
+                r#"{"threshold": 1.5}"#,
+                "threshold 1.5 is not between 0 and 1",
+            ),
+            (
+                r#"{"threshold": -0.1}"#,
+                "threshold -0.1 is not between 0 and 1",
+            ),
+            (r#"{"threshold": "0.8"}"#, "invalid type"),
+            (r#"{"rule": "F2"}"#, "missing field `threshold`"),
+            ("0.8", "invalid type"),
+        ] {
+            let e = threshold_of(Some(text)).unwrap_err();
+            let message = format!("{e:#}");
+            assert!(
+                matches!(e.downcast_ref::<Failure>(), Some(Failure::BadInput(_))),
+                "{text}: {message}"
+            );
+            assert!(
+                message.contains("threshold.json") && message.contains(says),
+                "{text}: {message}"
+            );
+        }
+    }
 }

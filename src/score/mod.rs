@@ -106,9 +106,10 @@ pub struct ScoreArgs {
     #[arg(long, env = "FRAUDCTL_MODEL_DIR", default_value = "model/default")]
     pub model_dir: PathBuf,
 
-    /// Probability from which a payment is predicted fraudulent.
-    #[arg(long, env = "FRAUDCTL_THRESHOLD", default_value_t = 0.5)]
-    pub threshold: f64,
+    /// Probability from which a payment is predicted fraudulent [default: the model's own,
+    /// threshold.json in --model-dir, written by model/train.py; 0.5 for a model without one].
+    #[arg(long, env = "FRAUDCTL_THRESHOLD")]
+    pub threshold: Option<f64>,
 
     /// What to do when the SageMaker endpoint is unavailable.
     #[arg(long, env = "FRAUDCTL_FALLBACK", value_enum, default_value_t = Fallback::Local)]
@@ -244,15 +245,26 @@ impl Output {
     }
 }
 
-pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
-    if !(0.0..=1.0).contains(&args.threshold) {
+/// The threshold of a model directory without threshold.json (a model trained elsewhere).
+pub const DEFAULT_THRESHOLD: f64 = 0.5;
+
+/// --threshold, else the model directory's own, else [`DEFAULT_THRESHOLD`].
+fn threshold(args: &ScoreArgs) -> Result<f64> {
+    let Some(threshold) = args.threshold else {
+        return Ok(local::model_threshold(&args.model_dir)?.unwrap_or(DEFAULT_THRESHOLD));
+    };
+    if !(0.0..=1.0).contains(&threshold) {
         return Err(Failure::Config(format!(
-            "{} {} is not between 0 and 1",
+            "{} {threshold} is not between 0 and 1",
             crate::setting::name::<ScoreArgs>("threshold"),
-            args.threshold
         ))
         .into());
     }
+    Ok(threshold)
+}
+
+pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
+    let threshold = threshold(args)?;
     let dir = RunDir::open(&args.run)?;
     require_input(&dir.features(), "transform")?;
     let mut input = StageReader::<serde_json::Value>::open(&dir.features(), FEATURES_SCHEMA)?;
@@ -263,14 +275,15 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
         _ => Some(LocalModel::load(&args.model_dir)?),
     };
     let scorer = args.scorer.scored_by().name();
-    let meta = serde_json::json!({ "scorer": scorer, "threshold": args.threshold, "feature_spec": spec_meta });
+    let meta =
+        serde_json::json!({ "scorer": scorer, "threshold": threshold, "feature_spec": spec_meta });
     let writer = StageWriter::create(
         &dir.scored(),
         Header::new(SCORED_SCHEMA, &dir.run_id, "score", meta),
     )?;
     let mut out = Output {
         writer,
-        threshold: args.threshold,
+        threshold,
         frauds: 0,
         fallback: 0,
         line: Vec::with_capacity(1024),

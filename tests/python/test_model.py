@@ -11,9 +11,11 @@ import features
 import train
 from conftest import DEFAULT_MODEL
 
-# Held out, at the threshold. ROC AUC 0.996, not v2's 0.997: v2's extra 0.002 came from the day of
-# week telling the sample's fraud-only days apart, which v3 no longer reads (model/MODEL_CARD.md).
-TARGETS = {"roc_auc": 0.996, "precision": 0.95, "recall": 0.95}
+# Held out, at the model's threshold. ROC AUC 0.996, not v2's 0.997: v2's extra 0.002 came from
+# the day of week telling the sample's fraud-only days apart, which v3 on no longer reads. Recall
+# 0.90, not 0.95: the threshold is chosen for the data set's fraud share, not the sample's 14 %,
+# and gives up held-out recall there for precision (model/MODEL_CARD.md, "The threshold").
+TARGETS = {"roc_auc": 0.996, "precision": 0.95, "recall": 0.90}
 
 
 def metrics():
@@ -23,7 +25,8 @@ def metrics():
 def test_saved_model_predicts_like_the_in_memory_booster(sample):
     spec = features.load_spec(DEFAULT_MODEL / "feature_spec.json")
     recorded = metrics()
-    booster, _ = train.train(sample, spec, recorded["params"], recorded["rounds"])
+    booster, threshold, _ = train.train(sample, spec, recorded["params"], recorded["rounds"])
+    assert threshold == json.loads((DEFAULT_MODEL / "threshold.json").read_text())
     saved = xgboost.Booster(model_file=str(DEFAULT_MODEL / "model.json"))
     X = xgboost.DMatrix(features.compute(spec, sample).to_numpy())
     np.testing.assert_array_equal(saved.predict(X), booster.predict(X))
@@ -33,7 +36,7 @@ def test_metrics_come_from_the_sample_and_separate_frauds(sample_path):
     recorded = metrics()
     assert recorded["training_data"] == [
         {"file": sample_path.name, "sha256": hashlib.sha256(sample_path.read_bytes()).hexdigest()}]
-    assert recorded["held_out"]["threshold"] == 0.5
+    assert recorded["held_out"]["threshold"] == features.load_threshold(DEFAULT_MODEL)
 
 
 def test_training_spec_is_committed_with_its_parameters():
@@ -47,4 +50,7 @@ def test_training_spec_meets_the_targets_and_carries_its_ablation():
     held = recorded["held_out"]
     assert {k: held[k] >= v for k, v in TARGETS.items()} == dict.fromkeys(TARGETS, True), held
     shipped = [row for row in recorded["ablation"] if ablation.is_shipped(row)]
-    assert len(shipped) == 1 and shipped[0]["held_out"] == held
+    # The ablation judges every candidate at 0.5; the ranking figures do not depend on it.
+    assert len(shipped) == 1
+    assert {k: shipped[0]["held_out"][k] for k in ("roc_auc", "average_precision")} == {
+        k: held[k] for k in ("roc_auc", "average_precision")}
