@@ -205,16 +205,7 @@ fn an_unreachable_endpoint_falls_back_to_the_local_model_and_marks_rows() {
 
 #[test]
 fn the_local_model_refuses_features_of_another_spec() {
-    let dir = RunDir::new();
-    ok(dir
-        .stage("extract")
-        .arg("--from-csv")
-        .arg(sample_csv())
-        .args(["--max-records", "10"]));
-    ok(dir
-        .stage("transform")
-        .arg("--feature-spec")
-        .arg(root().join("model/original/feature_spec.json")));
+    let dir = transformed("10", &root().join("model/original/feature_spec.json"));
     let stderr = fails(
         dir.stage("score").arg("--model-dir").arg(default_model()),
         4,
@@ -223,6 +214,18 @@ fn the_local_model_refuses_features_of_another_spec() {
         stderr.contains("re-run `fraudctl transform --feature-spec"),
         "{stderr}"
     );
+}
+
+/// A run directory with the sample's first `records` extracted and transformed with `spec`.
+fn transformed(records: &str, spec: &std::path::Path) -> RunDir {
+    let dir = RunDir::new();
+    ok(dir
+        .stage("extract")
+        .arg("--from-csv")
+        .arg(sample_csv())
+        .args(["--max-records", records]));
+    ok(dir.stage("transform").arg("--feature-spec").arg(spec));
+    dir
 }
 
 /// A copy of the default model whose base_score differs: same spec, other probabilities.
@@ -297,16 +300,7 @@ fn sagemaker_frauds_get_reasons_from_the_same_local_model_else_say_why() {
 
 #[test]
 fn the_threshold_is_the_model_directorys_unless_given() {
-    let dir = RunDir::new();
-    ok(dir
-        .stage("extract")
-        .arg("--from-csv")
-        .arg(sample_csv())
-        .args(["--max-records", "300"]));
-    ok(dir
-        .stage("transform")
-        .arg("--feature-spec")
-        .arg(default_model().join("feature_spec.json")));
+    let dir = transformed("300", &default_model().join("feature_spec.json"));
     let file = std::fs::read_to_string(default_model().join("threshold.json")).unwrap();
     let own = serde_json::from_str::<serde_json::Value>(&file).unwrap()["threshold"]
         .as_f64()
