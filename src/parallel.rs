@@ -22,6 +22,11 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// Chunks in flight per worker.
 const QUEUE_PER_WORKER: usize = 2;
 
+/// Files of at most this many records are mapped on the calling thread: starting the reader
+/// and the workers (and asking the kernel how many cores there are) would cost more than the
+/// work of every minute's batch of a few hundred payments.
+const ON_THIS_THREAD_RECORDS: u64 = 500;
+
 /// A run of consecutive record lines, as read: the workers, not the reader, cut it into lines.
 #[derive(Default)]
 pub struct Chunk {
@@ -51,8 +56,8 @@ pub fn workers() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Maps every chunk of `input` with `map` on [`workers`] threads and hands the results to
-/// `sink` in input order, showing `stage`'s progress ([`Progress`]). The first error (reading,
+/// Maps every chunk of `input` with `map` on [`workers`] threads (on this one for a small file)
+/// and hands the results to `sink` in input order, showing `stage`'s progress ([`Progress`]). The first error (reading,
 /// mapping or sinking) stops the work and is returned; `map` gets a per-worker state made by
 /// `init` (scratch buffers).
 pub fn map_chunks<T, R, S, I, M, K>(
@@ -69,7 +74,8 @@ where
     M: Fn(&mut S, &Chunk) -> Result<R> + Sync,
     K: FnMut(R) -> Result<()>,
 {
-    let mut progress = Progress::new(stage, Some(input.header().records()));
+    let records = input.header().records();
+    let mut progress = Progress::new(stage, Some(records));
     let mut next_record = 1u64;
     let next = move || -> Result<Option<Chunk>> {
         let mut chunk = Chunk {
@@ -80,6 +86,14 @@ where
         next_record += chunk.len() as u64;
         Ok((!chunk.is_empty()).then_some(chunk))
     };
+    if records <= ON_THIS_THREAD_RECORDS {
+        let (mut next, mut state) = (next, init());
+        while let Some(chunk) = next()? {
+            progress.add(chunk.len() as u64);
+            sink(map(&mut state, &chunk)?)?;
+        }
+        return Ok(());
+    }
     let map = |state: &mut S, chunk: Chunk| Ok((chunk.len() as u64, map(state, &chunk)?));
     map_ordered(next, init, map, |(records, result)| {
         progress.add(records);
@@ -200,6 +214,30 @@ mod tests {
         .unwrap();
         assert_eq!(seen.len(), 10_000);
         assert!(seen.iter().all(|(no, v)| *no == v + 1));
+    }
+
+    #[test]
+    fn a_small_file_is_mapped_on_the_calling_thread_a_large_one_on_workers() {
+        for (n, on_this_thread) in [(ON_THIS_THREAD_RECORDS as u32, true), (5_000, false)] {
+            let (_dir, path) = file_of(n, 999);
+            let mut input = StageReader::<u32>::open(&path, "n").unwrap();
+            let (mut records, mut threads) = (0, std::collections::HashSet::new());
+            map_chunks(
+                "test",
+                &mut input,
+                || (),
+                |_, chunk| Ok((chunk.len(), thread::current().id())),
+                |(len, thread)| {
+                    records += len;
+                    threads.insert(thread);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(records, n as usize);
+            let here = threads == [thread::current().id()].into();
+            assert_eq!(here, on_this_thread, "{n} records mapped on {threads:?}");
+        }
     }
 
     #[test]

@@ -119,7 +119,7 @@ pub fn record_run(client: &mut postgres::Client, summary: &AlertSummary) -> Resu
             "emails": summary.emails,
         }),
     };
-    audit::record(client, &row, audit::Again::Add)
+    audit::record(client, std::slice::from_ref(&row), audit::Again::Add)
 }
 
 /// `--retry-failed`: the `failed` alerts (all, or those of the trans_nums given) become

@@ -265,34 +265,38 @@ fn record_audit(
     records: u64,
     (inserted, updated): (i64, i64),
 ) -> Result<()> {
+    let mut headers = Vec::with_capacity(3);
     for (stage, path) in [
         ("extract", dir.raw()),
         ("transform", dir.features()),
         ("score", dir.scored()),
     ] {
         if let Some(h) = read_header(&path)? {
-            let row = audit::StageRow {
-                run_id: &dir.run_id,
-                stage,
-                records: h.records() as i64,
-                rejected: h.count("rejected") as i64,
-                file_created_at: Some(&h.created_at),
-                details: serde_json::to_value(&h.counts)?,
-            };
-            audit::record(txn, &row, audit::Again::Replace)?;
+            headers.push((stage, h));
         }
+    }
+    let mut rows = Vec::with_capacity(4);
+    for (stage, h) in &headers {
+        rows.push(audit::StageRow {
+            run_id: &dir.run_id,
+            stage,
+            records: h.records() as i64,
+            rejected: h.count("rejected") as i64,
+            file_created_at: Some(&h.created_at),
+            details: serde_json::to_value(&h.counts)?,
+        });
     }
     let unchanged = records as i64 - inserted - updated;
     let now = chrono::Utc::now().to_rfc3339();
-    let row = audit::StageRow {
+    rows.push(audit::StageRow {
         run_id: &dir.run_id,
         stage: "load",
         records: records as i64,
         rejected: 0,
         file_created_at: Some(&now),
         details: serde_json::json!({ "inserted": inserted, "updated": updated, "unchanged": unchanged }),
-    };
-    audit::record(txn, &row, audit::Again::Replace)
+    });
+    audit::record(txn, &rows, audit::Again::Replace)
 }
 
 /// A duplicate trans_num inside one scored file makes PostgreSQL refuse the upsert; say so.
