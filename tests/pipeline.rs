@@ -179,6 +179,29 @@ fn copy_and_upsert_write_the_same_rows() {
     }
 }
 
+/// A batch no longer than the probe (every minute's run) goes to COPY without looking first;
+/// loaded again, the COPY fails on its first payment and the batch is upserted, unchanged.
+#[test]
+fn a_small_batch_loaded_again_is_upserted_after_its_copy_fails() {
+    let db = TestDb::new();
+    let dir = RunDir::new();
+    extract_to_scored(
+        &dir,
+        dir.stage("extract")
+            .arg("--from-csv")
+            .arg(sample_csv())
+            .args(["--max-records", "50"]),
+    );
+    let load = || {
+        let s = load_by(&db, &dir, "small", "1");
+        let counts = ["inserted", "updated", "unchanged"].map(|k| s[k].as_i64().unwrap());
+        (s["method"].as_str().unwrap().to_string(), counts)
+    };
+    assert_eq!(load(), ("copy".to_string(), [50, 0, 0]));
+    assert_eq!(load(), ("upsert".to_string(), [0, 0, 50]));
+    assert_eq!(db.count("SELECT count(*) FROM payments_scored"), 50);
+}
+
 #[test]
 fn every_stage_is_idempotent() {
     let db = TestDb::new();

@@ -1,6 +1,6 @@
 //! `fraudctl load`: `scored.jsonl` → `payments_scored`, in one transaction. A batch of new
-//! payments (none of its first thousand trans_nums loaded yet) goes straight into the table by
-//! binary COPY; should one of its payments be there after all (the COPY fails on the primary
+//! payments (none of its first thousand trans_nums loaded yet; a batch of at most a thousand is
+//! not looked up, its COPY is tried at once) goes straight into the table by binary COPY; should one of its payments be there after all (the COPY fails on the primary
 //! key), the transaction rolls back to before the COPY and the batch is upserted: binary COPY
 //! into a temporary staging table, then one `INSERT … ON CONFLICT (trans_num) DO UPDATE`. Both
 //! write the same rows (the COPY writes what the upsert would insert; a test holds them equal).
@@ -21,6 +21,7 @@ use std::thread;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use postgres::types::Type;
 use serde::Serialize;
 
 use crate::audit;
@@ -110,6 +111,7 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
         })
         .collect::<Result<Vec<_>>>()?;
     let batch = Batch {
+        records: header_records,
         path: &scored,
         run_id: &dir.run_id,
         captured_at,
@@ -144,6 +146,8 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
 
 /// The scored file of a run, and what the run writes on each of its rows.
 struct Batch<'a> {
+    /// As its header says.
+    records: u64,
     path: &'a Path,
     run_id: &'a str,
     captured_at: chrono::DateTime<chrono::Utc>,
@@ -156,7 +160,9 @@ fn write(
     sessions: &mut [postgres::Transaction<'_>],
     batch: &Batch,
 ) -> Result<(u64, (i64, i64), Method)> {
-    if first_keys_are_new(&mut sessions[0], batch.path)? {
+    // A batch no longer than the probe goes to COPY at once: a failed COPY of it costs no more
+    // than the probe.
+    if batch.records <= PROBED_KEYS as u64 || first_keys_are_new(&mut sessions[0], batch.path)? {
         in_each(
             sessions,
             "SAVEPOINT before_copy",
@@ -204,9 +210,9 @@ fn first_keys_are_new(txn: &mut postgres::Transaction<'_>, path: &Path) -> Resul
         keys.push(r.tx.trans_num);
     }
     let row = txn
-        .query_one(
+        .query_typed_one(
             "SELECT NOT EXISTS (SELECT FROM payments_scored WHERE trans_num = ANY($1))",
-            &[&keys],
+            &[(&keys, Type::TEXT_ARRAY)],
         )
         .context("looking up the batch's first trans_nums in payments_scored")?;
     Ok(row.get(0))
@@ -253,7 +259,10 @@ fn upsert(
     captured_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(i64, i64)> {
     let row = txn
-        .query_one(UPSERT, &[&run_id, &captured_at])
+        .query_typed_one(
+            UPSERT,
+            &[(&run_id, Type::TEXT), (&captured_at, Type::TIMESTAMPTZ)],
+        )
         .context("upserting into payments_scored")?;
     Ok((row.get(0), row.get(1)))
 }
