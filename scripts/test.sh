@@ -15,13 +15,18 @@ step() { printf '\n==> %s\n' "$*"; }
 # waiting: the fuzzing run (after cargo-fuzz's install and build, one core per target for a
 # bounded time) and the Airflow DAG suite (schedulers and workers polling: 60 % of a core over
 # 6 minutes). Each one's output is shown, and its result counted, at the end, in start order.
+# Each runs in a session of its own, so that an early exit stops it with the services it started.
 names=() pids=() logs=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -f "${logs[@]}"' EXIT
+stop_background() {
+    for pid in "${pids[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
+    rm -f "${logs[@]}"
+}
+trap stop_background EXIT
 background() {
     names+=("$1")
     logs+=("$(mktemp)")
     shift
-    "$@" >"${logs[-1]}" 2>&1 &
+    setsid "$@" >"${logs[-1]}" 2>&1 &
     pids+=($!)
 }
 

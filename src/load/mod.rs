@@ -1,6 +1,7 @@
 //! `fraudctl load`: `scored.jsonl` → `payments_scored`, in one transaction. A batch of new
 //! payments (none of its first thousand trans_nums loaded yet; a batch of at most a thousand is
-//! not looked up, its COPY is tried at once) goes straight into the table by binary COPY; should one of its payments be there after all (the COPY fails on the primary
+//! not looked up, its COPY is tried at once) goes straight into the table by binary COPY;
+//! should one of its payments be there after all (the COPY fails on the primary
 //! key), the transaction rolls back to before the COPY and the batch is upserted: binary COPY
 //! into a temporary staging table, then one `INSERT … ON CONFLICT (trans_num) DO UPDATE`. Both
 //! write the same rows (the COPY writes what the upsert would insert; a test holds them equal).
@@ -146,7 +147,7 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
 
 /// The scored file of a run, and what the run writes on each of its rows.
 struct Batch<'a> {
-    /// As its header says.
+    /// Records, as the file's header counts them.
     records: u64,
     path: &'a Path,
     run_id: &'a str,
