@@ -68,13 +68,14 @@ def load_spec(path):
     return spec
 
 
-DEFAULT_THRESHOLD = 0.5  # a model directory without threshold.json, as `fraudctl score` reads it
+THRESHOLD_FILE = "threshold.json"  # in a model directory, written by model/train.py
+DEFAULT_THRESHOLD = 0.5  # a model directory without one, as `fraudctl score` reads it
 
 
 def load_threshold(model_dir):
     """The probability from which `fraudctl score` predicts a fraud with the model of
     `model_dir`: its threshold.json (model/train.py), else DEFAULT_THRESHOLD."""
-    path = Path(model_dir) / "threshold.json"
+    path = Path(model_dir) / THRESHOLD_FILE
     if not path.exists():
         return DEFAULT_THRESHOLD
     threshold = json.loads(path.read_text(encoding="utf-8"))["threshold"]

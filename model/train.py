@@ -256,7 +256,7 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "feature_spec.json").write_text(json.dumps(SPEC, indent=2) + "\n", encoding="utf-8")
     booster.save_model(args.out / "model.json")
-    (args.out / "threshold.json").write_text(json.dumps(threshold, indent=2) + "\n", encoding="utf-8")
+    (args.out / features.THRESHOLD_FILE).write_text(json.dumps(threshold, indent=2) + "\n", encoding="utf-8")
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     held = metrics["held_out"]
     print(f"wrote {args.out}: held-out AUC {held['roc_auc']:.4f}, "

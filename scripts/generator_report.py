@@ -160,21 +160,19 @@ def quantiles(values):
 
 
 def history_now(df, stamps):
-    """The history columns of the default model as `transform` computes them with these stamps,
-    from the card's payments of the earlier runs and of the same run stamped before: the amount
-    spent in the 24 hours before, the seconds since the latest payment of the 30 days before."""
-    cents = (df["amt"] * 100).round().astype("int64").to_numpy()
+    """The card-history features (a DataFrame in df's order) as `transform` computes them with
+    these stamps: a payment's history is its card's payments of the earlier runs and of its own
+    run, those stamped before it (features.CardHistory, the training definitions)."""
+    payments = [features.Payment(int(t), r.trans_num, round(r.amt * 100), r.category, r.merch_lat, r.merch_long)
+                for t, r in zip(stamps, df.itertuples())]
     runs = df["run"].to_numpy()
-    sums, since = np.zeros(len(df)), np.full(len(df), np.nan)
-    for _, card in df.groupby("cc_hash"):
-        idx = card.index.to_numpy()
+    out = [None] * len(df)
+    for (card, run), idx in df.groupby(["cc_hash", "run"]).indices.items():
+        of_card = df.index[df["cc_hash"] == card]
+        history = features.CardHistory([payments[j] for j in of_card if runs[j] <= run])
         for i in idx:
-            known = idx[(runs[idx] <= runs[i]) & (stamps[idx] < stamps[i])]
-            sums[i] = cents[known[stamps[known] >= stamps[i] - DAY_MS]].sum() / 100.0
-            recent = stamps[known[stamps[known] >= stamps[i] - 30 * DAY_MS]]
-            if recent.size:
-                since[i] = (stamps[i] - recent.max()) / 1000.0
-    return {"card_amt_sum_24h": sums, "card_secs_since_prev": since}
+            out[i] = history.features(payments[i])
+    return pd.DataFrame(out)
 
 
 def now_mode(df, columns, booster, threshold):
@@ -192,9 +190,9 @@ def now_mode(df, columns, booster, threshold):
         x["hour"] = moments.hour
         if "day_of_week" in columns:  # a model that reads it (default-v2 did)
             x["day_of_week"] = moments.dayofweek
-        for name, values in history_now(df, stamps).items():
-            if name in columns:
-                x[name] = values
+        history = history_now(df, stamps)
+        read = [name for name in columns if name in history.columns]
+        x[read] = history[read].to_numpy()
         predicted = booster.predict(xgb.DMatrix(x.to_numpy(dtype=float), feature_names=columns)) >= threshold
         in_order = pd.Series(stamps).groupby(df["cc_hash"]).apply(lambda s: s.is_monotonic_increasing)
         figures = precision_recall(label, predicted)

@@ -57,9 +57,9 @@ pub fn workers() -> usize {
 }
 
 /// Maps every chunk of `input` with `map` on [`workers`] threads (on this one for a small file)
-/// and hands the results to `sink` in input order, showing `stage`'s progress ([`Progress`]). The first error (reading,
-/// mapping or sinking) stops the work and is returned; `map` gets a per-worker state made by
-/// `init` (scratch buffers).
+/// and hands the results to `sink` in input order, showing `stage`'s progress ([`Progress`]).
+/// The first error (reading, mapping or sinking) stops the work and is returned; `map` gets a
+/// per-worker state made by `init` (scratch buffers).
 pub fn map_chunks<T, R, S, I, M, K>(
     stage: &'static str,
     input: &mut StageReader<T>,
