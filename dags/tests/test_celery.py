@@ -99,12 +99,23 @@ def explain(cluster) -> str:
     return "\n" + cluster.procs.diagnostics()
 
 
+def attempts_by_worker(cluster) -> dict[str, int]:
+    """Task attempts each worker ran, killed ones included (task_instance keeps only a task's last
+    attempt; every attempt is a LocalTaskJob of the worker's hostname)."""
+    return dict(sql(cluster.metadata_url, "select hostname, count(*) from job where job_type ="
+                    " 'LocalTaskJob' and dag_id = 'fraud_pipeline' and hostname = any(%s)"
+                    " group by hostname", list(cluster.workers)))
+
+
 def test_every_run_succeeds_with_tasks_on_both_workers(celery_cluster, runs):
     rows = task_rows(celery_cluster, runs["run_ids"].values())
     assert set(runs["states"].values()) == {"success"}, (runs["states"], rows, explain(celery_cluster))
     assert sorted((r[0], r[1], r[2]) for r in rows) == sorted(
         (run_id, task, "success") for run_id in runs["run_ids"].values() for task in STAGES), rows
-    assert {r[3] for r in rows} == set(celery_cluster.workers), rows
+    assert {r[3] for r in rows} <= set(celery_cluster.workers), rows
+    attempts = attempts_by_worker(celery_cluster)
+    assert set(attempts) == set(celery_cluster.workers), (attempts, rows)
+    assert sum(attempts.values()) == len(rows) + 1, "one attempt a task, and the killed one"
 
 
 def test_the_killed_task_was_retried_once_on_the_other_worker(celery_cluster, runs):
