@@ -6,7 +6,7 @@
 
 use chrono::NaiveDateTime;
 
-use crate::transaction::{canonical_date, decimal};
+use crate::transaction::{canonical_date, decimal, Field, Row, API_COLUMNS};
 use serde_json::{Map, Number, Value};
 
 /// The column holding the transaction time, and its format.
@@ -67,11 +67,12 @@ fn column(name: &str) -> Option<(&str, Kind)> {
     }
 }
 
-/// A cell as the API sends its column: `None` when it stays a string (text, or a cell that
-/// does not read as its column's type: validation then says why).
-fn value(kind: Kind, cell: &str) -> Option<Value> {
+/// A cell as the API sends its column: a number (a time in epoch milliseconds), or `None` when it
+/// stays a string (text, or a cell that does not read as its column's type: validation then
+/// says why).
+fn read(kind: Kind, cell: &str) -> Option<Number> {
     match kind {
-        Kind::Time => time_ms(cell).map(Value::from),
+        Kind::Time => time_ms(cell).map(Number::from),
         Kind::Number => number(cell),
         Kind::Text => None,
     }
@@ -84,71 +85,73 @@ pub fn row(headers: &csv::StringRecord, record: &csv::StringRecord) -> Map<Strin
         if let Some((key, kind)) = column(name) {
             row.insert(
                 key.to_string(),
-                value(kind, cell).unwrap_or_else(|| Value::from(cell)),
+                read(kind, cell).map_or_else(|| Value::from(cell), Value::Number),
             );
         }
     }
     row
 }
 
-/// [`row`] for every record of one header, into a reused map: a record as long as the header
-/// costs no look-up and no allocation but the strings that grow (the CSV extract reads a
-/// million).
-pub struct RowFiller {
-    /// For each of the row's keys, in the map's order: its column and how it is read.
-    slots: Vec<(usize, Kind)>,
+/// Where each payments-API column is in the records of one header, and how its cells are
+/// read: [`row`] without the map (the CSV extract reads a million records).
+pub struct Layout {
+    /// For each API column, the CSV column it is read from (a repeated one: the last, as `row`).
+    columns: [Option<(usize, Kind)>; API_COLUMNS.len()],
+    /// The header's length.
+    width: usize,
 }
 
-impl RowFiller {
+impl Layout {
     pub fn new(headers: &csv::StringRecord) -> Self {
-        let mut keys = std::collections::BTreeMap::new();
+        let mut columns = [None; API_COLUMNS.len()];
         for (i, name) in headers.iter().enumerate() {
             if let Some((key, kind)) = column(name) {
-                keys.insert(key, (i, kind)); // a repeated column: the last one, as `row`
+                if let Some(c) = API_COLUMNS.iter().position(|c| *c == key) {
+                    columns[c] = Some((i, kind));
+                }
             }
         }
-        RowFiller {
-            slots: keys.into_values().collect(),
+        Layout {
+            columns,
+            width: headers.len(),
         }
     }
 
-    /// `record`'s row (of `headers`, the header this was made for) into `row`.
-    pub fn fill(
-        &self,
-        headers: &csv::StringRecord,
-        record: &csv::StringRecord,
-        row: &mut Map<String, Value>,
-    ) {
-        if row.len() != self.slots.len() || record.len() != headers.len() {
-            *row = self::row(headers, record);
-            return;
+    /// A record of the header this was made for, as validation reads it (a record of another
+    /// length is unreadable, never validated).
+    pub fn row<'a>(&'a self, record: &'a csv::StringRecord) -> CsvRow<'a> {
+        debug_assert_eq!(record.len(), self.width, "a record of the header's length");
+        CsvRow {
+            layout: self,
+            record,
         }
-        for ((_, kept), &(i, kind)) in row.iter_mut().zip(&self.slots) {
-            let cell = &record[i];
-            match (kept, value(kind, cell)) {
-                (Value::String(text), None) => {
-                    text.clear();
-                    text.push_str(cell);
-                }
-                (kept, value) => *kept = value.unwrap_or_else(|| Value::from(cell)),
-            }
-        }
+    }
+}
+
+/// A CSV record seen as the API's row ([`Layout::row`]).
+pub struct CsvRow<'a> {
+    layout: &'a Layout,
+    record: &'a csv::StringRecord,
+}
+
+impl Row for CsvRow<'_> {
+    fn field(&self, column: usize) -> Option<Field<'_>> {
+        let (i, kind) = self.layout.columns[column]?;
+        let cell = self.record.get(i)?;
+        Some(read(kind, cell).map_or(Field::Text(cell), Field::Number))
     }
 }
 
 /// An exact integer when the cell is one (card numbers keep all their digits), else a finite
 /// float.
-fn number(cell: &str) -> Option<Value> {
+fn number(cell: &str) -> Option<Number> {
     if let Ok(u) = cell.parse::<u64>() {
-        return Some(Value::from(u));
+        return Some(u.into());
     }
     if let Ok(i) = cell.parse::<i64>() {
-        return Some(Value::from(i));
+        return Some(i.into());
     }
-    cell.parse::<f64>()
-        .ok()
-        .and_then(Number::from_f64)
-        .map(Value::Number)
+    cell.parse::<f64>().ok().and_then(Number::from_f64)
 }
 
 #[cfg(test)]
@@ -176,5 +179,52 @@ mod tests {
         );
         assert_eq!(row["job"], "Doctor");
         assert!(!row.contains_key(""), "the index column is dropped");
+    }
+
+    /// The map and the layout are two readings of one record: validation says the same of both,
+    /// valid or not, whatever a cell holds or a header repeats.
+    #[test]
+    fn a_record_validates_alike_through_the_layout_and_the_map() {
+        let pan = crate::pan::PanProtector::new(b"0123456789abcdef");
+        let header = ",trans_date_trans_time,cc_num,merchant,category,amt,first,last,gender,\
+            street,city,state,zip,lat,long,city_pop,job,dob,trans_num,unix_time,merch_lat,\
+            merch_long,is_fraud";
+        let good = "0,2019-01-01 00:00:18,2703186189652095,\"fraud_Rippin Kub\",misc_net,\
+            4.97,J,B,F,561 Perry Cove,Moravian Falls,NC,28654,36.0788,-81.1781,3495,\
+            Psychologist,1988-03-09,0b242abb623afc578575680df30655b9,1325376018,36.011293,\
+            -82.048315,0";
+        let cells: Vec<&str> = good.split(',').collect();
+        let mut records = vec![good.to_string()];
+        // Each cell in turn emptied, made a word, a float, a negative number, a card number.
+        for (i, bad) in (1..cells.len()).flat_map(|i| {
+            ["", "x", "1.5", "-3", "4497913965512794052", "2019-01-01"].map(|b| (i, b))
+        }) {
+            let mut changed = cells.clone();
+            changed[i] = bad;
+            records.push(changed.join(","));
+        }
+        let headers = [
+            header.to_string(),
+            header.replace("is_fraud", "current_time"), // a column named as the API's
+            header.replace(",job,", ",dob,"),           // a repeated column: the last wins
+            header.replace(",amt,", ",amount,"),        // a column missing
+        ];
+        for header in &headers {
+            let headers = csv::StringRecord::from(header.split(',').collect::<Vec<_>>());
+            let layout = Layout::new(&headers);
+            for text in &records {
+                let record = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .from_reader(text.as_bytes())
+                    .records()
+                    .next()
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(record.len(), headers.len(), "{text}");
+                let through_map = crate::transaction::validate(&row(&headers, &record), &pan);
+                let through_layout = crate::transaction::validate(&layout.row(&record), &pan);
+                assert_eq!(through_map, through_layout, "{header}\n{text}");
+            }
+        }
     }
 }

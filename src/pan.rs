@@ -40,16 +40,25 @@ impl PanProtector {
 
     /// `digits` must be the card number's decimal digits.
     pub fn protect(&self, digits: &str) -> ProtectedPan {
+        let mut p = ProtectedPan {
+            last4: String::new(),
+            hash: String::new(),
+        };
+        self.protect_into(digits, &mut p.last4, &mut p.hash);
+        p
+    }
+
+    /// [`PanProtector::protect`] into `last4` and `hash` (replacing what they held: their memory
+    /// is reused).
+    pub fn protect_into(&self, digits: &str, last4: &mut String, hash: &mut String) {
         let mut mac = self.mac.clone();
         mac.update(digits.as_bytes());
-        ProtectedPan {
-            last4: digits[digits.len().saturating_sub(4)..].to_string(),
-            hash: {
-                let mut hex = [0u8; 64];
-                hex::encode_to_slice(mac.finalize().into_bytes(), &mut hex).expect("32 bytes");
-                String::from_utf8(hex.to_vec()).expect("hex digits")
-            },
-        }
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(mac.finalize().into_bytes(), &mut hex).expect("32 bytes");
+        hash.clear();
+        hash.push_str(std::str::from_utf8(&hex).expect("hex digits"));
+        last4.clear();
+        last4.push_str(&digits[digits.len().saturating_sub(4)..]);
     }
 }
 
@@ -59,11 +68,19 @@ const PAN_MIN_DIGITS: usize = 11;
 const PAN_MAX_DIGITS: usize = 19;
 
 /// A run of digits in a text, grouped or not by single spaces or dashes: `start..end` in bytes,
-/// and the digits alone.
+/// how many digits, and the last four (fewer in a shorter run).
 struct DigitRun {
     start: usize,
     end: usize,
-    digits: String,
+    digits: usize,
+    last4: [u8; 4],
+}
+
+impl DigitRun {
+    fn last4(&self) -> &str {
+        let kept = &self.last4[4 - self.digits.min(4)..];
+        std::str::from_utf8(kept).expect("ASCII digits")
+    }
 }
 
 /// The digit runs of `text`, in order ("4497 9139 6551 2794 052" is one run of 19 digits).
@@ -78,10 +95,11 @@ fn digit_runs(text: &str) -> impl Iterator<Item = DigitRun> + '_ {
             return None;
         }
         let start = i;
-        let mut digits = String::new();
+        let (mut digits, mut last4) = (0, [0u8; 4]);
         while i < bytes.len() {
             if bytes[i].is_ascii_digit() {
-                digits.push(char::from(bytes[i]));
+                last4 = [last4[1], last4[2], last4[3], bytes[i]];
+                digits += 1;
                 i += 1;
             } else if matches!(bytes[i], b' ' | b'-')
                 && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
@@ -95,6 +113,7 @@ fn digit_runs(text: &str) -> impl Iterator<Item = DigitRun> + '_ {
             start,
             end: i,
             digits,
+            last4,
         })
     })
 }
@@ -104,15 +123,21 @@ fn digit_runs(text: &str) -> impl Iterator<Item = DigitRun> + '_ {
 /// spaces or dashes count as one run ("4497 9139 6551 2794 052" is a card number too).
 pub fn mask_digit_runs(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    mask_digit_runs_into(text, &mut out);
+    out
+}
+
+/// [`mask_digit_runs`] into `out` (replacing what it held: its memory is reused).
+pub fn mask_digit_runs_into(text: &str, out: &mut String) {
+    out.clear();
     let mut copied = 0;
-    for run in digit_runs(text).filter(|r| r.digits.len() >= PAN_MIN_DIGITS) {
+    for run in digit_runs(text).filter(|r| r.digits >= PAN_MIN_DIGITS) {
         out.push_str(&text[copied..run.start]);
         out.push_str("****");
-        out.push_str(&run.digits[run.digits.len() - 4..]);
+        out.push_str(run.last4());
         copied = run.end;
     }
     out.push_str(&text[copied..]);
-    out
 }
 
 /// Whether a text holds a card number standing as a word of its own: 11 to 19 digits (grouped or
@@ -125,7 +150,7 @@ pub fn has_card_number_word(text: &str) -> bool {
             .is_some_and(u8::is_ascii_alphanumeric)
     };
     digit_runs(text).any(|r| {
-        (PAN_MIN_DIGITS..=PAN_MAX_DIGITS).contains(&r.digits.len())
+        (PAN_MIN_DIGITS..=PAN_MAX_DIGITS).contains(&r.digits)
             && !alnum(r.start.checked_sub(1))
             && !alnum(Some(r.end))
     })

@@ -6,9 +6,12 @@
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::ser::{CompactFormatter, Formatter};
+use serde_json::{Map, Number, Value};
 
-use crate::pan::{has_card_number_word, mask_digit_runs, mask_value, PanProtector};
+use crate::pan::{
+    has_card_number_word, mask_digit_runs, mask_digit_runs_into, mask_value, PanProtector,
+};
 
 /// The 21 columns of the payments API, in order.
 pub const API_COLUMNS: [&str; 21] = [
@@ -83,7 +86,7 @@ fn time_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Transaction {
     pub trans_num: String,
     #[serde(deserialize_with = "time_in_range")]
@@ -116,47 +119,250 @@ impl Transaction {
     pub fn amt_cents(&self) -> i64 {
         (self.amt * 100.0).round() as i64
     }
+
+    /// Appends the transaction's JSON line (with its newline) to `out`: what serde_json writes
+    /// for it, byte for byte (`write_line_is_what_serde_json_writes` holds them equal), at a
+    /// fraction of the cost (extract writes a million): the keys are written whole, and a string
+    /// that needs no escaping is copied.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        out.reserve(1024);
+        let mut line = JsonLine(out);
+        line.text(b"{\"trans_num\":", &self.trans_num);
+        line.int(b",\"trans_time_ms\":", self.trans_time_ms);
+        line.text(b",\"cc_last4\":", &self.cc_last4);
+        line.text(b",\"cc_hash\":", &self.cc_hash);
+        line.text(b",\"merchant\":", &self.merchant);
+        line.text(b",\"category\":", &self.category);
+        line.float(b",\"amt\":", self.amt);
+        line.text(b",\"gender\":", &self.gender);
+        line.text(b",\"city\":", &self.city);
+        line.text(b",\"state\":", &self.state);
+        line.uint(b",\"zip\":", self.zip.into());
+        line.float(b",\"lat\":", self.lat);
+        line.float(b",\"long\":", self.long);
+        line.uint(b",\"city_pop\":", self.city_pop);
+        line.text(b",\"job\":", &self.job);
+        line.date(b",\"dob\":", self.dob);
+        line.float(b",\"merch_lat\":", self.merch_lat);
+        line.float(b",\"merch_long\":", self.merch_long);
+        line.put(b",\"is_fraud\":");
+        line.put(match self.is_fraud {
+            None => b"null",
+            Some(true) => b"true",
+            Some(false) => b"false",
+        });
+        line.put(b"}\n");
+    }
 }
 
-/// Validates one row (column name → JSON value) into a [`Transaction`], or says why not. A
-/// card number never survives in what it returns: free-text fields keep their digit runs
-/// masked ("Shop ref ****4500"), a reason quoting a value has it masked, and a trans_num that
-/// is a card number is refused.
-pub fn validate(row: &Map<String, Value>, pan: &PanProtector) -> Result<Transaction, String> {
-    validate_fields(row, pan).map_err(|reason| mask_digit_runs(&reason))
+/// A JSON line being written ([`Transaction::write_line`]): numbers by serde_json's own
+/// formatter, a string that needs escaping by serde_json.
+struct JsonLine<'a>(&'a mut Vec<u8>);
+
+impl JsonLine<'_> {
+    /// `key` is the key with its separators: `,"name":`.
+    fn text(&mut self, key: &[u8], text: &str) {
+        self.put(key);
+        // Every byte looked at (no early exit: the loop is vectorised).
+        let plain = text.bytes().fold(true, |plain, b| {
+            plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+        });
+        if plain {
+            self.put(b"\"");
+            self.put(text.as_bytes());
+            self.put(b"\"");
+        } else {
+            serde_json::to_writer(&mut *self, text).expect("writing to memory");
+        }
+    }
+
+    fn int(&mut self, key: &[u8], value: i64) {
+        self.put(key);
+        CompactFormatter
+            .write_i64(self, value)
+            .expect("writing to memory");
+    }
+
+    fn uint(&mut self, key: &[u8], value: u64) {
+        self.put(key);
+        CompactFormatter
+            .write_u64(self, value)
+            .expect("writing to memory");
+    }
+
+    fn float(&mut self, key: &[u8], value: f64) {
+        self.put(key);
+        let written = if value.is_finite() {
+            CompactFormatter.write_f64(self, value)
+        } else {
+            CompactFormatter.write_null(self)
+        };
+        written.expect("writing to memory");
+    }
+
+    /// A date as chrono writes it: `"YYYY-MM-DD"` for the years 0 to 9999.
+    fn date(&mut self, key: &[u8], date: NaiveDate) {
+        self.put(key);
+        match u32::try_from(date.year()) {
+            Ok(year) if year <= 9999 => {
+                self.put(b"\"");
+                self.padded(year, 4);
+                self.put(b"-");
+                self.padded(date.month(), 2);
+                self.put(b"-");
+                self.padded(date.day(), 2);
+                self.put(b"\"");
+            }
+            _ => serde_json::to_writer(&mut *self, &date).expect("writing to memory"),
+        }
+    }
+
+    /// `n` in decimal, with leading zeros to `width` digits.
+    fn padded(&mut self, n: u32, width: usize) {
+        let mut buf = [0u8; 20];
+        let digits = decimal_text(n.into(), &mut buf);
+        (digits.len()..width).for_each(|_| self.put(b"0"));
+        self.put(digits.as_bytes());
+    }
+
+    /// Copies `bytes` (inlined: a key's copy is then a few moves, not a call to `memcpy`).
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
 }
 
-fn validate_fields(row: &Map<String, Value>, pan: &PanProtector) -> Result<Transaction, String> {
-    let f = Fields(row);
-    let cc_digits = f.card_number()?;
-    let protected = pan.protect(&cc_digits);
-    let trans_time_ms = f.integer("current_time")?;
-    if !TIME_RANGE_MS.contains(&trans_time_ms) {
-        return Err(time_range_error(trans_time_ms));
+impl std::io::Write for JsonLine<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.put(buf);
+        Ok(buf.len())
     }
-    let trans_time = DateTime::from_timestamp_millis(trans_time_ms).expect("range checked");
-    let amt = f.number("amt", 0.0, MAX_AMOUNT)?;
-    if amt <= 0.0 {
-        return Err(format!("amt {amt} must be positive"));
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
-    if ((amt * 100.0).round() - amt * 100.0).abs() > 1e-6 {
-        return Err(format!("amt {amt} has more than two decimal places"));
+}
+
+/// A value of a row as validation reads it: a value of an API body, or a CSV cell as the API
+/// would send its column ([`crate::dataset::Layout`]), without a map between them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field<'a> {
+    Json(&'a Value),
+    /// A string (a CSV text cell, or a cell that does not read as its column's type).
+    Text(&'a str),
+    Number(Number),
+}
+
+impl<'a> Field<'a> {
+    fn text(&self) -> Option<&'a str> {
+        match *self {
+            Field::Json(Value::String(s)) => Some(s),
+            Field::Text(s) => Some(s),
+            _ => None,
+        }
     }
-    let dob = f.date("dob")?;
-    if dob >= trans_time.date_naive() || dob.year() < 1900 {
+
+    fn number(&self) -> Option<&Number> {
+        match self {
+            Field::Json(Value::Number(n)) | Field::Number(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Field::Json(v) => kind(v),
+            Field::Text(_) => "a string",
+            Field::Number(_) => "a number",
+        }
+    }
+
+    /// The value as JSON (for a reason quoting it).
+    fn json(&self) -> Value {
+        match self {
+            Field::Json(v) => (*v).clone(),
+            Field::Text(s) => Value::from(*s),
+            Field::Number(n) => Value::Number(n.clone()),
+        }
+    }
+}
+
+/// A row validation reads: the value of each payments-API column, by its index in
+/// [`API_COLUMNS`] (`None` when the row has no such column).
+pub trait Row {
+    fn field(&self, column: usize) -> Option<Field<'_>>;
+}
+
+/// An API body's row (column name → JSON value).
+impl Row for Map<String, Value> {
+    fn field(&self, column: usize) -> Option<Field<'_>> {
+        self.get(API_COLUMNS[column]).map(Field::Json)
+    }
+}
+
+/// The index of a payments-API column, computed when compiling.
+macro_rules! col {
+    ($name:literal) => {
+        const { api_column($name) }
+    };
+}
+
+/// Validates one row into a [`Transaction`], or says why not. A card number never survives in
+/// what it returns: free-text fields keep their digit runs masked ("Shop ref ****4500"), a
+/// reason quoting a value has it masked, and a trans_num that is a card number is refused.
+pub fn validate(row: &impl Row, pan: &PanProtector) -> Result<Transaction, String> {
+    let mut tx = Transaction::default();
+    validate_into(row, pan, &mut tx).map(|()| tx)
+}
+
+/// [`validate`] into `tx`, reusing the memory of its strings (a worker validates a million
+/// rows); after an error, what `tx` holds is unspecified.
+pub fn validate_into(
+    row: &impl Row,
+    pan: &PanProtector,
+    tx: &mut Transaction,
+) -> Result<(), String> {
+    validate_fields(&Fields(row), pan, tx).map_err(|reason| mask_digit_runs(&reason))
+}
+
+fn validate_fields<R: Row>(
+    f: &Fields<R>,
+    pan: &PanProtector,
+    tx: &mut Transaction,
+) -> Result<(), String> {
+    let mut digits = [0u8; 20];
+    pan.protect_into(
+        f.card_number(&mut digits)?,
+        &mut tx.cc_last4,
+        &mut tx.cc_hash,
+    );
+    tx.trans_time_ms = f.integer(col!("current_time"))?;
+    if !TIME_RANGE_MS.contains(&tx.trans_time_ms) {
+        return Err(time_range_error(tx.trans_time_ms));
+    }
+    tx.amt = f.number(col!("amt"), 0.0, MAX_AMOUNT)?;
+    if tx.amt <= 0.0 {
+        return Err(format!("amt {} must be positive", tx.amt));
+    }
+    if ((tx.amt * 100.0).round() - tx.amt * 100.0).abs() > 1e-6 {
+        return Err(format!("amt {} has more than two decimal places", tx.amt));
+    }
+    tx.dob = f.date(col!("dob"))?;
+    if tx.dob >= tx.trans_time().date_naive() || tx.dob.year() < 1900 {
         return Err(format!(
-            "dob {dob} is not a birth date before the transaction"
+            "dob {} is not a birth date before the transaction",
+            tx.dob
         ));
     }
-    let gender = f.string("gender")?;
+    let gender = f.string(col!("gender"))?;
     if gender != "M" && gender != "F" {
         return Err(format!("gender {gender:?} is not \"M\" or \"F\""));
     }
-    let state = f.string("state")?;
+    let state = f.string(col!("state"))?;
     if state.len() != 2 || !state.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(format!("state {state:?} is not a two-letter code"));
     }
-    let trans_num = f.string("trans_num")?;
+    let trans_num = f.string(col!("trans_num"))?;
     if trans_num.len() > 64
         || !trans_num
             .bytes()
@@ -166,38 +372,38 @@ fn validate_fields(row: &Map<String, Value>, pan: &PanProtector) -> Result<Trans
             "trans_num {trans_num:?} is not 1-64 letters, digits, '-' or '_'"
         ));
     }
-    if has_card_number_word(&trans_num) {
+    if has_card_number_word(trans_num) {
         return Err(format!(
             "trans_num {trans_num:?} holds a card number: an identifier must not"
         ));
     }
-    Ok(Transaction {
-        trans_num,
-        trans_time_ms,
-        cc_last4: protected.last4,
-        cc_hash: protected.hash,
-        merchant: f.free_text("merchant")?,
-        category: f.free_text("category")?,
-        amt,
-        gender,
-        city: f.free_text("city")?,
-        state,
-        zip: u32::try_from(f.integer("zip")?)
-            .ok()
-            .filter(|z| *z <= 99_999)
-            .ok_or("zip is not a 5-digit postal code")?,
-        lat: f.number("lat", -90.0, 90.0)?,
-        long: f.number("long", -180.0, 180.0)?,
-        city_pop: u64::try_from(f.integer("city_pop")?)
-            .ok()
-            .filter(|p| *p <= 100_000_000)
-            .ok_or("city_pop is not between 0 and 100000000")?,
-        job: f.free_text("job")?,
-        dob,
-        merch_lat: f.number("merch_lat", -90.0, 90.0)?,
-        merch_long: f.number("merch_long", -180.0, 180.0)?,
-        is_fraud: f.label("is_fraud")?,
-    })
+    set(&mut tx.gender, gender);
+    set(&mut tx.state, state);
+    set(&mut tx.trans_num, trans_num);
+    f.free_text(col!("merchant"), &mut tx.merchant)?;
+    f.free_text(col!("category"), &mut tx.category)?;
+    f.free_text(col!("city"), &mut tx.city)?;
+    tx.zip = u32::try_from(f.integer(col!("zip"))?)
+        .ok()
+        .filter(|z| *z <= 99_999)
+        .ok_or("zip is not a 5-digit postal code")?;
+    tx.lat = f.number(col!("lat"), -90.0, 90.0)?;
+    tx.long = f.number(col!("long"), -180.0, 180.0)?;
+    tx.city_pop = u64::try_from(f.integer(col!("city_pop"))?)
+        .ok()
+        .filter(|p| *p <= 100_000_000)
+        .ok_or("city_pop is not between 0 and 100000000")?;
+    f.free_text(col!("job"), &mut tx.job)?;
+    tx.merch_lat = f.number(col!("merch_lat"), -90.0, 90.0)?;
+    tx.merch_long = f.number(col!("merch_long"), -180.0, 180.0)?;
+    tx.is_fraud = f.label(col!("is_fraud"))?;
+    Ok(())
+}
+
+/// `to` made `text`, in the memory it has.
+fn set(to: &mut String, text: &str) {
+    to.clear();
+    to.push_str(text);
 }
 
 /// Fields of a row that a rejected file never keeps: who the card holder is and where they
@@ -258,6 +464,20 @@ pub fn canonical_date(text: &str) -> Option<NaiveDate> {
     )
 }
 
+/// `n` in decimal, written at the end of `buf`.
+fn decimal_text(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[start..]).expect("ASCII digits")
+}
+
 /// The value of a run of ASCII digits (at most 9 of them), `None` if one is not a digit.
 pub fn decimal(digits: &[u8]) -> Option<u32> {
     digits.iter().try_fold(0u32, |n, d| {
@@ -265,79 +485,91 @@ pub fn decimal(digits: &[u8]) -> Option<u32> {
     })
 }
 
-struct Fields<'a>(&'a Map<String, Value>);
+struct Fields<'a, R>(&'a R);
 
-impl Fields<'_> {
-    fn get(&self, name: &str) -> Result<&Value, String> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Err(format!("missing field {name}")),
+impl<'a, R: Row> Fields<'a, R> {
+    fn get(&self, column: usize) -> Result<Field<'a>, String> {
+        match self.0.field(column) {
+            None | Some(Field::Json(Value::Null)) => {
+                Err(format!("missing field {}", API_COLUMNS[column]))
+            }
             Some(v) => Ok(v),
         }
     }
 
-    /// A free-text field (merchant, city, job…), its digit runs of card-number length masked.
-    fn free_text(&self, name: &str) -> Result<String, String> {
-        self.string(name).map(|s| mask_digit_runs(&s))
+    /// A free-text field (merchant, city, job…) into `to`, its digit runs of card-number length
+    /// masked.
+    fn free_text(&self, column: usize, to: &mut String) -> Result<(), String> {
+        self.string(column)
+            .map(|text| mask_digit_runs_into(text, to))
     }
 
-    fn string(&self, name: &str) -> Result<String, String> {
-        match self.get(name)? {
-            Value::String(s) if !s.trim().is_empty() && s.len() <= 200 => Ok(s.clone()),
-            Value::String(_) => Err(format!("{name} is empty or longer than 200 characters")),
-            other => Err(format!("{name} must be a string, got {}", kind(other))),
+    fn string(&self, column: usize) -> Result<&'a str, String> {
+        let name = API_COLUMNS[column];
+        let field = self.get(column)?;
+        match field.text() {
+            Some(s) if !s.trim().is_empty() && s.len() <= 200 => Ok(s),
+            Some(_) => Err(format!("{name} is empty or longer than 200 characters")),
+            None => Err(format!("{name} must be a string, got {}", field.kind())),
         }
     }
 
-    fn number(&self, name: &str, min: f64, max: f64) -> Result<f64, String> {
-        match self.get(name)? {
-            Value::Number(n) => {
-                let v = n
-                    .as_f64()
-                    .filter(|v| v.is_finite())
-                    .ok_or(format!("{name} is not a finite number"))?;
-                if v < min || v > max {
-                    return Err(format!("{name} {v} is outside [{min}, {max}]"));
-                }
-                Ok(v)
-            }
-            other => Err(format!("{name} must be a number, got {}", kind(other))),
+    fn number(&self, column: usize, min: f64, max: f64) -> Result<f64, String> {
+        let name = API_COLUMNS[column];
+        let field = self.get(column)?;
+        let n = field
+            .number()
+            .ok_or_else(|| format!("{name} must be a number, got {}", field.kind()))?;
+        let v = n
+            .as_f64()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| format!("{name} is not a finite number"))?;
+        if v < min || v > max {
+            return Err(format!("{name} {v} is outside [{min}, {max}]"));
+        }
+        Ok(v)
+    }
+
+    fn integer(&self, column: usize) -> Result<i64, String> {
+        let name = API_COLUMNS[column];
+        let field = self.get(column)?;
+        let n = field
+            .number()
+            .ok_or_else(|| format!("{name} must be an integer, got {}", field.kind()))?;
+        if let Some(i) = n.as_i64() {
+            return Ok(i);
+        }
+        match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+            _ => Err(format!("{name} must be an integer, got {n}")),
         }
     }
 
-    fn integer(&self, name: &str) -> Result<i64, String> {
-        match self.get(name)? {
-            Value::Number(n) => {
-                if let Some(i) = n.as_i64() {
-                    return Ok(i);
-                }
-                match n.as_f64() {
-                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
-                    _ => Err(format!("{name} must be an integer, got {n}")),
-                }
-            }
-            other => Err(format!("{name} must be an integer, got {}", kind(other))),
-        }
+    fn date(&self, column: usize) -> Result<NaiveDate, String> {
+        let s = self.string(column)?;
+        canonical_date(s)
+            .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+            .ok_or_else(|| format!("{} {s:?} is not a YYYY-MM-DD date", API_COLUMNS[column]))
     }
 
-    fn date(&self, name: &str) -> Result<NaiveDate, String> {
-        let s = self.string(name)?;
-        canonical_date(&s)
-            .or_else(|| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
-            .ok_or_else(|| format!("{name} {s:?} is not a YYYY-MM-DD date"))
-    }
-
-    /// The card number as decimal digits: an exact JSON integer or a digit string, 11–19 digits.
-    fn card_number(&self) -> Result<String, String> {
-        let digits =
-            match self.get("cc_num")? {
-                Value::Number(n) if n.is_u64() => n.to_string(),
-                Value::Number(_) => return Err(
+    /// The card number as decimal digits: an exact JSON integer (written in `buf`) or a digit
+    /// string, 11–19 digits.
+    fn card_number<'b>(&self, buf: &'b mut [u8; 20]) -> Result<&'b str, String>
+    where
+        'a: 'b,
+    {
+        let field = self.get(col!("cc_num"))?;
+        let digits = match (field.number().and_then(Number::as_u64), field.text()) {
+            (Some(n), _) => decimal_text(n, buf),
+            (None, _) if field.number().is_some() => {
+                return Err(
                     "cc_num must be a whole number of 11-19 digits, got a float or negative number"
                         .into(),
-                ),
-                Value::String(s) => s.trim().to_string(),
-                other => return Err(format!("cc_num must be a number, got {}", kind(other))),
-            };
+                )
+            }
+            (None, Some(s)) => s.trim(),
+            (None, None) => return Err(format!("cc_num must be a number, got {}", field.kind())),
+        };
         if !(11..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!(
                 "cc_num is not 11-19 digits (got {} characters)",
@@ -347,13 +579,20 @@ impl Fields<'_> {
         Ok(digits)
     }
 
-    fn label(&self, name: &str) -> Result<Option<bool>, String> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(Some(false)),
-            Some(Value::Number(n)) if n.as_u64() == Some(1) => Ok(Some(true)),
-            Some(other) => Err(format!("{name} must be 0 or 1, got {other}")),
+    fn label(&self, column: usize) -> Result<Option<bool>, String> {
+        let field = match self.0.field(column) {
+            None | Some(Field::Json(Value::Null)) => return Ok(None),
+            Some(Field::Json(Value::Bool(b))) => return Ok(Some(*b)),
+            Some(field) => field,
+        };
+        match field.number().and_then(Number::as_u64) {
+            Some(0) => Ok(Some(false)),
+            Some(1) => Ok(Some(true)),
+            _ => Err(format!(
+                "{} must be 0 or 1, got {}",
+                API_COLUMNS[column],
+                field.json()
+            )),
         }
     }
 }
@@ -395,6 +634,77 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("between 2000 and 2100"), "{err}");
+        }
+    }
+
+    /// `write_line` writes what serde_json writes, whatever the strings, numbers and dates hold.
+    #[test]
+    fn write_line_is_what_serde_json_writes() {
+        use rand::{Rng, SeedableRng};
+        let texts = [
+            "plain",
+            "",
+            "quote \" in",
+            "back\\slash",
+            "tab\tand\nnewline",
+            "\u{1}\u{1f}",
+            "del \u{7f}",
+            "é ü ß",
+            "emoji 🎉",
+            "</script>",
+            "fraud_Rippin, Kub and Mann",
+        ];
+        let dates = [
+            (1900, 1, 1),
+            (1988, 3, 9),
+            (2099, 12, 31),
+            (999, 5, 6),
+            (1, 1, 1),
+            (9999, 12, 31),
+            (10000, 1, 1),
+            (-5, 7, 8),
+        ];
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let mut text = || texts[rng.gen_range(0..texts.len())].to_string();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(8);
+        for i in 0..2000 {
+            let mut float = || match rng.gen_range(0..4) {
+                0 => rng.gen_range(-180.0..180.0),
+                1 => f64::from(rng.gen_range(0..100_000)) / 100.0,
+                2 => rng.gen::<f64>() * 10f64.powi(rng.gen_range(-30..30)),
+                _ => [0.0, -0.0, 1e21, 1e-7, f64::MAX, f64::NAN, f64::INFINITY][i % 7],
+            };
+            let (y, m, d) = dates[i % dates.len()];
+            let tx = Transaction {
+                trans_num: text(),
+                trans_time_ms: [0, -1, i64::MAX, i64::MIN, 1_600_000_000_000][i % 5],
+                cc_last4: text(),
+                cc_hash: text(),
+                merchant: text(),
+                category: text(),
+                amt: float(),
+                gender: text(),
+                city: text(),
+                state: text(),
+                zip: [0, 28654, u32::MAX][i % 3],
+                lat: float(),
+                long: float(),
+                city_pop: [0, 3495, u64::MAX][i % 3],
+                job: text(),
+                dob: NaiveDate::from_ymd_opt(y, m, d).unwrap(),
+                merch_lat: float(),
+                merch_long: float(),
+                is_fraud: [None, Some(true), Some(false)][i % 3],
+            };
+            let mut expected = serde_json::to_vec(&tx).unwrap();
+            expected.push(b'\n');
+            let mut line = b"before ".to_vec();
+            tx.write_line(&mut line);
+            assert_eq!(
+                String::from_utf8_lossy(&line[7..]),
+                String::from_utf8_lossy(&expected),
+                "{tx:?}"
+            );
         }
     }
 }

@@ -9,9 +9,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{Checked, Collector, SourceStats};
+use super::{Checked, Checker, Collector, SourceStats};
 use crate::dataset;
 use crate::pan::PanProtector;
 use crate::parallel;
@@ -67,35 +67,73 @@ pub(crate) fn read(
             .with_context(|| format!("cannot read {}", path.display()))
     };
     let pan = collector.pan().clone();
-    let filler = dataset::RowFiller::new(&headers);
-    let parse =
-        |row: &mut Map<String, Value>, text: Vec<u8>| Ok(parse(&headers, &filler, &pan, row, text));
+    let layout = dataset::Layout::new(&headers);
+    let parse = |(record, checker): &mut (csv::StringRecord, Checker), text: Vec<u8>| {
+        Ok(parse(&headers, &layout, checker, record, text))
+    };
+    let worker = || (csv::StringRecord::new(), Checker::new(pan.clone()));
     let mut line = 1u64;
     let mut progress = Progress::new("extract", None);
     let keep = |parsed: Parsed| -> Result<()> {
         progress.add(parsed.records.len() as u64);
+        let mut kept = Kept::default();
         for record in parsed.records {
-            if collector.records() >= max_records {
+            if collector.records() + kept.records >= max_records {
+                kept.write(collector, &parsed.lines)?;
                 return Err(Enough.into());
             }
             line += 1;
             let origin = || format!("csv:{} line {line}", path.display());
             match record {
                 Record::Checked { checked, line, csv } => {
-                    let redacted = |pan: &PanProtector| {
-                        let record = read_one(&parsed.text[csv]);
-                        crate::transaction::redact(&dataset::row(&headers, &record), pan)
-                    };
-                    collector.take(checked, &parsed.lines[line], origin, redacted)?
+                    let redacted =
+                        |pan: &PanProtector| redact(&headers, &read_one(&parsed.text[csv]), pan);
+                    if collector.take(checked, origin, redacted)? {
+                        kept.add(line, collector, &parsed.lines)?;
+                    }
                 }
                 Record::Unreadable(reason) => collector.unreadable(reason, &origin(), "")?,
             }
         }
-        Ok(())
+        kept.write(collector, &parsed.lines)
     };
-    match parallel::map_ordered(next, Map::new, parse, keep) {
+    match parallel::map_ordered(next, worker, parse, keep) {
         Err(e) if !e.is::<Enough>() => Err(e),
         _ => Ok(SourceStats::default()),
+    }
+}
+
+/// Lines of a chunk kept and not written yet: consecutive ones are written at once (a chunk's
+/// lines are most of the output, and most are consecutive: one copy of them fewer).
+#[derive(Default)]
+struct Kept {
+    lines: std::ops::Range<usize>,
+    records: u64,
+}
+
+impl Kept {
+    fn add(
+        &mut self,
+        line: std::ops::Range<usize>,
+        to: &mut Collector,
+        lines: &[u8],
+    ) -> Result<()> {
+        if line.start != self.lines.end {
+            self.write(to, lines)?;
+            self.lines = line.start..line.start;
+        }
+        self.lines.end = line.end;
+        self.records += 1;
+        Ok(())
+    }
+
+    fn write(&mut self, to: &mut Collector, lines: &[u8]) -> Result<()> {
+        to.keep(
+            &lines[self.lines.clone()],
+            std::mem::take(&mut self.records),
+        )?;
+        self.lines.start = self.lines.end;
+        Ok(())
     }
 }
 
@@ -117,12 +155,12 @@ fn header(path: &Path) -> Result<(csv::StringRecord, u64)> {
     Ok((headers, reader.position().byte()))
 }
 
-/// A chunk's records, parsed and checked (on a worker; `row` is its reused row).
+/// A chunk's records, parsed and checked (on a worker: its checker, and its record reused).
 fn parse(
     headers: &csv::StringRecord,
-    filler: &dataset::RowFiller,
-    pan: &PanProtector,
-    row: &mut Map<String, Value>,
+    layout: &dataset::Layout,
+    checker: &mut Checker,
+    record: &mut csv::StringRecord,
     text: Vec<u8>,
 ) -> Parsed {
     let mut parsed = Parsed {
@@ -131,10 +169,9 @@ fn parse(
         text: Vec::new(),
     };
     let mut reader = records(&text);
-    let mut record = csv::StringRecord::new();
     loop {
         let start = reader.position().byte() as usize;
-        match reader.read_record(&mut record) {
+        match reader.read_record(record) {
             Ok(false) => break,
             Ok(true) if record.len() != headers.len() => {
                 parsed.records.push(Record::Unreadable(format!(
@@ -144,9 +181,9 @@ fn parse(
                 )))
             }
             Ok(true) => {
-                filler.fill(headers, &record, row);
                 let first = parsed.lines.len();
-                let checked = Checked::of(row, pan, &mut parsed.lines);
+                let redacted = |pan: &PanProtector| redact(headers, record, pan);
+                let checked = checker.check(&layout.row(record), &mut parsed.lines, redacted);
                 parsed.records.push(Record::Checked {
                     checked,
                     line: first..parsed.lines.len(),
@@ -170,6 +207,11 @@ fn records(text: &[u8]) -> csv::Reader<&[u8]> {
         .has_headers(false)
         .flexible(true)
         .from_reader(text)
+}
+
+/// A record as a rejection keeps it.
+fn redact(headers: &csv::StringRecord, record: &csv::StringRecord, pan: &PanProtector) -> Value {
+    crate::transaction::redact(&dataset::row(headers, record), pan)
 }
 
 /// The record of a CSV text of one record.

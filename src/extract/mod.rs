@@ -19,7 +19,7 @@ use crate::error::Failure;
 use crate::pan::{masked_excerpt, PanProtector};
 use crate::rundir::{log_started, RunArgs, RunDir};
 use crate::stagefile::{read_header, Header, Rejected, StageWriter};
-use crate::transaction::{redact, validate};
+use crate::transaction::{redact, validate_into, Row, Transaction};
 
 pub const RAW_SCHEMA: &str = "fraudctl.raw";
 
@@ -209,7 +209,8 @@ pub(crate) struct Collector {
     rejected: StageWriter,
     seen: HashSet<u128>,
     duplicates: u64,
-    pan: PanProtector,
+    /// Checks the rows of [`Collector::row`].
+    checker: Checker,
     /// A row's line, reused ([`Collector::row`]).
     line: Vec<u8>,
 }
@@ -233,7 +234,7 @@ impl Collector {
             )?,
             seen: HashSet::new(),
             duplicates: 0,
-            pan,
+            checker: Checker::new(pan),
             line: Vec::new(),
         })
     }
@@ -249,9 +250,9 @@ impl Collector {
             .reserve(usize::try_from(records).unwrap_or(usize::MAX));
     }
 
-    /// The card-number protector rows are checked with ([`Checked::of`]).
+    /// The card-number protector rows are checked with ([`Checker`]).
     pub fn pan(&self) -> &PanProtector {
-        &self.pan
+        &self.checker.pan
     }
 
     #[cfg(feature = "services")]
@@ -263,40 +264,47 @@ impl Collector {
     pub fn row(&mut self, row: &Map<String, Value>, origin: &str) -> Result<()> {
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        let checked = Checked::of(row, &self.pan, &mut line);
-        let taken = self.take(
-            checked,
-            &line,
-            || origin.to_string(),
-            |pan| redact(row, pan),
-        );
+        let checked = self.checker.check(row, &mut line, |pan| redact(row, pan));
+        let taken = self.take(checked, || origin.to_string(), |pan| redact(row, pan));
+        let kept = match taken {
+            Ok(true) => self.keep(&line, 1),
+            other => other.map(|_| ()),
+        };
         self.line = line;
-        taken
+        kept
     }
 
-    /// A row checked by [`Checked::of`] (on any thread), in input order: its `line` kept unless
-    /// its trans_num was seen before in this run. `origin` and `redacted` make where the row
-    /// came from and the row as a rejection keeps it.
+    /// A row checked by a [`Checker`] (on any thread), in input order: whether its line is to
+    /// be kept ([`Collector::keep`]: a valid row whose trans_num was not seen before in this
+    /// run), else it is rejected. `origin` and `redacted` make where the row came from and the
+    /// row as a rejection keeps it.
     pub fn take(
         &mut self,
         checked: Checked,
-        line: &[u8],
         origin: impl FnOnce() -> String,
         redacted: impl FnOnce(&PanProtector) -> Value,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         match checked {
-            Checked::Valid { key, .. } if self.seen.insert(key) => self.raw.write_lines(line, 1),
-            Checked::Valid { trans_num, .. } => {
+            Checked::Valid { key } if self.seen.insert(key) => return Ok(true),
+            Checked::Valid { .. } => {
                 self.duplicates += 1;
+                let kept = redacted(&self.checker.pan);
+                // As the kept row has it: its digit runs masked, as the reason's are anyway.
+                let trans_num = kept["trans_num"].as_str().unwrap_or_default();
                 let reason =
                     format!("duplicate trans_num {trans_num} (already extracted in this run)");
-                let kept = redacted(&self.pan);
                 self.reject(reason, &origin(), Some(kept), None)
             }
             Checked::Invalid { reason, redacted } => {
                 self.reject(reason, &origin(), Some(redacted), None)
             }
         }
+        .map(|()| false)
+    }
+
+    /// Writes the lines of `records` rows [`Collector::take`] kept, in their order.
+    pub fn keep(&mut self, lines: &[u8], records: u64) -> Result<()> {
+        self.raw.write_lines(lines, records)
     }
 
     /// A row or body that could not be decoded at all; its first 4096 characters are kept,
@@ -348,29 +356,47 @@ impl Collector {
     }
 }
 
-/// A row validated (its `raw.jsonl` line written by [`Checked::of`]), or why it is rejected and
+/// A row validated (its `raw.jsonl` line written by [`Checker::check`]), or why it is rejected and
 /// the row as a rejection keeps it (card number masked). Made on any thread;
 /// [`Collector::take`] keeps them in order.
 pub(crate) enum Checked {
-    Valid { key: u128, trans_num: String },
+    Valid { key: u128 },
     Invalid { reason: String, redacted: Value },
 }
 
-impl Checked {
-    /// Validates `row`; a valid one's line (with its newline) is appended to `line`.
-    pub fn of(row: &Map<String, Value>, pan: &PanProtector, line: &mut Vec<u8>) -> Checked {
-        match validate(row, pan) {
-            Ok(tx) => {
-                serde_json::to_writer(&mut *line, &tx).expect("a transaction serializes");
-                line.push(b'\n');
+/// Validates rows into `raw.jsonl` lines, on one thread: the card-number protector, and the
+/// transaction each row is validated into (its memory reused from row to row).
+pub(crate) struct Checker {
+    pan: PanProtector,
+    tx: Transaction,
+}
+
+impl Checker {
+    pub fn new(pan: PanProtector) -> Self {
+        Checker {
+            pan,
+            tx: Transaction::default(),
+        }
+    }
+
+    /// Validates `row`; a valid one's line (with its newline) is appended to `line`. `redacted`
+    /// makes the row as a rejection keeps it ([`redact`]).
+    pub fn check(
+        &mut self,
+        row: &impl Row,
+        line: &mut Vec<u8>,
+        redacted: impl FnOnce(&PanProtector) -> Value,
+    ) -> Checked {
+        match validate_into(row, &self.pan, &mut self.tx) {
+            Ok(()) => {
+                self.tx.write_line(line);
                 Checked::Valid {
-                    key: trans_num_key(&tx.trans_num),
-                    trans_num: tx.trans_num,
+                    key: trans_num_key(&self.tx.trans_num),
                 }
             }
             Err(reason) => Checked::Invalid {
                 reason,
-                redacted: redact(row, pan),
+                redacted: redacted(&self.pan),
             },
         }
     }
