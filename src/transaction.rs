@@ -163,7 +163,7 @@ impl JsonLine<'_> {
     /// `key` is the key with its separators: `,"name":`.
     fn text(&mut self, key: &[u8], text: &str) {
         self.put(key);
-        // Every byte looked at (no early exit: the loop is vectorised).
+        // Every byte looked at: with no early exit the compiler can vectorise the loop.
         let plain = text.bytes().fold(true, |plain, b| {
             plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
         });
