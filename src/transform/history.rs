@@ -7,9 +7,10 @@
 //! payment at the same millisecond is not in it. Nothing here depends on the order in which
 //! payments arrive: the same known payments give the same features, bit for bit.
 //!
-//! Memory: 48 bytes a payment of the batch and a loaded payment of its cards in the batch's time
-//! span (two flat arrays, sorted by card and time), plus, while the database is read, the
-//! batch's distinct cards (32 bytes each) and trans_nums (8 bytes each).
+//! Memory: 40 bytes a payment of the batch and a loaded payment of its cards in the batch's time
+//! span (two flat arrays, sorted by card and time, and their running sums), 24 more for a spec
+//! whose features read the payments' merchants or categories; plus, while the database is read,
+//! the batch's distinct cards (32 bytes each) and trans_nums (8 bytes each).
 
 use std::collections::HashMap;
 
@@ -34,22 +35,61 @@ fn card_of(cc_hash: &str) -> Option<Card> {
     u128::from_str_radix(&cc_hash[..32], 16).ok()
 }
 
-/// What the history keeps of a payment.
+/// What the history keeps of every payment: 32 bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Payment {
     card: Card,
     time_ms: i64,
-    merch_lat: f64,
-    merch_long: f64,
     /// The amount in whole cents.
     cents: i32,
+    /// Where its [`Detail`] is, in a history that keeps them.
+    detail: u32,
+}
+
+/// What only some features read of a payment (the previous merchant's distance, the
+/// categories): kept, 24 bytes a payment more, when the spec reads one of them.
+#[derive(Debug, Clone, Copy)]
+struct Detail {
+    merch_lat: f64,
+    merch_long: f64,
     category: u32,
+}
+
+/// Payments as they are collected, in any order, and their details (none when the history
+/// keeps none).
+#[derive(Default)]
+struct Part {
+    payments: Vec<Payment>,
+    details: Vec<Detail>,
+}
+
+impl Part {
+    fn with_capacity(payments: usize, details: bool) -> Self {
+        Part {
+            payments: Vec::with_capacity(payments),
+            details: Vec::with_capacity(if details { payments } else { 0 }),
+        }
+    }
+
+    fn push(&mut self, card: Card, time_ms: i64, cents: i64, detail: Option<Detail>) {
+        let index = self.details.len() as u32;
+        self.details.extend(detail);
+        self.payments.push(Payment {
+            card,
+            time_ms,
+            cents: i32::try_from(cents).expect("amounts are validated under 10^6"),
+            detail: index,
+        });
+    }
 }
 
 /// Collects a batch's payments (first pass over `raw.jsonl`), then the loaded ones of its
 /// cards ([`fetch_known`]), then [`Builder::finish`] orders them.
 pub struct Builder {
-    batch: Vec<Payment>,
+    batch: Part,
+    known: Part,
+    /// Whether the payments' details are kept (the spec reads them).
+    details: bool,
     /// The batch's cards, in full (what the database query asks for).
     cards: Vec<[u8; 32]>,
     /// The batch's trans_nums (64 bits of their de-duplication keys): a loaded row with one of
@@ -61,10 +101,13 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// A builder for a batch of about `records` payments.
-    pub fn with_capacity(records: usize) -> Self {
+    /// A builder for a batch of about `records` payments, keeping their details if `details`
+    /// ([`crate::transform::FeatureSpec::history_reads_details`]).
+    pub fn with_capacity(records: usize, details: bool) -> Self {
         Builder {
-            batch: Vec::with_capacity(records),
+            batch: Part::with_capacity(records, details),
+            known: Part::default(),
+            details,
             cards: Vec::with_capacity(records),
             trans_nums: Vec::with_capacity(records),
             categories: HashMap::new(),
@@ -74,53 +117,46 @@ impl Builder {
 
     /// A payment of the batch, read by [`BatchEntry::of`] (on any thread).
     pub fn add(&mut self, entry: BatchEntry) {
-        let BatchEntry {
-            full,
-            trans_num,
-            category,
-            mut payment,
-        } = entry;
-        self.cards.push(full);
-        self.trans_nums.push(trans_num);
-        let t = payment.time_ms;
+        self.cards.push(entry.full);
+        self.trans_nums.push(entry.trans_num);
+        let t = entry.time_ms;
         self.span = Some(self.span.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
-        payment.category = self.category_id(&category);
-        self.batch.push(payment);
+        let detail = entry
+            .detail
+            .map(|(lat, long, category)| self.detail(lat, long, &category));
+        self.batch.push(entry.card, t, entry.cents, detail);
     }
 
-    fn category_id(&mut self, category: &str) -> u32 {
+    fn detail(&mut self, merch_lat: f64, merch_long: f64, category: &str) -> Detail {
         let next = self.categories.len() as u32;
-        match self.categories.get(category) {
+        let category = match self.categories.get(category) {
             Some(&id) => id,
             None => *self.categories.entry(category.to_string()).or_insert(next),
-        }
-    }
-
-    fn payment(
-        &mut self,
-        card: Card,
-        time_ms: i64,
-        cents: i64,
-        lat: f64,
-        long: f64,
-        category: &str,
-    ) -> Payment {
-        Payment {
-            card,
-            time_ms,
-            merch_lat: lat,
-            merch_long: long,
-            cents: i32::try_from(cents).expect("amounts are validated under 10^6"),
-            category: self.category_id(category),
+        };
+        Detail {
+            merch_lat,
+            merch_long,
+            category,
         }
     }
 
     /// Orders the batch and the loaded payments by card and time and sums their amounts.
-    pub fn finish(self, known: Vec<Payment>) -> CardHistory {
+    pub fn finish(self) -> CardHistory {
+        let Builder {
+            batch,
+            known,
+            details,
+            cards,
+            trans_nums,
+            categories,
+            span: _,
+        } = self;
+        drop((cards, trans_nums));
         CardHistory {
-            batch: Timeline::new(self.batch),
+            batch: Timeline::new(batch),
             known: Timeline::new(known),
-            categories: self.categories,
+            categories,
+            details,
         }
     }
 }
@@ -129,28 +165,26 @@ impl Builder {
 pub struct BatchEntry {
     full: [u8; 32],
     trans_num: u64,
-    category: String,
-    payment: Payment,
+    card: Card,
+    time_ms: i64,
+    cents: i64,
+    /// The merchant's place and the category, for a history that keeps them.
+    detail: Option<(f64, f64, String)>,
 }
 
 impl BatchEntry {
     /// `None` for a transaction whose `cc_hash` is not fraudctl's (its card has no history).
-    pub fn of(tx: &Transaction) -> Option<Self> {
+    pub fn of(tx: &Transaction, details: bool) -> Option<Self> {
         let card = card_of(&tx.cc_hash)?;
         let mut full = [0u8; 32];
         hex::decode_to_slice(&tx.cc_hash, &mut full).ok()?;
         Some(BatchEntry {
             full,
             trans_num: trans_num_key(&tx.trans_num),
-            category: tx.category.clone(),
-            payment: Payment {
-                card,
-                time_ms: tx.trans_time_ms,
-                merch_lat: tx.merch_lat,
-                merch_long: tx.merch_long,
-                cents: i32::try_from(tx.amt_cents()).expect("amounts are validated under 10^6"),
-                category: 0,
-            },
+            card,
+            time_ms: tx.trans_time_ms,
+            cents: tx.amt_cents(),
+            detail: details.then(|| (tx.merch_lat, tx.merch_long, tx.category.clone())),
         })
     }
 }
@@ -165,6 +199,8 @@ fn trans_num_key(trans_num: &str) -> u64 {
 /// card), so that finding a card's payments costs no search over the whole array.
 struct Timeline {
     payments: Vec<Payment>,
+    /// The payments' details (empty when the history keeps none), in the order collected.
+    details: Vec<Detail>,
     /// `cents_before[i]`: the sum of the amounts of `payments[..i]`.
     cents_before: Vec<i64>,
     /// `buckets[b]..buckets[b + 1]`: the payments whose card's leading bits are `b`.
@@ -174,7 +210,12 @@ struct Timeline {
 }
 
 impl Timeline {
-    fn new(mut payments: Vec<Payment>) -> Self {
+    fn new(part: Part) -> Self {
+        let Part {
+            mut payments,
+            mut details,
+        } = part;
+        details.shrink_to_fit();
         payments.sort_unstable_by_key(|p| (p.card, p.time_ms));
         payments.shrink_to_fit();
         let mut cents_before = Vec::with_capacity(payments.len() + 1);
@@ -202,6 +243,7 @@ impl Timeline {
         }
         Timeline {
             payments,
+            details,
             cents_before,
             buckets,
             shift,
@@ -222,6 +264,7 @@ impl Timeline {
         Before {
             payments: &self.payments[start..end],
             cents_before: &self.cents_before[start..=end],
+            details: &self.details,
         }
     }
 }
@@ -231,15 +274,23 @@ struct Before<'a> {
     payments: &'a [Payment],
     /// The running sums from the first of them on (one more than `payments`).
     cents_before: &'a [i64],
+    /// The timeline's details.
+    details: &'a [Detail],
 }
 
-impl Before<'_> {
+impl<'a> Before<'a> {
     /// The payments from `since` on: how many, their amounts in cents, and the slice.
     fn since(&self, since: i64) -> (u32, i64, &[Payment]) {
         let first = self.payments.partition_point(|p| p.time_ms < since);
         let cents = self.cents_before[self.payments.len()] - self.cents_before[first];
         let slice = &self.payments[first..];
         (slice.len() as u32, cents, slice)
+    }
+
+    /// The details of `payments`, from the same timeline.
+    fn details(&self, payments: &'a [Payment]) -> impl Iterator<Item = &'a Detail> + 'a {
+        let details = self.details;
+        payments.iter().map(move |p| &details[p.detail as usize])
     }
 }
 
@@ -250,6 +301,8 @@ pub struct CardHistory {
     /// The loaded payments of the batch's cards, captured before it.
     known: Timeline,
     categories: HashMap<String, u32>,
+    /// Whether the timelines keep the payments' details.
+    details: bool,
 }
 
 /// What the features of one payment read from its history.
@@ -259,8 +312,10 @@ pub struct Recent {
     counts: [u32; 4],
     /// Their amounts, in whole cents.
     cents: [i64; 4],
-    /// Milliseconds since the previous payment, and the distance from its merchant.
-    prev: Option<(i64, f64)>,
+    /// Milliseconds since the previous payment.
+    prev_ms: Option<i64>,
+    /// The distance from its merchant (of several at that millisecond, the nearest).
+    prev_km: Option<f64>,
     categories_24h: u32,
     /// Whether a payment of the last 30 days had this payment's category.
     category_seen: bool,
@@ -290,28 +345,43 @@ impl CardHistory {
             }
         }
         let month = parts.each_ref().map(|p| p.since(t - HORIZON_MS).2);
-        if let Some(latest) = month
+        let latest = month
             .iter()
             .filter_map(|m| m.last())
             .map(|q| q.time_ms)
-            .max()
-        {
-            // The latest payment; of several at that millisecond, the nearest merchant.
+            .max();
+        recent.prev_ms = latest.map(|latest| t - latest);
+        if self.details {
+            self.read_details(tx, &parts, &mut recent);
+        }
+        recent
+    }
+
+    /// The features of `recent` that read the details of the payments before `tx`.
+    fn read_details(&self, tx: &Transaction, parts: &[Before; 2], recent: &mut Recent) {
+        let t = tx.trans_time_ms;
+        let month = parts.each_ref().map(|p| (p, p.since(t - HORIZON_MS).2));
+        if let Some(ms) = recent.prev_ms {
             let km = month
                 .iter()
-                .flat_map(|m| m.iter().rev().take_while(|q| q.time_ms == latest))
-                .map(|q| haversine_km(q.merch_lat, q.merch_long, tx.merch_lat, tx.merch_long))
+                .flat_map(|(part, m)| {
+                    let at_latest = m.iter().rev().take_while(|q| q.time_ms == t - ms).count();
+                    part.details(&m[m.len() - at_latest..])
+                })
+                .map(|d| haversine_km(d.merch_lat, d.merch_long, tx.merch_lat, tx.merch_long))
                 .fold(f64::INFINITY, f64::min);
-            recent.prev = Some((t - latest, km));
+            recent.prev_km = Some(km);
         }
-        let day = parts.each_ref().map(|p| p.since(t - DAY_MS).2);
-        recent.categories_24h = distinct(day.iter().flat_map(|d| d.iter().map(|q| q.category)));
+        let day = parts.each_ref().map(|p| (p, p.since(t - DAY_MS).2));
+        recent.categories_24h = distinct(
+            day.iter()
+                .flat_map(|(part, d)| part.details(d).map(|d| d.category)),
+        );
         let category = self.categories.get(&tx.category);
         recent.category_seen = month
             .iter()
-            .flat_map(|m| m.iter())
-            .any(|q| Some(&q.category) == category);
-        recent
+            .flat_map(|(part, m)| part.details(m))
+            .any(|d| Some(&d.category) == category);
     }
 }
 
@@ -330,8 +400,8 @@ impl Recent {
         let count = |i: usize| f64::from(self.counts[i]);
         let sum = |i: usize| self.cents[i] as f64 / 100.0;
         let (n, total) = (i64::from(self.counts[3]), self.cents[3]);
-        let prev_ms = self.prev.map(|(ms, _)| ms as f64);
-        let prev_km = self.prev.map(|(_, km)| km);
+        let prev_ms = self.prev_ms.map(|ms| ms as f64);
+        let prev_km = self.prev_km;
         match feature {
             CardCount1h => count(0),
             CardCount24h => count(1),
@@ -359,45 +429,45 @@ impl Recent {
 const CARDS_PER_QUERY: usize = 5_000;
 
 impl Builder {
-    /// A payment loaded before the batch was captured, `None` when the batch holds the same
-    /// trans_num (the batch's copy counts; `trans_nums` sorted first).
-    #[allow(clippy::too_many_arguments)]
-    fn known(
+    /// A payment loaded before the batch was captured (its merchant and category: `detail`),
+    /// kept unless the batch holds the same trans_num (the batch's copy counts; `trans_nums`
+    /// sorted first). Whether it was kept.
+    fn known<'r>(
         &mut self,
         card: Card,
         trans_num: &str,
         time_ms: i64,
         cents: i64,
-        merch_lat: f64,
-        merch_long: f64,
-        category: &str,
-    ) -> Option<Payment> {
-        if self
-            .trans_nums
-            .binary_search(&trans_num_key(trans_num))
-            .is_ok()
-        {
-            return None;
+        detail: impl FnOnce() -> (f64, f64, &'r str),
+    ) -> bool {
+        let key = trans_num_key(trans_num);
+        if self.trans_nums.binary_search(&key).is_ok() {
+            return false;
         }
-        Some(self.payment(card, time_ms, cents, merch_lat, merch_long, category))
+        let detail = self.details.then(|| {
+            let (lat, long, category) = detail();
+            self.detail(lat, long, category)
+        });
+        self.known.push(card, time_ms, cents, detail);
+        true
     }
 }
 
 /// Reads from `payments_scored` the payments of the batch's cards that its history needs: in
 /// its time span (from 30 days before its first payment to its last), and captured before the
 /// batch (`captured_at`, the batch's own capture time). A few queries for any batch (cards in
-/// bulk, never a query per payment), results streamed.
+/// bulk, never a query per payment), results streamed. How many were kept.
 #[cfg(feature = "services")]
 pub fn fetch_known(
     client: &mut postgres::Client,
     builder: &mut Builder,
     captured_at: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<Vec<Payment>> {
+) -> anyhow::Result<u64> {
     use anyhow::Context;
     use postgres::fallible_iterator::FallibleIterator;
 
     let Some((first, last)) = builder.span else {
-        return Ok(Vec::new());
+        return Ok(0);
     };
     let time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).expect("validated times");
     let (from, to) = (time(first - HORIZON_MS), time(last));
@@ -410,7 +480,8 @@ pub fn fetch_known(
     builder.trans_nums.sort_unstable();
     // Room for as many loaded payments as the batch has (a million-record batch of cards with
     // a day of history each: no reallocation, whose copy would briefly double the array).
-    let mut known = Vec::with_capacity(builder.batch.len());
+    builder.known = Part::with_capacity(builder.batch.payments.len(), builder.details);
+    let mut kept = 0;
     for chunk in cards.chunks(CARDS_PER_QUERY) {
         let hashes: Vec<String> = chunk.iter().map(hex::encode).collect();
         let params: [&(dyn postgres::types::ToSql + Sync); 4] = [&hashes, &from, &to, &captured_at];
@@ -422,19 +493,17 @@ pub fn fetch_known(
                 continue;
             };
             let time: chrono::DateTime<chrono::Utc> = row.get(2);
-            let payment = builder.known(
+            let detail = || (row.get(4), row.get(5), row.get(6));
+            kept += u64::from(builder.known(
                 card,
                 row.get(1),
                 time.timestamp_millis(),
                 row.get(3),
-                row.get(4),
-                row.get(5),
-                row.get(6),
-            );
-            known.extend(payment);
+                detail,
+            ));
         }
     }
-    Ok(known)
+    Ok(kept)
 }
 
 #[cfg(test)]
@@ -459,12 +528,16 @@ mod tests {
     const T: i64 = 1_600_000_000_000;
     const CARD: &str = "4497913965512794052";
 
-    fn history(batch: &[Transaction]) -> CardHistory {
-        let mut b = Builder::with_capacity(batch.len());
+    fn builder(batch: &[Transaction], details: bool) -> Builder {
+        let mut b = Builder::with_capacity(batch.len(), details);
         batch
             .iter()
-            .for_each(|tx| b.add(BatchEntry::of(tx).unwrap()));
-        b.finish(Vec::new())
+            .for_each(|tx| b.add(BatchEntry::of(tx, details).unwrap()));
+        b
+    }
+
+    fn history(batch: &[Transaction]) -> CardHistory {
+        builder(batch, true).finish()
     }
 
     #[test]
@@ -501,21 +574,79 @@ mod tests {
             tx(CARD, "p", T, 50.0, "c1"),
             tx("4111111111111111", "o", T - 1, 9.0, "c1"),
         ];
-        let mut b = Builder::with_capacity(2);
-        batch
-            .iter()
-            .for_each(|tx| b.add(BatchEntry::of(tx).unwrap()));
+        let mut b = builder(&batch, true);
         let card = card_of(&batch[0].cc_hash).unwrap();
         b.trans_nums.sort_unstable();
-        let known = [
-            b.known(card, "q", T - HOUR_MS, 700, 1.0, 2.0, "c9"),
-            // The batch's own payment, loaded before: counted once, from the batch.
-            b.known(card, "p", T - 5, 700, 1.0, 2.0, "c9"),
-        ];
-        let known = known.into_iter().flatten().collect();
-        let r = b.finish(known).recent(&batch[0]);
+        let detail = || (1.0, 2.0, "c9");
+        assert!(b.known(card, "q", T - HOUR_MS, 700, detail));
+        // The batch's own payment, loaded before: counted once, from the batch.
+        assert!(!b.known(card, "p", T - 5, 700, detail));
+        let r = b.finish().recent(&batch[0]);
         assert_eq!(r.value(HistoryFeature::CardCount24h), 1.0);
         assert_eq!(r.value(HistoryFeature::CardAmtSum1h), 7.0);
         assert_eq!(r.value(HistoryFeature::CardNewCategory30d), 1.0);
+    }
+
+    #[test]
+    fn a_history_without_details_gives_the_same_counts_sums_and_times() {
+        // Three cards, payments seconds to days apart over 40 days, half of them loaded before
+        // the batch.
+        let cards = ["4497913965512794052", "4111111111111111", "30263540414123"];
+        let (mut batch, mut loaded) = (Vec::new(), Vec::new());
+        for i in 0..300i64 {
+            let time = T - (i * 7_919_993) % (40 * DAY_MS) / 1000 * 1000;
+            let payment = tx(
+                cards[i as usize % 3],
+                &format!("t{i}"),
+                time,
+                (i % 97) as f64 + 0.25,
+                "c",
+            );
+            if i % 2 == 0 {
+                batch.push(payment)
+            } else {
+                loaded.push(payment)
+            }
+        }
+        let histories = [true, false].map(|details| {
+            let mut b = builder(&batch, details);
+            b.trans_nums.sort_unstable();
+            for tx in &loaded {
+                let card = card_of(&tx.cc_hash).unwrap();
+                let detail = || (tx.merch_lat, tx.merch_long, tx.category.as_str());
+                b.known(
+                    card,
+                    &tx.trans_num,
+                    tx.trans_time_ms,
+                    tx.amt_cents(),
+                    detail,
+                );
+            }
+            b.finish()
+        });
+        let plain = HistoryFeature::ALL
+            .into_iter()
+            .filter(|f| !f.reads_details());
+        let mut with_history = 0;
+        for tx in &batch {
+            let [full, slim] = histories.each_ref().map(|h| h.recent(tx));
+            for feature in plain.clone() {
+                let (a, b) = (full.value(feature), slim.value(feature));
+                assert!(
+                    a == b || a.is_nan() && b.is_nan(),
+                    "{feature:?}: {a} and {b}"
+                );
+            }
+            if full.value(HistoryFeature::CardCount30d) > 1.0 {
+                with_history += 1;
+                assert!(full.value(HistoryFeature::CardKmFromPrev).is_finite());
+            }
+        }
+        // Not a comparison of empty histories: most payments have several before them.
+        assert!(
+            with_history > batch.len() / 2,
+            "{with_history} of {}",
+            batch.len()
+        );
     }
 }

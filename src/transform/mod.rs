@@ -115,7 +115,7 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
     let mut input = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
     // Before anything is written: a database that cannot be read fails the stage (exit 3).
     let history = match spec.has_history() {
-        true => Some(card_history(args, &dir)?),
+        true => Some(card_history(args, &spec, &dir)?),
         false => None,
     };
     log_started("transform", input.header().records());
@@ -166,11 +166,17 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
 /// The history of the batch's cards: the batch itself (a first pass over `raw.jsonl`) and the
 /// payments loaded before it was captured; with how many of those were read.
 #[cfg(feature = "services")]
-fn card_history(args: &TransformArgs, dir: &RunDir) -> Result<(CardHistory, u64)> {
+fn card_history(
+    args: &TransformArgs,
+    spec: &FeatureSpec,
+    dir: &RunDir,
+) -> Result<(CardHistory, u64)> {
     let captured_at = dir.captured_at()?;
     let mut client = args.db.connect()?;
     let mut batch = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
-    let mut builder = history::Builder::with_capacity(batch.header().records() as usize);
+    let details = spec.history_reads_details();
+    let records = batch.header().records() as usize;
+    let mut builder = history::Builder::with_capacity(records, details);
     parallel::map_chunks(
         "transform (the batch's card history)",
         &mut batch,
@@ -181,7 +187,7 @@ fn card_history(args: &TransformArgs, dir: &RunDir) -> Result<(CardHistory, u64)
             Ok(chunk
                 .lines()
                 .filter_map(|(_, line)| serde_json::from_str::<Transaction>(line).ok())
-                .filter_map(|tx| history::BatchEntry::of(&tx))
+                .filter_map(|tx| history::BatchEntry::of(&tx, details))
                 .collect::<Vec<_>>())
         },
         |entries| {
@@ -189,15 +195,14 @@ fn card_history(args: &TransformArgs, dir: &RunDir) -> Result<(CardHistory, u64)
             Ok(())
         },
     )?;
-    let known = history::fetch_known(&mut client, &mut builder, captured_at)?;
-    let count = known.len() as u64;
+    let count = history::fetch_known(&mut client, &mut builder, captured_at)?;
     tracing::info!(known_payments = count, "read the cards' earlier payments");
-    Ok((builder.finish(known), count))
+    Ok((builder.finish(), count))
 }
 
 /// A library built without the `services` feature (the fuzz build) has no database client.
 #[cfg(not(feature = "services"))]
-fn card_history(_: &TransformArgs, _: &RunDir) -> Result<(CardHistory, u64)> {
+fn card_history(_: &TransformArgs, _: &FeatureSpec, _: &RunDir) -> Result<(CardHistory, u64)> {
     Err(crate::error::Failure::Config(
         "this fraudctl was built without the `services` feature: it cannot read card history"
             .into(),

@@ -218,6 +218,15 @@ impl FeatureSpec {
             .iter()
             .any(|b| matches!(b, Block::CardHistory(_)))
     }
+
+    /// Whether a history feature of the spec reads the earlier payments' merchants or
+    /// categories (then the history keeps them).
+    pub fn history_reads_details(&self) -> bool {
+        self.blocks.iter().any(|b| match b {
+            Block::CardHistory(features) => features.iter().any(|f| f.reads_details()),
+            _ => false,
+        })
+    }
 }
 
 impl TryFrom<String> for HistoryFeature {
@@ -253,6 +262,16 @@ impl HistoryFeature {
         HistoryFeature::CardCategories24h,
         HistoryFeature::CardNewCategory30d,
     ];
+
+    /// Whether the feature reads the merchant or the category of earlier payments, not only
+    /// their times and amounts.
+    pub fn reads_details(self) -> bool {
+        use HistoryFeature::*;
+        matches!(
+            self,
+            CardKmFromPrev | CardKmhFromPrev | CardCategories24h | CardNewCategory30d
+        )
+    }
 
     pub fn name(self) -> &'static str {
         match self {
