@@ -245,6 +245,8 @@ pub struct StageReader<T> {
     header: Header,
     path: PathBuf,
     input: BufReader<File>,
+    /// The file's length when opened.
+    len: u64,
     line: String,
     /// The start of a line [`StageReader::next_lines`] read but did not hand out yet.
     partial: Vec<u8>,
@@ -255,6 +257,10 @@ pub struct StageReader<T> {
 impl<T: DeserializeOwned> StageReader<T> {
     pub fn open(path: &Path, schema: &str) -> Result<Self> {
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let len = file
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
         let mut input = BufReader::with_capacity(1 << 20, file);
         let mut line = String::new();
         input
@@ -286,6 +292,7 @@ impl<T: DeserializeOwned> StageReader<T> {
             header,
             path: path.to_path_buf(),
             input,
+            len,
             line,
             partial: Vec::new(),
             seen: 0,
@@ -345,7 +352,12 @@ impl<T: DeserializeOwned> StageReader<T> {
         let mut at_end = false;
         let mut has_newline = false;
         loop {
-            let (before, want) = (block.len(), size.saturating_sub(block.len()).max(64 << 10));
+            // No more room than the rest of the file needs (a small file's block is not a
+            // megabyte of zeroes), and at least a page, to see its end.
+            let read = self.input.get_mut().stream_position();
+            let left = self.len.saturating_sub(read.unwrap_or(0)) as usize;
+            let want = size.saturating_sub(block.len()).max(64 << 10);
+            let (before, want) = (block.len(), want.min(left.max(4095) + 1));
             block.resize(before + want, 0);
             let got = read_up_to(self.input.get_mut(), &mut block[before..])
                 .with_context(|| format!("cannot read {}", self.path.display()))?;
@@ -521,6 +533,49 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn blocks_hold_every_line_once_whatever_their_size_and_a_small_file_no_megabyte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jsonl");
+        let mut w = StageWriter::create(&path, Header::new("s", "r", "t", serde_json::Value::Null))
+            .unwrap();
+        let records: Vec<String> = (0..20_000u32)
+            .map(|i| "x".repeat(i as usize % 300))
+            .collect();
+        records.iter().for_each(|r| w.write(r).unwrap());
+        w.finish(BTreeMap::new()).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let body = text.split_once('\n').unwrap().1;
+        for size in [1, 100, 5_000, 70_000, 1 << 20, 1 << 24] {
+            let mut r = StageReader::<String>::open(&path, "s").unwrap();
+            let (mut text, mut all, mut lines) = (String::new(), String::new(), 0);
+            while let n @ 1.. = r.next_lines(&mut text, size).unwrap() {
+                lines += n;
+                all.push_str(&text);
+            }
+            assert_eq!(
+                (lines, all == body),
+                (records.len(), true),
+                "blocks of {size}"
+            );
+        }
+
+        let small = dir.path().join("small.jsonl");
+        let mut w =
+            StageWriter::create(&small, Header::new("s", "r", "t", serde_json::Value::Null))
+                .unwrap();
+        w.write(&"one record").unwrap();
+        w.finish(BTreeMap::new()).unwrap();
+        let mut r = StageReader::<String>::open(&small, "s").unwrap();
+        let mut text = String::new();
+        assert_eq!(r.next_lines(&mut text, 1 << 20).unwrap(), 1);
+        assert!(
+            text.capacity() <= 8192,
+            "{} bytes for one record",
+            text.capacity()
+        );
     }
 
     #[test]
