@@ -505,16 +505,19 @@ mod tests {
         (by_line, by_block)
     }
 
+    /// A finished stage file of schema "s" at `path` holding `records`.
+    fn written<T: Serialize>(path: &Path, records: &[T]) {
+        let header = Header::new("s", "r", "t", serde_json::Value::Null);
+        let mut w = StageWriter::create(path, header).unwrap();
+        records.iter().for_each(|r| w.write(r).unwrap());
+        w.finish(BTreeMap::new()).unwrap();
+    }
+
     #[test]
     fn a_cut_last_line_and_an_extra_line_are_refused_by_both_readers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.jsonl");
-        let mut w = StageWriter::create(&path, Header::new("s", "r", "t", serde_json::Value::Null))
-            .unwrap();
-        for i in [10u32, 20, 345] {
-            w.write(&i).unwrap();
-        }
-        w.finish(BTreeMap::new()).unwrap();
+        written(&path, &[10u32, 20, 345]);
         let text = fs::read_to_string(&path).unwrap();
         assert_eq!(read_both(&path), (None, None));
 
@@ -539,13 +542,10 @@ mod tests {
     fn blocks_hold_every_line_once_whatever_their_size_and_a_small_file_no_megabyte() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.jsonl");
-        let mut w = StageWriter::create(&path, Header::new("s", "r", "t", serde_json::Value::Null))
-            .unwrap();
         let records: Vec<String> = (0..20_000u32)
             .map(|i| "x".repeat(i as usize % 300))
             .collect();
-        records.iter().for_each(|r| w.write(r).unwrap());
-        w.finish(BTreeMap::new()).unwrap();
+        written(&path, &records);
         let text = fs::read_to_string(&path).unwrap();
         let body = text.split_once('\n').unwrap().1;
         for size in [1, 100, 5_000, 70_000, 1 << 20, 1 << 24] {
@@ -563,11 +563,7 @@ mod tests {
         }
 
         let small = dir.path().join("small.jsonl");
-        let mut w =
-            StageWriter::create(&small, Header::new("s", "r", "t", serde_json::Value::Null))
-                .unwrap();
-        w.write(&"one record").unwrap();
-        w.finish(BTreeMap::new()).unwrap();
+        written(&small, &["one record"]);
         let mut r = StageReader::<String>::open(&small, "s").unwrap();
         let mut text = String::new();
         assert_eq!(r.next_lines(&mut text, 1 << 20).unwrap(), 1);
