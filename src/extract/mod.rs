@@ -264,8 +264,9 @@ impl Collector {
     pub fn row(&mut self, row: &Map<String, Value>, origin: &str) -> Result<()> {
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        let checked = self.checker.check(row, &mut line, |pan| redact(row, pan));
-        let taken = self.take(checked, || origin.to_string(), |pan| redact(row, pan));
+        let redacted = |pan: &PanProtector| redact(row, pan);
+        let checked = self.checker.check(row, &mut line, redacted);
+        let taken = self.take(checked, || origin.to_string(), redacted);
         let kept = match taken {
             Ok(true) => self.keep(&line, 1),
             other => other.map(|_| ()),
