@@ -78,13 +78,13 @@ fn main() {
     let spec = FeatureSpec::load(&root().join("model/default/feature_spec.json")).unwrap();
     let mut values = Vec::new();
     bench("features (default spec)", 1, || {
-        let derived = Derived::of(black_box(&tx), spec.time_zone);
+        let derived = Derived::of(black_box(&tx), &spec.time_zone);
         spec.compute(&tx, &derived, Some(&Recent::default()), &mut values);
         black_box(&values);
     });
     let original = FeatureSpec::load(&root().join("model/original/feature_spec.json")).unwrap();
     bench("features (original 199-column spec)", 1, || {
-        let derived = Derived::of(black_box(&tx), original.time_zone);
+        let derived = Derived::of(black_box(&tx), &original.time_zone);
         original.compute(&tx, &derived, Some(&Recent::default()), &mut values);
         black_box(&values);
     });
@@ -99,7 +99,7 @@ fn main() {
         let mut varied = tx.clone();
         varied.amt = ((i * 7919) % 150_000) as f64 / 100.0 + 1.0;
         varied.trans_time_ms += i * 3_700_000;
-        let derived = Derived::of(&varied, spec.time_zone);
+        let derived = Derived::of(&varied, &spec.time_zone);
         spec.compute(&varied, &derived, Some(&Recent::default()), &mut values);
         rows.push(values.iter().map(|v| Some(*v)).collect());
     }

@@ -38,3 +38,4 @@ pub mod stagefile;
 pub mod transaction;
 pub mod transform;
 pub mod verdict;
+pub mod zone;

@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
     // extract -> transform: canonical transactions, then their features.
     let mut values = Vec::new();
     read_all::<Transaction>(path, "fraudctl.raw", |tx| {
-        let derived = Derived::of(&tx, spec().time_zone);
+        let derived = Derived::of(&tx, &spec().time_zone);
         spec().compute(&tx, &derived, Some(&Recent::default()), &mut values);
     });
     // score -> load: the transaction as load encodes it for COPY.

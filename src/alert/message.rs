@@ -4,12 +4,12 @@
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use lettre::message::{header, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
 use super::plan::Burst;
 use crate::verdict::{self, VerdictArgs, VerdictKey, VerdictLinks};
+use crate::zone::Zone;
 
 /// A predicted fraud, as read from `payments_scored`.
 #[derive(Debug, Clone)]
@@ -85,7 +85,7 @@ pub struct Envelope<'a> {
     pub from: &'a Mailbox,
     pub to: &'a [Mailbox],
     pub report_url: &'a str,
-    pub time_zone: Tz,
+    pub time_zone: Zone,
     /// Signs each fraud's verdict links (none without a key).
     pub verdicts: Option<Signer<'a>>,
 }
@@ -145,9 +145,7 @@ struct Content<'a> {
 
 impl Content<'_> {
     fn local(&self, t: DateTime<Utc>) -> String {
-        t.with_timezone(&self.e.time_zone)
-            .format("%Y-%m-%d %H:%M:%S %Z")
-            .to_string()
+        self.e.time_zone.format(t)
     }
     fn intro(&self) -> String {
         let n = self.b.send.len();
@@ -169,7 +167,7 @@ impl Content<'_> {
         } else {
             f.reasons.join("; ")
         };
-        let time = if self.e.time_zone == chrono_tz::UTC {
+        let time = if self.e.time_zone.is_utc() {
             self.local(f.trans_time)
         } else {
             format!(
@@ -227,8 +225,10 @@ impl Content<'_> {
     }
     fn report_link(&self) -> (String, String) {
         let newest = self.b.send.last().map(|f| f.trans_time).unwrap_or_default();
-        let day = newest
-            .with_timezone(&self.e.time_zone)
+        let day = self
+            .e
+            .time_zone
+            .local(newest)
             .format("%Y-%m-%d")
             .to_string();
         let url = format!("{}/?day={day}", self.e.report_url.trim_end_matches('/'));

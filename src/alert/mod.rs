@@ -33,6 +33,7 @@ use crate::retry::{retry, Backoff};
 use crate::rundir::{log_started, RunArgs, RunDir};
 use crate::setting;
 use crate::verdict::{VerdictArgs, VerdictKey, KEY_VAR};
+use crate::zone::Zone;
 
 /// Options of `fraudctl alert`.
 #[derive(Debug, Clone, Args)]
@@ -171,7 +172,7 @@ pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
         from: &from,
         to: &to,
         report_url: &args.report_url,
-        time_zone: zone.parse().unwrap_or(chrono_tz::UTC),
+        time_zone: business_zone(&zone),
         verdicts: verdict_signer(args)?,
     };
     if args.dry_run {
@@ -204,6 +205,18 @@ pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
 
 /// What signs the emails' verdict links: none (with a warning) when FRAUDCTL_VERDICT_KEY is not
 /// set; a key that is set but unusable is a configuration error.
+/// The business day's zone, in which the email shows times: UTC, said once, for a name
+/// PostgreSQL knows and the compiled-in zone database does not (a `posix/` zone, say).
+fn business_zone(name: &str) -> Zone {
+    Zone::named(name).unwrap_or_else(|| {
+        tracing::warn!(
+            business_time_zone = name,
+            "unknown to fraudctl's zone database; times are shown in UTC"
+        );
+        Zone::utc()
+    })
+}
+
 fn verdict_signer(args: &AlertArgs) -> Result<Option<message::Signer<'_>>> {
     if std::env::var_os(KEY_VAR).is_none() {
         tracing::warn!("{KEY_VAR} is not set: the alerts carry no verdict links");

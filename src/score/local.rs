@@ -142,7 +142,7 @@ impl LocalModel {
     ) -> Result<Vec<Option<f64>>> {
         let tx: Transaction =
             serde_json::from_str(tx_json).context("scored record holds an invalid transaction")?;
-        let derived = Derived::of(&tx, self.spec.time_zone);
+        let derived = Derived::of(&tx, &self.spec.time_zone);
         self.spec.compute(&tx, &derived, None, values);
         Ok(values.iter().map(|v| Some(*v)).collect())
     }

@@ -9,12 +9,12 @@
 //! `payments_scored` keeps no home location).
 
 use chrono::Timelike;
-use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::pan::mask_digit_runs;
 use crate::transaction::Transaction;
 use crate::transform::{Block, FeatureSpec, Field, HistoryFeature, Numeric};
+use crate::zone::Zone;
 
 /// How many reasons a predicted fraud gets.
 pub const TOP_REASONS: usize = 3;
@@ -49,7 +49,7 @@ pub struct Explainer {
     columns: Vec<Column>,
     /// The `card_amt_ratio_30d` column, when the spec has it (said beside the amount).
     ratio_30d: Option<usize>,
-    time_zone: Tz,
+    time_zone: Zone,
 }
 
 impl Explainer {
@@ -89,7 +89,7 @@ impl Explainer {
             names: spec.columns.clone(),
             columns,
             ratio_30d,
-            time_zone: spec.time_zone,
+            time_zone: spec.time_zone.clone(),
         }
     }
 
@@ -169,7 +169,7 @@ impl Explainer {
                 }
             }
             Numeric::Hour => {
-                let local = tx.trans_time().with_timezone(&self.time_zone);
+                let local = self.time_zone.local(tx.trans_time());
                 let (h, m) = (local.hour(), local.minute());
                 format!("{h:02}:{m:02} {}", part_of_day(h))
             }

@@ -4,13 +4,13 @@
 use std::f64::consts::PI;
 
 use chrono::{Datelike, Timelike};
-use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::history::Recent;
 use super::murmur3::murmur3_32;
 use super::spec::{Block, FeatureSpec, Field, Numeric};
 use crate::transaction::Transaction;
+use crate::zone::Zone;
 
 const EARTH_RADIUS_KM: f64 = 6371.0;
 
@@ -24,8 +24,8 @@ pub struct Derived {
 }
 
 impl Derived {
-    pub fn of(tx: &Transaction, tz: Tz) -> Self {
-        let local = tx.trans_time().with_timezone(&tz);
+    pub fn of(tx: &Transaction, zone: &Zone) -> Self {
+        let local = zone.local(tx.trans_time());
         let days = (local.date_naive() - tx.dob).num_days();
         Derived {
             age_years: days as f64 / 365.25,

@@ -237,7 +237,7 @@ fn transform_chunk(
         // the output as it is, not serialised again.
         match serde_json::from_str::<Transaction>(line) {
             Ok(tx) => {
-                let derived = Derived::of(&tx, spec.time_zone);
+                let derived = Derived::of(&tx, &spec.time_zone);
                 let recent = history.map(|h| h.recent(&tx));
                 spec.compute(&tx, &derived, recent.as_ref(), values);
                 let out = &mut done.lines;

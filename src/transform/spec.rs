@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use chrono_tz::Tz;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::Failure;
+use crate::zone::Zone;
 
 pub const SPEC_SCHEMA: &str = "fraudctl.feature_spec";
 
@@ -122,7 +122,7 @@ pub enum Block {
 pub struct FeatureSpec {
     pub name: String,
     pub sha256: String,
-    pub time_zone: Tz,
+    pub time_zone: Zone,
     pub blocks: Vec<Block>,
     pub columns: Vec<String>,
 }
@@ -143,7 +143,7 @@ impl FeatureSpec {
                 file.schema, file.version
             ));
         }
-        let time_zone: Tz = file.time_zone.parse().map_err(|_| {
+        let time_zone = Zone::named(&file.time_zone).ok_or_else(|| {
             format!(
                 "time_zone {:?} is not an IANA time zone name",
                 file.time_zone
