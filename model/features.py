@@ -7,11 +7,11 @@ exact Python ints, converted to float once where the document says so.
 """
 import json
 import math
-from functools import lru_cache
-from importlib import resources
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from importlib import resources
 from itertools import accumulate
 from pathlib import Path
 from typing import NamedTuple

@@ -35,22 +35,25 @@ impl Zone {
     /// `t` on this zone's clock.
     pub fn local(&self, t: DateTime<Utc>) -> DateTime<FixedOffset> {
         let seconds = timestamp(t).map_or(0, |ts| self.0.to_offset(ts).seconds());
-        let offset = FixedOffset::east_opt(seconds).expect("a zone's offset is under a day");
-        t.with_timezone(&offset)
+        on_clock(t, seconds)
     }
 
     /// `t` on this zone's clock as `%Y-%m-%d %H:%M:%S` and the zone's abbreviation then
     /// (`EST`, `CEST`; an offset such as `+03` where the database has no abbreviation).
     pub fn format(&self, t: DateTime<Utc>) -> String {
-        let abbreviation = timestamp(t).map_or_else(
-            || "UTC".to_string(),
-            |ts| self.0.to_offset_info(ts).abbreviation().to_string(),
-        );
-        format!(
-            "{} {abbreviation}",
-            self.local(t).format("%Y-%m-%d %H:%M:%S")
-        )
+        let (seconds, abbreviation) = timestamp(t).map_or((0, "UTC".to_string()), |ts| {
+            let info = self.0.to_offset_info(ts);
+            (info.offset().seconds(), info.abbreviation().to_string())
+        });
+        let local = on_clock(t, seconds).format("%Y-%m-%d %H:%M:%S");
+        format!("{local} {abbreviation}")
     }
+}
+
+/// `t` on a clock `seconds` east of UTC.
+fn on_clock(t: DateTime<Utc>, seconds: i32) -> DateTime<FixedOffset> {
+    let offset = FixedOffset::east_opt(seconds).expect("a zone's offset is under a day");
+    t.with_timezone(&offset)
 }
 
 /// `t` as the zone database's timestamp; `None` outside the years -9999 to 9999 (never a

@@ -203,9 +203,7 @@ pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
     })
 }
 
-/// What signs the emails' verdict links: none (with a warning) when FRAUDCTL_VERDICT_KEY is not
-/// set; a key that is set but unusable is a configuration error.
-/// The business day's zone, in which the email shows times: UTC, said once, for a name
+/// The business day's zone, in which the email shows times: UTC, with a warning, for a name
 /// PostgreSQL knows and the compiled-in zone database does not (a `posix/` zone, say).
 fn business_zone(name: &str) -> Zone {
     Zone::named(name).unwrap_or_else(|| {
@@ -217,6 +215,8 @@ fn business_zone(name: &str) -> Zone {
     })
 }
 
+/// What signs the emails' verdict links: none (with a warning) when FRAUDCTL_VERDICT_KEY is not
+/// set; a key that is set but unusable is a configuration error.
 fn verdict_signer(args: &AlertArgs) -> Result<Option<message::Signer<'_>>> {
     if std::env::var_os(KEY_VAR).is_none() {
         tracing::warn!("{KEY_VAR} is not set: the alerts carry no verdict links");
