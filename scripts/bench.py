@@ -20,9 +20,9 @@ What it measures, each run on a fresh database:
     staging table and put through the same upsert (src/load/sql/*.sql), by psql directly; and,
     for new payments (which fraudctl COPYs straight into payments_scored), the same rows COPY'd
     from a binary file straight into the empty table;
-  - one invocation of each stage on a one-record batch (what every Airflow task pays); load
-    twice: a new payment (the every-minute case), and the same payment again (an upsert that
-    changes nothing);
+  - one invocation of each stage on a one-record batch (what every Airflow task pays), 21 times
+    a run, the median over every run's; load twice: a new payment (the every-minute case), and
+    the same payment again (an upsert that changes nothing);
   - the Python peer (scripts/python_peer.py, skipped with --no-peer): the stack fraudctl
     replaces (pandas, the project's feature code, xgboost, psycopg2's execute_values upsert) on
     the same CSV into a fresh database, against fraudctl's extract → transform → score → load
@@ -53,6 +53,7 @@ PEER_STAGES = (("extract", "read"), ("transform", "features"), ("score", "predic
 DB = "fraudctl_bench"
 SESSIONS = os.cpu_count() or 1
 UPDATE_ROUNDS = 3  # updates timed in a run, each beside one of the floor's
+ONE_RECORD_SAMPLES = 21  # invocations of each stage on a one-record batch, a run
 # A bench-only key: the generated card numbers are not real, the hashes are thrown away.
 ENV = {**os.environ, "FRAUDCTL_PAN_HASH_KEY": "benchmark-only-key-0123456789", "FRAUDCTL_LOG": "warn"}
 
@@ -111,21 +112,25 @@ def main():
     # The server reads and writes the floor's COPY file itself: a directory it can use.
     shared = Path(tempfile.mkdtemp(prefix="fraudctl-bench-"))
     shared.chmod(0o777)
+    single = {}
     try:
         for i in range(args.runs):
             print(f"bench: run {i + 1} of {args.runs}", file=sys.stderr)
             one_run(args, (csv, later), admin, url, shared, figures, peaks)
             if not args.no_peer:
                 peer_run(csv, admin, url, figures, peaks)
-        single = one_record(args, admin, url)
+            for name, samples in one_record(args, admin, url).items():
+                single.setdefault(name, []).extend(samples)
     finally:
         shutil.rmtree(shared, ignore_errors=True)
 
     med = {k: statistics.median(v) for k, v in figures.items() if v}
-    report(args, med, peaks, single)
+    single_med = {k: statistics.median(v) for k, v in single.items()}
+    report(args, med, peaks, single_med)
     if args.json:
         args.json.write_text(json.dumps({"n": args.n, "runs": args.runs, "median_seconds": med,
                                          "seconds": figures, "peak_mb": peaks,
+                                         "one_record_median_ms": single_med,
                                          "one_record_ms": single}, indent=2))
 
 
@@ -222,7 +227,7 @@ def peer_run(csv, admin, url, figures, peaks):
 
 
 def one_record(args, admin, url):
-    """Median wall time of each stage on a one-record batch, in milliseconds."""
+    """Wall times of each stage on a one-record batch, ONE_RECORD_SAMPLES of each, in ms."""
     run_dir = args.work / "one"
     shutil.rmtree(run_dir, ignore_errors=True)
     csv = args.work / "one.csv"
@@ -232,18 +237,18 @@ def one_record(args, admin, url):
     stage("extract", run_dir, "--from-csv", str(csv))
     db = ["--database-url", url]
 
-    def median_ms(name, *extra, before=lambda: None):
+    def samples_ms(name, *extra, before=lambda: None):
         def once():
             before()
             return stage(name, run_dir, *extra)[0] * 1000
-        return statistics.median(once() for _ in range(21))
+        return [once() for _ in range(ONE_RECORD_SAMPLES)]
 
     return {
-        "transform": median_ms("transform", *db),
-        "score": median_ms("score"),
-        "load (a new payment)": median_ms(
+        "transform": samples_ms("transform", *db),
+        "score": samples_ms("score"),
+        "load (a new payment)": samples_ms(
             "load", *db, before=lambda: psql(url, "TRUNCATE payments_scored CASCADE")),
-        "load (the same payment again)": median_ms("load", *db),
+        "load (the same payment again)": samples_ms("load", *db),
     }
 
 
@@ -277,7 +282,7 @@ def report(args, med, peaks, single):
         label = f"updates ({UPDATE_ROUNDS} a run, in turn)" if kind == "update" else "inserts"
         print(f"| {label} | {a:.2f} s | {b:.2f} s | {a / b:.2f}× | {copy} |")
     print()
-    print("| One-record batch (median of 21) | Wall |")
+    print(f"| One-record batch (median of {ONE_RECORD_SAMPLES} a run × {args.runs}) | Wall |")
     print("|---|---:|")
     for name, ms in single.items():
         note = " (connects to PostgreSQL on loopback)" if name.split()[0] in ("transform", "load") else ""
