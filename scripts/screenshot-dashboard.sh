@@ -47,7 +47,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$python" -m streamlit run "$root/dashboard/app.py" \
+"$python" -m streamlit run "$root/dashboard/server.py" \
     --server.port "$port" --server.address 127.0.0.1 --server.headless true \
     --browser.gatherUsageStats false --client.toolbarMode viewer >"$log" 2>&1 &
 server=$!

@@ -6,10 +6,13 @@ Environment: FRAUDCTL_TEST_ADMIN_URL (a superuser URL of the PostgreSQL cluster,
 scripts/pg.sh) and FRAUDCTL_BIN (the fraudctl binary, default target/release/fraudctl).
 """
 
+import contextlib
 import datetime as dt
 import os
 import re
+import socket
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -20,7 +23,9 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = ROOT / "dashboard" / "app.py"
+DASHBOARD = ROOT / "dashboard"
+APP = DASHBOARD / "app.py"
+STREAMLIT = Path(sys.executable).parent / "streamlit"
 ADMIN_URL = os.environ.get("FRAUDCTL_TEST_ADMIN_URL", "postgres://postgres@127.0.0.1:55432/postgres")
 FRAUDCTL_BIN = os.environ.get("FRAUDCTL_BIN", str(ROOT / "target" / "release" / "fraudctl"))
 
@@ -33,6 +38,29 @@ def with_url(url: str, *, database: str | None = None, user: str | None = None) 
         netloc = f"{user}@{netloc.rpartition('@')[2]}"
     path = f"/{database}" if database is not None else parts.path
     return urlunsplit(parts._replace(netloc=netloc, path=path))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def dashboard_process(command: list, cwd: Path, **settings: str):
+    """A real dashboard process started with this command (no STREAMLIT_* from the test's
+    environment, a free port, then these variables), yielded with its port; its output is printed
+    when it stops (pytest shows it when the test fails)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
+    env.update(STREAMLIT_SERVER_PORT=str(port), PATH=f"{STREAMLIT.parent}:{env['PATH']}", **settings)
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        yield proc, port
+    finally:
+        proc.terminate()
+        print(proc.communicate(timeout=20)[0].decode(errors="replace"))
 
 
 def newest_migration() -> int:

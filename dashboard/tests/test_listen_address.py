@@ -7,21 +7,10 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT
-
-DASHBOARD = ROOT / "dashboard"
-STREAMLIT = Path(sys.executable).parent / "streamlit"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import DASHBOARD, STREAMLIT, dashboard_process
 
 
 def decode(hex_address: str, family: int) -> str:
@@ -50,14 +39,8 @@ def listening_addresses(pid: int) -> set[str]:
 
 
 def listens_on(command: list, cwd: Path, **settings: str) -> set[str]:
-    """Starts the dashboard with this command (no STREAMLIT_* from the test's environment, a free
-    port) and returns the addresses it listens on once it does."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
-    env.update(STREAMLIT_SERVER_PORT=str(free_port()), PATH=f"{STREAMLIT.parent}:{env['PATH']}",
-               **settings)
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
+    """Starts the dashboard with this command and returns the addresses it listens on once it does."""
+    with dashboard_process(command, cwd, **settings) as (proc, _):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
             addresses = listening_addresses(proc.pid)
@@ -65,10 +48,6 @@ def listens_on(command: list, cwd: Path, **settings: str) -> set[str]:
                 return addresses
             time.sleep(0.2)
         raise AssertionError(f"the dashboard did not listen within 60 s (exit {proc.poll()})")
-    finally:
-        proc.terminate()
-        output = proc.communicate(timeout=20)[0].decode(errors="replace")
-        print(output)  # shown when the test fails
 
 
 def image_workdir(tmp_path: Path) -> tuple[Path, list[str]]:
