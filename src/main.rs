@@ -167,21 +167,28 @@ fn dispatch(command: Command) -> Result<()> {
 }
 
 /// Each stage is parsed as if invoked alone, so flags' environment variables and defaults apply
-/// unchanged; a stage that fails or is skipped stops the run with its own exit code.
+/// unchanged; a stage that fails or is skipped stops the run with its own exit code. The run
+/// holds its directory's lock from the first stage to the last (the stages share it).
 fn run_pipeline(args: &RunArgs) -> Result<()> {
     let stages: &[&str] = if args.no_alert {
         &["extract", "transform", "score", "load"]
     } else {
         &["extract", "transform", "score", "load", "alert"]
     };
-    for stage in stages {
+    let parse = |stage: &str| {
         let argv = ["fraudctl", stage, "--run-dir"]
             .map(std::ffi::OsStr::new)
             .into_iter()
             .chain([args.run_dir.as_os_str()]);
-        let cli = Cli::try_parse_from(argv)?;
+        Cli::try_parse_from(argv)
+    };
+    let Command::Extract(extract) = parse("extract")?.command else {
+        unreachable!("parsed as extract")
+    };
+    let _held = fraudctl::rundir::RunDir::create(&extract.run, "run")?;
+    for stage in stages {
         tracing::info!(stage, "running");
-        dispatch(cli.command)?;
+        dispatch(parse(stage)?.command)?;
     }
     Ok(())
 }
@@ -249,12 +256,24 @@ fn json_logs() -> bool {
     }
 }
 
+/// Log timestamps to the millisecond, `2026-12-06T04:10:32.123Z`: the nine digits after the
+/// `T` never make a chain the card-number masking of [`MaskedStderr`] could take for one (the
+/// default's microseconds gave twelve).
+struct Millis;
+
+impl tracing_subscriber::fmt::time::FormatTime for Millis {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "{}", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"))
+    }
+}
+
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FRAUDCTL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,refinery_core=warn"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| MaskedStderr)
+        .with_timer(Millis)
         .with_target(false);
     if json {
         logs.json().flatten_event(true).init();

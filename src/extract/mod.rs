@@ -111,7 +111,7 @@ pub struct ExtractSummary {
 }
 
 pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
-    let dir = RunDir::open(&args.run)?;
+    let dir = RunDir::create(&args.run, "extract")?;
     let source = match &args.from_csv {
         Some(path) => format!("csv:{}", path.display()),
         None => crate::redact::url(&args.api_url),
@@ -138,7 +138,8 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         let lag = Utc::now() - end;
         if lag.num_seconds() > args.max_lag_secs as i64 {
             return Err(Failure::Skipped(format!(
-                "no raw file was captured for the interval ending {end} ({} min ago) and the payments API only serves current transactions: nothing to re-process for this run",
+                "no raw file was captured for the interval ending {} ({} min ago) and the payments API only serves current transactions: nothing to re-process for this run",
+                end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 lag.num_minutes()
             ))
             .into());
