@@ -10,7 +10,7 @@ use serde_json::ser::{CompactFormatter, Formatter};
 use serde_json::{Map, Number, Value};
 
 use crate::pan::{
-    has_card_number_word, mask_digit_runs, mask_digit_runs_into, mask_value, PanProtector,
+    holds_card_number, mask_digit_runs, mask_digit_runs_into, mask_value, PanProtector,
 };
 
 /// The 21 columns of the payments API, in order.
@@ -75,42 +75,116 @@ fn time_range_error(ms: i64) -> String {
     format!("current_time {ms} is not epoch milliseconds between 2000 and 2100")
 }
 
-/// Reads `trans_time_ms` from a stage file with the range `validate` enforces, so that a
-/// hand-edited file is refused as bad input rather than crashing a later stage.
-fn time_in_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    let ms = i64::deserialize(d)?;
-    if TIME_RANGE_MS.contains(&ms) {
-        Ok(ms)
-    } else {
-        Err(serde::de::Error::custom(time_range_error(ms)))
-    }
+/// The canonical transaction's fields, written once: [`Transaction`] and the form a stage file's
+/// record is read in before [`Transaction::check`] are both made from this list.
+macro_rules! canonical_transaction {
+    ($($name:ident: $ty:ty,)*) => {
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(try_from = "Unchecked")]
+        pub struct Transaction {
+            $(pub $name: $ty,)*
+        }
+
+        /// A transaction as a stage file holds it: any field it does not know is refused, and
+        /// what it holds is checked ([`Transaction::check`]), so that a hand-edited file cannot
+        /// feed a later stage what extract would have refused.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Unchecked {
+            $($name: $ty,)*
+        }
+
+        impl TryFrom<Unchecked> for Transaction {
+            type Error = String;
+
+            fn try_from(read: Unchecked) -> Result<Self, String> {
+                let tx = Transaction { $($name: read.$name,)* };
+                tx.check().map(|()| tx)
+            }
+        }
+    };
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Transaction {
-    pub trans_num: String,
-    #[serde(deserialize_with = "time_in_range")]
-    pub trans_time_ms: i64,
-    pub cc_last4: String,
-    pub cc_hash: String,
-    pub merchant: String,
-    pub category: String,
-    pub amt: f64,
-    pub gender: String,
-    pub city: String,
-    pub state: String,
-    pub zip: u32,
-    pub lat: f64,
-    pub long: f64,
-    pub city_pop: u64,
-    pub job: String,
-    pub dob: NaiveDate,
-    pub merch_lat: f64,
-    pub merch_long: f64,
-    pub is_fraud: Option<bool>,
+canonical_transaction! {
+    trans_num: String,
+    trans_time_ms: i64,
+    cc_last4: String,
+    cc_hash: String,
+    merchant: String,
+    category: String,
+    amt: f64,
+    gender: String,
+    city: String,
+    state: String,
+    zip: u32,
+    lat: f64,
+    long: f64,
+    city_pop: u64,
+    job: String,
+    dob: NaiveDate,
+    merch_lat: f64,
+    merch_long: f64,
+    is_fraud: Option<bool>,
 }
 
 impl Transaction {
+    /// The rules a canonical transaction keeps, whoever made it: extract's validation ends
+    /// with them, and every reader of a stage file checks them again. The first rule broken,
+    /// in words naming the field.
+    pub fn check(&self) -> Result<(), String> {
+        check_identifier(&self.trans_num)?;
+        if !TIME_RANGE_MS.contains(&self.trans_time_ms) {
+            return Err(time_range_error(self.trans_time_ms));
+        }
+        check_amount(self.amt)?;
+        if self.cc_last4.len() != 4 || !self.cc_last4.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("cc_last4 is not the card's last four digits".into());
+        }
+        if self.cc_hash.len() != 64 || !self.cc_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("cc_hash is not a card hash (64 hexadecimal digits)".into());
+        }
+        for (name, text) in [
+            ("merchant", &self.merchant),
+            ("category", &self.category),
+            ("city", &self.city),
+            ("job", &self.job),
+        ] {
+            check_text(name, text)?;
+            if mask_digit_runs(text) != *text {
+                return Err(format!("{name} holds a card number"));
+            }
+        }
+        if self.gender != "M" && self.gender != "F" {
+            return Err(format!("gender {:?} is not \"M\" or \"F\"", self.gender));
+        }
+        if self.state.len() != 2 || !self.state.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(format!("state {:?} is not a two-letter code", self.state));
+        }
+        if self.zip > 99_999 {
+            return Err("zip is not a 5-digit postal code".into());
+        }
+        if self.city_pop > 100_000_000 {
+            return Err("city_pop is not between 0 and 100000000".into());
+        }
+        for (name, value, bound) in [
+            ("lat", self.lat, 90.0),
+            ("long", self.long, 180.0),
+            ("merch_lat", self.merch_lat, 90.0),
+            ("merch_long", self.merch_long, 180.0),
+        ] {
+            if !(-bound..=bound).contains(&value) {
+                return Err(format!("{name} {value} is outside [-{bound}, {bound}]"));
+            }
+        }
+        if self.dob >= self.trans_time().date_naive() || self.dob.year() < 1900 {
+            return Err(format!(
+                "dob {} is not a birth date before the transaction",
+                self.dob
+            ));
+        }
+        Ok(())
+    }
+
     pub fn trans_time(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(self.trans_time_ms).expect("validated when read")
     }
@@ -337,33 +411,31 @@ fn validate_fields<R: Row>(
         &mut tx.cc_hash,
     );
     tx.trans_time_ms = f.integer(col!("current_time"))?;
-    if !TIME_RANGE_MS.contains(&tx.trans_time_ms) {
-        return Err(time_range_error(tx.trans_time_ms));
-    }
-    tx.amt = f.number(col!("amt"), 0.0, MAX_AMOUNT)?;
-    if tx.amt <= 0.0 {
-        return Err(format!("amt {} must be positive", tx.amt));
-    }
-    if ((tx.amt * 100.0).round() - tx.amt * 100.0).abs() > 1e-6 {
-        return Err(format!("amt {} has more than two decimal places", tx.amt));
-    }
+    tx.amt = f.number(col!("amt"))?;
     tx.dob = f.date(col!("dob"))?;
-    if tx.dob >= tx.trans_time().date_naive() || tx.dob.year() < 1900 {
-        return Err(format!(
-            "dob {} is not a birth date before the transaction",
-            tx.dob
-        ));
-    }
-    let gender = f.string(col!("gender"))?;
-    if gender != "M" && gender != "F" {
-        return Err(format!("gender {gender:?} is not \"M\" or \"F\""));
-    }
-    let state = f.string(col!("state"))?;
-    if state.len() != 2 || !state.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(format!("state {state:?} is not a two-letter code"));
-    }
-    let trans_num = f.string(col!("trans_num"))?;
-    if trans_num.len() > 64
+    set(&mut tx.gender, f.string(col!("gender"))?);
+    set(&mut tx.state, f.string(col!("state"))?);
+    set(&mut tx.trans_num, f.string(col!("trans_num"))?);
+    f.free_text(col!("merchant"), &mut tx.merchant)?;
+    f.free_text(col!("category"), &mut tx.category)?;
+    f.free_text(col!("city"), &mut tx.city)?;
+    tx.zip = u32::try_from(f.integer(col!("zip"))?).map_err(|_| "zip is not a 5-digit postal code")?;
+    tx.lat = f.number(col!("lat"))?;
+    tx.long = f.number(col!("long"))?;
+    tx.city_pop = u64::try_from(f.integer(col!("city_pop"))?)
+        .map_err(|_| "city_pop is not between 0 and 100000000")?;
+    f.free_text(col!("job"), &mut tx.job)?;
+    tx.merch_lat = f.number(col!("merch_lat"))?;
+    tx.merch_long = f.number(col!("merch_long"))?;
+    tx.is_fraud = f.label(col!("is_fraud"))?;
+    tx.check()
+}
+
+/// A trans_num: 1 to 64 letters, digits, '-' or '_', holding no card number ([`holds_card_number`]:
+/// it becomes a Message-ID, verdict links and log lines).
+fn check_identifier(trans_num: &str) -> Result<(), String> {
+    if trans_num.is_empty()
+        || trans_num.len() > 64
         || !trans_num
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -372,33 +444,44 @@ fn validate_fields<R: Row>(
             "trans_num {trans_num:?} is not 1-64 letters, digits, '-' or '_'"
         ));
     }
-    if has_card_number_word(trans_num) {
+    if holds_card_number(trans_num) {
         return Err(format!(
             "trans_num {trans_num:?} holds a card number: an identifier must not"
         ));
     }
-    set(&mut tx.gender, gender);
-    set(&mut tx.state, state);
-    set(&mut tx.trans_num, trans_num);
-    f.free_text(col!("merchant"), &mut tx.merchant)?;
-    f.free_text(col!("category"), &mut tx.category)?;
-    f.free_text(col!("city"), &mut tx.city)?;
-    tx.zip = u32::try_from(f.integer(col!("zip"))?)
-        .ok()
-        .filter(|z| *z <= 99_999)
-        .ok_or("zip is not a 5-digit postal code")?;
-    tx.lat = f.number(col!("lat"), -90.0, 90.0)?;
-    tx.long = f.number(col!("long"), -180.0, 180.0)?;
-    tx.city_pop = u64::try_from(f.integer(col!("city_pop"))?)
-        .ok()
-        .filter(|p| *p <= 100_000_000)
-        .ok_or("city_pop is not between 0 and 100000000")?;
-    f.free_text(col!("job"), &mut tx.job)?;
-    tx.merch_lat = f.number(col!("merch_lat"), -90.0, 90.0)?;
-    tx.merch_long = f.number(col!("merch_long"), -180.0, 180.0)?;
-    tx.is_fraud = f.label(col!("is_fraud"))?;
     Ok(())
 }
+
+/// An amount: positive, at most [`MAX_AMOUNT`], in whole cents.
+fn check_amount(amt: f64) -> Result<(), String> {
+    if !(amt > 0.0 && amt <= MAX_AMOUNT) {
+        return Err(format!("amt {amt} is not between 0 (excluded) and {MAX_AMOUNT}"));
+    }
+    if ((amt * 100.0).round() - amt * 100.0).abs() > 1e-6 {
+        return Err(format!("amt {amt} has more than two decimal places"));
+    }
+    Ok(())
+}
+
+/// Text a payment carries: not blank, at most 200 bytes, and no control character but tab
+/// (a NUL cannot be stored; a newline or a carriage return would start a line of an email).
+pub fn check_text(name: &str, text: &str) -> Result<(), String> {
+    if text.trim().is_empty() || text.len() > MAX_TEXT_BYTES {
+        return Err(format!(
+            "{name} is empty or longer than {MAX_TEXT_BYTES} bytes"
+        ));
+    }
+    match text.chars().find(|c| c.is_control() && *c != '\t') {
+        Some(c) => Err(format!(
+            "{name} holds the control character U+{:04X}: not text a payment carries",
+            u32::from(c)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The longest text field, in bytes.
+const MAX_TEXT_BYTES: usize = 200;
 
 /// `to` made `text`, in the memory it has.
 fn set(to: &mut String, text: &str) {
@@ -504,30 +587,25 @@ impl<'a, R: Row> Fields<'a, R> {
             .map(|text| mask_digit_runs_into(text, to))
     }
 
+    /// A text field, checked before anything is made of it ([`check_text`]).
     fn string(&self, column: usize) -> Result<&'a str, String> {
         let name = API_COLUMNS[column];
         let field = self.get(column)?;
-        match field.text() {
-            Some(s) if !s.trim().is_empty() && s.len() <= 200 => Ok(s),
-            Some(_) => Err(format!("{name} is empty or longer than 200 characters")),
-            None => Err(format!("{name} must be a string, got {}", field.kind())),
-        }
+        let text = field
+            .text()
+            .ok_or_else(|| format!("{name} must be a string, got {}", field.kind()))?;
+        check_text(name, text).map(|()| text)
     }
 
-    fn number(&self, column: usize, min: f64, max: f64) -> Result<f64, String> {
+    fn number(&self, column: usize) -> Result<f64, String> {
         let name = API_COLUMNS[column];
         let field = self.get(column)?;
         let n = field
             .number()
             .ok_or_else(|| format!("{name} must be a number, got {}", field.kind()))?;
-        let v = n
-            .as_f64()
+        n.as_f64()
             .filter(|v| v.is_finite())
-            .ok_or_else(|| format!("{name} is not a finite number"))?;
-        if v < min || v > max {
-            return Err(format!("{name} {v} is outside [{min}, {max}]"));
-        }
-        Ok(v)
+            .ok_or_else(|| format!("{name} is not a finite number"))
     }
 
     fn integer(&self, column: usize) -> Result<i64, String> {

@@ -123,9 +123,15 @@ pub fn stream(
         |_, chunk| {
             let mut encoders: Vec<CopyEncoder> = (0..n).map(|_| CopyEncoder::new()).collect();
             for (no, line) in chunk.lines() {
-                let r: ScoredRecord = serde_json::from_str(line).map_err(|e| {
-                    Failure::BadInput(format!("{} record {no}: {e}", path.display()))
-                })?;
+                let r = serde_json::from_str::<ScoredRecord>(line)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.check().map(|()| r))
+                    .map_err(|e| {
+                        Failure::BadInput(format!(
+                            "{} record {no}: {e}: this record cannot be stored; nothing of the batch was loaded (fix the file, or re-run the stage that wrote it)",
+                            path.display()
+                        ))
+                    })?;
                 target.encode(&mut encoders[session_of(&r.tx.trans_num, n)], &r);
             }
             Ok((encoders, chunk.len() as u64))

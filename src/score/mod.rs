@@ -157,12 +157,39 @@ struct ScoredOut<'a> {
     score: &'a ScoreOut<'a>,
 }
 
-/// A record of `scored.jsonl`, as read by `load`.
+/// A record of `scored.jsonl`, as read by `load` (its transaction checked as it is read; its
+/// score by [`ScoredRecord::check`]).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScoredRecord {
     pub tx: Transaction,
     pub derived: Derived,
     pub score: Score,
+}
+
+impl ScoredRecord {
+    /// What `load` relies on beyond the transaction: a probability and a threshold between 0
+    /// and 1, the model's and the scorer's names as text, reasons PostgreSQL can store.
+    pub fn check(&self) -> Result<(), String> {
+        let s = &self.score;
+        for (name, value) in [("probability", s.probability), ("threshold", s.threshold)] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(format!("score.{name} {value} is not between 0 and 1"));
+            }
+        }
+        for (name, value) in [("age_years", self.derived.age_years), ("distance_km", self.derived.distance_km)] {
+            if !value.is_finite() {
+                return Err(format!("derived.{name} is not a finite number"));
+            }
+        }
+        crate::transaction::check_text("score.model_version", &s.model_version)?;
+        crate::transaction::check_text("score.scorer", &s.scorer)?;
+        // jsonb holds no NUL character (a `\u0000` escape).
+        if s.reasons.as_ref().is_some_and(|r| r.get().contains("\\u0000")) {
+            return Err("score.reasons holds a NUL character (\\u0000)".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -265,7 +292,7 @@ fn threshold(args: &ScoreArgs) -> Result<f64> {
 
 pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
     let threshold = threshold(args)?;
-    let dir = RunDir::open(&args.run)?;
+    let dir = RunDir::open(&args.run, "score")?;
     require_input(&dir.features(), "transform")?;
     let mut input = StageReader::<serde_json::Value>::open(&dir.features(), FEATURES_SCHEMA)?;
     log_started("score", input.header().records());
