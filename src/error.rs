@@ -54,24 +54,48 @@ impl Failure {
     }
 }
 
-/// The exit code for an error chain: the first [`Failure`] in it decides; a PostgreSQL error that
-/// is not an SQL error (connection lost) or that says the server is going away or cannot take
-/// connections (SQLSTATE classes 08 and 57P: shut down by an operator, crashed, starting up)
-/// counts as unavailable.
+/// The exit code for an error chain: the first [`Failure`] in it decides, else the first
+/// PostgreSQL error that [`postgres_exit_code`] classes (also when the COPY stream carried it
+/// inside an I/O error).
 pub fn exit_code_of(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
         if let Some(failure) = cause.downcast_ref::<Failure>() {
             return failure.exit_code();
         }
         #[cfg(feature = "services")]
-        if let Some(pg) = cause.downcast_ref::<postgres::Error>() {
-            let state = pg.code().map(|c| c.code());
-            if state.map_or(true, |c| c.starts_with("08") || c.starts_with("57P")) {
-                return exit::UNAVAILABLE;
+        {
+            let pg = cause.downcast_ref::<postgres::Error>().or_else(|| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .and_then(|inner| inner.downcast_ref::<postgres::Error>())
+            });
+            if let Some(code) = pg.and_then(postgres_exit_code) {
+                return code;
             }
         }
     }
     exit::ERROR
+}
+
+/// What a PostgreSQL error means for the operator, by its SQLSTATE:
+/// - no SQL error (the connection was lost), class 08 (connection) or 57P (the server shutting
+///   down, crashed, starting up): unavailable, retry later;
+/// - class 22 (a value the column cannot hold: a NUL character, an amount too large) and the
+///   NOT NULL and CHECK violations: the input is unusable, retrying will not help;
+/// - no privilege, a read-only database or session, a refused login, no such database:
+///   configuration.
+#[cfg(feature = "services")]
+pub fn postgres_exit_code(err: &postgres::Error) -> Option<i32> {
+    let Some(state) = err.code().map(|c| c.code()) else {
+        return Some(exit::UNAVAILABLE);
+    };
+    match state {
+        s if s.starts_with("08") || s.starts_with("57P") => Some(exit::UNAVAILABLE),
+        s if s.starts_with("22") || s == "23502" || s == "23514" => Some(exit::BAD_INPUT),
+        s if s.starts_with("28") || ["42501", "25006", "3D000"].contains(&s) => Some(exit::CONFIG),
+        _ => None,
+    }
 }
 
 /// Reads a required secret from the environment; secrets are never accepted as flags.

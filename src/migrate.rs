@@ -38,7 +38,7 @@ pub fn run(args: &MigrateArgs) -> Result<MigrateSummary> {
     if args.create_database {
         create_database(&args.db)?;
     }
-    let mut client = args.db.connect()?;
+    let mut client = args.db.connect_unchecked()?;
     let applied = db::migrate(&mut client)?;
     for (version, name) in &applied {
         tracing::info!(version, name = %name, "applied migration");

@@ -70,8 +70,9 @@ impl Header {
     }
 }
 
-/// Streams records into `PATH.tmp`, then [`StageWriter::finish`] rewrites the header with the
-/// final counts and renames the file into place. Dropped unfinished, it removes the temporary
+/// Streams records into a temporary file of its own beside `PATH` ([`temporary_name`]), then
+/// [`StageWriter::finish`] rewrites the header with the final counts and renames the file into
+/// place, once it holds exactly what was written. Dropped unfinished, it removes the temporary
 /// file, so a failed stage never leaves a file the next stage would read as complete.
 pub struct StageWriter {
     out: Option<BufWriter<File>>,
@@ -83,13 +84,15 @@ pub struct StageWriter {
     line: Vec<u8>,
     /// Bytes written since the last sync was asked for.
     unsynced: usize,
+    /// Bytes written in all, the header included.
+    written: u64,
     /// Started once WRITEBACK_BYTES are written (a small file never starts one).
     syncer: Option<Syncer>,
 }
 
 impl StageWriter {
     pub fn create(path: &Path, header: Header) -> Result<Self> {
-        let tmp = path.with_extension("jsonl.tmp");
+        let tmp = temporary_name(path);
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -110,12 +113,14 @@ impl StageWriter {
             records: 0,
             line: Vec::with_capacity(1024),
             unsynced: 0,
+            written: width as u64 + 1,
             syncer: None,
         })
     }
 
     /// Counts `bytes` just written and, every WRITEBACK_BYTES, asks for a sync in the background.
     fn wrote(&mut self, bytes: usize) {
+        self.written += bytes as u64;
         self.unsynced += bytes;
         if self.unsynced >= WRITEBACK_BYTES {
             self.unsynced = 0;
@@ -174,6 +179,14 @@ impl StageWriter {
             syncer.finish().map_err(io)?;
         }
         file.sync_all().map_err(io)?;
+        let on_disk = file.metadata().map_err(io)?.len();
+        if on_disk != self.written {
+            anyhow::bail!(
+                "{} holds {on_disk} bytes where {} were written: something else wrote to it; not renamed into place",
+                tmp.display(),
+                self.written
+            );
+        }
         fs::rename(&self.tmp, &self.path).with_context(|| {
             format!(
                 "cannot rename {} to {}",
@@ -194,6 +207,15 @@ impl Drop for StageWriter {
             fs::remove_file(&self.tmp).ok();
         }
     }
+}
+
+/// A temporary name of this writer's own beside `path`: `raw.jsonl.<pid>-<n>.tmp`.
+fn temporary_name(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}-{n}.tmp", std::process::id()));
+    path.with_file_name(name)
 }
 
 /// Makes a file's data durable while it is written: `fdatasync` on a thread of its own, each
@@ -631,7 +653,7 @@ mod tests {
             );
             if !finished {
                 drop(w);
-                assert!(!path.exists() && !path.with_extension("jsonl.tmp").exists());
+                assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "only the finished file");
                 continue;
             }
             assert_eq!(

@@ -139,7 +139,7 @@ pub struct AlertOutcome {
 const LOCK: i64 = 0x6672_6175_6461_6c72; // one alert run at a time
 
 pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
-    let dir = RunDir::open(&args.run)?;
+    let dir = RunDir::open(&args.run, "alert")?;
     let (from, to) = addresses(args)?;
     let mut smtp = smtp::Smtp::connect(
         &args.smtp_url,

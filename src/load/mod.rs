@@ -92,7 +92,7 @@ pub fn run(args: &LoadArgs) -> Result<LoadSummary> {
 }
 
 fn load(args: &LoadArgs) -> Result<LoadSummary> {
-    let dir = RunDir::open(&args.run)?;
+    let dir = RunDir::open(&args.run, "load")?;
     let scored = dir.scored();
     require_input(&scored, "score")?;
     let header_records = StageReader::<ScoredRecord>::open(&scored, SCORED_SCHEMA)?

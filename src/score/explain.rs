@@ -13,7 +13,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::{feature_record, same_spec, LocalModel, Reason};
 use crate::error::Failure;
-use crate::rundir::{require_input, RunDir};
+use crate::rundir::{require_input, FEATURES};
 use crate::stagefile::StageReader;
 use crate::transaction::Transaction;
 use crate::transform::FEATURES_SCHEMA;
@@ -67,11 +67,7 @@ impl Serialize for Contributions<'_> {
 /// Prints the explanation of the run's payments (those of `--trans-num`, else every one) to
 /// `out`; returns how many were printed.
 pub fn run(args: &ExplainArgs, out: &mut impl Write) -> Result<u64> {
-    let dir = RunDir {
-        path: args.run_dir.clone(),
-        run_id: String::new(),
-    };
-    let path = dir.features();
+    let path = args.run_dir.join(FEATURES);
     require_input(&path, "transform")?;
     let local = LocalModel::load(&args.model_dir)?;
     let mut input = StageReader::<serde_json::Value>::open(&path, FEATURES_SCHEMA)?;

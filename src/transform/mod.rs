@@ -109,7 +109,7 @@ pub struct TransformSummary {
 }
 
 pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
-    let dir = RunDir::open(&args.run)?;
+    let dir = RunDir::open(&args.run, "transform")?;
     let spec = FeatureSpec::load(&args.feature_spec)?;
     require_input(&dir.raw(), "extract")?;
     let mut input = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
