@@ -1,5 +1,6 @@
 //! Analysts' verdicts in the morning digest (`fraudctl report`), against a real PostgreSQL:
-//! verdicts recorded through `record_alert_verdict` with tokens issued by `fraudctl::verdict`.
+//! verdicts recorded through `record_alert_verdict` with tokens issued by `fraudctl::verdict`;
+//! which tokens it accepts, and its notes stored with card numbers masked (`mask_card_numbers`).
 
 mod util;
 
@@ -67,6 +68,13 @@ fn token(db: &TestDb, key: &VerdictKey, trans_num: &str, verdict: Verdict, issue
 fn record(db: &TestDb, token: &str) -> String {
     db.client()
         .query_one("SELECT record_alert_verdict($1)", &[&token])
+        .unwrap()
+        .get(0)
+}
+
+fn record_with_note(db: &TestDb, token: &str, note: &str) -> String {
+    db.client()
+        .query_one("SELECT record_alert_verdict($1, $2)", &[&token, &note])
         .unwrap()
         .get(0)
 }
@@ -202,4 +210,128 @@ fn only_tokens_the_alert_stage_issued_record_a_verdict() {
     let claim = verdict::Claim::new("t-new", Verdict::Fraud, Utc::now() + Duration::hours(2));
     let forged_new = verdict::token(&key, &claim.unwrap());
     assert_eq!(record(&db, &forged_new), "unknown_token");
+}
+
+/// tests/fixtures/card_numbers.json, read at run time.
+fn card_numbers() -> serde_json::Value {
+    let path = util::root().join("tests/fixtures/card_numbers.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn mask_card_numbers_masks_the_shared_corpus_as_written() {
+    let db = TestDb::new();
+    let corpus = card_numbers();
+    let mut client = db.client();
+    let mut mask = |text: &str| -> String {
+        client
+            .query_one("SELECT mask_card_numbers($1)", &[&text])
+            .unwrap()
+            .get(0)
+    };
+    let mut wrong = Vec::new();
+    let masked = corpus["masked"].as_array().unwrap();
+    let kept = corpus["kept"].as_array().unwrap();
+    assert!(!masked.is_empty() && !kept.is_empty());
+    for case in masked {
+        let (input, want) = (case[0].as_str().unwrap(), case[1].as_str().unwrap());
+        let got = mask(input);
+        if got != want {
+            wrong.push(format!("{input:?}: {got:?}, expected {want:?}"));
+        }
+    }
+    for input in kept.iter().map(|v| v.as_str().unwrap()) {
+        let got = mask(input);
+        if got != input {
+            wrong.push(format!("{input:?}: {got:?}, expected it kept"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let null: Option<String> = client
+        .query_one("SELECT mask_card_numbers(NULL)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(null, None);
+}
+
+#[test]
+fn a_note_is_stored_with_its_card_numbers_masked_and_the_reader_sees_none() {
+    let db = TestDb::new();
+    let key = VerdictKey::new(b"integration-test-verdict-key-0123456789").unwrap();
+    alerted_fraud_at(&db, "t-a", 0, Utc::now());
+    alerted_fraud_at(&db, "t-b", 1, Utc::now());
+    let note = "Customer read 4111 1111 1111 1111 to me, then \u{ff14}\u{ff11}\u{ff11}\u{ff11}-\
+                \u{ff11}\u{ff11}\u{ff11}\u{ff11}-\u{ff11}\u{ff11}\u{ff11}\u{ff11}-\
+                \u{ff11}\u{ff11}\u{ff11}\u{ff11}; card on file 5555.5555.5555.4444 (ref \
+                \u{664}\u{665}\u{663}\u{662}\u{660}\u{661}\u{665}\u{661}\u{661}\u{662}\
+                \u{668}\u{663}\u{660}\u{663}\u{666}\u{666}) and 4497913965512794052. Call back on 555 0100";
+    let stored = "Customer read ****1111 to me, then ****1111; card on file ****4444 (ref \
+                  ****0366) and ****4052. Call back on 555 0100";
+    let issued = token(&db, &key, "t-a", Verdict::Fraud, true);
+    assert_eq!(record_with_note(&db, &issued, note), "recorded");
+    // The 500 characters are counted on what is stored: 510 typed, 499 kept.
+    let long = format!("{} 4111 1111 1111 1111", "a".repeat(490));
+    let issued = token(&db, &key, "t-b", Verdict::NotFraud, true);
+    assert_eq!(record_with_note(&db, &issued, &long), "recorded");
+
+    let mut client = db.client();
+    let mut reader = client.transaction().unwrap();
+    reader
+        .batch_execute("SET LOCAL ROLE fraud_report_reader")
+        .unwrap();
+    let notes: Vec<String> = reader
+        .query("SELECT note FROM v_alert_verdict_history ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        notes,
+        [stored.to_string(), format!("{} ****1111", "a".repeat(490))]
+    );
+    let latest: String = reader
+        .query_one(
+            "SELECT note FROM v_alert_verdicts_latest WHERE trans_num = 't-a'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(latest, stored);
+}
+
+#[test]
+fn v15_masks_the_notes_stored_before_it() {
+    let db = TestDb::new();
+    alerted_fraud(&db, "t-a", 0);
+    let mut client = db.client();
+    // A note written before V15 (the function did not mask it), and V15 run again over it.
+    client
+        .batch_execute(
+            "INSERT INTO alert_verdicts (trans_num, verdict, note, token_sha256, token_expires_at)
+             VALUES ('t-a', 'fraud', 'Card 4111-1111-1111-1111, exp 12/27', sha256('a'), now()),
+                    ('t-a', 'not_fraud', 'No card here: 2019-01-01 12:30', sha256('b'), now()),
+                    ('t-a', 'fraud', NULL, sha256('c'), now());
+             DROP FUNCTION mask_card_numbers(text);",
+        )
+        .unwrap();
+    let v15 = util::root().join("migrations/V15__verdict_notes_and_tokens.sql");
+    client
+        .batch_execute(&std::fs::read_to_string(v15).unwrap())
+        .unwrap();
+    let notes: Vec<Option<String>> = client
+        .query("SELECT note FROM alert_verdicts ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            Some("Card ****1111, exp 12/27".to_string()),
+            Some("No card here: 2019-01-01 12:30".to_string()),
+            None
+        ]
+    );
 }
