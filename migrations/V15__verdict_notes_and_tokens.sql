@@ -1,5 +1,6 @@
 -- Verdicts (docs/verdict-links.md, "Recording"): a card number typed into a note is masked
--- before it is stored (and in the notes stored before).
+-- before it is stored (and in the notes stored before), and the unregistered tokens of alerts
+-- sent before V14 are accepted only while a link issued then could still be valid.
 
 -- A text with its card numbers masked, by the rule of tests/fixtures/card_numbers.json (which
 -- src/pan.rs follows too): a digit is any Unicode decimal digit (category Nd), folded to its
@@ -70,8 +71,12 @@ UPDATE alert_verdicts SET note = mask_card_numbers(note)
 WHERE note IS DISTINCT FROM mask_card_numbers(note);
 
 -- As in V14 (the same checks, in the same order: malformed, already_used, unknown_token,
--- expired, not_alerted, note_too_long), but the note is stored masked (mask_card_numbers): its
--- 500-character limit is on what is stored.
+-- expired, not_alerted, note_too_long), with two changes:
+-- * the note is stored masked (mask_card_numbers); its 500-character limit is on what is stored;
+-- * a token nobody registered (a link of an alert sent before V14) is accepted only while a link
+--   issued then could still be valid: until the longest link lifetime after the registry started
+--   (720 hours, FRAUDCTL_VERDICT_TTL_HOURS's maximum: src/verdict.rs), and only with an expiry
+--   within it. Any other is 'unknown_token'.
 CREATE OR REPLACE FUNCTION record_alert_verdict(token text, note text DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
@@ -79,6 +84,9 @@ DECLARE
     digest  bytea := sha256(convert_to(coalesce(token, ''), 'UTF8'));
     expires timestamptz;
     noted   text := nullif(btrim(note), '');
+    since   timestamptz := (SELECT s.value::timestamptz FROM fraudctl_settings s
+                            WHERE s.key = 'verdict_token_registry_since');
+    until   timestamptz := since + interval '720 hours';
 BEGIN
     IF claim IS NULL THEN
         RETURN 'malformed';
@@ -87,10 +95,10 @@ BEGIN
     IF EXISTS (SELECT FROM alert_verdicts v WHERE v.token_sha256 = digest) THEN
         RETURN 'already_used';
     ELSIF NOT EXISTS (SELECT FROM issued_verdict_tokens i WHERE i.token_sha256 = digest)
-          AND NOT EXISTS (SELECT FROM fraud_alerts a, fraudctl_settings s
-                          WHERE a.trans_num = claim[1] AND a.status = 'sent'
-                            AND s.key = 'verdict_token_registry_since'
-                            AND a.recorded_at < s.value::timestamptz) THEN
+          AND (now() < until AND expires <= until
+               AND EXISTS (SELECT FROM fraud_alerts a
+                           WHERE a.trans_num = claim[1] AND a.status = 'sent'
+                             AND a.recorded_at < since)) IS NOT TRUE THEN
         RETURN 'unknown_token';
     ELSIF expires <= now() THEN
         RETURN 'expired';
@@ -109,4 +117,4 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION record_alert_verdict(text, text) IS 'Records an analyst''s verdict (its note with card numbers masked) from a token an alert email carried (issued_verdict_tokens); returns recorded, malformed, already_used, unknown_token, expired, not_alerted or note_too_long.';
+COMMENT ON FUNCTION record_alert_verdict(text, text) IS 'Records an analyst''s verdict (note stored with card numbers masked) from a token an alert email carried (issued_verdict_tokens; an unregistered one only for an alert sent before the registry, within 720 hours of its start); returns recorded, malformed, already_used, unknown_token, expired, not_alerted or note_too_long.';

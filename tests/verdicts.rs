@@ -79,6 +79,33 @@ fn record_with_note(db: &TestDb, token: &str, note: &str) -> String {
         .get(0)
 }
 
+/// A token for `verdict` on `trans_num` expiring at `expires_at`, registered by nobody.
+fn unregistered(
+    key: &VerdictKey,
+    trans_num: &str,
+    verdict: Verdict,
+    expires_at: DateTime<Utc>,
+) -> String {
+    verdict::token(
+        key,
+        &verdict::Claim::new(trans_num, verdict, expires_at).unwrap(),
+    )
+}
+
+/// Dates the start of the token registry `ago` back (as on a deployment upgraded across V14
+/// that long ago); returns it.
+fn registry_started(db: &TestDb, ago: Duration) -> DateTime<Utc> {
+    let since = Utc::now() - ago;
+    db.client()
+        .execute(
+            "UPDATE fraudctl_settings SET value = $1::timestamptz::text
+             WHERE key = 'verdict_token_registry_since'",
+            &[&since],
+        )
+        .unwrap();
+    since
+}
+
 /// Records `verdict` through the database function with a token the alert stage issued, then
 /// dates it `minutes` after the alert (the function stamps now()).
 fn give(db: &TestDb, key: &VerdictKey, trans_num: &str, verdict: Verdict, minutes: i64) {
@@ -210,6 +237,74 @@ fn only_tokens_the_alert_stage_issued_record_a_verdict() {
     let claim = verdict::Claim::new("t-new", Verdict::Fraud, Utc::now() + Duration::hours(2));
     let forged_new = verdict::token(&key, &claim.unwrap());
     assert_eq!(record(&db, &forged_new), "unknown_token");
+}
+
+#[test]
+fn unregistered_tokens_are_accepted_only_within_the_longest_link_lifetime_after_the_registry_started(
+) {
+    let db = TestDb::new();
+    let key = VerdictKey::new(b"integration-test-verdict-key-0123456789").unwrap();
+    // Upgraded across V14 two days ago; the alert was sent the day before.
+    alerted_fraud_at(&db, "t-old", 1, Utc::now() - Duration::days(3));
+    let since = registry_started(&db, Duration::days(2));
+    let window_end = since + Duration::hours(720);
+
+    // What the dashboard's credentials alone can write: any signature, the latest expiry a
+    // token holds (2286-11-20).
+    let forged = format!("v1.t-old.fraud.9999999999.{}", "0".repeat(64));
+    assert_eq!(record(&db, &forged), "unknown_token");
+    // A link issued before the registry expired by its end plus the longest lifetime.
+    let past_window = unregistered(
+        &key,
+        "t-old",
+        Verdict::Fraud,
+        window_end + Duration::seconds(1),
+    );
+    assert_eq!(record(&db, &past_window), "unknown_token");
+    let in_window = unregistered(&key, "t-old", Verdict::Fraud, window_end);
+    assert_eq!(record(&db, &in_window), "recorded");
+    assert_eq!(record(&db, &in_window), "already_used");
+
+    // Thirty-one days after the registry started, no unregistered token is accepted: neither
+    // one that would still be valid, nor one whose expiry was within the window (refused as
+    // unknown, not expired).
+    alerted_fraud_at(&db, "t-older", 2, Utc::now() - Duration::days(32));
+    let since = registry_started(&db, Duration::days(31));
+    let later = unregistered(
+        &key,
+        "t-older",
+        Verdict::NotFraud,
+        Utc::now() + Duration::hours(1),
+    );
+    assert_eq!(record(&db, &later), "unknown_token");
+    let lapsed = unregistered(
+        &key,
+        "t-older",
+        Verdict::NotFraud,
+        since + Duration::hours(719),
+    );
+    assert_eq!(record(&db, &lapsed), "unknown_token");
+    // Registered tokens are not bound by the window.
+    let issued = token(&db, &key, "t-older", Verdict::NotFraud, true);
+    assert_eq!(record(&db, &issued), "recorded");
+
+    let written: Vec<(String, String)> = db
+        .client()
+        .query(
+            "SELECT trans_num, verdict FROM alert_verdicts ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        written,
+        [
+            ("t-old".to_string(), "fraud".to_string()),
+            ("t-older".to_string(), "not_fraud".to_string())
+        ]
+    );
 }
 
 /// tests/fixtures/card_numbers.json, read at run time.
