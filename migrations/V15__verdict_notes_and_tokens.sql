@@ -22,10 +22,11 @@ DECLARE
         '118E0 11950 11BF0 11C50 11D50 11DA0 11DE0 11F50 16130 16A60 16AC0 16B50 16D70 1CCF0 '
         '1D7CE 1D7D8 1D7E2 1D7EC 1D7F6 1E140 1E2F0 1E4F0 1E5F1 1E950 1FBF0', ' ')) z);
     -- Every digit, each block's ten in a row: translate() folds them to '0'-'9', one character
-    -- for one, so a position in `folded` is the same in `note`.
+    -- for one, so a position in `folded` is the same in `note` (an ASCII text has none to fold).
     nd       text := (SELECT string_agg(chr(z + d), '' ORDER BY z, d)
                       FROM unnest(zeros) z, generate_series(0, 9) d);
-    folded   text := translate(note, nd, repeat('0123456789', cardinality(zeros)));
+    folded   text := CASE WHEN octet_length(note) = char_length(note) THEN note
+                         ELSE translate(note, nd, repeat('0123456789', cardinality(zeros))) END;
     chain_re text := '[0-9](?:[^0-9A-Za-z]*[0-9])*';
     -- The text between the chains: it holds no digit, so it reads the same in `note`.
     gaps     text[] := regexp_split_to_array(folded, chain_re);
