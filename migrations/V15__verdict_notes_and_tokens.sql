@@ -77,7 +77,7 @@ WHERE note IS DISTINCT FROM mask_card_numbers(note);
 -- * a token nobody registered (a link of an alert sent before V14) is accepted only while a link
 --   issued then could still be valid: until the longest link lifetime after the registry started
 --   (720 hours, FRAUDCTL_VERDICT_TTL_HOURS's maximum: src/verdict.rs), and only with an expiry
---   within it. Any other is 'unknown_token'.
+--   within it and within 720 hours of the alert's sending. Any other is 'unknown_token'.
 CREATE OR REPLACE FUNCTION record_alert_verdict(token text, note text DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
@@ -99,7 +99,8 @@ BEGIN
           AND (now() < until AND expires <= until
                AND EXISTS (SELECT FROM fraud_alerts a
                            WHERE a.trans_num = claim[1] AND a.status = 'sent'
-                             AND a.recorded_at < since)) IS NOT TRUE THEN
+                             AND a.recorded_at < since
+                             AND expires <= a.recorded_at + interval '720 hours')) IS NOT TRUE THEN
         RETURN 'unknown_token';
     ELSIF expires <= now() THEN
         RETURN 'expired';
