@@ -318,12 +318,13 @@ fn a_server_that_refuses_then_recovers_ends_with_every_alert_sent_once() {
         3,
     );
     assert!(stderr.contains("SMTP server unavailable"), "{stderr}");
-    assert_eq!(db.count("SELECT count(*) FROM fraud_alerts"), 0);
+    assert_only_one_email_being_sent(&db);
 
-    // Up on the same address, but refusing the first message (451): the task fails, nothing recorded.
+    // Up on the same address, but refusing the first message (451): the task fails, nothing
+    // recorded sent; the same email waits to be sent again.
     let sink = SmtpSink::start_on(port, 1);
     fails(&mut alert_any_age(&db, &dir, &sink.url()), 3);
-    assert_eq!(db.count("SELECT count(*) FROM fraud_alerts"), 0);
+    assert_only_one_email_being_sent(&db);
     assert!(sink.messages().is_empty());
 
     // Recovered: a run capped at two emails, then the rest; each fraud goes out once.
@@ -473,6 +474,19 @@ fn a_refused_sender_fails_the_run_and_records_nothing() {
         stderr.contains("553") && stderr.contains("every alert"),
         "a refusal that concerns every message says so: {stderr}"
     );
-    assert_eq!(db.count("SELECT count(*) FROM fraud_alerts"), 0);
+    assert_only_one_email_being_sent(&db);
     assert!(sink.messages().is_empty());
+}
+
+/// After a run that could not send: no alert recorded but the frauds of the one email it tried,
+/// recorded `sending` (the next run sends that email first).
+fn assert_only_one_email_being_sent(db: &TestDb) {
+    assert_eq!(
+        db.count("SELECT count(*) FROM fraud_alerts WHERE status <> 'sending'"),
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(DISTINCT message_id) FROM fraud_alerts WHERE status = 'sending'"),
+        1
+    );
 }

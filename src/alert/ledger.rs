@@ -9,49 +9,85 @@ use super::AlertSummary;
 use crate::audit;
 use crate::verdict::{self, VerdictLinks};
 
-/// The outcome of one email (or of one suppressed candidate).
+/// Who an email goes to and which run sends it (or holds a candidate back).
 pub struct Entry<'a> {
-    pub status: &'static str,
-    pub reason: Option<&'a str>,
     pub recipients: &'a str,
     pub run_id: &'a str,
 }
 
-/// Records every fraud the burst's email reported, in one transaction: all or none.
-pub fn record_email(client: &mut postgres::Client, burst: &Burst, entry: &Entry) -> Result<()> {
+/// Records the burst's email as being sent (`sending`), before it goes to the SMTP server: its
+/// frauds, Message-ID and thread headers, in one statement. A run that dies before
+/// [`record_outcome`] leaves them so, and the next one sends that same email again
+/// (`plan::interrupted`). A fraud re-opened by `--retry-failed` (`retrying`) is taken again.
+pub fn record_sending(client: &mut postgres::Client, burst: &Burst, entry: &Entry) -> Result<()> {
     let (Some(message), thread) = (burst.message_id(), burst.thread_id()) else {
         return Ok(()); // no fraud to send: no email
     };
-    let mut tx = client.transaction()?;
-    for fraud in &burst.send {
-        insert(&mut tx, fraud, &message, thread.as_deref(), entry)?;
-    }
-    tx.commit()
-        .context("committing the alert's fraud_alerts rows")
+    let trans_nums: Vec<&str> = burst.send.iter().map(|f| f.trans_num.as_str()).collect();
+    let in_reply_to = burst.thread.as_ref().map(|t| t.parent.as_str());
+    client
+        .execute(
+            "INSERT INTO fraud_alerts
+                 (trans_num, status, message_id, thread_id, in_reply_to, recipients, run_id)
+             SELECT t, 'sending', $2, $3, $4, $5, $6 FROM unnest($1::text[]) AS t
+             ON CONFLICT (trans_num) DO UPDATE SET
+                 status = EXCLUDED.status, message_id = EXCLUDED.message_id,
+                 thread_id = EXCLUDED.thread_id, in_reply_to = EXCLUDED.in_reply_to,
+                 recipients = EXCLUDED.recipients, run_id = EXCLUDED.run_id,
+                 recorded_at = now()
+             WHERE fraud_alerts.status = 'retrying'",
+            &[&trans_nums, &message, &thread, &in_reply_to, &entry.recipients, &entry.run_id],
+        )
+        .with_context(|| format!("recording the email {message} as being sent in fraud_alerts"))?;
+    Ok(())
 }
 
-/// Registers the verdict tokens an email is about to carry (`issued_verdict_tokens`), committed
-/// before it is sent: `record_alert_verdict` accepts only registered tokens. Tokens of an email
-/// that then fails are registered in vain, and harmless: their payment has no `sent` alert.
+/// What became of an email recorded `sending`: `sent` (the SMTP server accepted it, now) or
+/// `failed` (refused for good, with the server's reply), all its frauds in one statement.
+pub fn record_outcome(
+    client: &mut postgres::Client,
+    burst: &Burst,
+    status: &'static str,
+    reason: Option<&str>,
+) -> Result<()> {
+    let Some(message) = burst.message_id() else {
+        return Ok(());
+    };
+    client
+        .execute(
+            "UPDATE fraud_alerts SET status = $2, reason = $3, recorded_at = now(),
+                    accepted_at = CASE WHEN $2 = 'sent' THEN now() END
+             WHERE message_id = $1 AND status = 'sending'",
+            &[&message, &status, &reason],
+        )
+        .with_context(|| format!("recording the email {message} as {status} in fraud_alerts"))?;
+    Ok(())
+}
+
+/// Registers the verdict tokens an email is about to carry (`issued_verdict_tokens`), in one
+/// statement, committed before it is sent: `record_alert_verdict` accepts only registered
+/// tokens. Tokens of an email that then fails are registered in vain, and harmless: their
+/// payment has no `sent` alert.
 pub fn register_tokens(client: &mut postgres::Client, issued: &[VerdictLinks]) -> Result<()> {
-    let mut tx = client.transaction()?;
+    let mut digests = Vec::with_capacity(2 * issued.len());
+    let (mut trans_nums, mut verdicts, mut expiries) = (Vec::new(), Vec::new(), Vec::new());
     for links in issued {
         for (verdict, token) in links.tokens() {
-            tx.execute(
-                "INSERT INTO issued_verdict_tokens (token_sha256, trans_num, verdict, expires_at)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (token_sha256) DO NOTHING",
-                &[
-                    &verdict::sha256(token),
-                    &links.trans_num,
-                    &verdict.as_str(),
-                    &links.expires_at,
-                ],
-            )
-            .with_context(|| format!("registering the verdict links of {}", links.trans_num))?;
+            digests.push(verdict::sha256(token));
+            trans_nums.push(links.trans_num.as_str());
+            verdicts.push(verdict.as_str());
+            expiries.push(links.expires_at);
         }
     }
-    tx.commit()
-        .context("committing the verdict links' issued_verdict_tokens rows")
+    client
+        .execute(
+            "INSERT INTO issued_verdict_tokens (token_sha256, trans_num, verdict, expires_at)
+             SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::timestamptz[])
+             ON CONFLICT (token_sha256) DO NOTHING",
+            &[&digests, &trans_nums, &verdicts, &expiries],
+        )
+        .context("registering the verdict links in issued_verdict_tokens")?;
+    Ok(())
 }
 
 /// Forgets registered tokens a day past their expiry (they can no longer record anything).
@@ -64,45 +100,27 @@ pub fn forget_expired_tokens(client: &mut postgres::Client) -> Result<u64> {
         .context("deleting expired verdict tokens from issued_verdict_tokens")
 }
 
-/// Records a candidate the backfill rule held back (not emailed: no thread).
+/// Records the candidates the backfill rule held back (not emailed: no thread), in one
+/// statement, with the rule's reason.
 pub fn record_suppressed(
     client: &mut postgres::Client,
-    fraud: &Fraud,
+    frauds: &[Fraud],
     entry: &Entry,
+    reason: &str,
 ) -> Result<()> {
-    let mut tx = client.transaction()?;
-    insert(&mut tx, fraud, &message_id(&fraud.trans_num), None, entry)?;
-    tx.commit()
-        .context("committing a suppressed alert's fraud_alerts row")
-}
-
-fn insert(
-    tx: &mut postgres::Transaction,
-    f: &Fraud,
-    message: &str,
-    thread: Option<&str>,
-    e: &Entry,
-) -> Result<()> {
-    tx.execute(
-        "INSERT INTO fraud_alerts
-             (trans_num, status, message_id, thread_id, recipients, run_id, reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (trans_num) DO UPDATE SET
-             status = EXCLUDED.status, message_id = EXCLUDED.message_id,
-             thread_id = EXCLUDED.thread_id, recipients = EXCLUDED.recipients,
-             run_id = EXCLUDED.run_id, reason = EXCLUDED.reason, recorded_at = now()
-         WHERE fraud_alerts.status = 'retrying'",
-        &[
-            &f.trans_num,
-            &e.status,
-            &message,
-            &thread,
-            &e.recipients,
-            &e.run_id,
-            &e.reason,
-        ],
-    )
-    .with_context(|| format!("recording the alert for {} in fraud_alerts", f.trans_num))?;
+    if frauds.is_empty() {
+        return Ok(());
+    }
+    let trans_nums: Vec<&str> = frauds.iter().map(|f| f.trans_num.as_str()).collect();
+    let message_ids: Vec<String> = frauds.iter().map(|f| message_id(&f.trans_num)).collect();
+    client
+        .execute(
+            "INSERT INTO fraud_alerts (trans_num, status, message_id, recipients, run_id, reason)
+             SELECT t, 'suppressed', m, $3, $4, $5 FROM unnest($1::text[], $2::text[]) AS u(t, m)
+             ON CONFLICT (trans_num) DO NOTHING",
+            &[&trans_nums, &message_ids, &entry.recipients, &entry.run_id, &reason],
+        )
+        .context("recording suppressed alerts in fraud_alerts")?;
     Ok(())
 }
 

@@ -34,18 +34,19 @@ pub struct Fraud {
 impl Fraud {
     pub fn from_row(r: &postgres::Row) -> Result<Fraud> {
         let reasons: Option<serde_json::Value> = r.try_get("reasons")?;
+        let text = |column: &str| -> Result<String> { Ok(shown(&r.try_get::<_, String>(column)?)) };
         Ok(Fraud {
             trans_num: r.try_get("trans_num")?,
             trans_time: r.try_get("trans_time")?,
             cc_last4: r.try_get("cc_last4")?,
-            merchant: r.try_get("merchant")?,
-            category: r.try_get("category")?,
+            merchant: text("merchant")?,
+            category: text("category")?,
             amt: r.try_get("amt")?,
-            city: r.try_get("city")?,
-            state: r.try_get("state")?,
+            city: text("city")?,
+            state: text("state")?,
             probability: r.try_get("fraud_probability")?,
-            model_version: r.try_get("model_version")?,
-            scorer: r.try_get("scorer")?,
+            model_version: text("model_version")?,
+            scorer: text("scorer")?,
             reasons: reason_texts(reasons.as_ref()),
             retrying: r.try_get("retrying")?,
         })
@@ -59,7 +60,31 @@ fn reason_texts(reasons: Option<&serde_json::Value>) -> Vec<String> {
     };
     list.iter()
         .filter_map(|r| r.get("text")?.as_str())
-        .map(crate::pan::mask_digit_runs)
+        .map(shown)
+        .collect()
+}
+
+/// A text from the database as an email shows it: card numbers masked, and every control
+/// character (a newline would start a line of its own in the plain-text part: a fake link) and
+/// every bidirectional formatting character (which reorders what a reader sees, the subject's
+/// included) replaced by U+FFFD. Extract refuses control characters; rows stored otherwise may
+/// hold them.
+pub fn shown(text: &str) -> String {
+    const BIDI: [std::ops::RangeInclusive<char>; 4] = [
+        '\u{061C}'..='\u{061C}',
+        '\u{200E}'..='\u{200F}',
+        '\u{202A}'..='\u{202E}',
+        '\u{2066}'..='\u{2069}',
+    ];
+    crate::pan::mask_digit_runs(text)
+        .chars()
+        .map(|c| {
+            if c.is_control() || BIDI.iter().any(|r| r.contains(&c)) {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -210,6 +235,20 @@ impl Content<'_> {
             })
             .collect()
     }
+    /// The frauds past the first [`FULL_FRAUDS`], with their number in the email: time,
+    /// amount, merchant, probability and trans_num.
+    fn brief_rows(&self) -> impl Iterator<Item = (usize, [String; 5])> + '_ {
+        self.b.send.iter().enumerate().skip(FULL_FRAUDS).map(|(i, f)| {
+            let row = [
+                self.local(f.trans_time),
+                format!("{:.2}", f.amt),
+                f.merchant.clone(),
+                format!("p={:.2}", f.probability),
+                f.trans_num.clone(),
+            ];
+            (i, row)
+        })
+    }
     /// The `i`th sent fraud's verdict links, as (label, URL) pairs, and until when they are
     /// valid.
     fn verdict_links(&self, i: usize) -> Option<VerdictLine> {
@@ -236,10 +275,14 @@ impl Content<'_> {
     }
 }
 
+/// How many of an email's frauds it shows in full (why, verdict links): the others, when a
+/// burst is that large, get a line each (`plan::MAX_FRAUDS_PER_EMAIL` at most in all).
+pub const FULL_FRAUDS: usize = 100;
+
 fn plain_text(c: &Content) -> String {
     let b = c.b;
     let mut out = format!("{}\n", c.intro());
-    for (i, f) in b.send.iter().enumerate() {
+    for (i, f) in b.send.iter().enumerate().take(FULL_FRAUDS) {
         out.push_str(&format!("\n{}. {:.2} at {}\n", i + 1, f.amt, f.merchant));
         for (k, v) in c.fraud_fields(f) {
             out.push_str(&format!("   {:<13}{v}\n", format!("{k}:")));
@@ -251,6 +294,15 @@ fn plain_text(c: &Content) -> String {
             for (label, url) in links {
                 out.push_str(&format!("     {:<17}{url}\n", format!("{label}:")));
             }
+        }
+    }
+    if b.send.len() > FULL_FRAUDS {
+        out.push_str(&format!(
+            "\nThe other {} frauds, a line each (their verdict links are in the HTML part):\n",
+            b.send.len() - FULL_FRAUDS
+        ));
+        for (i, row) in c.brief_rows() {
+            out.push_str(&format!("   {}. {}\n", i + 1, row.join("  ")));
         }
     }
     out.push_str("\nRecent activity on the card (newest first):\n");
@@ -278,7 +330,7 @@ fn esc(s: &str) -> String {
 fn html(c: &Content) -> String {
     let b = c.b;
     let mut out = format!("<html><body><h2>Fraud alert</h2><p>{}</p>", esc(&c.intro()));
-    for (i, f) in b.send.iter().enumerate() {
+    for (i, f) in b.send.iter().enumerate().take(FULL_FRAUDS) {
         out.push_str(&format!(
             "<h3>{}. {:.2} at {}</h3><table>",
             i + 1,
@@ -303,6 +355,26 @@ fn html(c: &Content) -> String {
                 esc(&until)
             ));
         }
+    }
+    if b.send.len() > FULL_FRAUDS {
+        out.push_str(&format!(
+            "<h3>The other {} frauds</h3><table><tr><th>#</th><th>Time</th><th>Amount</th>\
+             <th>Merchant</th><th>Score</th><th>Transaction</th><th>Verdict</th></tr>",
+            b.send.len() - FULL_FRAUDS
+        ));
+        for (i, row) in c.brief_rows() {
+            let cells: String = row.iter().map(|v| format!("<td>{}</td>", esc(v))).collect();
+            let links = c.verdict_links(i).map_or(String::new(), |(links, _)| {
+                let [(_, fraud), (_, not_fraud)] = links;
+                format!(
+                    "<a href=\"{}\">fraud</a> &middot; <a href=\"{}\">not fraud</a>",
+                    esc(&fraud),
+                    esc(&not_fraud)
+                )
+            });
+            out.push_str(&format!("<tr><td>{}</td>{cells}<td>{links}</td></tr>", i + 1));
+        }
+        out.push_str("</table>");
     }
     out.push_str(
         "<h3>Recent activity on the card</h3><table><tr><th>Time</th><th>Amount</th>\

@@ -7,9 +7,10 @@
 //! an email are recorded `sent` together, only after the SMTP server accepted it (`ledger.rs`).
 //! A message the server refuses for good is recorded `failed` with the server's reply and the
 //! others go on; `--retry-failed` sends those again. A refusal that concerns every message
-//! (login, sender, recipients) fails the run. One `alert` runs at a time (an advisory lock). If
-//! the process dies between the server's acceptance and the record, the next run sends that
-//! email again with the same Message-ID, which mail systems use to recognise the duplicate.
+//! (login, sender, recipients) fails the run. One `alert` runs at a time (an advisory lock). An
+//! email is recorded `sending` (its frauds and headers) before it goes out: if the process dies
+//! between the server's acceptance and the record, the next run sends that same email again,
+//! the same frauds under the same Message-ID, which mail systems use to recognise the duplicate.
 
 mod ledger;
 mod message;
@@ -82,11 +83,12 @@ pub struct AlertArgs {
           value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub max_age_hours: u32,
 
-    /// Link to the report in every email (the dashboard).
+    /// Link to the report in every email (the dashboard): an http:// or https:// URL.
     #[arg(
         long,
         env = "FRAUDCTL_REPORT_URL",
-        default_value = "http://localhost:8501"
+        default_value = "http://localhost:8501",
+        value_parser = web_url
     )]
     pub report_url: String,
 
@@ -230,6 +232,14 @@ fn verdict_signer(args: &AlertArgs) -> Result<Option<message::Signer<'_>>> {
     }))
 }
 
+/// A link an email may carry: http or https, with a host (never `javascript:` or `data:`).
+fn web_url(text: &str) -> Result<String, String> {
+    match url::Url::parse(text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(text.to_string()),
+        _ => Err("not an http:// or https:// URL with a host".into()),
+    }
+}
+
 /// The sender and recipients, parsed.
 fn addresses(args: &AlertArgs) -> Result<(Mailbox, Vec<Mailbox>)> {
     let parse = |s: &str, what: &str| -> Result<Mailbox> {
@@ -249,7 +259,7 @@ fn addresses(args: &AlertArgs) -> Result<(Mailbox, Vec<Mailbox>)> {
 /// The dry run's lines for a burst: its email, then each suppressed fraud.
 fn planned(b: &plan::Burst, args: &AlertArgs) -> Vec<Planned> {
     let email = (!b.send.is_empty()).then(|| Planned {
-        action: "send",
+        action: if b.resent { "send again" } else { "send" },
         trans_nums: b.send.iter().map(|f| f.trans_num.clone()).collect(),
         message_id: b.message_id(),
         in_reply_to: b.thread.as_ref().map(|t| t.parent.clone()),
@@ -276,15 +286,16 @@ struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
-    fn entry<'e>(&'e self, status: &'static str, reason: Option<&'e str>) -> ledger::Entry<'e> {
+    fn entry(&self) -> ledger::Entry<'_> {
         ledger::Entry {
-            status,
-            reason,
             recipients: &self.recipients,
             run_id: self.run_id,
         }
     }
 
+    /// Records the burst's suppressed candidates, then sends its email: recorded `sending`
+    /// first, `sent` once the server accepted it (or `failed`, refused for good). A run that
+    /// fails in between (the server unavailable) leaves it `sending`, for the next run.
     fn handle(
         &self,
         client: &mut postgres::Client,
@@ -296,10 +307,8 @@ impl Delivery<'_> {
             "payment older than {} h when first seen",
             self.args.max_age_hours
         );
-        for fraud in &burst.suppress {
-            ledger::record_suppressed(client, fraud, &self.entry("suppressed", Some(&why)))?;
-            summary.suppressed += 1;
-        }
+        ledger::record_suppressed(client, &burst.suppress, &self.entry(), &why)?;
+        summary.suppressed += burst.suppress.len();
         if burst.send.is_empty() {
             return Ok(());
         }
@@ -308,6 +317,9 @@ impl Delivery<'_> {
         if !links.is_empty() {
             ledger::register_tokens(client, &links)?;
         }
+        if !burst.resent {
+            ledger::record_sending(client, burst, &self.entry())?;
+        }
         let backoff = Backoff::new(
             self.args.smtp_retries,
             Duration::from_millis(500),
@@ -315,15 +327,15 @@ impl Delivery<'_> {
         );
         match retry(&backoff, "SMTP send", || smtp.send(&email)) {
             Ok(()) => {
-                ledger::record_email(client, burst, &self.entry("sent", None))?;
+                ledger::record_outcome(client, burst, "sent", None)?;
                 summary.emails += 1;
                 summary.sent += burst.send.len();
-                tracing::info!(frauds = burst.send.len(), first = %burst.send[0].trans_num, card = %format!("**** {}", burst.cc_last4()), threaded = burst.thread.is_some(), "fraud alert sent");
+                tracing::info!(frauds = burst.send.len(), first = %burst.send[0].trans_num, card = %format!("**** {}", burst.cc_last4()), threaded = burst.thread.is_some(), resent = burst.resent, "fraud alert sent");
                 Ok(())
             }
             Err(smtp::SendError::RefusedMessage(reply)) => {
                 let reason = format!("SMTP server refused the message: {reply}");
-                ledger::record_email(client, burst, &self.entry("failed", Some(&reason)))?;
+                ledger::record_outcome(client, burst, "failed", Some(&reason))?;
                 summary.failed += burst.send.len();
                 tracing::warn!(first = %burst.send[0].trans_num, frauds = burst.send.len(), reply = %reply, "the SMTP server refused this alert for good; recorded as failed, going on with the others");
                 Ok(())
