@@ -28,8 +28,10 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Sink:
-    def __init__(self, maildir: Path, fail_first: int, refuse_containing=(), refuse_sender=None):
+    def __init__(self, maildir: Path, fail_first: int, refuse_containing=(), refuse_sender=None,
+                 stall_after_store=0.0):
         self.maildir = maildir
+        self.stall_after_store = stall_after_store
         self.failures_left = fail_first
         self.refuse_containing = [t.encode() for t in refuse_containing]
         self.refuse_sender = refuse_sender
@@ -54,6 +56,7 @@ class Sink:
         tmp.write_bytes(envelope.original_content)
         os.replace(tmp, path)
         print(f"accepted {path.name} from {envelope.mail_from} to {','.join(envelope.rcpt_tos)}", flush=True)
+        await asyncio.sleep(self.stall_after_store)
         return "250 OK"
 
 
@@ -76,7 +79,8 @@ def serve(args):
             sys.exit("--auth-user needs the password in FRAUDCTL_SMTP_SINK_PASSWORD")
         auth = {"authenticator": authenticator(args.auth_user, password),
                 "auth_required": True, "auth_require_tls": False}
-    sink = Sink(args.maildir, args.fail_first, args.refuse_containing, args.refuse_sender)
+    sink = Sink(args.maildir, args.fail_first, args.refuse_containing, args.refuse_sender,
+                args.stall_after_store)
     controller = Controller(sink, hostname=host, port=int(port), **auth)
     controller.start()
     print(f"SMTP sink listening on {args.listen}, storing messages in {args.maildir}", flush=True)
@@ -130,6 +134,9 @@ def main():
     p.add_argument("--refuse-containing", action="append", default=[], metavar="TEXT",
                    help="answer 554 to messages whose content holds TEXT (repeatable)")
     p.add_argument("--refuse-sender", metavar="ADDR", help="answer 553 to MAIL FROM:<ADDR>")
+    p.add_argument("--stall-after-store", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long between storing a message and answering 250 (a client killed "
+                        "meanwhile had its message accepted without hearing it)")
     p.add_argument("--auth-user", help="require AUTH as this user (password: FRAUDCTL_SMTP_SINK_PASSWORD)")
     for name in ("serve", "list", "show", "dump"):
         q = p if name == "serve" else sub.add_parser(name, help=f"{name} received messages")

@@ -92,6 +92,12 @@ enum Fault {
     SmtpRefusesOne,
     /// Two `alert` processes at once (a manual run beside the scheduled one).
     ConcurrentAlerts,
+    /// Two `extract` processes on one run directory, 0.3 s apart (a manual run, `dags test` or
+    /// a zombie retry meeting the scheduled run).
+    TwoExtractsOneRunDir,
+    /// The SMTP server accepts an email and `alert` is killed before it hears so; a later fraud
+    /// of the same card is loaded meanwhile.
+    AlertKilledAfterAcceptance,
     /// SIGKILL at a random point while the stage works, then re-run.
     Kill(Stage),
     /// SIGKILL of a stage drawn at random.
@@ -190,6 +196,21 @@ const SCENARIOS: &[Scenario] = &[
         name: "two alert processes at once",
         api: &[],
         faults: &[Fault::ConcurrentAlerts],
+        rows_per_response: 20,
+        records: 400,
+    },
+    Scenario {
+        name: "two extract processes on one run directory",
+        // 30 ms a response: the first extract still works when the second starts.
+        api: &["--slow-rate", "1", "--slow-ms", "30"],
+        faults: &[Fault::TwoExtractsOneRunDir],
+        rows_per_response: 100,
+        records: 4000,
+    },
+    Scenario {
+        name: "alert killed after the SMTP server accepted its email, a fraud loaded meanwhile",
+        api: &[],
+        faults: &[Fault::AlertKilledAfterAcceptance],
         rows_per_response: 20,
         records: 400,
     },
@@ -393,6 +414,10 @@ impl World<'_> {
                 Stage::Alert if self.has(Fault::SmtpDownDuringAlert) => self.alert_down(),
                 Stage::Alert if self.has(Fault::SmtpRefusesOne) => self.alert_refuses_one(),
                 Stage::Alert if self.has(Fault::ConcurrentAlerts) => self.alerts_at_once(),
+                Stage::Alert if self.has(Fault::AlertKilledAfterAcceptance) => {
+                    self.alert_killed_after_acceptance()
+                }
+                Stage::Extract if self.has(Fault::TwoExtractsOneRunDir) => self.extracts_at_once(),
                 Stage::Extract if self.refusal().is_some() => self.extract_refused(),
                 _ => self.plain(stage),
             }
@@ -460,12 +485,14 @@ impl World<'_> {
             Stage::Alert => {
                 // The server finishes what it received before the kill.
                 std::thread::sleep(Duration::from_millis(300));
-                let recorded = self.alert_rows();
-                let delivered: HashSet<String> = message_ids(&self.sink).into_keys().collect();
-                self.in_flight = delivered
-                    .difference(&recorded.values().map(|(_, id)| id.clone()).collect())
-                    .cloned()
+                let sent: HashSet<String> = self
+                    .alert_rows()
+                    .into_values()
+                    .filter(|(status, _)| status == "sent")
+                    .map(|(_, id)| id)
                     .collect();
+                let delivered: HashSet<String> = message_ids(&self.sink).into_keys().collect();
+                self.in_flight = delivered.difference(&sent).cloned().collect();
                 assert!(
                     self.in_flight.len() <= 1,
                     "alerts are sent one at a time, yet {} were delivered and not recorded: {:?}",
@@ -686,6 +713,118 @@ impl World<'_> {
         self.note(format!("two alerts at once sent {sent:?}"));
     }
 
+    /// Two extract processes on the run directory, the second 0.3 s after the first: the second
+    /// waits for the first to finish, then reuses what it captured; the raw file is whole.
+    fn extracts_at_once(&mut self) {
+        let spawn = |w: &Self| {
+            w.command(Stage::Extract)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn extract")
+        };
+        let first = spawn(self);
+        std::thread::sleep(Duration::from_millis(300));
+        let second = spawn(self);
+        let (summaries, stderrs): (Vec<Value>, Vec<String>) = [first, second]
+            .into_iter()
+            .map(|child| {
+                let out = child.wait_with_output().expect("wait extract");
+                let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+                assert!(out.status.success(), "{stderr}");
+                (serde_json::from_slice(&out.stdout).expect("summary"), stderr)
+            })
+            .unzip();
+        assert!(
+            stderrs[1].contains("waiting for another process"),
+            "the second extract waited: {}",
+            stderrs[1]
+        );
+        assert_eq!(summaries[0]["reused"], false, "{}", summaries[0]);
+        assert_eq!(summaries[1]["reused"], true, "{}", summaries[1]);
+        assert_eq!(summaries[1]["records"], summaries[0]["records"]);
+        complete(&self.dir.file("raw.jsonl")).expect("a whole raw file");
+        self.note(format!(
+            "the second extract waited for the first, then reused its {} records",
+            summaries[0]["records"]
+        ));
+    }
+
+    /// The SMTP server stores the first email and takes its time to answer: `alert` is killed
+    /// in between, its frauds recorded `sending`. The newest fraud of that email's card was
+    /// hidden until then (as if loaded after the kill). The next run sends the email again, the
+    /// same frauds under the same Message-ID, and the new fraud in an email of its own.
+    fn alert_killed_after_acceptance(&mut self) {
+        let card_frauds: Vec<String> = self
+            .db
+            .client()
+            .query(
+                "WITH first AS (SELECT cc_hash FROM payments_scored WHERE predicted_fraud
+                                ORDER BY trans_time, trans_num LIMIT 1)
+                 SELECT trans_num FROM payments_scored JOIN first USING (cc_hash)
+                 WHERE predicted_fraud ORDER BY trans_time, trans_num",
+                &[],
+            )
+            .expect("the first card's frauds")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(
+            card_frauds.len() >= 2,
+            "the first alerted card has one fraud only: {card_frauds:?}"
+        );
+        let later = card_frauds.last().expect("frauds").clone();
+        let flip = |w: &Self, fraud: bool| {
+            w.db.client()
+                .execute(
+                    "UPDATE payments_scored SET predicted_fraud = $2 WHERE trans_num = $1",
+                    &[&later, &fraud],
+                )
+                .expect("flip the later fraud");
+        };
+        flip(self, false);
+        self.sink.stall_after_store(30.0);
+        let mut alert = self
+            .command(Stage::Alert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn alert");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.sink.messages().is_empty() {
+            assert!(Instant::now() < deadline, "the server never stored an email");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        alert.kill().ok();
+        alert.wait().expect("wait alert");
+        let accepted = header(&self.sink.messages()[0], "Message-ID").to_string();
+        let sending = self.db.count(&format!(
+            "SELECT count(*) FROM fraud_alerts WHERE status = 'sending' AND message_id = '{accepted}'"
+        ));
+        assert_eq!(sending as usize, card_frauds.len() - 1, "the email's frauds wait, `sending`");
+        flip(self, true);
+        self.sink.refuse_containing(&[]);
+        ok(&mut self.command(Stage::Alert));
+        let copies = self.sink.decoded_messages();
+        let id_line = format!("Message-ID: {accepted}");
+        let again: Vec<&String> = copies
+            .iter()
+            .filter(|m| m.lines().any(|l| l == id_line))
+            .collect();
+        assert_eq!(again.len(), 2, "the accepted email, then the same again");
+        assert!(
+            again.iter().all(|m| !m.contains(&later)),
+            "the later fraud is in neither copy of the interrupted email"
+        );
+        let (_, later_email) = &self.alert_rows()[&later];
+        assert_ne!(*later_email, accepted, "the later fraud has an email of its own");
+        self.in_flight.insert(accepted);
+        self.note(format!(
+            "alert killed after the server took an email of {} frauds: sent again as it was, the card's later fraud in a follow-up",
+            card_frauds.len() - 1
+        ));
+    }
+
     /// fraud_alerts: trans_num → (status, the Message-ID of the email it went in).
     fn alert_rows(&self) -> HashMap<String, (String, String)> {
         self.db
@@ -904,12 +1043,13 @@ fn no_temporary_file_left(o: &Outcome) -> Result<(), String> {
     none("temporary files left in the run directory", &tmp)
 }
 
-/// Every other file of the run directory is a stage file whose header counts its lines.
+/// Every other file of the run directory (but its lock file) is a stage file whose header
+/// counts its lines.
 fn every_run_file_is_a_complete_stage_file(o: &Outcome) -> Result<(), String> {
     let partial: Vec<String> = o
         .files
         .iter()
-        .filter(|p| !file_name(p).ends_with(".tmp"))
+        .filter(|p| !file_name(p).ends_with(".tmp") && file_name(p) != ".lock")
         .filter_map(|p| Some(format!("{}: {}", file_name(p), complete(p).err()?)))
         .collect();
     none("not complete stage files", &partial)

@@ -25,35 +25,38 @@ pub fn sample_pans() -> std::collections::HashSet<String> {
         .collect()
 }
 
-/// The card numbers of `pans` that appear in `text`, with where: as a whole run of digits, or
-/// split into groups by single spaces or dashes ("4497 9139 6551 2794 052", "4497-9139-...").
-/// A card number inside a longer run of digits (a probability's decimals) does not count.
+/// The card numbers of `pans` that appear in `text`, with where: written in digits of any script,
+/// whole or split into groups by anything but letters ("4497 9139 6551 2794 052",
+/// "4497.9139…", "４４９７…", "4497 -/ 9139…"): a card number is the digits of consecutive
+/// whole groups of a chain (groups of digits joined by characters that are neither digits nor
+/// ASCII letters). A card number inside a longer group of digits (a probability's decimals)
+/// does not count.
 pub fn card_numbers_in(text: &str, pans: &std::collections::HashSet<String>) -> Vec<String> {
     let mut found = Vec::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if !bytes[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        // Digit groups joined by single separators, starting at i.
-        let start = i;
-        let mut groups: Vec<&str> = Vec::new();
-        loop {
-            let g = i;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
+    let mut chains: Vec<(usize, Vec<String>)> = vec![(0, vec![])];
+    let mut in_group = false;
+    for (at, c) in text.char_indices() {
+        match fraudctl::pan::digit_value(c) {
+            Some(d) => {
+                let (start, groups) = chains.last_mut().expect("a chain");
+                if groups.is_empty() {
+                    *start = at;
+                }
+                if !in_group {
+                    groups.push(String::new());
+                }
+                groups.last_mut().expect("a group").push(char::from(b'0' + d));
+                in_group = true;
             }
-            groups.push(&text[g..i]);
-            let separated = i + 1 < bytes.len()
-                && matches!(bytes[i], b' ' | b'-')
-                && bytes[i + 1].is_ascii_digit();
-            if !separated {
-                break;
+            None => {
+                in_group = false;
+                if c.is_ascii_alphabetic() && !chains.last().expect("a chain").1.is_empty() {
+                    chains.push((at, vec![]));
+                }
             }
-            i += 1;
         }
+    }
+    for (start, groups) in &chains {
         for first in 0..groups.len() {
             let mut joined = String::new();
             for group in &groups[first..] {
@@ -62,7 +65,7 @@ pub fn card_numbers_in(text: &str, pans: &std::collections::HashSet<String>) -> 
                     break;
                 }
                 if pans.contains(&joined) {
-                    let context = &text[start..i];
+                    let context: String = text[*start..].chars().take(60).collect();
                     found.push(format!("{joined} in {context:?}"));
                 }
             }

@@ -27,7 +27,7 @@ pub use services::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub const PAN_KEY: &str = "integration-test-key-0123456789";
+pub const PAN_KEY: &str = "integration-test-key-0123456789abcdef";
 
 /// The repository root.
 pub fn root() -> PathBuf {

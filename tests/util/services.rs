@@ -234,8 +234,8 @@ impl Drop for PyService {
 pub struct SmtpSink {
     service: PyService,
     pub port: u16,
-    /// Refusals it was started with (`--refuse-containing`, `--refuse-sender`), kept on resume.
-    refusals: Vec<String>,
+    /// Options it was started with (refusals, a stall), kept on resume.
+    options: Vec<String>,
 }
 
 /// The SMTP account of [`SmtpSink::with_login`].
@@ -281,7 +281,7 @@ impl SmtpSink {
         let mut sink = SmtpSink {
             service,
             port,
-            refusals,
+            options: refusals,
         };
         sink.wait_ready();
         sink
@@ -314,11 +314,19 @@ impl SmtpSink {
         self.service.stop();
     }
 
+    /// Restarted (same port and mail directory) storing each message `seconds` before it answers
+    /// 250: a client killed in between had its message accepted without hearing it.
+    pub fn stall_after_store(&mut self, seconds: f32) {
+        self.stop();
+        self.options = vec!["--stall-after-store".to_string(), seconds.to_string()];
+        self.resume(0);
+    }
+
     /// Restarted (same port and mail directory) refusing for good every message that holds one
     /// of `texts` (none: accepting every message again).
     pub fn refuse_containing(&mut self, texts: &[&str]) {
         self.stop();
-        self.refusals = texts
+        self.options = texts
             .iter()
             .flat_map(|t| ["--refuse-containing".to_string(), t.to_string()])
             .collect();
@@ -327,7 +335,7 @@ impl SmtpSink {
 
     /// Up again on the same port and mail directory, refusing the first `fail_first` messages.
     pub fn resume(&mut self, fail_first: u32) {
-        let args = Self::args(self.port, fail_first, &self.refusals);
+        let args = Self::args(self.port, fail_first, &self.options);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.service.resume_with(&args);
         self.wait_ready();
