@@ -92,7 +92,7 @@ def main():
     if "FRAUDCTL_DATABASE_URL" not in os.environ:
         sys.exit("replay: set FRAUDCTL_DATABASE_URL to a new database (see --help)")
     env = {**os.environ, "FRAUDCTL_PAN_HASH_KEY":
-           os.environ.get("FRAUDCTL_PAN_HASH_KEY", "held-out-replay-key")}
+           os.environ.get("FRAUDCTL_PAN_HASH_KEY", "held-out-replay-key-0123456789abcdef")}
     subprocess.run([str(args.fraudctl), "migrate", "--create-database"], env=env, check=True,
                    capture_output=True)
     with tempfile.TemporaryDirectory(prefix="fraudctl-replay-") as work:

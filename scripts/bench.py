@@ -55,7 +55,7 @@ SESSIONS = os.cpu_count() or 1
 UPDATE_ROUNDS = 3  # updates timed in a run, each beside one of the floor's
 ONE_RECORD_SAMPLES = 21  # invocations of each stage on a one-record batch, a run
 # A bench-only key: the generated card numbers are not real, the hashes are thrown away.
-ENV = {**os.environ, "FRAUDCTL_PAN_HASH_KEY": "benchmark-only-key-0123456789", "FRAUDCTL_LOG": "warn"}
+ENV = {**os.environ, "FRAUDCTL_PAN_HASH_KEY": "benchmark-only-key-0123456789abcdef", "FRAUDCTL_LOG": "warn"}
 
 
 def measured(cmd, env=None):

@@ -33,7 +33,7 @@ python3 -c 'import json, sys; print(json.load(open(sys.argv[1])))' "$body" >"$co
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 { head -n 21 "$shared/data/fraud_sample.csv"; sed -n 2p "$shared/data/fraud_sample.csv" | sed 's/,4\.97,/,-4.97,/'; } >"$work/rows.csv"
-export FRAUDCTL_PAN_HASH_KEY=fuzz-corpus-key-0123456789 FRAUDCTL_RUN_DIR=$work/run FRAUDCTL_LOG=warn
+export FRAUDCTL_PAN_HASH_KEY=fuzz-corpus-key-0123456789abcdef FRAUDCTL_RUN_DIR=$work/run FRAUDCTL_LOG=warn
 admin=${FRAUDCTL_TEST_ADMIN_URL:-$(scripts/pg.sh start)}
 export FRAUDCTL_DATABASE_URL=${admin%/*}/fraudctl_fuzz_corpus
 "$fraudctl" migrate --create-database >/dev/null

@@ -291,7 +291,7 @@ def main():
     args = parser.parse_args()
     if "FRAUDCTL_DATABASE_URL" not in os.environ:
         sys.exit("generator_report: set FRAUDCTL_DATABASE_URL (see --help)")
-    env = {**os.environ, "FRAUDCTL_PAN_HASH_KEY": secrets.token_hex(16)}
+    env = {**os.environ, "FRAUDCTL_PAN_HASH_KEY": secrets.token_hex(32)}
     subprocess.run([str(args.fraudctl), "migrate", "--create-database"], env=env, check=True, capture_output=True)
     sample = features.read_transactions(args.csv)
     booster = xgb.Booster()

@@ -108,6 +108,26 @@ pub fn secret_from_env(var: &str, what: &str) -> Result<String, Failure> {
     }
 }
 
+/// The fewest bytes a secret key may have (the card-hash key, the verdict-link key).
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// The fewest different bytes a secret key may hold: a key of a repeated character or two is
+/// long, not secret.
+const MIN_KEY_DISTINCT_BYTES: usize = 10;
+
+/// Reads a secret key from the environment ([`secret_from_env`]): at least [`MIN_KEY_BYTES`]
+/// bytes, and of some variety, which a random secret has (`openssl rand -hex 32`).
+pub fn key_from_env(var: &str, what: &str) -> Result<String, Failure> {
+    let key = secret_from_env(var, what)?;
+    let distinct = key.bytes().collect::<std::collections::HashSet<u8>>().len();
+    if key.len() < MIN_KEY_BYTES || distinct < MIN_KEY_DISTINCT_BYTES {
+        return Err(Failure::Config(format!(
+            "{var} must be at least {MIN_KEY_BYTES} bytes with at least {MIN_KEY_DISTINCT_BYTES} different ones (a random secret, e.g. `openssl rand -hex 32`)"
+        )));
+    }
+    Ok(key)
+}
+
 /// An error and its sources, joined with ": " (for messages that cross a process boundary).
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();

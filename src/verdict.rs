@@ -14,12 +14,11 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::error::{secret_from_env, Failure};
+use crate::error::{key_from_env, Failure, MIN_KEY_BYTES};
 
 /// The environment variable holding the signing key (never a flag).
 pub const KEY_VAR: &str = "FRAUDCTL_VERDICT_KEY";
 /// The shortest key accepted, in bytes.
-pub const MIN_KEY_BYTES: usize = 32;
 /// The token format's version, its first field.
 pub const VERSION: &str = "v1";
 /// The dashboard's query parameter that carries the token.
@@ -119,7 +118,7 @@ impl fmt::Debug for VerdictKey {
 impl VerdictKey {
     /// From FRAUDCTL_VERDICT_KEY.
     pub fn from_env() -> Result<Self, Failure> {
-        Self::new(secret_from_env(KEY_VAR, "the verdict-link signing key")?.as_bytes())
+        Self::new(key_from_env(KEY_VAR, "the verdict-link signing key")?.as_bytes())
     }
 
     /// From the key's bytes: at least [`MIN_KEY_BYTES`].

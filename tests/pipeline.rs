@@ -508,7 +508,7 @@ fn sessions_side_by_side_load_what_one_transaction_loads() {
         .get(0);
     assert_eq!(
         serde_json::from_str::<Value>(&audit).unwrap(),
-        serde_json::json!({"inserted": 0, "updated": 6185, "unchanged": 0})
+        serde_json::json!({"inserted": 0, "updated": 6185, "unchanged": 0, "conflicts": 0})
     );
 }
 

@@ -245,7 +245,8 @@ fn unregistered_tokens_are_accepted_only_within_the_longest_link_lifetime_after_
     let db = TestDb::new();
     let key = VerdictKey::new(b"integration-test-verdict-key-0123456789").unwrap();
     // Upgraded across V14 two days ago; the alert was sent the day before.
-    alerted_fraud_at(&db, "t-old", 1, Utc::now() - Duration::days(3));
+    let sent = chrono::SubsecRound::trunc_subsecs(Utc::now(), 0) - Duration::days(3);
+    alerted_fraud_at(&db, "t-old", 1, sent);
     let since = registry_started(&db, Duration::days(2));
     let window_end = since + Duration::hours(720);
 
@@ -261,7 +262,12 @@ fn unregistered_tokens_are_accepted_only_within_the_longest_link_lifetime_after_
         window_end + Duration::seconds(1),
     );
     assert_eq!(record(&db, &past_window), "unknown_token");
-    let in_window = unregistered(&key, "t-old", Verdict::Fraud, window_end);
+    // Nor can a link expire later than the longest lifetime after its alert was sent.
+    let past_alert_expiry = sent + Duration::hours(720) + Duration::seconds(1);
+    assert!(past_alert_expiry < window_end);
+    let past_alert = unregistered(&key, "t-old", Verdict::Fraud, past_alert_expiry);
+    assert_eq!(record(&db, &past_alert), "unknown_token");
+    let in_window = unregistered(&key, "t-old", Verdict::Fraud, sent + Duration::hours(720));
     assert_eq!(record(&db, &in_window), "recorded");
     assert_eq!(record(&db, &in_window), "already_used");
 

@@ -39,7 +39,11 @@ enum Record {
         line: std::ops::Range<usize>,
         csv: std::ops::Range<usize>,
     },
-    Unreadable(String),
+    /// Not a record of the layout: why, and its CSV text `text[csv]`.
+    Unreadable {
+        reason: String,
+        csv: std::ops::Range<usize>,
+    },
 }
 
 /// Rows are kept until `max_records` are: then the reading stops.
@@ -92,7 +96,10 @@ pub(crate) fn read(
                         kept.add(line, collector, &parsed.lines)?;
                     }
                 }
-                Record::Unreadable(reason) => collector.unreadable(reason, &origin(), "")?,
+                Record::Unreadable { reason, csv } => {
+                    let text = String::from_utf8_lossy(&parsed.text[csv]);
+                    collector.unreadable(reason, &origin(), &text)?
+                }
             }
         }
         kept.write(collector, &parsed.lines)
@@ -171,15 +178,16 @@ fn parse(
     let mut reader = records(&text);
     loop {
         let start = reader.position().byte() as usize;
-        match reader.read_record(record) {
+        let read = reader.read_record(record);
+        let csv = start..reader.position().byte() as usize;
+        let unreadable = |reason| Record::Unreadable { reason, csv: csv.clone() };
+        match read {
             Ok(false) => break,
-            Ok(true) if record.len() != headers.len() => {
-                parsed.records.push(Record::Unreadable(format!(
-                    "unreadable CSV row: {} fields where the header has {}",
-                    record.len(),
-                    headers.len()
-                )))
-            }
+            Ok(true) if record.len() != headers.len() => parsed.records.push(unreadable(format!(
+                "unreadable CSV row: {} fields where the header has {}",
+                record.len(),
+                headers.len()
+            ))),
             Ok(true) => {
                 let first = parsed.lines.len();
                 let redacted = |pan: &PanProtector| redact(headers, record, pan);
@@ -187,12 +195,12 @@ fn parse(
                 parsed.records.push(Record::Checked {
                     checked,
                     line: first..parsed.lines.len(),
-                    csv: start..reader.position().byte() as usize,
+                    csv,
                 });
             }
             Err(e) => parsed
                 .records
-                .push(Record::Unreadable(format!("unreadable CSV row: {e}"))),
+                .push(unreadable(format!("unreadable CSV row: {e}"))),
         }
     }
     drop(reader);
@@ -222,8 +230,10 @@ fn read_one(text: &[u8]) -> csv::StringRecord {
     record
 }
 
-/// Cuts a file into chunks of whole CSV records: a chunk ends after a newline outside quotes
-/// (a quote inside a quoted field is doubled, so counting quotes tells).
+/// Cuts a file into chunks of whole CSV records: a chunk ends after a newline outside quotes.
+/// Quotes are read as the CSV reader reads them: a quote opens a quoted field only at the start
+/// of a field (elsewhere, as in `Psy"chologist`, it is text), and inside one a doubled quote is
+/// text, a single one closes it.
 struct Cutter {
     file: File,
     /// Read but not yet in a chunk: the start of the next record onwards.
@@ -268,18 +278,30 @@ impl Cutter {
     }
 
     /// Scans `rest` on from where it stopped; the end of its last complete record, if any.
-    /// (Only quotes and newlines matter: memchr jumps from one to the next.)
+    /// (Only quotes and newlines matter: memchr jumps from one to the next.) A quote inside a
+    /// quoted field that ends what was read is decided once more is read.
     fn last_record_end(&mut self) -> Option<usize> {
         let mut end = None;
-        let from = self.scanned;
-        for i in memchr::memchr2_iter(b'"', b'\n', &self.rest[from..]) {
-            match self.rest[from + i] {
-                b'"' => self.in_quotes = !self.in_quotes,
-                _ if !self.in_quotes => end = Some(from + i + 1),
-                _ => {}
+        let mut at = self.scanned;
+        self.scanned = self.rest.len();
+        while let Some(found) = memchr::memchr2(b'"', b'\n', &self.rest[at..]) {
+            let i = at + found;
+            at = i + 1;
+            match (self.rest[i], self.in_quotes) {
+                (b'\n', false) => end = Some(i + 1),
+                (b'\n', true) => {}
+                (_, false) => self.in_quotes = i == 0 || matches!(self.rest[i - 1], b',' | b'\n'),
+                (_, true) => match self.rest.get(i + 1) {
+                    Some(b'"') => at = i + 2,
+                    Some(_) => self.in_quotes = false,
+                    None if self.eof => self.in_quotes = false,
+                    None => {
+                        self.scanned = i;
+                        break;
+                    }
+                },
             }
         }
-        self.scanned = self.rest.len();
         end
     }
 }
@@ -311,7 +333,9 @@ mod tests {
             "2,\"a\nquoted \"\"field\"\"\nover lines\"\r\n".to_string(),
             format!("3,{long}\n"),
             format!("4,\"{long}\n{long}\"\n"),
-            "5,last without newline".to_string(),
+            "5,Psy\"chologist, a quote inside an unquoted field\n".to_string(),
+            "6,\"a quoted\nrecord after it\"\n".to_string(),
+            "7,last without newline".to_string(),
         ];
         let text = records.concat();
         let got = chunks(&text);
@@ -328,6 +352,23 @@ mod tests {
         }
         assert!(got.len() >= 2, "the long records make several chunks");
         assert!(chunks("").is_empty());
+    }
+
+    /// Where a record ends, as the CSV reader reads quotes: a quote inside an unquoted field is
+    /// text, so the newline inside the quoted field that follows is not an end.
+    #[test]
+    fn a_quote_inside_an_unquoted_field_is_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, "").unwrap();
+        let mut cutter = Cutter::new(File::open(&path).unwrap());
+        let text = "1,Psy\"chologist\n2,\"quoted\nover two lines\",x\n3,\"open";
+        cutter.rest = text.as_bytes().to_vec();
+        let end = cutter.last_record_end().unwrap();
+        assert_eq!(&text[..end], "1,Psy\"chologist\n2,\"quoted\nover two lines\",x\n");
+        assert!(cutter.in_quotes, "the third record's quoted field goes on");
+        let whole: Vec<_> = records_of(&text[..end]).map(|r| r.unwrap().len()).collect();
+        assert_eq!(whole, [2, 3]);
     }
 
     fn records_of(chunk: &str) -> impl Iterator<Item = csv::Result<csv::StringRecord>> + '_ {

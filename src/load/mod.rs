@@ -64,6 +64,10 @@ pub struct LoadSummary {
     pub inserted: i64,
     pub updated: i64,
     pub unchanged: i64,
+    /// Payments whose trans_num is loaded already with another time, card, amount, merchant's
+    /// place or category: refused, the loaded row kept (a trans_num is one payment; its first
+    /// capture is the one the card history counts). Named in the log.
+    pub conflicts: u64,
     /// How the rows went in: `copy` (straight into the table: a batch of new payments) or
     /// `upsert` (through the staging table).
     pub method: Method,
@@ -83,6 +87,9 @@ const STAGING: &str = include_str!("sql/staging.sql");
 
 /// Staging → payments_scored (src/load/sql/upsert.sql).
 const UPSERT: &str = include_str!("sql/upsert.sql");
+
+/// The staged payments that conflict with loaded ones (src/load/sql/conflicts.sql).
+const CONFLICTS: &str = include_str!("sql/conflicts.sql");
 
 /// How many of a batch's first trans_nums are looked up to tell a batch of new payments.
 const PROBED_KEYS: usize = 1000;
@@ -117,23 +124,31 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
         run_id: &dir.run_id,
         captured_at,
     };
-    let (records, (inserted, updated), method) = write(&mut sessions, &batch)?;
+    let (records, counts, method) = write(&mut sessions, &batch)?;
     // One session: the audit rows in its transaction, all or nothing. Several: each session
     // commits its share, then the audit rows follow in a last transaction.
     let one = sessions.len() == 1;
     if one {
-        record_audit(&mut sessions[0], &dir, records, (inserted, updated))?;
+        record_audit(&mut sessions[0], &dir, records, &counts)?;
     }
     for txn in sessions {
         txn.commit().context("committing the load")?;
     }
     if !one {
         let mut txn = clients[0].transaction()?;
-        record_audit(&mut txn, &dir, records, (inserted, updated))?;
+        record_audit(&mut txn, &dir, records, &counts)?;
         txn.commit().context("committing the load's audit rows")?;
     }
-    let unchanged = records as i64 - inserted - updated;
+    let Counts {
+        inserted,
+        updated,
+        conflicts,
+    } = counts;
+    let unchanged = records as i64 - inserted - updated - conflicts.len() as i64;
     tracing::info!(run_id = %dir.run_id, records, inserted, updated, unchanged, ?method, sessions = clients.len(), "loaded into payments_scored");
+    if !conflicts.is_empty() {
+        tracing::warn!(conflicts = conflicts.len(), first = %conflicts.iter().take(10).cloned().collect::<Vec<_>>().join(","), "payments loaded already with another time, card, amount or place were refused; the rows loaded first are kept");
+    }
     Ok(LoadSummary {
         stage: "load",
         run_id: dir.run_id,
@@ -141,8 +156,18 @@ fn load(args: &LoadArgs) -> Result<LoadSummary> {
         inserted,
         updated,
         unchanged,
+        conflicts: conflicts.len() as u64,
         method,
     })
+}
+
+/// What a load did to payments_scored: rows inserted and updated, and the trans_nums refused as
+/// conflicts.
+#[derive(Default)]
+struct Counts {
+    inserted: i64,
+    updated: i64,
+    conflicts: Vec<String>,
 }
 
 /// The scored file of a run, and what the run writes on each of its rows.
@@ -156,11 +181,11 @@ struct Batch<'a> {
 
 /// Writes the batch in the sessions, none committed: by COPY straight into the table when its
 /// first trans_nums are new, by upsert otherwise or when the COPY meets a payment already
-/// loaded. Returns the records, the counts of inserted and of updated rows, and the method.
+/// loaded. Returns the records, what the load did and the method.
 fn write(
     sessions: &mut [postgres::Transaction<'_>],
     batch: &Batch,
-) -> Result<(u64, (i64, i64), Method)> {
+) -> Result<(u64, Counts, Method)> {
     // A batch no longer than the probe goes to COPY at once: a failed COPY of it costs no more
     // than the probe.
     if batch.records <= PROBED_KEYS as u64 || first_keys_are_new(&mut sessions[0], batch.path)? {
@@ -171,7 +196,13 @@ fn write(
         )?;
         let target = Target::new_rows(batch.run_id, batch.captured_at);
         match rows::stream(batch.path, sessions, &target) {
-            Ok(records) => return Ok((records, (records as i64, 0), Method::Copy)),
+            Ok(records) => {
+                let counts = Counts {
+                    inserted: records as i64,
+                    ..Counts::default()
+                };
+                return Ok((records, counts, Method::Copy));
+            }
             Err(e) if is_loaded_already(&e) => {
                 tracing::info!(
                     run_id = batch.run_id,
@@ -232,12 +263,12 @@ fn is_loaded_already(err: &anyhow::Error) -> bool {
 }
 
 /// Each session's staging rows → payments_scored, the sessions side by side (a thread each),
-/// none committed yet; returns the counts of inserted and of updated rows.
+/// none committed yet.
 fn upsert_all(
     sessions: &mut [postgres::Transaction<'_>],
     run_id: &str,
     captured_at: chrono::DateTime<chrono::Utc>,
-) -> Result<(i64, i64)> {
+) -> Result<Counts> {
     let counts = thread::scope(|scope| {
         let handles: Vec<_> = sessions
             .iter_mut()
@@ -248,24 +279,37 @@ fn upsert_all(
             .map(|h| h.join().expect("load session thread panicked"))
             .collect::<Result<Vec<_>>>()
     })?;
-    Ok(counts
-        .iter()
-        .fold((0, 0), |(i, u), (si, su)| (i + si, u + su)))
+    Ok(counts.into_iter().fold(Counts::default(), |mut all, c| {
+        all.inserted += c.inserted;
+        all.updated += c.updated;
+        all.conflicts.extend(c.conflicts);
+        all
+    }))
 }
 
-/// Staging → payments_scored; returns the counts of inserted and of updated rows.
+/// Staging → payments_scored, the conflicts named first.
 fn upsert(
     txn: &mut postgres::Transaction<'_>,
     run_id: &str,
     captured_at: chrono::DateTime<chrono::Utc>,
-) -> Result<(i64, i64)> {
+) -> Result<Counts> {
+    let conflicts = txn
+        .query(CONFLICTS, &[])
+        .context("looking for payments loaded already with other facts")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     let row = txn
         .query_typed_one(
             UPSERT,
             &[(&run_id, Type::TEXT), (&captured_at, Type::TIMESTAMPTZ)],
         )
         .context("upserting into payments_scored")?;
-    Ok((row.get(0), row.get(1)))
+    Ok(Counts {
+        inserted: row.get(0),
+        updated: row.get(1),
+        conflicts,
+    })
 }
 
 /// One `pipeline_runs` row per stage of the run, from the stage files' headers, and the load's.
@@ -273,7 +317,7 @@ fn record_audit(
     txn: &mut postgres::Transaction,
     dir: &RunDir,
     records: u64,
-    (inserted, updated): (i64, i64),
+    counts: &Counts,
 ) -> Result<()> {
     let mut headers = Vec::with_capacity(3);
     for (stage, path) in [
@@ -296,7 +340,8 @@ fn record_audit(
             details: serde_json::to_value(&h.counts)?,
         });
     }
-    let unchanged = records as i64 - inserted - updated;
+    let (inserted, updated) = (counts.inserted, counts.updated);
+    let unchanged = records as i64 - inserted - updated - counts.conflicts.len() as i64;
     let now = chrono::Utc::now().to_rfc3339();
     rows.push(audit::StageRow {
         run_id: &dir.run_id,
@@ -304,7 +349,10 @@ fn record_audit(
         records: records as i64,
         rejected: 0,
         file_created_at: Some(&now),
-        details: serde_json::json!({ "inserted": inserted, "updated": updated, "unchanged": unchanged }),
+        details: serde_json::json!({
+            "inserted": inserted, "updated": updated, "unchanged": unchanged,
+            "conflicts": counts.conflicts.len(),
+        }),
     });
     audit::record(txn, &rows, audit::Again::Replace)
 }

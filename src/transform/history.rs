@@ -7,10 +7,11 @@
 //! payment at the same millisecond is not in it. Nothing here depends on the order in which
 //! payments arrive: the same known payments give the same features, bit for bit.
 //!
-//! Memory: 40 bytes a payment of the batch and a loaded payment of its cards in the batch's time
-//! span (two flat arrays, sorted by card and time, and their running sums), 24 more for a spec
-//! whose features read the payments' merchants or categories; plus, while the database is read,
-//! the batch's distinct cards (32 bytes each) and trans_nums (8 bytes each).
+//! Memory: 40 bytes a payment of the batch and a loaded payment of its cards in the 30 days
+//! before each of its payments (two flat arrays, sorted by card and time, and their running
+//! sums), 24 more for a spec whose features read the payments' merchants or categories; plus,
+//! while the database is read, the batch's cards and times (40 bytes a payment), the time
+//! windows read (48 bytes each, about one a card) and trans_nums (8 bytes each).
 
 use std::collections::HashMap;
 
@@ -90,14 +91,12 @@ pub struct Builder {
     known: Part,
     /// Whether the payments' details are kept (the spec reads them).
     details: bool,
-    /// The batch's cards, in full (what the database query asks for).
-    cards: Vec<[u8; 32]>,
+    /// The batch's cards, in full (what the database query asks for), and their payments' times.
+    cards: Vec<([u8; 32], i64)>,
     /// The batch's trans_nums (64 bits of their de-duplication keys): a loaded row with one of
     /// them is the same payment, counted once, from the batch.
     trans_nums: Vec<u64>,
     categories: HashMap<String, u32>,
-    /// The batch's time span, `min..=max`.
-    span: Option<(i64, i64)>,
 }
 
 impl Builder {
@@ -111,16 +110,14 @@ impl Builder {
             cards: Vec::with_capacity(records),
             trans_nums: Vec::with_capacity(records),
             categories: HashMap::new(),
-            span: None,
         }
     }
 
     /// A payment of the batch, read by [`BatchEntry::of`] (on any thread).
     pub fn add(&mut self, entry: BatchEntry) {
-        self.cards.push(entry.full);
+        self.cards.push((entry.full, entry.time_ms));
         self.trans_nums.push(entry.trans_num);
         let t = entry.time_ms;
-        self.span = Some(self.span.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
         let detail = entry
             .detail
             .map(|(lat, long, category)| self.detail(lat, long, &category));
@@ -149,7 +146,6 @@ impl Builder {
             cards,
             trans_nums,
             categories,
-            span: _,
         } = self;
         drop((cards, trans_nums));
         CardHistory {
@@ -453,10 +449,26 @@ impl Builder {
     }
 }
 
-/// Reads from `payments_scored` the payments of the batch's cards that its history needs: in
-/// its time span (from 30 days before its first payment to its last), and captured before the
-/// batch (`captured_at`, the batch's own capture time). A few queries for any batch (cards in
-/// bulk, never a query per payment), results streamed. How many were kept.
+/// The time windows a batch's history reads, card by card: `(card, since, until)` in epoch
+/// milliseconds, the 30 days before each of the card's payments of the batch, overlapping ones
+/// merged. `cards` (each payment's card and time) is sorted first. Bounded by each card's own
+/// payments: one payment dated years back reads that card's month then, nobody else's years.
+fn windows(cards: &mut [([u8; 32], i64)]) -> Vec<([u8; 32], i64, i64)> {
+    cards.sort_unstable();
+    let mut windows: Vec<([u8; 32], i64, i64)> = Vec::new();
+    for &(card, t) in cards.iter() {
+        match windows.last_mut() {
+            Some((last, _, until)) if *last == card && t - HORIZON_MS <= *until => *until = t,
+            _ => windows.push((card, t - HORIZON_MS, t)),
+        }
+    }
+    windows
+}
+
+/// Reads from `payments_scored` the payments of the batch's cards that its history needs: in the
+/// 30 days before each of the card's payments ([`windows`]), and captured before the batch
+/// (`captured_at`, the batch's own capture time). A few queries for any batch (cards in bulk,
+/// never a query per payment), results streamed. How many were kept.
 #[cfg(feature = "services")]
 pub fn fetch_known(
     client: &mut postgres::Client,
@@ -466,25 +478,22 @@ pub fn fetch_known(
     use anyhow::Context;
     use postgres::fallible_iterator::FallibleIterator;
 
-    let Some((first, last)) = builder.span else {
-        return Ok(0);
-    };
     let time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).expect("validated times");
-    let (from, to) = (time(first - HORIZON_MS), time(last));
     let statement = client
         .prepare(include_str!("sql/card_history.sql"))
         .context("preparing the card-history query (has `fraudctl migrate` run?)")?;
-    let mut cards = std::mem::take(&mut builder.cards);
-    cards.sort_unstable();
-    cards.dedup();
+    let windows = windows(&mut std::mem::take(&mut builder.cards));
     builder.trans_nums.sort_unstable();
     // Room for as many loaded payments as the batch has (a million-record batch of cards with
     // a day of history each: no reallocation, whose copy would briefly double the array).
     builder.known = Part::with_capacity(builder.batch.payments.len(), builder.details);
     let mut kept = 0;
-    for chunk in cards.chunks(CARDS_PER_QUERY) {
-        let hashes: Vec<String> = chunk.iter().map(hex::encode).collect();
-        let params: [&(dyn postgres::types::ToSql + Sync); 4] = [&hashes, &from, &to, &captured_at];
+    for chunk in windows.chunks(CARDS_PER_QUERY) {
+        let hashes: Vec<String> = chunk.iter().map(|(card, ..)| hex::encode(card)).collect();
+        let since: Vec<_> = chunk.iter().map(|&(_, since, _)| time(since)).collect();
+        let until: Vec<_> = chunk.iter().map(|&(.., until)| time(until)).collect();
+        let params: [&(dyn postgres::types::ToSql + Sync); 4] =
+            [&hashes, &since, &until, &captured_at];
         let mut rows = client
             .query_raw(&statement, params)
             .context("reading the cards' history from payments_scored")?;
@@ -538,6 +547,23 @@ mod tests {
 
     fn history(batch: &[Transaction]) -> CardHistory {
         builder(batch, true).finish()
+    }
+
+    /// A card's windows cover the 30 days before each of its payments, merged where they
+    /// overlap: one payment years back adds that card's month then, not the years between.
+    #[test]
+    fn history_windows_are_bounded_card_by_card() {
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let year = 365 * DAY_MS;
+        let mut cards = vec![(a, 10 * DAY_MS), (b, 5), (a, 0), (a, 20 * year), (a, 20 * year - DAY_MS)];
+        assert_eq!(
+            windows(&mut cards),
+            vec![
+                (a, -HORIZON_MS, 10 * DAY_MS),
+                (a, 20 * year - DAY_MS - HORIZON_MS, 20 * year),
+                (b, 5 - HORIZON_MS, 5),
+            ]
+        );
     }
 
     #[test]

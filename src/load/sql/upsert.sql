@@ -2,7 +2,9 @@
 -- the run captured its payments (raw.jsonl's created_at). A row whose data is unchanged is left
 -- alone (run_id and times included), so re-running a run changes nothing; the result is the
 -- count of inserted and of updated rows. captured_at keeps the first capture of a payment (a
--- payment served twice is history from its first capture on: docs/feature-spec.md).
+-- payment served twice is history from its first capture on: docs/feature-spec.md), and so do
+-- the facts the card history reads: a row whose time, card, amount, merchant's place or category
+-- differ is not updated (conflicts.sql names them).
 WITH upserted AS (
     INSERT INTO payments_scored AS p (
         trans_num, trans_time, cc_last4, cc_hash, merchant, category, amt, gender, city, state,
@@ -27,7 +29,11 @@ WITH upserted AS (
             EXCLUDED.predicted_fraud, EXCLUDED.threshold, EXCLUDED.model_version,
             EXCLUDED.scorer, EXCLUDED.needs_rescore, EXCLUDED.reasons, EXCLUDED.run_id,
             least(p.captured_at, EXCLUDED.captured_at), now())
-     WHERE (p.trans_time, p.cc_last4, p.cc_hash, p.merchant, p.category, p.amt, p.gender,
+     WHERE (p.trans_time, p.cc_hash, p.amt, p.merch_lat, p.merch_long, p.category)
+           IS NOT DISTINCT FROM
+           (EXCLUDED.trans_time, EXCLUDED.cc_hash, EXCLUDED.amt, EXCLUDED.merch_lat,
+            EXCLUDED.merch_long, EXCLUDED.category)
+       AND ((p.trans_time, p.cc_last4, p.cc_hash, p.merchant, p.category, p.amt, p.gender,
             p.city, p.state, p.city_pop, p.merch_lat, p.merch_long, p.age_years, p.distance_km,
             p.is_fraud_label, p.fraud_probability, p.predicted_fraud, p.threshold,
             p.model_version, p.scorer, p.needs_rescore, p.reasons)
@@ -38,7 +44,7 @@ WITH upserted AS (
             EXCLUDED.distance_km, EXCLUDED.is_fraud_label, EXCLUDED.fraud_probability,
             EXCLUDED.predicted_fraud, EXCLUDED.threshold, EXCLUDED.model_version,
             EXCLUDED.scorer, EXCLUDED.needs_rescore, EXCLUDED.reasons)
-        OR EXCLUDED.captured_at < p.captured_at
+        OR EXCLUDED.captured_at < p.captured_at)
     RETURNING (xmax = 0) AS inserted
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
