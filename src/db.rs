@@ -80,13 +80,20 @@ pub fn connect(config: &postgres::Config, target: String) -> Result<Client> {
 
 /// The newest migration this build knows.
 fn latest_known() -> i64 {
-    known_migrations().iter().map(|(v, _)| *v).max().unwrap_or(0)
+    known_migrations()
+        .iter()
+        .map(|(v, _)| *v)
+        .max()
+        .unwrap_or(0)
 }
 
 /// The version of the migrations applied to the database (0 before any).
 fn applied_version(client: &mut Client) -> Result<i64> {
     let exists: bool = client
-        .query_one("SELECT to_regclass('refinery_schema_history') IS NOT NULL", &[])?
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )?
         .get(0);
     if !exists {
         return Ok(0);

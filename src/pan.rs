@@ -68,18 +68,19 @@ const PAN_MAX_DIGITS: usize = 19;
 const DIGIT_ZEROS: [u32; 77] = [
     0x30, 0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66, 0xCE6, 0xD66,
     0xDE6, 0xE50, 0xED0, 0xF20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90,
-    0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0,
-    0xFF10, 0x104A0, 0x10D30, 0x10D40, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450,
-    0x114D0, 0x11650, 0x116C0, 0x116D0, 0x116DA, 0x11730, 0x118E0, 0x11950, 0x11BF0, 0x11C50,
-    0x11D50, 0x11DA0, 0x11DE0, 0x11F50, 0x16130, 0x16A60, 0x16AC0, 0x16B50, 0x16D70, 0x1CCF0,
-    0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E4F0, 0x1E5F1, 0x1E950,
-    0x1FBF0,
+    0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10,
+    0x104A0, 0x10D30, 0x10D40, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0,
+    0x11650, 0x116C0, 0x116D0, 0x116DA, 0x11730, 0x118E0, 0x11950, 0x11BF0, 0x11C50, 0x11D50,
+    0x11DA0, 0x11DE0, 0x11F50, 0x16130, 0x16A60, 0x16AC0, 0x16B50, 0x16D70, 0x1CCF0, 0x1D7CE,
+    0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E4F0, 0x1E5F1, 0x1E950, 0x1FBF0,
 ];
 
 /// The value of a decimal digit of any script ('4', '４', '٤', '𝟒'), `None` for anything else.
 pub fn digit_value(c: char) -> Option<u8> {
     let code = c as u32;
-    let block = DIGIT_ZEROS.partition_point(|&zero| zero <= code).checked_sub(1)?;
+    let block = DIGIT_ZEROS
+        .partition_point(|&zero| zero <= code)
+        .checked_sub(1)?;
     let value = code - DIGIT_ZEROS[block];
     (value < 10).then_some(value as u8)
 }
@@ -144,7 +145,11 @@ fn has_luhn_window(digits: &[u8]) -> bool {
             .take(PAN_MAX_DIGITS)
             .enumerate()
             .any(|(k, &d)| {
-                sum += if k % 2 == 1 { DOUBLED[usize::from(d)] } else { u32::from(d) };
+                sum += if k % 2 == 1 {
+                    DOUBLED[usize::from(d)]
+                } else {
+                    u32::from(d)
+                };
                 k + 1 >= PAN_MIN_DIGITS && sum % 10 == 0
             })
     })
@@ -185,8 +190,8 @@ pub fn holds_card_number(id: &str) -> bool {
         let after = bytes[chain.end..].iter().take_while(|b| in_word(b));
         let around: Vec<u8> = before.chain(after).copied().collect();
         let plain = bytes[chain.start..chain.end].iter().all(u8::is_ascii_digit);
-        let hex_word = around.iter().all(u8::is_ascii_hexdigit)
-            && around.iter().any(u8::is_ascii_alphabetic);
+        let hex_word =
+            around.iter().all(u8::is_ascii_hexdigit) && around.iter().any(u8::is_ascii_alphabetic);
         !(plain && hex_word)
     })
 }
@@ -274,7 +279,11 @@ mod tests {
     }
 
     fn texts(list: &serde_json::Value) -> Vec<&str> {
-        list.as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect()
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect()
     }
 
     #[test]

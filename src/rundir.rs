@@ -154,7 +154,11 @@ impl DirLock {
             .canonicalize()
             .with_context(|| format!("cannot open run directory {}", dir.display()))?;
         let mut held = HELD.lock().expect("the lock registry is never poisoned");
-        if let Some(lock) = held.get_or_insert_with(HashMap::new).get(&key).and_then(Weak::upgrade) {
+        if let Some(lock) = held
+            .get_or_insert_with(HashMap::new)
+            .get(&key)
+            .and_then(Weak::upgrade)
+        {
             return Ok(lock);
         }
         let path = key.join(Self::FILE);
@@ -199,8 +203,12 @@ impl DirLock {
             .and_then(|()| file.write_all(me.as_bytes()))
             .with_context(|| format!("cannot write {}", path.display()))?;
         remove_temporary_files(&key);
-        let lock = Arc::new(DirLock { file, key: key.clone() });
-        held.get_or_insert_with(HashMap::new).insert(key, Arc::downgrade(&lock));
+        let lock = Arc::new(DirLock {
+            file,
+            key: key.clone(),
+        });
+        held.get_or_insert_with(HashMap::new)
+            .insert(key, Arc::downgrade(&lock));
         Ok(lock)
     }
 }
@@ -229,7 +237,9 @@ fn holder(file: &mut File) -> String {
 /// Removes what writers killed before their end left (their temporary files): none of them
 /// still writes, since the lock is held.
 fn remove_temporary_files(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         if entry.file_name().to_string_lossy().ends_with(".tmp") {
             let _ = fs::remove_file(entry.path());

@@ -653,7 +653,11 @@ mod tests {
             );
             if !finished {
                 drop(w);
-                assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "only the finished file");
+                assert_eq!(
+                    fs::read_dir(dir.path()).unwrap().count(),
+                    1,
+                    "only the finished file"
+                );
                 continue;
             }
             assert_eq!(

@@ -419,7 +419,8 @@ fn validate_fields<R: Row>(
     f.free_text(col!("merchant"), &mut tx.merchant)?;
     f.free_text(col!("category"), &mut tx.category)?;
     f.free_text(col!("city"), &mut tx.city)?;
-    tx.zip = u32::try_from(f.integer(col!("zip"))?).map_err(|_| "zip is not a 5-digit postal code")?;
+    tx.zip =
+        u32::try_from(f.integer(col!("zip"))?).map_err(|_| "zip is not a 5-digit postal code")?;
     tx.lat = f.number(col!("lat"))?;
     tx.long = f.number(col!("long"))?;
     tx.city_pop = u64::try_from(f.integer(col!("city_pop"))?)
@@ -455,7 +456,9 @@ fn check_identifier(trans_num: &str) -> Result<(), String> {
 /// An amount: positive, at most [`MAX_AMOUNT`], in whole cents.
 fn check_amount(amt: f64) -> Result<(), String> {
     if !(amt > 0.0 && amt <= MAX_AMOUNT) {
-        return Err(format!("amt {amt} is not between 0 (excluded) and {MAX_AMOUNT}"));
+        return Err(format!(
+            "amt {amt} is not between 0 (excluded) and {MAX_AMOUNT}"
+        ));
     }
     if ((amt * 100.0).round() - amt * 100.0).abs() > 1e-6 {
         return Err(format!("amt {amt} has more than two decimal places"));

@@ -732,7 +732,10 @@ impl World<'_> {
                 let out = child.wait_with_output().expect("wait extract");
                 let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
                 assert!(out.status.success(), "{stderr}");
-                (serde_json::from_slice(&out.stdout).expect("summary"), stderr)
+                (
+                    serde_json::from_slice(&out.stdout).expect("summary"),
+                    stderr,
+                )
             })
             .unzip();
         assert!(
@@ -792,7 +795,10 @@ impl World<'_> {
             .expect("spawn alert");
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.sink.messages().is_empty() {
-            assert!(Instant::now() < deadline, "the server never stored an email");
+            assert!(
+                Instant::now() < deadline,
+                "the server never stored an email"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         alert.kill().ok();
@@ -801,7 +807,11 @@ impl World<'_> {
         let sending = self.db.count(&format!(
             "SELECT count(*) FROM fraud_alerts WHERE status = 'sending' AND message_id = '{accepted}'"
         ));
-        assert_eq!(sending as usize, card_frauds.len() - 1, "the email's frauds wait, `sending`");
+        assert_eq!(
+            sending as usize,
+            card_frauds.len() - 1,
+            "the email's frauds wait, `sending`"
+        );
         flip(self, true);
         self.sink.refuse_containing(&[]);
         ok(&mut self.command(Stage::Alert));
@@ -817,7 +827,10 @@ impl World<'_> {
             "the later fraud is in neither copy of the interrupted email"
         );
         let (_, later_email) = &self.alert_rows()[&later];
-        assert_ne!(*later_email, accepted, "the later fraud has an email of its own");
+        assert_ne!(
+            *later_email, accepted,
+            "the later fraud has an email of its own"
+        );
         self.in_flight.insert(accepted);
         self.note(format!(
             "alert killed after the server took an email of {} frauds: sent again as it was, the card's later fraud in a follow-up",

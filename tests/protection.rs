@@ -197,19 +197,21 @@ fn no_card_number_or_secret_leaks_from_a_run_of_the_sample() {
     }
 }
 
-/// Card numbers an input could carry outside `cc_num`.
-const ELSEWHERE: [&str; 6] = [
+/// Card numbers an input could carry outside `cc_num` (tests/fixtures/card_numbers.json writes
+/// them in every format).
+const ELSEWHERE: [&str; 7] = [
     "4767265376804500",
     "4532015112830366",
     "6011000990139424",
     "371449635398431",
     "5555555555554444",
     "4111111111111111",
+    "4497913965512794052",
 ];
 
 #[test]
 fn card_numbers_anywhere_in_the_input_never_come_out() {
-    let [p1, p2, p3, p4, p5, p6] = ELSEWHERE;
+    let [p1, p2, p3, p4, p5, p6, _] = ELSEWHERE;
     let fraud = |id: &str| {
         ApiRow::recorded(id)
             .set("amt", serde_json::json!(2450.0))
@@ -239,6 +241,40 @@ fn card_numbers_anywhere_in_the_input_never_come_out() {
             .body(),
         fraud(p6).body(),
     ];
+    // The corpus of tests/fixtures/card_numbers.json: card numbers in every format as merchants
+    // (masked, or refused with their control characters), near-misses that stay readable,
+    // identifiers that hold a card number (refused).
+    let corpus: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/card_numbers.json")).unwrap(),
+    )
+    .unwrap();
+    let texts = |list: &serde_json::Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    };
+    let masked: Vec<String> = corpus["masked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| pair[0].as_str().unwrap().to_string())
+        .collect();
+    let kept: Vec<String> = texts(&corpus["kept"])
+        .into_iter()
+        .filter(|t| !t.trim().is_empty())
+        .collect();
+    let mut bodies = bodies;
+    for (i, merchant) in masked.iter().chain(&kept).enumerate() {
+        bodies.push(
+            fraud(&format!("corpus-{i}"))
+                .set("merchant", json(merchant))
+                .body(),
+        );
+    }
+    let refused_ids = texts(&corpus["identifiers"]["refused"]);
+    bodies.extend(refused_ids.iter().map(|id| fraud(id).body()));
     let server = FixtureServer::sequence(bodies);
     let db = TestDb::new();
     let sink = SmtpSink::start(0);
@@ -284,7 +320,14 @@ fn card_numbers_anywhere_in_the_input_never_come_out() {
         "the free-text frauds were alerted (their subjects name the merchant)"
     );
     let rejected = dir.records("raw.rejected.jsonl");
-    assert_eq!(rejected.len(), 5, "{rejected:?}");
+    let with_control = masked
+        .iter()
+        .filter(|m| m.chars().any(|c| c.is_control() && c != '\t'));
+    assert_eq!(
+        rejected.len(),
+        5 + refused_ids.len() + with_control.count(),
+        "{rejected:?}"
+    );
     for r in &rejected {
         for personal in ["first", "last", "street", "dob", "zip", "lat", "long"] {
             assert!(
@@ -308,6 +351,13 @@ fn card_numbers_anywhere_in_the_input_never_come_out() {
         everything.contains("Shop ref ****4500 ok"),
         "the merchant is kept, masked"
     );
+    let stored = db.dump();
+    for near_miss in &kept {
+        assert!(
+            stored.contains(near_miss.as_str()),
+            "{near_miss:?} stays readable"
+        );
+    }
     let mut pans: std::collections::HashSet<String> = ELSEWHERE.map(String::from).into();
     pans.insert(first_pan(&sample));
     let leaked = card_numbers_in(&everything, &pans);

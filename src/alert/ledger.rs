@@ -36,7 +36,14 @@ pub fn record_sending(client: &mut postgres::Client, burst: &Burst, entry: &Entr
                  recipients = EXCLUDED.recipients, run_id = EXCLUDED.run_id,
                  recorded_at = now()
              WHERE fraud_alerts.status = 'retrying'",
-            &[&trans_nums, &message, &thread, &in_reply_to, &entry.recipients, &entry.run_id],
+            &[
+                &trans_nums,
+                &message,
+                &thread,
+                &in_reply_to,
+                &entry.recipients,
+                &entry.run_id,
+            ],
         )
         .with_context(|| format!("recording the email {message} as being sent in fraud_alerts"))?;
     Ok(())
@@ -118,7 +125,13 @@ pub fn record_suppressed(
             "INSERT INTO fraud_alerts (trans_num, status, message_id, recipients, run_id, reason)
              SELECT t, 'suppressed', m, $3, $4, $5 FROM unnest($1::text[], $2::text[]) AS u(t, m)
              ON CONFLICT (trans_num) DO NOTHING",
-            &[&trans_nums, &message_ids, &entry.recipients, &entry.run_id, &reason],
+            &[
+                &trans_nums,
+                &message_ids,
+                &entry.recipients,
+                &entry.run_id,
+                &reason,
+            ],
         )
         .context("recording suppressed alerts in fraud_alerts")?;
     Ok(())

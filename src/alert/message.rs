@@ -238,16 +238,21 @@ impl Content<'_> {
     /// The frauds past the first [`FULL_FRAUDS`], with their number in the email: time,
     /// amount, merchant, probability and trans_num.
     fn brief_rows(&self) -> impl Iterator<Item = (usize, [String; 5])> + '_ {
-        self.b.send.iter().enumerate().skip(FULL_FRAUDS).map(|(i, f)| {
-            let row = [
-                self.local(f.trans_time),
-                format!("{:.2}", f.amt),
-                f.merchant.clone(),
-                format!("p={:.2}", f.probability),
-                f.trans_num.clone(),
-            ];
-            (i, row)
-        })
+        self.b
+            .send
+            .iter()
+            .enumerate()
+            .skip(FULL_FRAUDS)
+            .map(|(i, f)| {
+                let row = [
+                    self.local(f.trans_time),
+                    format!("{:.2}", f.amt),
+                    f.merchant.clone(),
+                    format!("p={:.2}", f.probability),
+                    f.trans_num.clone(),
+                ];
+                (i, row)
+            })
     }
     /// The `i`th sent fraud's verdict links, as (label, URL) pairs, and until when they are
     /// valid.
@@ -372,7 +377,10 @@ fn html(c: &Content) -> String {
                     esc(&not_fraud)
                 )
             });
-            out.push_str(&format!("<tr><td>{}</td>{cells}<td>{links}</td></tr>", i + 1));
+            out.push_str(&format!(
+                "<tr><td>{}</td>{cells}<td>{links}</td></tr>",
+                i + 1
+            ));
         }
         out.push_str("</table>");
     }

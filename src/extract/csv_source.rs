@@ -180,7 +180,10 @@ fn parse(
         let start = reader.position().byte() as usize;
         let read = reader.read_record(record);
         let csv = start..reader.position().byte() as usize;
-        let unreadable = |reason| Record::Unreadable { reason, csv: csv.clone() };
+        let unreadable = |reason| Record::Unreadable {
+            reason,
+            csv: csv.clone(),
+        };
         match read {
             Ok(false) => break,
             Ok(true) if record.len() != headers.len() => parsed.records.push(unreadable(format!(
@@ -365,7 +368,10 @@ mod tests {
         let text = "1,Psy\"chologist\n2,\"quoted\nover two lines\",x\n3,\"open";
         cutter.rest = text.as_bytes().to_vec();
         let end = cutter.last_record_end().unwrap();
-        assert_eq!(&text[..end], "1,Psy\"chologist\n2,\"quoted\nover two lines\",x\n");
+        assert_eq!(
+            &text[..end],
+            "1,Psy\"chologist\n2,\"quoted\nover two lines\",x\n"
+        );
         assert!(cutter.in_quotes, "the third record's quoted field goes on");
         let whole: Vec<_> = records_of(&text[..end]).map(|r| r.unwrap().len()).collect();
         assert_eq!(whole, [2, 3]);

@@ -42,9 +42,10 @@ pub struct ExtractArgs {
     #[arg(long, env = "FRAUDCTL_EXTRACT_CSV", value_name = "PATH")]
     pub from_csv: Option<PathBuf>,
 
-    /// Stop after this many valid transactions (at least 1) [default: 5000 from the API, all
-    /// rows of a CSV].
-    #[arg(long, env = "FRAUDCTL_MAX_RECORDS", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Stop after this many valid transactions (1 to 100000000) [default: 5000 from the API,
+    /// all rows of a CSV].
+    #[arg(long, env = "FRAUDCTL_MAX_RECORDS",
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub max_records: Option<u64>,
 
     /// Stop polling the API after this many seconds (keep it under the DAG's schedule interval;

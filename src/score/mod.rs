@@ -177,7 +177,10 @@ impl ScoredRecord {
                 return Err(format!("score.{name} {value} is not between 0 and 1"));
             }
         }
-        for (name, value) in [("age_years", self.derived.age_years), ("distance_km", self.derived.distance_km)] {
+        for (name, value) in [
+            ("age_years", self.derived.age_years),
+            ("distance_km", self.derived.distance_km),
+        ] {
             if !value.is_finite() {
                 return Err(format!("derived.{name} is not a finite number"));
             }
@@ -185,7 +188,10 @@ impl ScoredRecord {
         crate::transaction::check_text("score.model_version", &s.model_version)?;
         crate::transaction::check_text("score.scorer", &s.scorer)?;
         // jsonb holds no NUL character (a `\u0000` escape).
-        if s.reasons.as_ref().is_some_and(|r| r.get().contains("\\u0000")) {
+        if s.reasons
+            .as_ref()
+            .is_some_and(|r| r.get().contains("\\u0000"))
+        {
             return Err("score.reasons holds a NUL character (\\u0000)".into());
         }
         Ok(())

@@ -555,7 +555,13 @@ mod tests {
     fn history_windows_are_bounded_card_by_card() {
         let (a, b) = ([1u8; 32], [2u8; 32]);
         let year = 365 * DAY_MS;
-        let mut cards = vec![(a, 10 * DAY_MS), (b, 5), (a, 0), (a, 20 * year), (a, 20 * year - DAY_MS)];
+        let mut cards = vec![
+            (a, 10 * DAY_MS),
+            (b, 5),
+            (a, 0),
+            (a, 20 * year),
+            (a, 20 * year - DAY_MS),
+        ];
         assert_eq!(
             windows(&mut cards),
             vec![

@@ -45,7 +45,10 @@ pub fn card_numbers_in(text: &str, pans: &std::collections::HashSet<String>) -> 
                 if !in_group {
                     groups.push(String::new());
                 }
-                groups.last_mut().expect("a group").push(char::from(b'0' + d));
+                groups
+                    .last_mut()
+                    .expect("a group")
+                    .push(char::from(b'0' + d));
                 in_group = true;
             }
             None => {
