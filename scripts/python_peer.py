@@ -63,11 +63,11 @@ def peak_mb():
 
 
 def pan_key():
-    key = os.environ.get(KEY_VAR, "")
-    if len(key) < 16:
-        sys.exit(f"python_peer: {KEY_VAR} must be set to a secret of at least 16 characters "
-                 "(the key fraudctl hashes card numbers with)")
-    return key.encode()
+    key = os.environ.get(KEY_VAR, "").encode()
+    if len(key) < 32 or len(set(key)) < 10:
+        sys.exit(f"python_peer: {KEY_VAR} must be set to a secret of at least 32 bytes with 10 "
+                 "different ones (the key fraudctl hashes card numbers with)")
+    return key
 
 
 # --- read ----------------------------------------------------------------------------------

@@ -261,7 +261,7 @@ def test_no_card_number_in_clear_on_screen_or_in_the_download(fraud_db, dashboar
     with source.open("w", newline="") as f:
         csv.writer(f).writerows([header, *chosen])
     run_dir = tmp_path / "run"
-    env = {**os.environ, "FRAUDCTL_PAN_HASH_KEY": "dashboard-test-key-0123456789",
+    env = {**os.environ, "FRAUDCTL_PAN_HASH_KEY": "dashboard-test-key-0123456789abcdef",
            "FRAUDCTL_DATABASE_URL": fraud_db.url}
     for stage in (["extract", "--from-csv", str(source)],
                   ["transform", "--feature-spec", str(ROOT / "model/default/feature_spec.json")],

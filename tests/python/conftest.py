@@ -124,7 +124,7 @@ def database_url(new_database):
 def stage_env(database_url):
     """The environment of the stages: the test's card-hash key and database, nothing inherited."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDCTL_")}
-    return {**env, "FRAUDCTL_PAN_HASH_KEY": "python-parity-tests",
+    return {**env, "FRAUDCTL_PAN_HASH_KEY": "python-parity-tests-0123456789abcdef",
             "FRAUDCTL_DATABASE_URL": database_url}
 
 

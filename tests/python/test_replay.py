@@ -15,7 +15,7 @@ from test_model import TARGETS
 @pytest.fixture(scope="module")
 def replayed(fraudctl, sample_path, new_database):
     env = {**os.environ, "FRAUDCTL_DATABASE_URL": new_database(),
-           "FRAUDCTL_PAN_HASH_KEY": "held-out-replay-test"}
+           "FRAUDCTL_PAN_HASH_KEY": "held-out-replay-test-0123456789abcdef"}
     done = subprocess.run([sys.executable, REPO / "model" / "replay.py", "--csv", sample_path,
                            "--fraudctl", fraudctl, "--run-size", "200"],
                           env=env, capture_output=True, text=True, timeout=600)
