@@ -78,11 +78,11 @@ fn time_range_error(ms: i64) -> String {
 /// The canonical transaction's fields, written once: [`Transaction`] and the form a stage file's
 /// record is read in before [`Transaction::check`] are both made from this list.
 macro_rules! canonical_transaction {
-    ($($name:ident: $ty:ty,)*) => {
+    ($($(#[$attr:meta])* $name:ident: $ty:ty,)*) => {
         #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
         #[serde(try_from = "Unchecked")]
         pub struct Transaction {
-            $(pub $name: $ty,)*
+            $($(#[$attr])* pub $name: $ty,)*
         }
 
         /// A transaction as a stage file holds it: any field it does not know is refused, and
@@ -91,7 +91,7 @@ macro_rules! canonical_transaction {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Unchecked {
-            $($name: $ty,)*
+            $($(#[$attr])* $name: $ty,)*
         }
 
         impl TryFrom<Unchecked> for Transaction {
@@ -125,6 +125,11 @@ canonical_transaction! {
     merch_lat: f64,
     merch_long: f64,
     is_fraud: Option<bool>,
+    /// When this payment was captured (epoch milliseconds: the API's response that carried it
+    /// arrived); absent from files that predate it and from a CSV, whose capture is the file's
+    /// (the header's `created_at`). What the card history orders payments by knowledge with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    captured_at_ms: Option<i64>,
 }
 
 impl Transaction {
@@ -135,6 +140,9 @@ impl Transaction {
         check_identifier(&self.trans_num)?;
         if !TIME_RANGE_MS.contains(&self.trans_time_ms) {
             return Err(time_range_error(self.trans_time_ms));
+        }
+        if let Some(ms) = self.captured_at_ms.filter(|ms| !TIME_RANGE_MS.contains(ms)) {
+            return Err(format!("captured_at_ms {ms} is not epoch milliseconds between 2000 and 2100"));
         }
         check_amount(self.amt)?;
         if self.cc_last4.len() != 4 || !self.cc_last4.bytes().all(|b| b.is_ascii_digit()) {
@@ -225,6 +233,9 @@ impl Transaction {
             Some(true) => b"true",
             Some(false) => b"false",
         });
+        if let Some(ms) = self.captured_at_ms {
+            line.int(b",\"captured_at_ms\":", ms);
+        }
         line.put(b"}\n");
     }
 }
@@ -776,6 +787,7 @@ mod tests {
                 merch_lat: float(),
                 merch_long: float(),
                 is_fraud: [None, Some(true), Some(false)][i % 3],
+                captured_at_ms: [None, Some(1_600_000_000_123)][i % 2],
             };
             let mut expected = serde_json::to_vec(&tx).unwrap();
             expected.push(b'\n');

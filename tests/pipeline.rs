@@ -45,9 +45,11 @@ fn fixture_body_parses_to_the_exact_record() {
         std::fs::read_to_string(shared().join("fixtures/current-transactions.json")).unwrap();
     let server = FixtureServer::serve(body);
     let dir = RunDir::new();
+    let before = chrono::Utc::now().timestamp_millis();
     let summary = ok(dir
         .stage("extract")
         .args(["--api-url", &server.url, "--max-records", "1"]));
+    let after = chrono::Utc::now().timestamp_millis();
     assert_eq!(summary["records"], 1);
     let pan = fraudctl::pan::PanProtector::new(PAN_KEY.as_bytes()).protect("4497913965512794052");
     let expected = serde_json::json!({
@@ -57,7 +59,11 @@ fn fixture_body_parses_to_the_exact_record() {
         "zip": 28372, "lat": 34.6902, "long": -79.1834, "city_pop": 14783, "job": "Hospital doctor",
         "dob": "1955-11-07", "merch_lat": 34.38451, "merch_long": -78.621062, "is_fraud": false,
     });
-    assert_eq!(dir.records("raw.jsonl"), vec![expected]);
+    let mut record = dir.records("raw.jsonl").remove(0);
+    let captured = record["captured_at_ms"].take().as_i64().expect("its capture time");
+    assert!((before..=after).contains(&captured), "captured when its response arrived");
+    record.as_object_mut().unwrap().remove("captured_at_ms");
+    assert_eq!(record, expected);
 }
 
 #[test]

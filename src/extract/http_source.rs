@@ -55,6 +55,7 @@ pub(crate) fn poll(p: &Polling, collector: &mut Collector) -> Result<SourceStats
             })
         });
         let origin = format!("{shown} request {}", stats.requests);
+        collector.captured_at(chrono::Utc::now().timestamp_millis());
         match body {
             Ok(Body::Whole(body)) => take_body(&body, &origin, collector)?,
             Ok(Body::TooLarge(head)) => collector.unreadable(

@@ -253,6 +253,12 @@ impl Collector {
             .reserve(usize::try_from(records).unwrap_or(usize::MAX));
     }
 
+    /// The rows that follow were captured at `ms` (epoch ms): when the response that carries
+    /// them arrived.
+    pub fn captured_at(&mut self, ms: i64) {
+        self.checker.captured_at_ms = Some(ms);
+    }
+
     /// The card-number protector rows are checked with ([`Checker`]).
     pub fn pan(&self) -> &PanProtector {
         &self.checker.pan
@@ -373,6 +379,9 @@ pub(crate) enum Checked {
 pub(crate) struct Checker {
     pan: PanProtector,
     tx: Transaction,
+    /// When the rows being checked were captured (the API's response arrived), epoch ms; none
+    /// for a file.
+    pub captured_at_ms: Option<i64>,
 }
 
 impl Checker {
@@ -380,6 +389,7 @@ impl Checker {
         Checker {
             pan,
             tx: Transaction::default(),
+            captured_at_ms: None,
         }
     }
 
@@ -393,6 +403,7 @@ impl Checker {
     ) -> Checked {
         match validate_into(row, &self.pan, &mut self.tx) {
             Ok(()) => {
+                self.tx.captured_at_ms = self.captured_at_ms;
                 self.tx.write_line(line);
                 Checked::Valid {
                     key: trans_num_key(&self.tx.trans_num),

@@ -73,11 +73,6 @@ impl CopyEncoder {
     pub fn timestamptz_ms(&mut self, ms: i64) {
         self.int8(ms * 1000 - EPOCH_2000_MICROS);
     }
-    /// A timestamptz, to the microsecond (truncated, as the postgres crate sends one).
-    pub fn timestamptz(&mut self, t: chrono::DateTime<chrono::Utc>) {
-        let micros = t.timestamp() * 1_000_000 + i64::from(t.timestamp_subsec_micros());
-        self.int8(micros - EPOCH_2000_MICROS);
-    }
     /// A numeric of scale 2 from a count of cents (numeric's binary format: the number of
     /// base-10000 digits, the weight of the first, the sign, the display scale, then the
     /// digits, most significant first, without trailing zero digits).

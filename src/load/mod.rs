@@ -194,8 +194,8 @@ fn write(
             "SAVEPOINT before_copy",
             "setting the savepoint before COPY",
         )?;
-        let target = Target::new_rows(batch.run_id, batch.captured_at);
-        match rows::stream(batch.path, sessions, &target) {
+        let target = Target::new_rows(batch.run_id);
+        match rows::stream(batch.path, sessions, &target, batch.captured_at) {
             Ok(records) => {
                 let counts = Counts {
                     inserted: records as i64,
@@ -218,8 +218,8 @@ fn write(
         }
     }
     in_each(sessions, STAGING, "creating the staging table")?;
-    let records = rows::stream(batch.path, sessions, &Target::staging())?;
-    let counts = upsert_all(sessions, batch.run_id, batch.captured_at)?;
+    let records = rows::stream(batch.path, sessions, &Target::staging(), batch.captured_at)?;
+    let counts = upsert_all(sessions, batch.run_id)?;
     Ok((records, counts, Method::Upsert))
 }
 
@@ -264,15 +264,11 @@ fn is_loaded_already(err: &anyhow::Error) -> bool {
 
 /// Each session's staging rows → payments_scored, the sessions side by side (a thread each),
 /// none committed yet.
-fn upsert_all(
-    sessions: &mut [postgres::Transaction<'_>],
-    run_id: &str,
-    captured_at: chrono::DateTime<chrono::Utc>,
-) -> Result<Counts> {
+fn upsert_all(sessions: &mut [postgres::Transaction<'_>], run_id: &str) -> Result<Counts> {
     let counts = thread::scope(|scope| {
         let handles: Vec<_> = sessions
             .iter_mut()
-            .map(|txn| scope.spawn(move || upsert(txn, run_id, captured_at)))
+            .map(|txn| scope.spawn(move || upsert(txn, run_id)))
             .collect();
         handles
             .into_iter()
@@ -288,11 +284,7 @@ fn upsert_all(
 }
 
 /// Staging → payments_scored, the conflicts named first.
-fn upsert(
-    txn: &mut postgres::Transaction<'_>,
-    run_id: &str,
-    captured_at: chrono::DateTime<chrono::Utc>,
-) -> Result<Counts> {
+fn upsert(txn: &mut postgres::Transaction<'_>, run_id: &str) -> Result<Counts> {
     let conflicts = txn
         .query(CONFLICTS, &[])
         .context("looking for payments loaded already with other facts")?
@@ -302,7 +294,7 @@ fn upsert(
     let row = txn
         .query_typed_one(
             UPSERT,
-            &[(&run_id, Type::TEXT), (&captured_at, Type::TIMESTAMPTZ)],
+            &[(&run_id, Type::TEXT)],
         )
         .context("upserting into payments_scored")?;
     Ok(Counts {

@@ -1,6 +1,6 @@
 //! What `load` sends over binary COPY, and where: a scored record's columns ([`FIELDS`], one
-//! list for both destinations), the batch's own columns (run id, capture time) when the rows go
-//! straight into `payments_scored`, and the session each record goes to.
+//! list for both destinations), the batch's own column (run id) when the rows go straight into
+//! `payments_scored`, and the session each record goes to.
 
 use std::io::Write;
 use std::path::Path;
@@ -19,7 +19,7 @@ use crate::stagefile::StageReader;
 /// them equal); `payments_scored` has them under the same names.
 type Field = (&'static str, fn(&mut CopyEncoder, &ScoredRecord));
 
-pub const FIELDS: [Field; 23] = [
+pub const FIELDS: [Field; 24] = [
     ("trans_num", |e, r| e.text(&r.tx.trans_num)),
     ("trans_time", |e, r| e.timestamptz_ms(r.tx.trans_time_ms)),
     ("cc_last4", |e, r| e.text(&r.tx.cc_last4)),
@@ -46,6 +46,10 @@ pub const FIELDS: [Field; 23] = [
     ("reasons", |e, r| {
         e.opt_jsonb(r.score.reasons.as_deref().map(|raw| raw.get()))
     }),
+    // The payment's own, else its batch's (filled in by `stream`).
+    ("captured_at", |e, r| {
+        e.timestamptz_ms(r.tx.captured_at_ms.expect("filled in when read"))
+    }),
 ];
 
 /// Where the rows of a COPY go: the table and its columns, and what every row ends with.
@@ -62,14 +66,13 @@ impl Target {
         Target::new("payments_staging", &[], Vec::new())
     }
 
-    /// `payments_scored` itself, for a batch whose payments are all new: the run's id and
-    /// capture time on every row, as the upsert would write them (loaded_at and updated_at
-    /// take their defaults, as in the upsert's INSERT).
-    pub fn new_rows(run_id: &str, captured_at: DateTime<Utc>) -> Self {
+    /// `payments_scored` itself, for a batch whose payments are all new: the run's id on
+    /// every row, as the upsert would write it (loaded_at and updated_at take their defaults,
+    /// as in the upsert's INSERT).
+    pub fn new_rows(run_id: &str) -> Self {
         let mut suffix = CopyEncoder::new();
         suffix.text(run_id);
-        suffix.timestamptz(captured_at);
-        Target::new("payments_scored", &["run_id", "captured_at"], suffix.buf)
+        Target::new("payments_scored", &["run_id"], suffix.buf)
     }
 
     fn new(table: &str, constant: &[&str], suffix: Vec<u8>) -> Self {
@@ -98,12 +101,14 @@ impl Target {
 }
 
 /// Streams every record of `scored.jsonl` to `target` in the session its trans_num belongs to
-/// (binary COPY, encoded on every core); returns how many records. The COPY of each session is
-/// finished, even when another's failed, so that every session can roll back to where it was.
+/// (binary COPY, encoded on every core); returns how many records. A record without its own
+/// capture time gets `captured_at` (its batch's). The COPY of each session is finished, even
+/// when another's failed, so that every session can roll back to where it was.
 pub fn stream(
     path: &Path,
     sessions: &mut [postgres::Transaction<'_>],
     target: &Target,
+    captured_at: DateTime<Utc>,
 ) -> Result<u64> {
     let mut input = StageReader::<ScoredRecord>::open(path, SCORED_SCHEMA)?;
     let mut writers = Vec::with_capacity(sessions.len());
@@ -123,7 +128,7 @@ pub fn stream(
         |_, chunk| {
             let mut encoders: Vec<CopyEncoder> = (0..n).map(|_| CopyEncoder::new()).collect();
             for (no, line) in chunk.lines() {
-                let r = serde_json::from_str::<ScoredRecord>(line)
+                let mut r = serde_json::from_str::<ScoredRecord>(line)
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.check().map(|()| r))
                     .map_err(|e| {
@@ -132,6 +137,8 @@ pub fn stream(
                             path.display()
                         ))
                     })?;
+                r.tx.captured_at_ms
+                    .get_or_insert(captured_at.timestamp_millis());
                 target.encode(&mut encoders[session_of(&r.tx.trans_num, n)], &r);
             }
             Ok((encoders, chunk.len() as u64))

@@ -337,6 +337,7 @@ mod tests {
             merch_lat: 34.38,
             merch_long: -78.62,
             is_fraud: None,
+            captured_at_ms: None,
         }
     }
 

@@ -24,23 +24,40 @@ const DAY_MS: i64 = 24 * HOUR_MS;
 /// How far back the history goes: every feature reads at most the last 30 days.
 pub const HORIZON_MS: i64 = 30 * DAY_MS;
 
-/// A card: the first 128 bits of its `cc_hash`. The hash is an HMAC-SHA256, so two cards share
-/// a prefix with a probability of about 2^-128 a pair.
-type Card = u128;
+/// A card: the first 128 bits of its `cc_hash`, as two 64-bit halves (ordered as the 128-bit
+/// number; aligned to 8 bytes, not 16, so that a [`Payment`] is 40 bytes, not 48). The hash is
+/// an HMAC-SHA256, so two cards share a prefix with a probability of about 2^-128 a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Card(u64, u64);
+
+impl Card {
+    /// The card's bucket in an index of `2^bits` buckets: its leading bits.
+    fn bucket(self, bits: u32) -> usize {
+        if bits == 0 {
+            0
+        } else {
+            (self.0 >> (64 - bits)) as usize
+        }
+    }
+}
 
 /// The card of a `cc_hash` (64 hex digits), `None` for anything else.
 fn card_of(cc_hash: &str) -> Option<Card> {
     if cc_hash.len() != 64 || !cc_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    u128::from_str_radix(&cc_hash[..32], 16).ok()
+    let half = |range: std::ops::Range<usize>| u64::from_str_radix(&cc_hash[range], 16).ok();
+    Some(Card(half(0..16)?, half(16..32)?))
 }
 
-/// What the history keeps of every payment: 32 bytes.
+/// What the history keeps of every payment: 40 bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Payment {
     card: Card,
     time_ms: i64,
+    /// When it was captured (epoch ms): a payment is in the history of those captured no
+    /// earlier.
+    captured_ms: i64,
     /// The amount in whole cents.
     cents: i32,
     /// Where its [`Detail`] is, in a history that keeps them.
@@ -72,12 +89,13 @@ impl Part {
         }
     }
 
-    fn push(&mut self, card: Card, time_ms: i64, cents: i64, detail: Option<Detail>) {
+    fn push(&mut self, card: Card, time_ms: i64, captured_ms: i64, cents: i64, detail: Option<Detail>) {
         let index = self.details.len() as u32;
         self.details.extend(detail);
         self.payments.push(Payment {
             card,
             time_ms,
+            captured_ms,
             cents: i32::try_from(cents).expect("amounts are validated under 10^6"),
             detail: index,
         });
@@ -97,12 +115,17 @@ pub struct Builder {
     /// them is the same payment, counted once, from the batch.
     trans_nums: Vec<u64>,
     categories: HashMap<String, u32>,
+    /// The earliest and latest capture of the batch's payments (epoch ms).
+    captured: Option<(i64, i64)>,
+    /// The capture of a payment that does not say its own: the batch's (`raw.jsonl`'s header).
+    batch_captured_ms: i64,
 }
 
 impl Builder {
-    /// A builder for a batch of about `records` payments, keeping their details if `details`
-    /// ([`crate::transform::FeatureSpec::history_reads_details`]).
-    pub fn with_capacity(records: usize, details: bool) -> Self {
+    /// A builder for a batch of about `records` payments captured at `batch_captured_ms` (each
+    /// payment's own capture time, where it has one, instead), keeping their details if
+    /// `details` ([`crate::transform::FeatureSpec::history_reads_details`]).
+    pub fn with_capacity(records: usize, details: bool, batch_captured_ms: i64) -> Self {
         Builder {
             batch: Part::with_capacity(records, details),
             known: Part::default(),
@@ -110,6 +133,8 @@ impl Builder {
             cards: Vec::with_capacity(records),
             trans_nums: Vec::with_capacity(records),
             categories: HashMap::new(),
+            captured: None,
+            batch_captured_ms,
         }
     }
 
@@ -117,11 +142,13 @@ impl Builder {
     pub fn add(&mut self, entry: BatchEntry) {
         self.cards.push((entry.full, entry.time_ms));
         self.trans_nums.push(entry.trans_num);
-        let t = entry.time_ms;
+        let c = entry.captured_ms.unwrap_or(self.batch_captured_ms);
+        self.captured = Some(self.captured.map_or((c, c), |(lo, hi)| (lo.min(c), hi.max(c))));
         let detail = entry
             .detail
             .map(|(lat, long, category)| self.detail(lat, long, &category));
-        self.batch.push(entry.card, t, entry.cents, detail);
+        self.batch
+            .push(entry.card, entry.time_ms, c, entry.cents, detail);
     }
 
     fn detail(&mut self, merch_lat: f64, merch_long: f64, category: &str) -> Detail {
@@ -146,6 +173,8 @@ impl Builder {
             cards,
             trans_nums,
             categories,
+            captured,
+            batch_captured_ms,
         } = self;
         drop((cards, trans_nums));
         CardHistory {
@@ -153,6 +182,8 @@ impl Builder {
             known: Timeline::new(known),
             categories,
             details,
+            captured_together: captured.is_none_or(|(lo, hi)| lo == hi),
+            batch_captured_ms,
         }
     }
 }
@@ -163,6 +194,8 @@ pub struct BatchEntry {
     trans_num: u64,
     card: Card,
     time_ms: i64,
+    /// Its own capture time, if it has one.
+    captured_ms: Option<i64>,
     cents: i64,
     /// The merchant's place and the category, for a history that keeps them.
     detail: Option<(f64, f64, String)>,
@@ -179,6 +212,7 @@ impl BatchEntry {
             trans_num: trans_num_key(&tx.trans_num),
             card,
             time_ms: tx.trans_time_ms,
+            captured_ms: tx.captured_at_ms,
             cents: tx.amt_cents(),
             detail: details.then(|| (tx.merch_lat, tx.merch_long, tx.category.clone())),
         })
@@ -201,8 +235,8 @@ struct Timeline {
     cents_before: Vec<i64>,
     /// `buckets[b]..buckets[b + 1]`: the payments whose card's leading bits are `b`.
     buckets: Vec<u32>,
-    /// A card's bucket is `card >> shift`.
-    shift: u32,
+    /// How many leading bits of a card make its bucket.
+    bits: u32,
 }
 
 impl Timeline {
@@ -222,17 +256,9 @@ impl Timeline {
             cents_before.push(total);
         }
         let bits = payments.len().next_power_of_two().trailing_zeros();
-        let shift = 128 - bits;
-        let bucket = |card: Card| {
-            if bits == 0 {
-                0
-            } else {
-                (card >> shift) as usize
-            }
-        };
         let mut buckets = vec![0u32; (1 << bits) + 1];
         for p in &payments {
-            buckets[bucket(p.card) + 1] += 1;
+            buckets[p.card.bucket(bits) + 1] += 1;
         }
         for b in 1..buckets.len() {
             buckets[b] += buckets[b - 1];
@@ -242,17 +268,13 @@ impl Timeline {
             details,
             cents_before,
             buckets,
-            shift,
+            bits,
         }
     }
 
     /// `card`'s payments strictly before `t`.
     fn before(&self, card: Card, t: i64) -> Before<'_> {
-        let b = if self.shift == 128 {
-            0
-        } else {
-            (card >> self.shift) as usize
-        };
+        let b = card.bucket(self.bits);
         let (lo, hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
         let bucket = &self.payments[lo..hi];
         let start = lo + bucket.partition_point(|p| p.card < card);
@@ -288,6 +310,42 @@ impl<'a> Before<'a> {
         let details = self.details;
         payments.iter().map(move |p| &details[p.detail as usize])
     }
+
+    /// These payments as a payment captured at `captured` knew them: those from `since` on
+    /// that were captured no later (a copy in `own` when some were captured later; else these
+    /// as they are).
+    fn known_by<'o>(self, captured: i64, since: i64, own: &'o mut Known) -> Before<'o>
+    where
+        'a: 'o,
+    {
+        let (_, _, window) = self.since(since);
+        if window.iter().all(|q| q.captured_ms <= captured) {
+            return self;
+        }
+        own.payments.clear();
+        own.payments
+            .extend(window.iter().filter(|q| q.captured_ms <= captured));
+        own.cents_before.clear();
+        own.cents_before.push(0);
+        let mut total = 0;
+        for q in &own.payments {
+            total += i64::from(q.cents);
+            own.cents_before.push(total);
+        }
+        Before {
+            payments: &own.payments,
+            cents_before: &own.cents_before,
+            details: self.details,
+        }
+    }
+}
+
+/// The payments a payment's capture knew of, where some of its card's were captured after it:
+/// a copy, with its running sums ([`Before::known_by`]).
+#[derive(Default)]
+struct Known {
+    payments: Vec<Payment>,
+    cents_before: Vec<i64>,
 }
 
 /// Every known payment of each card of a batch, by card and time.
@@ -299,6 +357,13 @@ pub struct CardHistory {
     categories: HashMap<String, u32>,
     /// Whether the timelines keep the payments' details.
     details: bool,
+    /// Whether every payment of the batch was captured at once (a file, a CSV, a run of
+    /// `raw.jsonl` from before capture times per payment): then none was captured after
+    /// another, nor after a loaded one (which were captured before), and no history needs a
+    /// payment's capture time.
+    captured_together: bool,
+    /// The capture time of a payment that does not say its own.
+    batch_captured_ms: i64,
 }
 
 /// What the features of one payment read from its history.
@@ -322,7 +387,9 @@ const WINDOWS_MS: [i64; 4] = [HOUR_MS, DAY_MS, 7 * DAY_MS, HORIZON_MS];
 
 impl CardHistory {
     /// The history of `tx` (a payment of the batch the history was built for): its card's
-    /// payments before it, from the batch and from the database, taken together.
+    /// payments before it, from the batch and from the database, taken together, that were
+    /// captured no later than it was (what was known when it was captured: a payment captured
+    /// later, even if it happened earlier, is not in its history).
     pub fn recent(&self, tx: &Transaction) -> Recent {
         let mut recent = Recent {
             amount_cents: tx.amt_cents(),
@@ -332,7 +399,18 @@ impl CardHistory {
             return recent;
         };
         let t = tx.trans_time_ms;
-        let parts = [&self.batch, &self.known].map(|timeline| timeline.before(card, t));
+        let (batch, known) = (self.batch.before(card, t), self.known.before(card, t));
+        let (mut own_batch, mut own_known) = (Known::default(), Known::default());
+        let parts = if self.captured_together {
+            [batch, known]
+        } else {
+            let captured = tx.captured_at_ms.unwrap_or(self.batch_captured_ms);
+            let since = t - HORIZON_MS;
+            [
+                batch.known_by(captured, since, &mut own_batch),
+                known.known_by(captured, since, &mut own_known),
+            ]
+        };
         for (i, window) in WINDOWS_MS.into_iter().enumerate() {
             for part in &parts {
                 let (count, cents, _) = part.since(t - window);
@@ -425,14 +503,14 @@ impl Recent {
 const CARDS_PER_QUERY: usize = 5_000;
 
 impl Builder {
-    /// A payment loaded before the batch was captured (its merchant and category: `detail`),
-    /// kept unless the batch holds the same trans_num (the batch's copy counts; `trans_nums`
-    /// sorted first). Whether it was kept.
+    /// A loaded payment captured no later than the batch's latest (its merchant and category:
+    /// `detail`), kept unless the batch holds the same trans_num (the batch's copy counts;
+    /// `trans_nums` sorted first). Whether it was kept.
     fn known<'r>(
         &mut self,
         card: Card,
         trans_num: &str,
-        time_ms: i64,
+        (time_ms, captured_ms): (i64, i64),
         cents: i64,
         detail: impl FnOnce() -> (f64, f64, &'r str),
     ) -> bool {
@@ -444,7 +522,7 @@ impl Builder {
             let (lat, long, category) = detail();
             self.detail(lat, long, category)
         });
-        self.known.push(card, time_ms, cents, detail);
+        self.known.push(card, time_ms, captured_ms, cents, detail);
         true
     }
 }
@@ -466,15 +544,11 @@ fn windows(cards: &mut [([u8; 32], i64)]) -> Vec<([u8; 32], i64, i64)> {
 }
 
 /// Reads from `payments_scored` the payments of the batch's cards that its history needs: in the
-/// 30 days before each of the card's payments ([`windows`]), and captured before the batch
-/// (`captured_at`, the batch's own capture time). A few queries for any batch (cards in bulk,
-/// never a query per payment), results streamed. How many were kept.
+/// 30 days before each of the card's payments ([`windows`]), and captured no later than the
+/// batch's latest payment was (`captured_at`). A few queries for any batch (cards in bulk, never
+/// a query per payment), results streamed. How many were kept.
 #[cfg(feature = "services")]
-pub fn fetch_known(
-    client: &mut postgres::Client,
-    builder: &mut Builder,
-    captured_at: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<u64> {
+pub fn fetch_known(client: &mut postgres::Client, builder: &mut Builder) -> anyhow::Result<u64> {
     use anyhow::Context;
     use postgres::fallible_iterator::FallibleIterator;
 
@@ -482,6 +556,8 @@ pub fn fetch_known(
     let statement = client
         .prepare(include_str!("sql/card_history.sql"))
         .context("preparing the card-history query (has `fraudctl migrate` run?)")?;
+    let latest = builder.captured.map_or(builder.batch_captured_ms, |(_, hi)| hi);
+    let captured_at = time(latest);
     let windows = windows(&mut std::mem::take(&mut builder.cards));
     builder.trans_nums.sort_unstable();
     // Room for as many loaded payments as the batch has (a million-record batch of cards with
@@ -502,11 +578,12 @@ pub fn fetch_known(
                 continue;
             };
             let time: chrono::DateTime<chrono::Utc> = row.get(2);
+            let captured: chrono::DateTime<chrono::Utc> = row.get(7);
             let detail = || (row.get(4), row.get(5), row.get(6));
             kept += u64::from(builder.known(
                 card,
                 row.get(1),
-                time.timestamp_millis(),
+                (time.timestamp_millis(), captured.timestamp_millis()),
                 row.get(3),
                 detail,
             ));
@@ -538,7 +615,7 @@ mod tests {
     const CARD: &str = "4497913965512794052";
 
     fn builder(batch: &[Transaction], details: bool) -> Builder {
-        let mut b = Builder::with_capacity(batch.len(), details);
+        let mut b = Builder::with_capacity(batch.len(), details, T);
         batch
             .iter()
             .for_each(|tx| b.add(BatchEntry::of(tx, details).unwrap()));
@@ -600,6 +677,43 @@ mod tests {
         assert!(first.value(HistoryFeature::CardSecsSincePrev).is_nan());
     }
 
+    /// A payment's history is what was known when it was captured: a payment of its card
+    /// captured after it (a late arrival in the same batch, or a loaded one) is not in it, even
+    /// if it happened before; the same payments batched otherwise give the same features.
+    #[test]
+    fn a_payment_captured_later_is_not_in_the_history_of_one_captured_before() {
+        let captured = |mut tx: Transaction, at: i64| {
+            tx.captured_at_ms = Some(at);
+            tx
+        };
+        let batch = [
+            captured(tx(CARD, "early", T - HOUR_MS, 10.0, "c1"), T - HOUR_MS),
+            captured(tx(CARD, "p", T, 50.0, "c1"), T),
+            // Happened before p, captured after it.
+            captured(tx(CARD, "late", T - 60_000, 20.0, "c2"), T + 500),
+            captured(tx(CARD, "after", T + 1_000, 30.0, "c1"), T + 1_000),
+        ];
+        let h = history(&batch);
+        let p = h.recent(&batch[1]);
+        assert_eq!(p.value(HistoryFeature::CardCount1h), 1.0, "only `early`");
+        assert_eq!(p.value(HistoryFeature::CardSecsSincePrev), 3600.0);
+        let after = h.recent(&batch[3]);
+        assert_eq!(after.value(HistoryFeature::CardCount24h), 3.0, "early, p and late");
+        assert_eq!(after.value(HistoryFeature::CardCategories24h), 2.0);
+        // The first two as one batch loaded before, the last two as the next: the same.
+        let mut b = builder(&batch[2..], true);
+        b.trans_nums.sort_unstable();
+        let card = card_of(&batch[0].cc_hash).unwrap();
+        for tx in &batch[..2] {
+            let at = (tx.trans_time_ms, tx.captured_at_ms.unwrap());
+            assert!(b.known(card, &tx.trans_num, at, tx.amt_cents(), || (1.0, 2.0, "c1")));
+        }
+        let split = b.finish();
+        for tx in &batch[2..] {
+            assert_eq!(split.recent(tx), h.recent(tx), "{}", tx.trans_num);
+        }
+    }
+
     #[test]
     fn loaded_payments_count_once_and_other_cards_never() {
         let batch = [
@@ -610,9 +724,9 @@ mod tests {
         let card = card_of(&batch[0].cc_hash).unwrap();
         b.trans_nums.sort_unstable();
         let detail = || (1.0, 2.0, "c9");
-        assert!(b.known(card, "q", T - HOUR_MS, 700, detail));
+        assert!(b.known(card, "q", (T - HOUR_MS, T - HOUR_MS), 700, detail));
         // The batch's own payment, loaded before: counted once, from the batch.
-        assert!(!b.known(card, "p", T - 5, 700, detail));
+        assert!(!b.known(card, "p", (T - 5, T - 5), 700, detail));
         let r = b.finish().recent(&batch[0]);
         assert_eq!(r.value(HistoryFeature::CardCount24h), 1.0);
         assert_eq!(r.value(HistoryFeature::CardAmtSum1h), 7.0);
@@ -649,7 +763,7 @@ mod tests {
                 b.known(
                     card,
                     &tx.trans_num,
-                    tx.trans_time_ms,
+                    (tx.trans_time_ms, tx.trans_time_ms),
                     tx.amt_cents(),
                     detail,
                 );

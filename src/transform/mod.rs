@@ -176,7 +176,8 @@ fn card_history(
     let mut batch = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
     let details = spec.history_reads_details();
     let records = batch.header().records() as usize;
-    let mut builder = history::Builder::with_capacity(records, details);
+    let mut builder =
+        history::Builder::with_capacity(records, details, captured_at.timestamp_millis());
     parallel::map_chunks(
         "transform (the batch's card history)",
         &mut batch,
@@ -195,7 +196,7 @@ fn card_history(
             Ok(())
         },
     )?;
-    let count = history::fetch_known(&mut client, &mut builder, captured_at)?;
+    let count = history::fetch_known(&mut client, &mut builder)?;
     tracing::info!(known_payments = count, "read the cards' earlier payments");
     Ok((builder.finish(), count))
 }

@@ -1,5 +1,6 @@
--- fraudctl load, step 2: staging → payments_scored in one statement. $1 is the run id, $2 when
--- the run captured its payments (raw.jsonl's created_at). A row whose data is unchanged is left
+-- fraudctl load, step 2: staging → payments_scored in one statement. $1 is the run id; each
+-- row's captured_at is its payment's capture time (else its batch's, raw.jsonl's created_at).
+-- A row whose data is unchanged is left
 -- alone (run_id and times included), so re-running a run changes nothing; the result is the
 -- count of inserted and of updated rows. captured_at keeps the first capture of a payment (a
 -- payment served twice is history from its first capture on: docs/feature-spec.md), and so do
@@ -15,7 +16,7 @@ WITH upserted AS (
            amt, gender, city, state, city_pop,
            merch_lat, merch_long, age_years, distance_km, is_fraud_label,
            fraud_probability, predicted_fraud, threshold, model_version, scorer, needs_rescore,
-           reasons, $1, $2::timestamptz
+           reasons, $1, captured_at
     FROM payments_staging
     ON CONFLICT (trans_num) DO UPDATE
        SET (trans_time, cc_last4, cc_hash, merchant, category, amt, gender, city, state,
