@@ -17,6 +17,8 @@ pub mod db;
 pub mod error;
 pub mod extract;
 #[cfg(feature = "services")]
+pub mod live;
+#[cfg(feature = "services")]
 pub mod load;
 #[cfg(feature = "services")]
 pub mod migrate;

@@ -142,7 +142,9 @@ impl Transaction {
             return Err(time_range_error(self.trans_time_ms));
         }
         if let Some(ms) = self.captured_at_ms.filter(|ms| !TIME_RANGE_MS.contains(ms)) {
-            return Err(format!("captured_at_ms {ms} is not epoch milliseconds between 2000 and 2100"));
+            return Err(format!(
+                "captured_at_ms {ms} is not epoch milliseconds between 2000 and 2100"
+            ));
         }
         check_amount(self.amt)?;
         if self.cc_last4.len() != 4 || !self.cc_last4.bytes().all(|b| b.is_ascii_digit()) {

@@ -60,8 +60,14 @@ fn fixture_body_parses_to_the_exact_record() {
         "dob": "1955-11-07", "merch_lat": 34.38451, "merch_long": -78.621062, "is_fraud": false,
     });
     let mut record = dir.records("raw.jsonl").remove(0);
-    let captured = record["captured_at_ms"].take().as_i64().expect("its capture time");
-    assert!((before..=after).contains(&captured), "captured when its response arrived");
+    let captured = record["captured_at_ms"]
+        .take()
+        .as_i64()
+        .expect("its capture time");
+    assert!(
+        (before..=after).contains(&captured),
+        "captured when its response arrived"
+    );
     record.as_object_mut().unwrap().remove("captured_at_ms");
     assert_eq!(record, expected);
 }

@@ -44,6 +44,31 @@ pub struct AlertArgs {
     #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]
+    pub options: AlertOptions,
+
+    /// Send again the alerts the SMTP server refused for good (recorded `failed`): all of them,
+    /// or those of the trans_nums given (comma-separated). They are sent whatever their age.
+    #[arg(long, value_name = "TRANS_NUM", num_args = 0.., value_delimiter = ',')]
+    pub retry_failed: Option<Vec<String>>,
+
+    /// Print what would be sent (one JSON line per email or suppressed fraud, before the
+    /// summary) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl std::ops::Deref for AlertArgs {
+    type Target = AlertOptions;
+    fn deref(&self) -> &AlertOptions {
+        &self.options
+    }
+}
+
+/// Where and how alerts are sent: `alert`'s settings but its run directory, database and
+/// one-off actions (`fraudctl live` has them too).
+#[derive(Debug, Clone, Args)]
+pub struct AlertOptions {
+    #[command(flatten)]
     pub verdict: VerdictArgs,
 
     /// SMTP server: smtp://HOST[:PORT] (plain), smtp+starttls://HOST[:PORT] or smtps://HOST[:PORT]
@@ -102,16 +127,6 @@ pub struct AlertArgs {
     #[arg(long, env = "FRAUDCTL_SMTP_RETRIES", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(0..=20))]
     pub smtp_retries: u32,
-
-    /// Send again the alerts the SMTP server refused for good (recorded `failed`): all of them,
-    /// or those of the trans_nums given (comma-separated). They are sent whatever their age.
-    #[arg(long, value_name = "TRANS_NUM", num_args = 0.., value_delimiter = ',')]
-    pub retry_failed: Option<Vec<String>>,
-
-    /// Print what would be sent (one JSON line per email or suppressed fraud, before the
-    /// summary) and change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -221,7 +236,11 @@ fn business_zone(name: &str) -> Zone {
 /// set; a key that is set but unusable is a configuration error.
 fn verdict_signer(args: &AlertArgs) -> Result<Option<message::Signer<'_>>> {
     if std::env::var_os(KEY_VAR).is_none() {
-        tracing::warn!("{KEY_VAR} is not set: the alerts carry no verdict links");
+        // Once a process (`fraudctl live` runs alert a few times a second).
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::warn!("{KEY_VAR} is not set: the alerts carry no verdict links")
+        });
         return Ok(None);
     }
     Ok(Some(message::Signer {

@@ -11,7 +11,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::{Checked, Checker, Collector, SourceStats};
+use super::collector::{Checked, Checker};
+use super::{Collector, SourceStats, StageFiles};
 use crate::dataset;
 use crate::pan::PanProtector;
 use crate::parallel;
@@ -54,7 +55,7 @@ struct Enough;
 pub(crate) fn read(
     path: &Path,
     max_records: u64,
-    collector: &mut Collector,
+    collector: &mut Collector<StageFiles>,
 ) -> Result<SourceStats> {
     let (headers, start) = header(path)?;
     let mut file =
@@ -122,7 +123,7 @@ impl Kept {
     fn add(
         &mut self,
         line: std::ops::Range<usize>,
-        to: &mut Collector,
+        to: &mut Collector<StageFiles>,
         lines: &[u8],
     ) -> Result<()> {
         if line.start != self.lines.end {
@@ -134,7 +135,7 @@ impl Kept {
         Ok(())
     }
 
-    fn write(&mut self, to: &mut Collector, lines: &[u8]) -> Result<()> {
+    fn write(&mut self, to: &mut Collector<StageFiles>, lines: &[u8]) -> Result<()> {
         to.keep(
             &lines[self.lines.clone()],
             std::mem::take(&mut self.records),

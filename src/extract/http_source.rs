@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{Collector, ExtractArgs, SourceStats};
+use super::{Collector, ExtractArgs, Sink, SourceStats};
 use crate::error::Failure;
 use crate::payments_api::decode;
 use crate::redact;
@@ -24,19 +24,47 @@ pub(crate) struct Polling {
 }
 
 /// A response body, or its first bytes when it is larger than the cap.
-enum Body {
+pub(crate) enum Body {
     Whole(String),
     TooLarge(String),
 }
 
-/// Polls until `max_records` or the deadline. A source error (the API down, or refusing with a
+/// The HTTP client of the payments API: `timeout` a request.
+pub(crate) fn client(timeout: Duration) -> Result<reqwest::blocking::Client> {
+    Ok(reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("fraudctl/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// Hands a response's rows to the collector (a body over the cap is rejected unread, its first
+/// bytes kept).
+pub(crate) fn take(
+    body: Body,
+    origin: &str,
+    max_body_bytes: usize,
+    collector: &mut Collector<impl Sink>,
+) -> Result<()> {
+    match body {
+        Body::Whole(body) => take_body(&body, origin, collector),
+        Body::TooLarge(head) => collector.unreadable(
+            format!("body larger than {max_body_bytes} bytes (--max-body-bytes)"),
+            origin,
+            &head,
+        ),
+    }
+}
+
+/// Polls until `max_records`, the deadline or, with `live`, the live path capturing again. A
+/// source error (the API down, or refusing with a
 /// 4xx) before anything was captured fails the stage; after, it ends polling and what was
 /// captured is kept (counted in `source_errors`, the error in `stopped_by`).
-pub(crate) fn poll(p: &Polling, collector: &mut Collector) -> Result<SourceStats> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(p.timeout)
-        .user_agent(concat!("fraudctl/", env!("CARGO_PKG_VERSION")))
-        .build()?;
+pub(crate) fn poll(
+    p: &Polling,
+    collector: &mut Collector<impl Sink>,
+    mut live: Option<super::handover::LiveWatch>,
+) -> Result<SourceStats> {
+    let client = client(p.timeout)?;
     let backoff = Backoff::new(
         p.retries,
         Duration::from_millis(200),
@@ -48,6 +76,14 @@ pub(crate) fn poll(p: &Polling, collector: &mut Collector) -> Result<SourceStats
     let mut stats = SourceStats::default();
     tracing::info!(url = %shown, max_records = p.max_records, max_seconds = p.max_time.as_secs(), "polling the payments API");
     while collector.records() < p.max_records && running() {
+        if live.as_mut().is_some_and(|watch| watch.back()) {
+            tracing::info!(
+                records = collector.records(),
+                "the live path captures again: stopping here (it goes on)"
+            );
+            stats.stopped_by = Some("the live path took the capture over".into());
+            break;
+        }
         let body = retry(&backoff, "payments API request", || {
             stats.requests += 1;
             fetch(&client, &p.url, &shown, p.max_body_bytes).inspect_err(|_| {
@@ -57,15 +93,7 @@ pub(crate) fn poll(p: &Polling, collector: &mut Collector) -> Result<SourceStats
         let origin = format!("{shown} request {}", stats.requests);
         collector.captured_at(chrono::Utc::now().timestamp_millis());
         match body {
-            Ok(Body::Whole(body)) => take_body(&body, &origin, collector)?,
-            Ok(Body::TooLarge(head)) => collector.unreadable(
-                format!(
-                    "body larger than {} bytes (--max-body-bytes)",
-                    p.max_body_bytes
-                ),
-                &origin,
-                &head,
-            )?,
+            Ok(body) => take(body, &origin, p.max_body_bytes, collector)?,
             Err(e) if collector.records() + collector.rejected() == 0 => {
                 return Err(nothing_captured(e, p, &shown));
             }
@@ -99,7 +127,7 @@ fn nothing_captured(e: ServiceError, p: &Polling, shown: &str) -> anyhow::Error 
 }
 
 /// Hands a body's rows to the collector.
-fn take_body(body: &str, origin: &str, collector: &mut Collector) -> Result<()> {
+fn take_body(body: &str, origin: &str, collector: &mut Collector<impl Sink>) -> Result<()> {
     match decode(body) {
         Ok(rows) => {
             for (i, row) in rows.into_iter().enumerate() {
@@ -118,7 +146,7 @@ fn take_body(body: &str, origin: &str, collector: &mut Collector) -> Result<()> 
 
 /// One request. `shown` is the URL as messages show it (secrets hidden); reqwest's own errors
 /// are taken without their URL for the same reason.
-fn fetch(
+pub(crate) fn fetch(
     client: &reqwest::blocking::Client,
     url: &str,
     shown: &str,

@@ -97,7 +97,21 @@ impl Scorer {
 pub struct ScoreArgs {
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub options: ScoreOptions,
+}
 
+impl std::ops::Deref for ScoreArgs {
+    type Target = ScoreOptions;
+    fn deref(&self) -> &ScoreOptions {
+        &self.options
+    }
+}
+
+/// How payments are scored: `score`'s settings but its run directory (`fraudctl live` has them
+/// too).
+#[derive(Debug, Clone, Args)]
+pub struct ScoreOptions {
     /// Which scorer computes the probabilities.
     #[arg(long, env = "FRAUDCTL_SCORER", value_enum, default_value_t = Scorer::Local)]
     pub scorer: Scorer,

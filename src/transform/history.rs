@@ -89,7 +89,14 @@ impl Part {
         }
     }
 
-    fn push(&mut self, card: Card, time_ms: i64, captured_ms: i64, cents: i64, detail: Option<Detail>) {
+    fn push(
+        &mut self,
+        card: Card,
+        time_ms: i64,
+        captured_ms: i64,
+        cents: i64,
+        detail: Option<Detail>,
+    ) {
         let index = self.details.len() as u32;
         self.details.extend(detail);
         self.payments.push(Payment {
@@ -143,7 +150,10 @@ impl Builder {
         self.cards.push((entry.full, entry.time_ms));
         self.trans_nums.push(entry.trans_num);
         let c = entry.captured_ms.unwrap_or(self.batch_captured_ms);
-        self.captured = Some(self.captured.map_or((c, c), |(lo, hi)| (lo.min(c), hi.max(c))));
+        self.captured = Some(
+            self.captured
+                .map_or((c, c), |(lo, hi)| (lo.min(c), hi.max(c))),
+        );
         let detail = entry
             .detail
             .map(|(lat, long, category)| self.detail(lat, long, &category));
@@ -556,7 +566,9 @@ pub fn fetch_known(client: &mut postgres::Client, builder: &mut Builder) -> anyh
     let statement = client
         .prepare(include_str!("sql/card_history.sql"))
         .context("preparing the card-history query (has `fraudctl migrate` run?)")?;
-    let latest = builder.captured.map_or(builder.batch_captured_ms, |(_, hi)| hi);
+    let latest = builder
+        .captured
+        .map_or(builder.batch_captured_ms, |(_, hi)| hi);
     let captured_at = time(latest);
     let windows = windows(&mut std::mem::take(&mut builder.cards));
     builder.trans_nums.sort_unstable();
@@ -698,7 +710,11 @@ mod tests {
         assert_eq!(p.value(HistoryFeature::CardCount1h), 1.0, "only `early`");
         assert_eq!(p.value(HistoryFeature::CardSecsSincePrev), 3600.0);
         let after = h.recent(&batch[3]);
-        assert_eq!(after.value(HistoryFeature::CardCount24h), 3.0, "early, p and late");
+        assert_eq!(
+            after.value(HistoryFeature::CardCount24h),
+            3.0,
+            "early, p and late"
+        );
         assert_eq!(after.value(HistoryFeature::CardCategories24h), 2.0);
         // The first two as one batch loaded before, the last two as the next: the same.
         let mut b = builder(&batch[2..], true);

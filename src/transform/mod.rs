@@ -28,6 +28,9 @@ use crate::transaction::Transaction;
 
 pub const FEATURES_SCHEMA: &str = "fraudctl.features";
 
+/// The default model's feature spec (`--feature-spec`).
+pub const DEFAULT_FEATURE_SPEC: &str = "model/default/feature_spec.json";
+
 /// Options of `fraudctl transform`.
 #[derive(Debug, Clone, Args)]
 pub struct TransformArgs {
@@ -36,11 +39,7 @@ pub struct TransformArgs {
 
     /// Feature spec shipped with the model (model/<name>/feature_spec.json); decides the columns
     /// and their order.
-    #[arg(
-        long,
-        env = "FRAUDCTL_FEATURE_SPEC",
-        default_value = "model/default/feature_spec.json"
-    )]
+    #[arg(long, env = "FRAUDCTL_FEATURE_SPEC", default_value = DEFAULT_FEATURE_SPEC)]
     pub feature_spec: PathBuf,
 
     /// The database whose `payments_scored` holds the cards' earlier payments: read only when
