@@ -40,7 +40,14 @@ impl Live {
             .cmd("live")
             .arg("--runs-root")
             .arg(runs)
-            .args(["--api-url", api, "--smtp-url", &sink.url(), "--metrics-listen", "off"])
+            .args([
+                "--api-url",
+                api,
+                "--smtp-url",
+                &sink.url(),
+                "--metrics-listen",
+                "off",
+            ])
             .args(["--poll-interval-ms", "20", "--smtp-retries", "0"])
             .args(extra)
             .stdout(Stdio::piped())
@@ -64,7 +71,11 @@ impl Live {
     fn wait(&self, secs: u64, what: &str, ready: impl Fn(&Live) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while !ready(self) {
-            assert!(Instant::now() < deadline, "{what} within {secs} s; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "{what} within {secs} s; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -72,11 +83,24 @@ impl Live {
     /// SIGTERM, then its exit: 0, and its last line (the summary).
     fn stop(mut self) -> Value {
         let pid = self.child.id().to_string();
-        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
         let status = self.child.wait().unwrap();
         std::thread::sleep(Duration::from_millis(100)); // the readers' last lines
-        assert!(status.success(), "live exited {status}; log:\n{}", self.log());
-        let last = self.stdout.lock().unwrap().last().cloned().unwrap_or_default();
+        assert!(
+            status.success(),
+            "live exited {status}; log:\n{}",
+            self.log()
+        );
+        let last = self
+            .stdout
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default();
         serde_json::from_str(&last).unwrap_or_else(|_| panic!("no summary: {last:?}"))
     }
 }
@@ -91,9 +115,10 @@ fn closed_minutes(runs: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// The every-minute DAG's run of the minute in `dir`, as its tasks run (the live path's lease
-/// read by extract): each stage's summary.
-fn dag_run(db: &TestDb, dir: &Path) -> HashMap<&'static str, Value> {
+/// The every-minute DAG's run of the minute in `dir`, as its tasks run (extract reading the
+/// live path's lease; `extract` more of its settings, alert's SMTP server `smtp`): each stage's
+/// summary.
+fn dag_run(db: &TestDb, dir: &Path, extract: &[&str], smtp: &str) -> HashMap<&'static str, Value> {
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
     let end = chrono::NaiveDateTime::parse_from_str(&name, "%Y%m%dT%H%M%S")
         .unwrap()
@@ -101,21 +126,33 @@ fn dag_run(db: &TestDb, dir: &Path) -> HashMap<&'static str, Value> {
         .to_rfc3339();
     let stage = |stage: &str| {
         let mut cmd = db.cmd(stage);
-        cmd.arg("--run-dir").arg(dir).args(["--run-id", "scheduled__test"]);
+        cmd.arg("--run-dir")
+            .arg(dir)
+            .args(["--run-id", "scheduled__test"]);
         cmd
     };
     let mut out = HashMap::new();
     out.insert(
         "extract",
-        ok(stage("extract").args(["--interval-end", &end, "--live-wait-secs", "5"])),
+        ok(stage("extract")
+            .args(["--interval-end", &end, "--live-wait-secs", "5"])
+            .args(extract)),
     );
     out.insert(
         "transform",
-        ok(stage("transform").arg("--feature-spec").arg(default_model().join("feature_spec.json"))),
+        ok(stage("transform")
+            .arg("--feature-spec")
+            .arg(default_model().join("feature_spec.json"))),
     );
-    out.insert("score", ok(stage("score").arg("--model-dir").arg(default_model())));
+    out.insert(
+        "score",
+        ok(stage("score").arg("--model-dir").arg(default_model())),
+    );
     out.insert("load", ok(&mut stage("load")));
-    out.insert("alert", ok(stage("alert").args(["--smtp-url", "smtp://127.0.0.1:9"])));
+    out.insert(
+        "alert",
+        ok(stage("alert").args(["--smtp-url", smtp, "--smtp-retries", "0"])),
+    );
     out
 }
 
@@ -153,12 +190,15 @@ fn the_live_path_emails_within_seconds_and_the_dag_run_of_its_minute_changes_not
         )
         .unwrap()
         .get(0);
-    assert!(slowest < 10.0, "an alert {slowest} s after its payment's capture");
+    assert!(
+        slowest < 10.0,
+        "an alert {slowest} s after its payment's capture"
+    );
 
     // The DAG's run of a closed minute reuses the live path's file and changes nothing.
     let minute = &closed_minutes(runs.path())[0];
     let rows_before = db.dump();
-    let dag = dag_run(&db, minute);
+    let dag = dag_run(&db, minute, &[], "smtp://127.0.0.1:9");
     assert_eq!(dag["extract"]["reused"], true, "{}", dag["extract"]);
     let load = &dag["load"];
     assert!(load["records"].as_i64() > Some(0), "{load}");
@@ -168,10 +208,318 @@ fn the_live_path_emails_within_seconds_and_the_dag_run_of_its_minute_changes_not
         "every row unchanged: {load}"
     );
     assert_eq!(dag["alert"]["sent"], 0, "{}", dag["alert"]);
-    assert_eq!(sink.messages().len(), emails.len(), "no email from the DAG's run");
+    assert_eq!(
+        sink.messages().len(),
+        emails.len(),
+        "no email from the DAG's run"
+    );
     let rows_after = db.dump();
     let payments = |dump: &str| -> Vec<String> {
-        dump.lines().filter(|l| l.contains("live__")).map(String::from).collect()
+        dump.lines()
+            .filter(|l| l.contains("live__"))
+            .map(String::from)
+            .collect()
     };
     assert_eq!(payments(&rows_before), payments(&rows_after));
+}
+
+/// What a live fault scenario does, against its own services.
+struct Scene<'a> {
+    db: TestDb,
+    cluster: &'a PgCluster,
+    sink: SmtpSink,
+    sim: Simulator,
+    runs: tempfile::TempDir,
+    /// Message-IDs an email of which the server may have received twice: an `alert` killed
+    /// after the server's acceptance and before its record (the at-least-once window).
+    killed: bool,
+    notes: Vec<String>,
+}
+
+impl<'a> Scene<'a> {
+    fn new(cluster: &'a PgCluster) -> Self {
+        Scene {
+            db: TestDb::on(&cluster.admin_url()),
+            cluster,
+            sink: SmtpSink::start(0),
+            // A burst of frauds every few seconds: every outage meets some.
+            sim: Simulator::start(&["--time-mode", "now", "--fraud-rate", "0.3"]),
+            runs: tempfile::tempdir().unwrap(),
+            killed: false,
+            notes: Vec::new(),
+        }
+    }
+
+    fn live(&self) -> Live {
+        Live::start(&self.db, &self.sim.url(), &self.sink, self.runs.path(), &[])
+    }
+
+    /// Captured payments, per its JSON lines.
+    fn batches(live: &Live) -> usize {
+        let lines = live.stdout.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| l.contains("\"micro_batch\""))
+            .count()
+    }
+
+    /// Every minute's DAG run, as it would follow: the minutes the live path closed reuse its
+    /// file, the others (a minute left open when it stopped or died) poll the API a second,
+    /// taking over its journal.
+    fn settle(&self) {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.runs.path().join("fraud_pipeline"))
+            .map(|e| e.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dirs.sort();
+        let api = self.sim.url();
+        for dir in dirs {
+            dag_run(
+                &self.db,
+                &dir,
+                &["--max-seconds", "1", "--api-url", &api],
+                &self.sink.url(),
+            );
+        }
+    }
+
+    /// The invariants, once settled: every payment served loaded once; every predicted fraud
+    /// recorded sent, in the email its row names, which the server received once (twice at most
+    /// after a kill, the same Message-ID).
+    fn check(&self) -> Result<String, String> {
+        let served = self.sim.stats()["served"].as_i64().unwrap();
+        let rows = self.db.count("SELECT count(*) FROM payments_scored");
+        if rows != served {
+            return Err(format!("{rows} rows for {served} payments served"));
+        }
+        let frauds = self
+            .db
+            .count("SELECT count(*) FROM payments_scored WHERE predicted_fraud");
+        let unsent = self.db.count(
+            "SELECT count(*) FROM payments_scored p LEFT JOIN fraud_alerts a USING (trans_num)
+             WHERE p.predicted_fraud AND a.status IS DISTINCT FROM 'sent'",
+        );
+        if unsent > 0 {
+            return Err(format!(
+                "{unsent} of {frauds} predicted frauds not recorded sent"
+            ));
+        }
+        let mut received: HashMap<String, usize> = HashMap::new();
+        for m in self.sink.messages() {
+            *received
+                .entry(header(&m, "Message-ID").to_string())
+                .or_default() += 1;
+        }
+        let allowed = if self.killed { 2 } else { 1 };
+        let ids: Vec<String> = self
+            .db
+            .client()
+            .query(
+                "SELECT DISTINCT message_id FROM fraud_alerts WHERE status = 'sent'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for id in &ids {
+            let n = received.get(id).copied().unwrap_or(0);
+            if n == 0 || n > allowed {
+                return Err(format!("email {id} received {n} times"));
+            }
+        }
+        if received.len() != ids.len() {
+            return Err(format!(
+                "{} emails received, {} recorded",
+                received.len(),
+                ids.len()
+            ));
+        }
+        Ok(format!(
+            "{served} payments, {frauds} frauds, {} emails; {}",
+            ids.len(),
+            self.notes.join("; ")
+        ))
+    }
+}
+
+/// Whether a micro-batch's scratch run directory is there (it is while its stages run).
+fn batch_under_way(runs: &Path) -> bool {
+    std::fs::read_dir(runs.join("live")).is_ok_and(|mut e| e.next().is_some())
+}
+
+/// kill -9 while a micro-batch is processed (its scratch directory still there after the kill:
+/// the kill landed mid-batch), then started again: it processes the journal again.
+fn killed_mid_batch(s: &mut Scene) {
+    for attempt in 1..=20 {
+        let mut live = s.live();
+        live.wait(60, "a micro-batch under way", |_| {
+            batch_under_way(s.runs.path())
+        });
+        live.child.kill().unwrap();
+        live.child.wait().unwrap();
+        if batch_under_way(s.runs.path()) {
+            s.killed = true;
+            s.notes.push(format!("killed -9 mid-batch (try {attempt})"));
+            break;
+        }
+    }
+    assert!(s.killed, "no kill landed mid-batch in 20 tries");
+    let again = s.live();
+    again.wait(60, "micro-batches after the restart", |l| {
+        Scene::batches(l) >= 3
+    });
+    again.stop();
+}
+
+/// PostgreSQL stopped for 5 s while the live path runs: it captures on into its journal, its
+/// micro-batches wait, and all of them go through once the database is back.
+fn postgres_down(s: &mut Scene) {
+    let live = s.live();
+    live.wait(60, "micro-batches", |l| Scene::batches(l) >= 2);
+    s.cluster.stop("fast");
+    std::thread::sleep(Duration::from_secs(5));
+    s.cluster.resume();
+    let before = Scene::batches(&live);
+    live.wait(90, "micro-batches after the outage", |l| {
+        Scene::batches(l) >= before + 3
+    });
+    assert!(
+        live.log().contains("trying again"),
+        "its micro-batches waited: {}",
+        live.log()
+    );
+    live.stop();
+    s.notes.push("PostgreSQL down 5 s".into());
+}
+
+/// The SMTP server down for 4 s: the frauds of that time are emailed once it is back.
+fn smtp_down(s: &mut Scene) {
+    let live = s.live();
+    live.wait(60, "an email", |_| !s.sink.messages().is_empty());
+    s.sink.stop();
+    let down =
+        s.db.count("SELECT count(*) FROM payments_scored WHERE predicted_fraud");
+    std::thread::sleep(Duration::from_secs(4));
+    let unsent = s.db.count(
+        "SELECT count(*) FROM payments_scored p LEFT JOIN fraud_alerts a USING (trans_num)
+         WHERE p.predicted_fraud AND a.status IS DISTINCT FROM 'sent'",
+    );
+    s.sink.resume(0);
+    let before = Scene::batches(&live);
+    live.wait(60, "micro-batches after the outage", |l| {
+        Scene::batches(l) >= before + 3
+    });
+    live.stop();
+    assert!(
+        unsent > 0,
+        "no fraud waited for the SMTP server ({down} frauds before it went down)"
+    );
+    s.notes.push(format!(
+        "SMTP server down 4 s, {unsent} frauds waiting for it"
+    ));
+}
+
+/// Two live processes at once: the second waits for the lease and captures nothing until the
+/// first stops, then takes over.
+fn two_at_once(s: &mut Scene) {
+    let first = s.live();
+    first.wait(60, "the first captures", |l| Scene::batches(l) >= 1);
+    let second = s.live();
+    second.wait(30, "the second waits for the lease", |l| {
+        l.log().contains("holds the lease")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        Scene::batches(&second),
+        0,
+        "the second captured while the first held the lease"
+    );
+    first.stop();
+    second.wait(30, "the second takes over", |l| Scene::batches(l) >= 1);
+    second.stop();
+    s.notes
+        .push("the second process waited, then took over".into());
+}
+
+/// Stopped: the DAG's run of the minute it stopped in (due once that minute ends) polls the API
+/// itself, nobody holding the lease, taking over the minute's journal; started again, in the
+/// next minute, the live path captures on.
+fn stopped_then_started(s: &mut Scene) {
+    let live = s.live();
+    live.wait(60, "micro-batches", |l| Scene::batches(l) >= 2);
+    live.stop();
+    let end = fraudctl::live::Minute::end_of(chrono::Utc::now());
+    let minute = fraudctl::live::Minute::path(s.runs.path(), end);
+    while chrono::Utc::now() < end {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let api = s.sim.url();
+    let dag = dag_run(
+        &s.db,
+        &minute,
+        &["--max-seconds", "2", "--api-url", &api],
+        &s.sink.url(),
+    );
+    let extract = &dag["extract"];
+    assert_eq!(extract["reused"], false, "{extract}");
+    let again = s.live();
+    again.wait(60, "micro-batches after the restart", |l| {
+        Scene::batches(l) >= 2
+    });
+    again.stop();
+    s.notes.push(format!(
+        "the DAG's run of its minute captured {} payments",
+        extract["records"]
+    ));
+}
+
+#[test]
+fn live_fault_scenarios_lose_and_duplicate_nothing() {
+    let scenarios: [(&str, fn(&mut Scene)); 5] = [
+        (
+            "fraudctl live killed -9 mid-batch, started again",
+            killed_mid_batch,
+        ),
+        ("PostgreSQL down during the live path", postgres_down),
+        ("SMTP server down during the live path", smtp_down),
+        ("two fraudctl live at once", two_at_once),
+        (
+            "fraudctl live stopped, the DAG covers its minute, started again",
+            stopped_then_started,
+        ),
+    ];
+    let cluster = PgCluster::start();
+    let mut failed = Vec::new();
+    for (name, scenario) in scenarios {
+        let started = Instant::now();
+        let mut scene = Scene::new(&cluster);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            scenario(&mut scene);
+            scene.settle();
+        }))
+        .map_err(|panic| {
+            panic.downcast_ref::<String>().cloned().unwrap_or_else(|| {
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            })
+        })
+        .and_then(|()| scene.check());
+        let took = started.elapsed().as_secs_f32();
+        match outcome {
+            Ok(summary) => eprintln!("  ok    {name} [{took:.1} s]: {summary}"),
+            Err(why) => {
+                eprintln!("  FAIL  {name} [{took:.1} s]: {why}");
+                failed.push(name);
+            }
+        }
+    }
+    eprintln!(
+        "live fault scenarios: {} run, {} passed, {} failed",
+        scenarios.len(),
+        scenarios.len() - failed.len(),
+        failed.len()
+    );
+    assert!(failed.is_empty(), "failed live scenarios: {failed:?}");
 }
