@@ -16,6 +16,11 @@ stage's file in the run directory and prints its JSON summary as the last stdout
   re-processed, the others end with `extract` *skipped* (exit 99) and the rest of the run skipped.
 * **max_active_runs=1**: runs of a minute never overlap (extract polls for at most
   `fraudctl_extract_max_seconds`, 45 s by default).
+* **The live path** (`fraudctl live`, airflow/README.md): while it holds its lease, it has
+  captured and alerted the minute already; `extract` reuses the raw file it wrote there (waiting
+  at most `fraudctl_live_wait_secs`), and the run changes nothing: the system of record and the
+  safety net. When its heartbeat is older than `fraudctl_live_stale_secs`, `extract` polls the
+  API itself, as it did before the live path.
 * **Alerts**: each fraud in exactly one email, one per card (recorded in `fraud_alerts`); frauds
   older than `fraudctl_alert_max_age_hours` (default 24), e.g. found by a backfill, are recorded, not emailed.
 * **Configuration**: Variables `fraudctl_*` (each checked before its task runs a command: an invalid
@@ -42,6 +47,10 @@ STAGE_ENV = {
         "FRAUDCTL_MAX_SECONDS": var("extract_max_seconds"),
         "FRAUDCTL_MAX_RECORDS": var("extract_max_records"),
         "FRAUDCTL_MAX_LAG_SECS": var("extract_max_lag_secs"),
+        # the live path's lease: its file of the minute is waited for while it captures
+        "FRAUDCTL_LIVE_WAIT_SECS": var("live_wait_secs"),
+        "FRAUDCTL_LIVE_STALE_SECS": var("live_stale_secs"),
+        "FRAUDCTL_DATABASE_URL": DATABASE_URL,
     },
     # the database: the cards' earlier payments, for a spec with card history
     "transform": {"FRAUDCTL_FEATURE_SPEC": MODEL_DIR + "/feature_spec.json",

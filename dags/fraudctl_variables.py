@@ -98,6 +98,10 @@ VARIABLES = {
     "extract_max_seconds": ("", integer(1, 240)),  # under the tasks' 5-minute execution timeout
     "extract_max_records": ("", integer(1, 10_000_000)),
     "extract_max_lag_secs": ("", integer(0, 365 * 86400)),
+    # The live path (fraudctl live): how long extract waits for its file of the minute while its
+    # lease is fresh, and how old its heartbeat may be before extract polls the API itself.
+    "live_wait_secs": ("30", integer(0, 240)),
+    "live_stale_secs": ("15", integer(1, 3600)),
     "scorer": ("", one_of("local", "sagemaker")),
     "sagemaker_endpoint": ("", matching(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}",
                                         "a SageMaker endpoint name (letters, digits, hyphens)")),

@@ -4,6 +4,7 @@
 #   scripts/pg.sh start   # initialise (first time) and start; prints the admin URL
 #   scripts/pg.sh stop
 #   scripts/pg.sh url     # the admin URL (database "postgres")
+#   scripts/pg.sh status  # exit 0 while it runs
 #
 # Data lives in .local/pg (git-ignored); it listens on 127.0.0.1:${FRAUDCTL_PG_PORT:-55432} with
 # trust authentication for loopback only: a throwaway cluster, never a production database.
@@ -56,5 +57,6 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     url) url ;;
-    *) echo "usage: scripts/pg.sh start|stop|url" >&2; exit 2 ;;
+    status) [[ -f "$data/PG_VERSION" ]] && as_owner "$bindir/pg_ctl" -D "$data" status >/dev/null ;;
+    *) echo "usage: scripts/pg.sh start|stop|url|status" >&2; exit 2 ;;
 esac

@@ -1,38 +1,63 @@
 #!/usr/bin/env bash
 # The whole stack on this machine, without Docker (`make up`, `make down`, `make status`):
-# PostgreSQL (fraud_db + Airflow's metadata), the payments simulator, the SMTP sink, the Airflow
-# scheduler (LocalExecutor) and webserver running the fraud_pipeline DAG every minute, and the
-# dashboard. Offline defaults: simulator, local model, local SMTP sink.
+# PostgreSQL (fraud_db + Airflow's metadata), the payments simulator, the SMTP sink, the live
+# path (fraudctl live: a fraud emailed within about a second), the Airflow scheduler
+# (LocalExecutor) and webserver running the fraud_pipeline DAG every minute (the system of
+# record and the safety net), and the dashboard. Offline defaults: simulator, local model, local
+# SMTP sink.
 #
-# Everything lives under .local/ (git-ignored): data, logs (.local/logs), pid files, received
-# mail (.local/mail) and the generated secrets (.local/stack.env, mode 0600).
+# The long-running processes run under supervisord (.venv's supervisor, .local/supervisord.conf
+# written here): each is restarted when it exits (waiting longer after each start that fails,
+# so a database outage does not make them spin), its log appended to .local/logs/NAME.log and
+# rotated at 10 MB (5 kept). PostgreSQL is pg.sh's (pg_ctl).
+#
+# Everything lives under .local/ (git-ignored): data, logs (.local/logs), received mail
+# (.local/mail) and the generated secrets (.local/stack.env, mode 0600).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 LOCAL=$ROOT/.local
 LOGS=$LOCAL/logs
-PIDS=$LOCAL/pids
+SUPERVISOR_CONF=$LOCAL/supervisord.conf
 SIM_PORT=${FRAUDCTL_SIM_PORT:-8000}
 SMTP_PORT=${FRAUDCTL_SMTP_PORT:-1025}
 AIRFLOW_PORT=${FRAUDCTL_AIRFLOW_PORT:-8080}
 DASHBOARD_PORT=${FRAUDCTL_DASHBOARD_PORT:-8501}
+LIVE_METRICS_PORT=${FRAUDCTL_LIVE_METRICS_PORT:-9464}  # fraudctl live's /metrics and /healthz
 AIRFLOW_LOG_SERVER_PORT=${FRAUDCTL_AIRFLOW_LOG_SERVER_PORT:-8793}  # the scheduler's log server
 BUSINESS_TIME_ZONE=${FRAUDCTL_BUSINESS_TIME_ZONE:-UTC}  # fraudctl migrate's and the digest DAG's
 FRAUDCTL=$ROOT/target/release/fraudctl
 
 log() { printf '==> %s\n' "$*"; }
 
-# start NAME COMMAND...: runs COMMAND in the background with its log and pid file.
-start() {
+# program NAME COMMAND...: a [program] section of supervisord.conf running COMMAND (each word
+# quoted for supervisord's shell-like parser), restarted whenever it exits.
+program() {
     local name=$1; shift
-    if [[ -f $PIDS/$name.pid ]] && kill -0 "$(cat "$PIDS/$name.pid")" 2>/dev/null; then
-        log "$name already running"
-        return
-    fi
-    nohup setsid "$@" >"$LOGS/$name.log" 2>&1 &
-    echo $! >"$PIDS/$name.pid"
-    log "$name started (log: .local/logs/$name.log)"
+    local words=() word
+    for word in "$@"; do words+=("\"${word//\"/\\\"}\""); done
+    cat <<EOF
+
+[program:$name]
+command=${words[*]}
+directory=$ROOT
+autorestart=true
+startsecs=3
+startretries=1000000
+stopasgroup=true
+killasgroup=true
+stopwaitsecs=30
+redirect_stderr=true
+stdout_logfile=$LOGS/$name.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=5
+EOF
 }
+
+supervisorctl() { "$ROOT/.venv/bin/supervisorctl" -c "$SUPERVISOR_CONF" "$@"; }
+
+# Whether supervisord runs (its socket answers).
+supervised() { [[ -f $SUPERVISOR_CONF ]] && supervisorctl pid >/dev/null 2>&1; }
 
 wait_port() {
     local name=$1 port=$2
@@ -89,7 +114,7 @@ airflow_settings() {
 }
 
 up() {
-    mkdir -p "$LOGS" "$PIDS" "$LOCAL/runs" "$LOCAL/mail"
+    mkdir -p "$LOGS" "$LOCAL/runs" "$LOCAL/mail"
     secrets
     local admin base
     admin=$(scripts/pg.sh start)
@@ -106,9 +131,6 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fraud_dashboard') \gex
 SELECT format('ALTER ROLE fraud_dashboard PASSWORD %L', :'pw') \gexec
 SQL
 
-    start simulator "$FRAUDCTL" serve-payments --listen "127.0.0.1:$SIM_PORT" --fraud-rate "${FRAUDCTL_SIM_FRAUD_RATE:-0.02}"
-    start smtp-sink "$ROOT/.venv/bin/python" scripts/smtp_sink.py serve --listen "127.0.0.1:$SMTP_PORT" --maildir "$LOCAL/mail"
-
     export AIRFLOW_HOME=$LOCAL/airflow
     mkdir -p "$AIRFLOW_HOME"
     # Local stack only: the UI on 127.0.0.1 needs no login.
@@ -124,49 +146,99 @@ SQL
     (umask 077; airflow db migrate >"$LOGS/airflow-db.log" 2>&1) \
         || { tail -n 20 "$LOGS/airflow-db.log" >&2; exit 1; }
     chmod 600 "$AIRFLOW_HOME/airflow.cfg"
-    start airflow-scheduler airflow scheduler
-    start airflow-webserver airflow webserver
 
-    # On 127.0.0.1 (dashboard/.streamlit/config.toml): the local stack's dashboard needs no login.
-    start dashboard env FRAUDCTL_DASHBOARD_DATABASE_URL="postgres://fraud_dashboard:$FRAUDCTL_DASHBOARD_DB_PASSWORD@127.0.0.1:${base##*:}/fraud_db" \
-        PATH="$ROOT/.venv-dashboard/bin:$PATH" dashboard/run.sh --server.port "$DASHBOARD_PORT"
+    # supervisord, and every process it starts, run with this environment (the secrets, Airflow's
+    # settings); fraudctl live is given its own settings below.
+    local pg_port=${base##*:}
+    {
+        cat <<EOF
+; Written by scripts/stack.sh up (each time): the local stack's long-running processes.
+[supervisord]
+logfile=$LOGS/supervisord.log
+logfile_maxbytes=10MB
+logfile_backups=5
+pidfile=$LOCAL/supervisord.pid
+directory=$ROOT
+
+[unix_http_server]
+file=$LOCAL/supervisor.sock
+chmod=0700
+
+[supervisorctl]
+serverurl=unix://$LOCAL/supervisor.sock
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+EOF
+        program simulator "$FRAUDCTL" serve-payments --listen "127.0.0.1:$SIM_PORT" --fraud-rate "${FRAUDCTL_SIM_FRAUD_RATE:-0.02}"
+        program smtp-sink "$ROOT/.venv/bin/python" scripts/smtp_sink.py serve --listen "127.0.0.1:$SMTP_PORT" --maildir "$LOCAL/mail"
+        program fraudctl-live env FRAUDCTL_DATABASE_URL="$base/fraud_db" \
+            FRAUDCTL_API_URL="http://127.0.0.1:$SIM_PORT/current-transactions" \
+            FRAUDCTL_SMTP_URL="smtp://127.0.0.1:$SMTP_PORT" FRAUDCTL_REPORT_URL="http://127.0.0.1:$DASHBOARD_PORT" \
+            FRAUDCTL_LIVE_METRICS_LISTEN="127.0.0.1:$LIVE_METRICS_PORT" \
+            "$FRAUDCTL" live --runs-root "$LOCAL/runs"
+        program airflow-scheduler airflow scheduler
+        program airflow-webserver airflow webserver
+        # On 127.0.0.1 (dashboard/.streamlit/config.toml): the local stack's dashboard needs no login.
+        program dashboard env FRAUDCTL_DASHBOARD_DATABASE_URL="postgres://fraud_dashboard:$FRAUDCTL_DASHBOARD_DB_PASSWORD@127.0.0.1:$pg_port/fraud_db" \
+            PATH="$ROOT/.venv-dashboard/bin:$PATH" dashboard/run.sh --server.port "$DASHBOARD_PORT"
+    } >"$SUPERVISOR_CONF.new"
+    mv "$SUPERVISOR_CONF.new" "$SUPERVISOR_CONF"
+    if supervised; then
+        supervisorctl update >/dev/null
+        supervisorctl start all >/dev/null || true
+        log "supervisord: configuration reloaded, every process running"
+    else
+        "$ROOT/.venv/bin/supervisord" -c "$SUPERVISOR_CONF"
+        log "supervisord started (logs: .local/logs/; make status)"
+    fi
 
     wait_port simulator "$SIM_PORT"; wait_port smtp-sink "$SMTP_PORT"
     wait_port dashboard "$DASHBOARD_PORT"; wait_port airflow-webserver "$AIRFLOW_PORT"
+    wait_port fraudctl-live "$LIVE_METRICS_PORT"
     cat <<EOF
 
-fraudctl stack is up (fraud_pipeline runs every minute):
+fraudctl stack is up (the live path emails frauds within seconds; fraud_pipeline runs every minute):
   Airflow UI          http://127.0.0.1:$AIRFLOW_PORT
+  live path metrics   http://127.0.0.1:$LIVE_METRICS_PORT/metrics   (its log: .local/logs/fraudctl-live.log)
   dashboard           http://127.0.0.1:$DASHBOARD_PORT
   payments simulator  http://127.0.0.1:$SIM_PORT/current-transactions
   emails received     .venv/bin/python scripts/smtp_sink.py list --maildir .local/mail
   Airflow CLI         scripts/airflow dags list   (this stack's settings, then airflow)
   daily report        FRAUDCTL_DATABASE_URL=$base/fraud_db target/release/fraudctl report
-  logs                .local/logs/        stop with: make down
+  processes           make status         logs: .local/logs/        stop with: make down
 EOF
 }
 
 down() {
-    shopt -s nullglob
-    for pidfile in "$PIDS"/*.pid; do
-        local pid name
-        pid=$(cat "$pidfile"); name=$(basename "$pidfile" .pid)
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-            log "$name stopped"
-        fi
-        rm -f "$pidfile"
-    done
+    if supervised; then
+        supervisorctl shutdown >/dev/null
+        # supervisord stops each process group (TERM, then KILL after 30 s), then exits.
+        for _ in $(seq 1 40); do [[ -S $LOCAL/supervisor.sock ]] || break; sleep 1; done
+        log "supervisord and its processes stopped"
+    fi
     scripts/pg.sh stop
     log "PostgreSQL stopped"
 }
 
+# Each process: its state (supervisord's) and how many times it was restarted since supervisord
+# started (the starts its log holds since then, less the first); PostgreSQL's state.
 status() {
-    shopt -s nullglob
-    for pidfile in "$PIDS"/*.pid; do
-        local name; name=$(basename "$pidfile" .pid)
-        if kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "$name: running"; else echo "$name: stopped"; fi
-    done
+    if scripts/pg.sh status >/dev/null 2>&1; then
+        echo "postgresql                       RUNNING   $(scripts/pg.sh url | sed 's#/postgres$##')"
+    else
+        echo "postgresql                       STOPPED"
+    fi
+    if ! supervised; then
+        echo "supervisord is not running: make up"
+        return
+    fi
+    local line name starts
+    while read -r line; do
+        name=${line%% *}
+        starts=$(awk -v s="spawned: '$name'" '/supervisord started with pid/ { n = 0 } index($0, s) { n++ } END { print n + 0 }' "$LOGS/supervisord.log" 2>/dev/null || echo 0)
+        printf '%s   restarts: %s\n' "$line" "$(( starts > 0 ? starts - 1 : 0 ))"
+    done < <(supervisorctl status)
 }
 
 case "${1:-}" in
