@@ -17,8 +17,8 @@ from conftest import ROOT
 
 # The binary itself: the package's `docker-compose` wrapper script drops the exit status.
 COMPOSE = Path(compose.__file__).parent / "docker-compose"
-SERVICES = {"postgres", "mailpit", "payments-simulator", "airflow-init", "airflow-scheduler",
-            "airflow-webserver", "dashboard"}
+SERVICES = {"postgres", "mailpit", "payments-simulator", "fraudctl-live", "airflow-init",
+            "airflow-scheduler", "airflow-webserver", "dashboard"}
 AIRFLOW = ("airflow-init", "airflow-scheduler", "airflow-webserver")
 LONG_RUNNING = SERVICES - {"airflow-init"}
 EXAMPLE = (ROOT / ".env.example").read_text()
@@ -83,6 +83,7 @@ def test_every_port_is_published_on_the_hosts_loopback_only(services):
         "postgres": {("127.0.0.1", 5433, 5432)},
         "mailpit": {("127.0.0.1", 8025, 8025), ("127.0.0.1", 1025, 1025)},
         "payments-simulator": {("127.0.0.1", 8000, 8000)},
+        "fraudctl-live": {("127.0.0.1", 9464, 9464)},
         "airflow-init": set(),
         "airflow-scheduler": set(),
         "airflow-webserver": {("127.0.0.1", 8080, 8080)},
@@ -121,6 +122,22 @@ def test_start_order(services):
     # Redis, of the profile celery, only when that profile is on.
     assert services["airflow-scheduler"]["depends_on"]["redis"]["required"] is False
     assert services["airflow-init"]["restart"] == "no"
+    assert conditions("fraudctl-live") == {
+        **after_init, "mailpit": "service_healthy", "payments-simulator": "service_healthy"}
+
+
+def test_the_live_path_runs_restarted_on_the_runs_volume_with_the_pipelines_settings(services):
+    live = services["fraudctl-live"]
+    assert live["command"] == ["live", "--runs-root", "/opt/fraudctl/runs"]
+    assert live["restart"] == "unless-stopped"
+    runs = {(v["source"], v["target"]) for v in live["volumes"]}
+    scheduler = {(v["source"], v["target"]) for v in services["airflow-scheduler"]["volumes"]}
+    assert ("runs", "/opt/fraudctl/runs") in runs & scheduler
+    env, airflow = live["environment"], services["airflow-scheduler"]["environment"]
+    assert env["FRAUDCTL_PAN_HASH_KEY"] == airflow["FRAUDCTL_PAN_HASH_KEY"]
+    assert env["FRAUDCTL_DATABASE_URL"] == airflow["AIRFLOW_CONN_FRAUD_DB"]
+    assert env["FRAUDCTL_API_URL"] == airflow["AIRFLOW_VAR_FRAUDCTL_API_URL"]
+    assert "/healthz" in " ".join(live["healthcheck"]["test"])
 
 
 def test_airflow_init_runs_through_the_images_entrypoint(services):
