@@ -7,15 +7,20 @@ to `fraudctl_ops_email` through `fraudctl_smtp` (what is wrong, since when); one
 succeeds again. Never more for the same incident, however often it is checked: the incident's state
 is the check's XCom, read by the next check (max_active_runs=1, so checks never overlap).
 
-It reads only Airflow's metadata database, never fraud_pipeline's tasks or files (logic in
-`fraudctl_watchdog.py`). catchup=False: a check is about now, a missed one is not worth replaying.
+And is the live path (`fraudctl live`) capturing? When its lease is let go, or its heartbeat is
+older than `fraudctl_live_stale_secs`, one email ("alerts are back to minute latency"), one more
+when it is back. (No email while no live path was ever deployed.)
+
+It reads only Airflow's metadata database and the live path's lease, never fraud_pipeline's tasks
+or files (logic in `fraudctl_watchdog.py`). catchup=False: a check is about now, a missed one is
+not worth replaying.
 """
 from airflow import DAG
 from airflow.operators.python import PythonOperator
 
 from fraudctl_common import DAG_DEFAULTS
 from fraudctl_variables import var
-from fraudctl_watchdog import check_pipeline
+from fraudctl_watchdog import check_live_path, check_pipeline
 
 with DAG(
     dag_id="fraud_pipeline_watchdog",
@@ -29,4 +34,9 @@ with DAG(
         task_id="check_pipeline",
         python_callable=check_pipeline,
         op_kwargs={"minutes": var("watchdog_minutes"), "ops_email": var("ops_email")},
+    )
+    PythonOperator(
+        task_id="check_live_path",
+        python_callable=check_live_path,
+        op_kwargs={"stale_secs": var("live_stale_secs"), "ops_email": var("ops_email")},
     )

@@ -13,14 +13,16 @@ the state as it was: the next check sends it.
 import logging
 from datetime import datetime, timedelta
 
+import psycopg2
 from airflow.configuration import conf
+from airflow.hooks.base import BaseHook
 from airflow.models import DagModel, DagRun
 from airflow.utils import timezone
 from airflow.utils.session import create_session
 from airflow.utils.state import DagRunState
 from sqlalchemy import func, select
 
-from fraudctl_common import email_ops
+from fraudctl_common import FRAUD_DB_CONN_ID, email_ops
 
 PIPELINE = "fraud_pipeline"
 log = logging.getLogger(__name__)
@@ -50,6 +52,24 @@ def pipeline_problems(session, now: datetime, limit: timedelta, watching_since: 
     return problems
 
 
+def track(ti, subject: str, problems: list, facts: dict, now: datetime) -> dict:
+    """One incident's emails: one to operations when `problems` appear ("<subject> ..."), one when
+    they are gone; none in between. The state (`incident_since`) is the check's return value
+    (XCom), which the next check reads."""
+    since = (ti.xcom_pull(task_ids=ti.task_id, include_prior_dates=True) or {}).get("incident_since")
+    log.info("%s: %s; incident since: %s", subject, "; ".join(problems) or "healthy", since)
+    ops_email = facts.pop("to")
+    if problems and not since:
+        since = now.isoformat()
+        email_ops(ops_email, f"[fraudctl] {subject} {facts.pop('down')}",
+                  {**facts, **{f"problem {i}": p for i, p in enumerate(problems, 1)}, "noticed": utc(now)})
+    elif since and not problems:
+        email_ops(ops_email, f"[fraudctl] {subject} {facts.pop('up')}",
+                  {**facts, "incident began": since, "recovered": utc(now)})
+        since = None
+    return {"incident_since": since, "problems": problems}
+
+
 def check_pipeline(minutes: str, ops_email: str, ti) -> dict:
     """The watchdog's task: today's problems against the previous check's state; returns the new
     state (`incident_since`: when the incident began, None when there is none)."""
@@ -58,16 +78,36 @@ def check_pipeline(minutes: str, ops_email: str, ti) -> dict:
         watching_since = session.scalar(select(func.min(DagRun.start_date)).where(
             DagRun.dag_id == ti.dag_id)) or now
         problems = pipeline_problems(session, now, limit, watching_since)
-    since = (ti.xcom_pull(task_ids=ti.task_id, include_prior_dates=True) or {}).get("incident_since")
-    log.info("%s: %s; incident since: %s", PIPELINE, "; ".join(problems) or "healthy", since)
-    facts = {"DAG": PIPELINE, "runs": f"{conf.get('webserver', 'base_url')}/dags/{PIPELINE}/grid",
+    facts = {"to": ops_email, "down": "stalled", "up": "recovered", "DAG": PIPELINE,
+             "runs": f"{conf.get('webserver', 'base_url')}/dags/{PIPELINE}/grid",
              "limit": f"{minutes} minutes (Variable fraudctl_watchdog_minutes)"}
-    if problems and not since:
-        since = now.isoformat()
-        email_ops(ops_email, f"[fraudctl] {PIPELINE} stalled",
-                  {**facts, **{f"problem {i}": p for i, p in enumerate(problems, 1)}, "noticed": utc(now)})
-    elif since and not problems:
-        email_ops(ops_email, f"[fraudctl] {PIPELINE} recovered",
-                  {**facts, "incident began": since, "recovered": utc(now)})
-        since = None
-    return {"incident_since": since, "problems": problems}
+    return track(ti, PIPELINE, problems, facts, now)
+
+
+def live_path_problems(database_uri: str, stale_secs: int) -> list:
+    """What is wrong with the live path (fraudctl live) now: its lease let go, or its heartbeat
+    older than `stale_secs`. Empty: it captures, or no live path was ever deployed."""
+    with psycopg2.connect(database_uri) as conn, conn.cursor() as cur:
+        cur.execute("SELECT holder, heartbeat_at, released_at,"
+                    " heartbeat_at < now() - make_interval(secs => %s) FROM live_lease", (stale_secs,))
+        row = cur.fetchone()
+    conn.close()
+    if row is None:
+        return []
+    holder, beat, released, stale = row
+    if released is not None:
+        return [f"it stopped at {utc(released)} ({holder}) and no process took the lease since"]
+    if stale:
+        return [f"its last heartbeat was at {utc(beat)} ({holder})"]
+    return []
+
+
+def check_live_path(stale_secs: str, ops_email: str, ti) -> dict:
+    """The watchdog's second task: is the live path capturing? One email when it stops (alerts
+    are then back to the every-minute DAG's latency), one when it is back."""
+    uri = BaseHook.get_connection(FRAUD_DB_CONN_ID).get_uri()
+    facts = {"to": ops_email, "down": "down: alerts are back to minute latency",
+             "up": "back: alerts within seconds again",
+             "what": "fraudctl live (the live path); the every-minute DAG captures meanwhile",
+             "stale after": f"{stale_secs} s without a heartbeat (Variable fraudctl_live_stale_secs)"}
+    return track(ti, "live path", live_path_problems(uri, int(stale_secs)), facts, timezone.utcnow())

@@ -115,7 +115,7 @@ def test_watchdog_shape(dagbag):
     dag = dagbag.dags["fraud_pipeline_watchdog"]
     assert dag.schedule_interval == "*/2 * * * *"
     assert dag.catchup is False and dag.max_active_runs == 1
-    assert [t.task_id for t in dag.tasks] == ["check_pipeline"]
+    assert [t.task_id for t in dag.tasks] == ["check_pipeline", "check_live_path"]
 
 
 def test_every_task_emails_operations_when_it_fails_for_good(dagbag):
@@ -139,12 +139,12 @@ def test_commands_carry_no_values(dagbag):
 
 
 def test_secrets_only_where_needed(dagbag):
-    """Least privilege: only transform (the cards' history), load and alert get the database,
-    only alert the SMTP password."""
+    """Least privilege: only extract (the live path's lease), transform (the cards' history),
+    load and alert get the database, only alert the SMTP password."""
     dag = dagbag.dags["fraud_pipeline"]
     with_db = {t.task_id for t in dag.tasks if "FRAUDCTL_DATABASE_URL" in t.env}
     with_smtp = {t.task_id for t in dag.tasks if "FRAUDCTL_SMTP_PASSWORD" in t.env}
-    assert with_db == {"transform", "load", "alert"} and with_smtp == {"alert"}
+    assert with_db == {"extract", "transform", "load", "alert"} and with_smtp == {"alert"}
 
 
 def templated_strings(task):

@@ -92,3 +92,27 @@ def test_watchdog_one_email_per_incident_and_one_on_recovery(airflow, ops_mailbo
     assert [m["Subject"] for m in recovered] == ["[fraudctl] fraud_pipeline recovered"]
     assert "incident began" in body(recovered[0])
     assert check() == []
+
+
+def test_watchdog_tells_operations_when_the_live_path_stops_and_when_it_is_back(airflow, ops_mailbox, to_ops):
+    checks = iter(f"2024-03-02T01:{minute:02d}:00+00:00" for minute in range(0, 60, 2))
+
+    def check() -> list:
+        before = len(ops_mailbox.messages())
+        airflow("dags", "test", "fraud_pipeline_watchdog", next(checks), **to_ops)
+        return [m for m in ops_mailbox.messages()[before:] if "live path" in m["Subject"]]
+
+    sql(airflow.fraud_db, "delete from live_lease")
+    assert check() == []  # no live path deployed: nothing to say
+    sql(airflow.fraud_db, "insert into live_lease (holder, acquired_at, heartbeat_at)"
+        " values ('pid 42 on test', now() - interval '1 hour', now() - interval '1 hour')")
+    down = check()
+    assert [m["Subject"] for m in down] == [
+        "[fraudctl] live path down: alerts are back to minute latency"]
+    assert "its last heartbeat was at" in body(down[0]) and "pid 42 on test" in body(down[0])
+    assert check() == []  # the same incident
+    sql(airflow.fraud_db, "update live_lease set heartbeat_at = now()")
+    back = check()
+    assert [m["Subject"] for m in back] == ["[fraudctl] live path back: alerts within seconds again"]
+    assert check() == []
+    sql(airflow.fraud_db, "delete from live_lease")
