@@ -161,7 +161,8 @@ def show_freshness() -> None:
         """SELECT last_run_id,
                   to_char(last_run_at AT TIME ZONE business_time_zone(), 'YYYY-MM-DD HH24:MI') AS last_run,
                   (extract(epoch FROM checked_at - last_run_at) / 60)::float8 AS age_minutes,
-                  to_char(last_payment_at AT TIME ZONE business_time_zone(), 'YYYY-MM-DD HH24:MI') AS last_payment
+                  to_char(last_payment_at AT TIME ZONE business_time_zone(), 'YYYY-MM-DD HH24:MI') AS last_payment,
+                  capturing
            FROM v_pipeline_freshness""",
     ).iloc[0]
     limit = stale_minutes()
@@ -182,7 +183,10 @@ def show_freshness() -> None:
             icon=":material/error:",
         )
     else:
-        st.caption(f":material/check_circle: Data is fresh: last successful run {run}; last payment: {payment}.")
+        who = ("the live path (alerts within seconds)" if fresh.capturing == "live path"
+               else "the every-minute DAG (the live path is not running: alerts within a minute)")
+        st.caption(f":material/check_circle: Data is fresh: last successful run {run}; last payment: "
+                   f"{payment}. Capturing: {who}.")
 
 
 def show_headline(summary) -> None:

@@ -178,7 +178,28 @@ def test_data_freshness(fraud_db, dashboard, minutes_ago, stale_minutes, error):
         assert not at.error
         fresh = [c.value for c in at.caption if "Data is fresh" in c.value]
         assert len(fresh) == 1 and "last successful run run-2, at" in fresh[0]
-        assert fresh[0].endswith("last payment: none yet.")
+        assert "last payment: none yet. Capturing: the every-minute DAG" in fresh[0]
+
+
+@pytest.mark.parametrize(
+    ("heartbeat_seconds_ago", "released", "capturing"),
+    [(2, False, "the live path"), (60, False, "the every-minute DAG"), (2, True, "the every-minute DAG")],
+)
+def test_the_freshness_line_says_which_path_captures(fraud_db, dashboard, heartbeat_seconds_ago,
+                                                     released, capturing):
+    """The live path captures while its lease is held and its heartbeat fresh; its micro-batches
+    (its minute's `live` row) count as a successful run."""
+    fraud_db.execute(
+        """INSERT INTO live_lease (holder, acquired_at, heartbeat_at, released_at)
+           VALUES ('pid 7 on test', now(), now() - make_interval(secs => %s),
+                   CASE WHEN %s THEN now() END)""",
+        (heartbeat_seconds_ago, released),
+    )
+    fraud_db.execute("INSERT INTO pipeline_runs (run_id, stage, records) VALUES ('live__x', 'live', 3)")
+    at = dashboard(day=DAY)
+    fresh = [c.value for c in at.caption if "Data is fresh" in c.value]
+    assert len(fresh) == 1 and "last successful run live__x" in fresh[0], at.caption
+    assert f"Capturing: {capturing}" in fresh[0]
 
 
 @pytest.mark.parametrize(
