@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 
-.PHONY: build venv test fuzz bench up down status pg clean
+.PHONY: build venv test fuzz bench bench-live up down status pg clean
 
 build: ## the fraudctl binary (target/release/fraudctl)
 	cargo build --release --locked
@@ -39,6 +39,9 @@ BENCH_FLAGS ?= # e.g. --no-peer (skip the Python peer, scripts/python_peer.py)
 bench: build .venv/.installed ## the benchmark against the Python peer (N transactions, median of RUNS runs; BENCHMARKS.md), then cargo bench
 	$(PYTHON) scripts/bench.py --n $(N) --runs $(RUNS) $(BENCH_FLAGS)
 	cargo bench --locked --bench hot_paths
+
+bench-live: build .venv/.installed ## the live path's latency at 10, 100 and 1000 payments/s against the DAG alone, and its ceiling (BENCHMARKS.md)
+	.venv/bin/python scripts/bench_live.py
 
 fuzz: build ## fuzz the API body parser and the stage-file readers, 60 s each (FRAUDCTL_FUZZ_SECONDS)
 	scripts/fuzz.sh
