@@ -334,3 +334,32 @@ fn the_threshold_is_the_model_directorys_unless_given() {
         }
     }
 }
+
+/// The live path scores a payment in a micro-batch of a few, the DAG in its minute of
+/// thousands: the same features must give the same reasons, to the last bit, or the DAG's
+/// reconciliation rewrites every predicted fraud it re-scores.
+#[test]
+fn a_payments_reasons_do_not_depend_on_the_size_of_its_batch() {
+    let (minute, micro) = (RunDir::new(), RunDir::new());
+    features_from_sample(&minute, 6185);
+    features_from_sample(&micro, 2000);
+    for dir in [&minute, &micro] {
+        ok(dir.stage("score").arg("--model-dir").arg(default_model()));
+    }
+    let features = |dir: &RunDir| -> std::collections::HashMap<String, serde_json::Value> {
+        dir.records("features.jsonl")
+            .into_iter()
+            .map(|r| (r["tx"]["trans_num"].as_str().unwrap().into(), r["features"].clone()))
+            .collect()
+    };
+    let (minute_features, micro_features) = (features(&minute), features(&micro));
+    let minute_frauds = frauds_scores(&minute);
+    let mut compared = 0;
+    for (trans_num, score) in frauds_scores(&micro) {
+        if micro_features[&trans_num] == minute_features[&trans_num] {
+            assert_eq!(score, minute_frauds[&trans_num], "{trans_num}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 0, "no predicted fraud with the same features in both batches");
+}

@@ -9,7 +9,6 @@ use sha2::{Digest, Sha256};
 
 use super::reasons::{Explainer, Reason};
 use super::xgboost::sigmoid;
-use super::Shap;
 use super::{feature_record, push_scored, Output, Score, ScoredBy, Why, XgbModel};
 use crate::error::Failure;
 use crate::parallel;
@@ -148,21 +147,12 @@ impl LocalModel {
     }
 }
 
-/// Batches of fewer records (a minute's run) have a fraud or two: their contributions are
-/// walked, which costs less than building the region tables ([`Shap`]).
-const TABLES_FROM_RECORDS: u64 = 5_000;
-
 pub(super) fn score_local(
     input: &mut StageReader<serde_json::Value>,
     local: &LocalModel,
     out: &mut Output,
 ) -> Result<()> {
     let threshold = out.threshold;
-    let how = if input.header().records() < TABLES_FROM_RECORDS {
-        Shap::Walk
-    } else {
-        Shap::Tables
-    };
     parallel::map_chunks(
         "score",
         input,
@@ -185,7 +175,7 @@ pub(super) fn score_local(
             let frauds: Vec<usize> = (0..scores.len())
                 .filter(|&i| scores[i].predicted_fraud)
                 .collect();
-            let contributions = local.model.contributions_of(rows, &frauds, how);
+            let contributions = local.model.contributions_of(rows, &frauds);
             let mut of_fraud = contributions.chunks(local.model.num_features + 1);
             let mut lines = Vec::with_capacity(chunk.len() * 1024);
             for (record, score) in records.iter().zip(scores) {

@@ -29,7 +29,6 @@ use serde_json::value::RawValue;
 pub use local::{Explanation, LocalModel};
 pub use reasons::{Explainer, Reason, TOP_REASONS};
 pub use sagemaker::SageMakerArgs;
-pub use shap::Shap;
 pub use xgboost::XgbModel;
 
 use crate::error::Failure;

@@ -224,15 +224,6 @@ pub(super) fn mean_margin(nodes: &[Node], covers: &[f32], roots: &[u32], base_ma
     f64::from(base_margin) + means.sum::<f64>()
 }
 
-/// How contributions are computed: by the [`RegionTables`] (built at their first use, some
-/// 15 ms for the default model; then ≈ 7–20 µs a row), or by the walk (≈ 0.6 ms a row, nothing
-/// to build): for a batch with a fraud or two, as a minute's run has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shap {
-    Tables,
-    Walk,
-}
-
 /// How many table entries ([`RegionTables`]) a model may have (4 bytes each): beyond, every
 /// payment's contributions are computed by the recursive walk.
 const MAX_TABLE_ENTRIES: usize = 1 << 22;
@@ -527,14 +518,16 @@ impl XgbModel {
     pub fn contributions(&self, features: &[Option<f64>]) -> Vec<f64> {
         let mut row = Vec::with_capacity(features.len());
         Self::push_row(&mut row, features);
-        self.contributions_of(&row, &[0], Shap::Tables)
+        self.contributions_of(&row, &[0])
     }
 
     /// The contributions of the rows `which` of `rows` (laid out by [`XgbModel::push_row`]),
-    /// one row's after the other (each `num_features + 1` long). From the region tables when
-    /// the model has them and `how` asks for them, else by the walk (the two agree within
-    /// f32 rounding).
-    pub fn contributions_of(&self, rows: &[f32], which: &[usize], how: Shap) -> Vec<f64> {
+    /// one row's after the other (each `num_features + 1` long). From the region tables
+    /// (built at their first use, some 15 ms for the default model; then ≈ 7–20 µs a row)
+    /// when the model has them, else by the walk (≈ 0.6 ms a row). Never one or the other by
+    /// the batch's size: they agree only within f32 rounding, and a payment's reasons must be
+    /// the same however it was batched (the live path's micro-batch, the DAG's minute).
+    pub fn contributions_of(&self, rows: &[f32], which: &[usize]) -> Vec<f64> {
         let (width, stride) = (self.num_features, self.num_features + 1);
         let mut phi = vec![0.0; which.len() * stride];
         if which.is_empty() {
@@ -543,13 +536,7 @@ impl XgbModel {
         for bias in phi.iter_mut().skip(width).step_by(stride) {
             *bias = self.mean_margin;
         }
-        let tables = match how {
-            Shap::Tables => self
-                .region_tables
-                .get_or_init(|| RegionTables::of(self))
-                .as_ref(),
-            Shap::Walk => None,
-        };
+        let tables = self.region_tables.get_or_init(|| RegionTables::of(self));
         match tables {
             Some(tables) => tables.add_rows(rows, width, which, &mut phi),
             None => {
