@@ -349,7 +349,12 @@ fn a_payments_reasons_do_not_depend_on_the_size_of_its_batch() {
     let features = |dir: &RunDir| -> std::collections::HashMap<String, serde_json::Value> {
         dir.records("features.jsonl")
             .into_iter()
-            .map(|r| (r["tx"]["trans_num"].as_str().unwrap().into(), r["features"].clone()))
+            .map(|r| {
+                (
+                    r["tx"]["trans_num"].as_str().unwrap().into(),
+                    r["features"].clone(),
+                )
+            })
             .collect()
     };
     let (minute_features, micro_features) = (features(&minute), features(&micro));
@@ -361,5 +366,8 @@ fn a_payments_reasons_do_not_depend_on_the_size_of_its_batch() {
             compared += 1;
         }
     }
-    assert!(compared > 0, "no predicted fraud with the same features in both batches");
+    assert!(
+        compared > 0,
+        "no predicted fraud with the same features in both batches"
+    );
 }

@@ -2,6 +2,8 @@
 //! fraud, written only after the outcome is known; and the run's line in `pipeline_runs`.
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
 
 use super::message::{message_id, Fraud};
 use super::plan::Burst;
@@ -19,7 +21,7 @@ pub struct Entry<'a> {
 /// frauds, Message-ID and thread headers, in one statement. A run that dies before
 /// [`record_outcome`] leaves them so, and the next one sends that same email again
 /// (`plan::interrupted`). A fraud re-opened by `--retry-failed` (`retrying`) is taken again.
-pub fn record_sending(client: &mut postgres::Client, burst: &Burst, entry: &Entry) -> Result<()> {
+pub fn record_sending(client: &mut impl GenericClient, burst: &Burst, entry: &Entry) -> Result<()> {
     let (Some(message), thread) = (burst.message_id(), burst.thread_id()) else {
         return Ok(()); // no fraud to send: no email
     };
@@ -49,23 +51,31 @@ pub fn record_sending(client: &mut postgres::Client, burst: &Burst, entry: &Entr
     Ok(())
 }
 
-/// What became of an email recorded `sending`: `sent` (the SMTP server accepted it, now) or
-/// `failed` (refused for good, with the server's reply), all its frauds in one statement.
+/// What the SMTP server made of an email.
+pub enum Outcome {
+    /// Accepted, at that time.
+    Accepted(DateTime<Utc>),
+    /// Refused for good, with the server's reply.
+    Refused(String),
+}
+
+/// What became of the email `message`, recorded `sending`: `sent` (with the time the SMTP
+/// server accepted it) or `failed` (with its reply), all its frauds in one statement.
 pub fn record_outcome(
-    client: &mut postgres::Client,
-    burst: &Burst,
-    status: &'static str,
-    reason: Option<&str>,
+    client: &mut impl GenericClient,
+    message: &str,
+    outcome: &Outcome,
 ) -> Result<()> {
-    let Some(message) = burst.message_id() else {
-        return Ok(());
+    let (status, reason, accepted_at) = match outcome {
+        Outcome::Accepted(at) => ("sent", None, Some(at)),
+        Outcome::Refused(reply) => ("failed", Some(reply), None),
     };
     client
         .execute(
             "UPDATE fraud_alerts SET status = $2, reason = $3, recorded_at = now(),
-                    accepted_at = CASE WHEN $2 = 'sent' THEN now() END
+                    accepted_at = $4
              WHERE message_id = $1 AND status = 'sending'",
-            &[&message, &status, &reason],
+            &[&message, &status, &reason, &accepted_at],
         )
         .with_context(|| format!("recording the email {message} as {status} in fraud_alerts"))?;
     Ok(())
@@ -75,7 +85,7 @@ pub fn record_outcome(
 /// statement, committed before it is sent: `record_alert_verdict` accepts only registered
 /// tokens. Tokens of an email that then fails are registered in vain, and harmless: their
 /// payment has no `sent` alert.
-pub fn register_tokens(client: &mut postgres::Client, issued: &[VerdictLinks]) -> Result<()> {
+pub fn register_tokens(client: &mut impl GenericClient, issued: &[VerdictLinks]) -> Result<()> {
     let mut digests = Vec::with_capacity(2 * issued.len());
     let (mut trans_nums, mut verdicts, mut expiries) = (Vec::new(), Vec::new(), Vec::new());
     for links in issued {
@@ -110,7 +120,7 @@ pub fn forget_expired_tokens(client: &mut postgres::Client) -> Result<u64> {
 /// Records the candidates the backfill rule held back (not emailed: no thread), in one
 /// statement, with the rule's reason.
 pub fn record_suppressed(
-    client: &mut postgres::Client,
+    client: &mut impl GenericClient,
     frauds: &[Fraud],
     entry: &Entry,
     reason: &str,

@@ -19,7 +19,7 @@ mod smtp;
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use lettre::message::Mailbox;
@@ -205,9 +205,15 @@ pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
     if delivery.envelope.verdicts.is_some() {
         ledger::forget_expired_tokens(&mut client)?;
     }
-    for burst in &bursts {
-        delivery.handle(&mut client, &mut smtp, burst, &mut summary)?;
+    let mut accepted = None;
+    let delivered = bursts.iter().try_for_each(|burst| {
+        delivery.handle(&mut client, &mut smtp, burst, &mut summary, &mut accepted)
+    });
+    // The last email accepted is recorded even when a later one failed: else it goes again.
+    if let Some((message, at)) = accepted {
+        ledger::record_outcome(&mut client, &message, &ledger::Outcome::Accepted(at))?;
     }
+    delivered?;
     smtp.quit();
     ledger::record_run(&mut client, &summary)?;
     if summary.failed > 0 {
@@ -312,33 +318,46 @@ impl Delivery<'_> {
         }
     }
 
-    /// Records the burst's suppressed candidates, then sends its email: recorded `sending`
-    /// first, `sent` once the server accepted it (or `failed`, refused for good). A run that
-    /// fails in between (the server unavailable) leaves it `sending`, for the next run.
+    /// Records the burst's suppressed candidates and its email as being sent (`sending`), in
+    /// one transaction with the `sent` of the email accepted before it (`accepted`: one commit
+    /// an email, not two), then sends it; leaves it in `accepted` once the server accepted it
+    /// (or records it `failed`, refused for good). A run that fails in between (the server
+    /// unavailable, the process killed) leaves it `sending`, for the next run.
     fn handle(
         &self,
         client: &mut postgres::Client,
         smtp: &mut smtp::Smtp,
         burst: &plan::Burst,
         summary: &mut AlertSummary,
+        accepted: &mut Option<(String, DateTime<Utc>)>,
     ) -> Result<()> {
         let why = format!(
             "payment older than {} h when first seen",
             self.args.max_age_hours
         );
-        ledger::record_suppressed(client, &burst.suppress, &self.entry(), &why)?;
-        summary.suppressed += burst.suppress.len();
-        if burst.send.is_empty() {
-            return Ok(());
-        }
         let links = message::sign(burst, &self.envelope)?;
-        let email = message::build(burst, &self.envelope, &links)?;
+        let email = match burst.message_id() {
+            Some(id) => Some((id, message::build(burst, &self.envelope, &links)?)),
+            None => None, // only suppressed candidates: no email
+        };
+        let mut tx = client
+            .transaction()
+            .context("starting the alert ledger's transaction")?;
+        if let Some((message, at)) = accepted.take() {
+            ledger::record_outcome(&mut tx, &message, &ledger::Outcome::Accepted(at))?;
+        }
+        ledger::record_suppressed(&mut tx, &burst.suppress, &self.entry(), &why)?;
         if !links.is_empty() {
-            ledger::register_tokens(client, &links)?;
+            ledger::register_tokens(&mut tx, &links)?;
         }
         if !burst.resent {
-            ledger::record_sending(client, burst, &self.entry())?;
+            ledger::record_sending(&mut tx, burst, &self.entry())?;
         }
+        tx.commit().context("committing the alert ledger")?;
+        summary.suppressed += burst.suppress.len();
+        let Some((message_id, email)) = email else {
+            return Ok(());
+        };
         let backoff = Backoff::new(
             self.args.smtp_retries,
             Duration::from_millis(500),
@@ -346,7 +365,7 @@ impl Delivery<'_> {
         );
         match retry(&backoff, "SMTP send", || smtp.send(&email)) {
             Ok(()) => {
-                ledger::record_outcome(client, burst, "sent", None)?;
+                *accepted = Some((message_id, Utc::now()));
                 summary.emails += 1;
                 summary.sent += burst.send.len();
                 tracing::info!(frauds = burst.send.len(), first = %burst.send[0].trans_num, card = %format!("**** {}", burst.cc_last4()), threaded = burst.thread.is_some(), resent = burst.resent, "fraud alert sent");
@@ -354,7 +373,7 @@ impl Delivery<'_> {
             }
             Err(smtp::SendError::RefusedMessage(reply)) => {
                 let reason = format!("SMTP server refused the message: {reply}");
-                ledger::record_outcome(client, burst, "failed", Some(&reason))?;
+                ledger::record_outcome(client, &message_id, &ledger::Outcome::Refused(reason))?;
                 summary.failed += burst.send.len();
                 tracing::warn!(first = %burst.send[0].trans_num, frauds = burst.send.len(), reply = %reply, "the SMTP server refused this alert for good; recorded as failed, going on with the others");
                 Ok(())

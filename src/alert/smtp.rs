@@ -282,7 +282,8 @@ mod content_tests {
 
     #[test]
     fn a_line_that_starts_with_a_dot_gets_another_and_the_end_follows_in_the_same_write() {
-        let sent = Content::of(b".first\r\nplain\r\n.hidden\r\nmid.dot\n.lf only\r\n..two").unwrap();
+        let sent =
+            Content::of(b".first\r\nplain\r\n.hidden\r\nmid.dot\n.lf only\r\n..two").unwrap();
         assert_eq!(
             sent.to_string(),
             "..first\r\nplain\r\n..hidden\r\nmid.dot\n.lf only\r\n...two\r\n.\r\n"

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub last_loop: AtomicU64,
     /// Payments captured and not processed yet.
     pub backlog: AtomicU64,
+    /// Micro-batches handed to the processing thread and not done yet.
+    pub queued_batches: AtomicU64,
     /// From a payment's capture to the SMTP server's acceptance of its alert.
     pub capture_to_email: Histogram,
     /// From a payment's own time (the API stamps it when it serves it) to the same.
@@ -154,7 +156,7 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
-        let gauges: [(&str, u64, &str); 3] = [
+        let gauges: [(&str, u64, &str); 4] = [
             (
                 "lease_held",
                 self.lease_held.load(Ordering::Relaxed),
@@ -169,6 +171,11 @@ impl Metrics {
                 "backlog_payments",
                 self.backlog.load(Ordering::Relaxed),
                 "Payments captured and not processed yet.",
+            ),
+            (
+                "queued_micro_batches",
+                self.queued_batches.load(Ordering::Relaxed),
+                "Micro-batches handed to processing and not done yet.",
             ),
         ];
         for (name, value, help) in gauges {

@@ -1,7 +1,8 @@
 //! `fraudctl live`: the live path. It polls the payments API without pause, writes each payment
 //! durably into the journal of its minute (the every-minute DAG's run directory of that
-//! interval) before anything else, and takes the payments of each micro-batch (at most
-//! `--batch-ms` of them, or `--batch-max`) through transform, score, load and alert in this
+//! interval) before anything else, and takes the payments of each micro-batch (those captured
+//! while the one before was processed: at most `--batch-ms` of them, or `--batch-max`) through
+//! transform, score, load and alert in this
 //! process, with the stages' own code: a predicted fraud is emailed within about a second of its
 //! capture. When a minute ends its journal becomes the minute's `raw.jsonl`, which the DAG's
 //! run of that interval reuses: transform to alert converge to the same rows and send nothing
@@ -49,8 +50,9 @@ pub struct LiveArgs {
     #[arg(long, env = "FRAUDCTL_RUNS_ROOT", value_name = "DIR")]
     pub runs_root: PathBuf,
 
-    /// Longest a payment waits for its micro-batch, in milliseconds: a micro-batch goes when its
-    /// first payment has waited this long (10 to 60000).
+    /// Longest a payment waits for its micro-batch while the one before is being processed, in
+    /// milliseconds (a payment captured while nothing is goes at once): a micro-batch goes when
+    /// its first payment has waited this long (10 to 60000).
     #[arg(long, env = "FRAUDCTL_LIVE_BATCH_MS", default_value_t = 500,
           value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub batch_ms: u64,
@@ -146,11 +148,13 @@ pub fn run(args: &LiveArgs) -> Result<LiveSummary> {
     metrics.lease_held.store(1, Ordering::Relaxed);
     let mut processor = Processor::new(args, Arc::clone(&metrics))?;
     let (batches, queue) = mpsc::channel::<Batch>();
+    let queued = Arc::clone(&metrics);
     let worker = std::thread::Builder::new()
         .name("live-process".into())
         .spawn(move || {
             for batch in queue {
                 process_until_done(&mut processor, batch);
+                queued.queued_batches.fetch_sub(1, Ordering::Relaxed);
             }
         })
         .context("cannot start the live path's processing thread")?;
@@ -386,14 +390,17 @@ impl Capture {
     }
 
     /// Sends the pending payments to be processed when their micro-batch is due (`now`: in
-    /// any case): the first has waited `--batch-ms`, or there are `--batch-max`.
+    /// any case): nothing is being processed, or the first has waited `--batch-ms`, or there
+    /// are `--batch-max`. At a few payments a second each goes alone, at once; at thousands,
+    /// those captured while a micro-batch is processed make the next.
     fn hand_off_if_due(&mut self, now: bool) {
         let Some(minute) = self.minute.as_mut() else {
             return;
         };
+        let idle = self.metrics.queued_batches.load(Ordering::Relaxed) == 0;
         let waited = self
             .waiting_since
-            .is_some_and(|t| t.elapsed() >= Duration::from_millis(self.args.batch_ms));
+            .is_some_and(|t| idle || t.elapsed() >= Duration::from_millis(self.args.batch_ms));
         let full = minute.collector.out().pending() >= self.args.batch_max;
         if now || waited || full {
             let mut minute = self.minute.take().expect("checked");
@@ -414,6 +421,7 @@ impl Capture {
             lines,
             records,
         };
+        Metrics::add(&self.metrics.queued_batches, 1);
         // The worker ends only after this loop: the queue is open.
         let _ = self.batches.send(batch);
     }
