@@ -20,9 +20,10 @@ scheduled run runs them on the live path's file: their own time, Airflow's task 
 the rows and emails it changed: none, if the live path's work stands);
 then, from the database, each alert's latency (`fraud_alerts.accepted_at` − the payment's time)
 and its p50, p95, p99, and the CPU time (user + system) fraudctl's processes spent a payment
-(PostgreSQL's and the sink's aside). Then, unless --no-ceiling, while the live path sustains the
-highest rate measured (p95 within 5 s, the API's payments taken), that rate is doubled, 60 s at
-each: the highest rate it sustains is reported. Prints a Markdown table (BENCHMARKS.md, "The live path");
+(PostgreSQL's and the sink's aside), and what a micro-batch's time went to. Then, unless
+--no-ceiling, while the live path sustains the highest rate measured (p95 within 5 s, the API's
+payments taken), that rate is doubled, then the gap to the first rate it does not sustain is
+halved until within a quarter, 60 s at each: the highest rate it sustains is reported. Prints a Markdown table (BENCHMARKS.md, "The live path");
 --json keeps every figure.
 """
 import argparse
@@ -40,6 +41,8 @@ import urllib.request
 from pathlib import Path
 
 LIVE = "live"  # the live path's figures, beside the DAG alone's
+# The steps of a micro-batch, as `fraudctl live` times them.
+STEPS = ("write", "transform", "score", "load", "alert", "total")
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "fraudctl"
@@ -135,17 +138,29 @@ def live(services: Services, seconds: float, work: Path) -> dict:
     runs = work / "runs"
     shutil.rmtree(runs, ignore_errors=True)
     started = time.monotonic()
-    process = subprocess.Popen([BIN, "live", "--runs-root", runs, "--metrics-listen", "off"],
-                               env=services.env, stdout=subprocess.DEVNULL)
-    time.sleep(seconds)
-    served = services.served()
-    process.send_signal(signal.SIGTERM)
-    cpu = cpu_of(process.pid)
+    with open(work / "live.jsonl", "w+") as out:
+        process = subprocess.Popen([BIN, "live", "--runs-root", runs, "--metrics-listen", "off"],
+                                   env=services.env, stdout=out)
+        time.sleep(seconds)
+        served = services.served()
+        process.send_signal(signal.SIGTERM)
+        cpu = cpu_of(process.pid)
+        out.seek(0)
+        batches = [b for b in map(json.loads, out) if b.get("event") == "micro_batch"]
     elapsed = time.monotonic() - started
     figures = {"path": LIVE, "seconds": round(elapsed, 1), "served": served,
                "rate": round(served / seconds, 1), "loaded": services.rows(), "cpu_s": round(cpu, 2),
-               **services.latencies()}
+               **services.latencies(), **micro_batches(batches)}
     return {**figures, **reconciliation(services, runs)}
+
+
+def micro_batches(batches: list) -> dict:
+    """How many micro-batches, their mean payments and emails, and each step's mean milliseconds."""
+    n = max(1, len(batches))
+    mean = lambda values: round(sum(values) / n, 1)
+    return {"batches": len(batches), "batch_records": mean(b["records"] for b in batches),
+            "batch_emails": mean(b["emails"] for b in batches),
+            "batch_ms": {step: mean(b["ms"][step] for b in batches) for step in STEPS}}
 
 
 def reconciliation(services: Services, runs: Path) -> dict:
@@ -232,12 +247,36 @@ def table(figures: list) -> str:
                if "dag_minutes" in f else "")
         lines.append(f"| {f['path']} | {f['target_rate']:,} | {f['rate']:,} | {f['alerts']} | {s(f['p50'])} "
                      f"| {s(f['p95'])} | {s(f['p99'])} | {f['cpu_ms_a_payment']} | {dag} |")
+    lines += ["", "What a micro-batch of the live path took, on average (milliseconds; `fraudctl live`'s JSON lines):", "",
+              "| target payments/s | micro-batches | payments a batch | emails a batch | "
+              + " | ".join(STEPS) + " |", "| --- " * (4 + len(STEPS)) + "|"]
+    for f in figures:
+        if "batches" in f:
+            lines.append(f"| {f['target_rate']:,} | {f['batches']:,} | {f['batch_records']} | {f['batch_emails']} | "
+                         + " | ".join(str(f["batch_ms"][step]) for step in STEPS) + " |")
     return "\n".join(lines)
 
 
 def sustained(f: dict) -> bool:
     """Whether the live path kept up with a rate: p95 within 5 s, and the API's payments taken."""
     return f["p95"] is not None and f["p95"] <= 5 and f["rate"] >= 0.9 * f["target_rate"]
+
+
+def ceiling_search(admin: str, figures: list, work: Path) -> list:
+    """While the live path sustains the highest rate measured, that rate doubled; then, between
+    the highest sustained and the lowest not, the midpoint, until they are within a quarter of
+    each other (60 s at each)."""
+    searched = []
+    passed = {f["target_rate"]: sustained(f) for f in figures if f["path"] == LIVE}
+    while True:
+        good = max((r for r, ok in passed.items() if ok), default=None)
+        bad = min((r for r, ok in passed.items() if not ok and (good is None or r > good)), default=None)
+        if good is None or (bad is not None and bad - good <= good / 4):
+            return searched
+        rate = 2 * good if bad is None else (good + bad) // 2
+        (f,) = measure(admin, rate, 60, work, False)
+        searched.append(f)
+        passed[rate] = sustained(f)
 
 
 def main() -> None:
@@ -255,10 +294,7 @@ def main() -> None:
         for rate in args.rates:
             figures += measure(admin, rate, args.seconds, Path(work), not args.no_dag)
         if not args.no_ceiling:
-            rate = max(args.rates)
-            while all(sustained(f) for f in figures if f["target_rate"] == rate and f["path"] == LIVE):
-                rate *= 2
-                figures += measure(admin, rate, 60, Path(work), False)
+            figures += ceiling_search(admin, figures, Path(work))
     ceiling = max((f for f in figures if f["path"] == LIVE and sustained(f)), key=lambda f: f["rate"], default=None)
     print(f"## The live path ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores)\n")
     print(table(figures))

@@ -3,6 +3,7 @@
 //! directory's `threshold.json`, the probability from which its payments are predicted frauds.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -59,6 +60,26 @@ pub fn model_threshold(dir: &Path) -> Result<Option<f64>> {
     }
 }
 
+/// A model directory's files, as read.
+#[derive(PartialEq, Eq)]
+struct ModelFiles {
+    model: Vec<u8>,
+    spec: Vec<u8>,
+}
+
+impl ModelFiles {
+    fn read(dir: &Path) -> Result<Self> {
+        let read = |name: &str, what: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).with_context(|| format!("cannot read {what} {}", path.display()))
+        };
+        Ok(ModelFiles {
+            model: read("model.json", "model")?,
+            spec: read("feature_spec.json", "feature spec")?,
+        })
+    }
+}
+
 impl LocalModel {
     /// A features record's values must be as many as the model takes (`record` names it).
     pub fn check_width(&self, values: &[Option<f64>], record: &str) -> Result<()> {
@@ -74,12 +95,35 @@ impl LocalModel {
     }
 
     pub fn load(dir: &Path) -> Result<Self> {
-        let model_path = dir.join("model.json");
-        let bytes = std::fs::read(&model_path)
-            .with_context(|| format!("cannot read model {}", model_path.display()))?;
-        let model = XgbModel::parse(&bytes)
+        let files = ModelFiles::read(dir)?;
+        Self::of(dir, &files)
+    }
+
+    /// The model of `dir`, as [`LocalModel::load`], but parsed once a process while its files
+    /// stay the same (a model replaced on disk is loaded anew): a long-running process
+    /// (`fraudctl live`, a micro-batch every few milliseconds) neither parses it nor builds its
+    /// region tables again for each batch.
+    pub fn shared(dir: &Path) -> Result<Arc<Self>> {
+        static LOADED: Mutex<Option<(ModelFiles, Arc<LocalModel>)>> = Mutex::new(None);
+        let files = ModelFiles::read(dir)?;
+        let mut loaded = LOADED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, model)) = loaded.as_ref().filter(|(f, _)| *f == files) {
+            return Ok(Arc::clone(model));
+        }
+        let model = Arc::new(Self::of(dir, &files)?);
+        *loaded = Some((files, Arc::clone(&model)));
+        Ok(model)
+    }
+
+    fn of(dir: &Path, files: &ModelFiles) -> Result<Self> {
+        let (model_path, bytes) = (dir.join("model.json"), &files.model);
+        let model = XgbModel::parse(bytes)
             .map_err(|e| Failure::BadInput(format!("model {}: {e}", model_path.display())))?;
-        let spec = FeatureSpec::load(&dir.join("feature_spec.json"))?;
+        let spec_path = dir.join("feature_spec.json");
+        let spec = FeatureSpec::parse(&files.spec)
+            .map_err(|e| Failure::BadInput(format!("feature spec {}: {e}", spec_path.display())))?;
         if model.num_features != spec.width() {
             return Err(Failure::BadInput(format!(
                 "model {} takes {} features but its feature_spec.json lists {}",
@@ -92,7 +136,7 @@ impl LocalModel {
         let version = format!(
             "{}@{}",
             spec.name,
-            &hex::encode(Sha256::digest(&bytes))[..12]
+            &hex::encode(Sha256::digest(bytes))[..12]
         );
         Ok(LocalModel {
             explainer: Explainer::new(&spec),

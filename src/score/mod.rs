@@ -318,7 +318,7 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
     let spec_meta = input.header().meta["feature_spec"].clone();
     let local = match (args.scorer, args.fallback) {
         (Scorer::Sagemaker, Fallback::None) => None,
-        _ => Some(LocalModel::load(&args.model_dir)?),
+        _ => Some(LocalModel::shared(&args.model_dir)?),
     };
     let scorer = args.scorer.scored_by().name();
     let meta =
@@ -350,7 +350,7 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
             runtime.block_on(remote::score_sagemaker(
                 &mut input,
                 &args.sagemaker,
-                local.as_ref(),
+                local.as_deref(),
                 &mut out,
             ))?
         }
