@@ -33,7 +33,7 @@ use crate::error::Failure;
 use crate::retry::{retry, Backoff};
 use crate::rundir::{log_started, RunArgs, RunDir};
 use crate::setting;
-use crate::verdict::{VerdictArgs, VerdictKey, KEY_VAR};
+use crate::verdict::{VerdictArgs, VerdictKey, VerdictLinks, KEY_VAR};
 use crate::zone::Zone;
 
 /// Options of `fraudctl alert`.
@@ -318,6 +318,36 @@ impl Delivery<'_> {
         }
     }
 
+    /// What is recorded before the burst's email goes out, in one transaction: the `sent` of
+    /// the email accepted before it, its suppressed candidates, its verdict links, its email
+    /// as being sent.
+    fn record_ahead(
+        &self,
+        client: &mut postgres::Client,
+        burst: &plan::Burst,
+        links: &[VerdictLinks],
+        accepted: Option<(String, DateTime<Utc>)>,
+    ) -> Result<()> {
+        let mut tx = client
+            .transaction()
+            .context("starting the alert ledger's transaction")?;
+        if let Some((message, at)) = accepted {
+            ledger::record_outcome(&mut tx, &message, &ledger::Outcome::Accepted(at))?;
+        }
+        let why = format!(
+            "payment older than {} h when first seen",
+            self.args.max_age_hours
+        );
+        ledger::record_suppressed(&mut tx, &burst.suppress, &self.entry(), &why)?;
+        if !links.is_empty() {
+            ledger::register_tokens(&mut tx, links)?;
+        }
+        if !burst.resent {
+            ledger::record_sending(&mut tx, burst, &self.entry())?;
+        }
+        tx.commit().context("committing the alert ledger")
+    }
+
     /// Records the burst's suppressed candidates and its email as being sent (`sending`), in
     /// one transaction with the `sent` of the email accepted before it (`accepted`: one commit
     /// an email, not two), then sends it; leaves it in `accepted` once the server accepted it
@@ -331,29 +361,12 @@ impl Delivery<'_> {
         summary: &mut AlertSummary,
         accepted: &mut Option<(String, DateTime<Utc>)>,
     ) -> Result<()> {
-        let why = format!(
-            "payment older than {} h when first seen",
-            self.args.max_age_hours
-        );
         let links = message::sign(burst, &self.envelope)?;
         let email = match burst.message_id() {
             Some(id) => Some((id, message::build(burst, &self.envelope, &links)?)),
             None => None, // only suppressed candidates: no email
         };
-        let mut tx = client
-            .transaction()
-            .context("starting the alert ledger's transaction")?;
-        if let Some((message, at)) = accepted.take() {
-            ledger::record_outcome(&mut tx, &message, &ledger::Outcome::Accepted(at))?;
-        }
-        ledger::record_suppressed(&mut tx, &burst.suppress, &self.entry(), &why)?;
-        if !links.is_empty() {
-            ledger::register_tokens(&mut tx, &links)?;
-        }
-        if !burst.resent {
-            ledger::record_sending(&mut tx, burst, &self.entry())?;
-        }
-        tx.commit().context("committing the alert ledger")?;
+        self.record_ahead(client, burst, &links, accepted.take())?;
         summary.suppressed += burst.suppress.len();
         let Some((message_id, email)) = email else {
             return Ok(());

@@ -97,10 +97,9 @@ impl Metrics {
             && now_secs().saturating_sub(self.last_loop.load(Ordering::Relaxed)) <= 10
     }
 
-    /// The metrics in Prometheus's text format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let counters: [(&str, &AtomicU64, &str); 10] = [
+    /// The counters: name, value, help.
+    fn counters(&self) -> [(&str, &AtomicU64, &str); 10] {
+        [
             (
                 "api_requests",
                 &self.requests,
@@ -147,43 +146,51 @@ impl Metrics {
                 &self.alerts_sent,
                 "Predicted frauds in those emails.",
             ),
-        ];
-        for (name, value, help) in counters {
-            let name = format!("fraudctl_live_{name}_total");
-            let value = value.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        }
-        let gauges: [(&str, u64, &str); 4] = [
+        ]
+    }
+
+    /// The gauges: name, value, help.
+    fn gauges(&self) -> [(&str, &AtomicU64, &str); 4] {
+        [
             (
                 "lease_held",
-                self.lease_held.load(Ordering::Relaxed),
+                &self.lease_held,
                 "1 while this process holds the live path's lease.",
             ),
             (
                 "last_loop_timestamp_seconds",
-                self.last_loop.load(Ordering::Relaxed),
+                &self.last_loop,
                 "When the capture loop last turned.",
             ),
             (
                 "backlog_payments",
-                self.backlog.load(Ordering::Relaxed),
+                &self.backlog,
                 "Payments captured and not processed yet.",
             ),
             (
                 "queued_micro_batches",
-                self.queued_batches.load(Ordering::Relaxed),
+                &self.queued_batches,
                 "Micro-batches handed to processing and not done yet.",
             ),
+        ]
+    }
+
+    /// The metrics in Prometheus's text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let kinds: [(&str, &str, &[_]); 2] = [
+            ("_total", "counter", &self.counters()),
+            ("", "gauge", &self.gauges()),
         ];
-        for (name, value, help) in gauges {
-            let name = format!("fraudctl_live_{name}");
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+        for (suffix, kind, metrics) in kinds {
+            for &(name, value, help) in metrics {
+                let name = format!("fraudctl_live_{name}{suffix}");
+                let value = value.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+                );
+            }
         }
         self.capture_to_email.write(
             &mut out,
