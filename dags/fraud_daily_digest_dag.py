@@ -17,14 +17,18 @@ intervals whose directory is still there); `clean_airflow_db` (`airflow db clean
 own records older than `fraudctl_airflow_retention_days` (default 30). Every Variable is checked
 before its task runs a command (an invalid one fails the task, naming it): see airflow/README.md.
 
-catchup=False: a missed morning is not mailed late; trigger it by hand (or backfill) if wanted.
+catchup=False: a missed morning is not mailed late; trigger it by hand (or backfill) if wanted. A
+day the pipeline never saw (no run recorded before it ended, no payment of it: the first morning
+of a new stack) gets no digest: `build_report` and `send_digest` are skipped.
 """
+import json
 import os
 import subprocess
 from pathlib import Path
 
 from airflow import DAG
 from airflow.decorators import task
+from airflow.exceptions import AirflowSkipException
 from airflow.operators.bash import BashOperator
 from airflow.providers.smtp.operators.smtp import EmailOperator
 
@@ -41,7 +45,8 @@ REPORT = "ti.xcom_pull(task_ids='build_report')"
 
 @task
 def build_report(database_url: str, day: str, out_dir: str) -> dict:
-    """Run `fraudctl report` for the day: the frauds as a table, every payment as CSV."""
+    """Run `fraudctl report` for the day: the frauds as a table, every payment as CSV. Skipped,
+    and so is the email, for a day the pipeline never saw (a stack started after it)."""
     env = {**os.environ, "FRAUDCTL_DATABASE_URL": database_url}
 
     def report(*args: str) -> str:
@@ -51,6 +56,9 @@ def build_report(database_url: str, day: str, out_dir: str) -> dict:
             raise RuntimeError(f"fraudctl report failed (exit {done.returncode}): {done.stderr}")
         return done.stdout
 
+    if not json.loads(report("--format", "json"))["summary"]["seen"]:
+        raise AirflowSkipException(f"no digest: the pipeline never saw {day} (no run recorded "
+                                   "before it ended, no payment of it loaded)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / f"payments-{day}.csv"

@@ -506,7 +506,9 @@ def show_verdicts(day: dt.date) -> None:
         return
     f = daily.iloc[0]
     first, second, third = st.columns(3)
-    first.metric("Analyst-confirmed precision", ratio(int(f.confirmed_frauds), int(f.verdicts)),
+    confirmed, verdicts = int(f.confirmed_frauds), int(f.verdicts)
+    first.metric("Analyst-confirmed precision",
+                 f"{ratio(confirmed, verdicts)} ({confirmed:,} of {verdicts:,})" if verdicts else "—",
                  border=True, help="Of the alerts with a verdict, the share confirmed fraud (latest verdicts)")
     second.metric("Verdicts pending", f"{int(f.pending):,}", border=True,
                   help=f"Alerts sent without a verdict, of {int(f.alerts_sent):,}")
@@ -521,12 +523,13 @@ def show_verdicts(day: dt.date) -> None:
         day=day,
     )
     alerts["verdict"] = alerts.verdict.map(VERDICT_LABELS).fillna("pending")
+    alerts["verdict_at"] = pd.to_datetime(alerts.verdict_at).dt.strftime("%Y-%m-%d %H:%M").fillna("—")  # pending: no "None"
     st.dataframe(alerts, hide_index=True, column_config={
         "local_time": st.column_config.DatetimeColumn("Local time", format="YYYY-MM-DD HH:mm:ss"),
         "amt": st.column_config.NumberColumn("Amount", format="dollar"),
         "fraud_probability": st.column_config.NumberColumn("Probability", format="%.3f"),
         "alerted_at": st.column_config.DatetimeColumn("Alerted", format="YYYY-MM-DD HH:mm"),
-        "verdict_at": st.column_config.DatetimeColumn("Verdict given", format="YYYY-MM-DD HH:mm"),
+        "verdict_at": st.column_config.TextColumn("Verdict given"),
     })
 
 

@@ -3,7 +3,7 @@
 
     python scripts/smtp_sink.py serve --listen 127.0.0.1:1025 --maildir .local/mail
     python scripts/smtp_sink.py list --maildir .local/mail          # what it received
-    python scripts/smtp_sink.py show --maildir .local/mail FILE     # one message, in full
+    python scripts/smtp_sink.py show --maildir .local/mail FILE     # one message: headers, body as text
     python scripts/smtp_sink.py dump --maildir .local/mail          # every message, decoded
 
 Each accepted message is written atomically to MAILDIR/<n>.eml. `--fail-first N` answers
@@ -18,8 +18,10 @@ import argparse
 import asyncio
 import email
 import email.policy
+import html.parser
 import itertools
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -112,8 +114,50 @@ def show(args):
         sys.exit(f"no message {args.file} in {args.maildir}: see `smtp_sink.py list`")
     msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     print("".join(f"{k}: {v}\n" for k, v in msg.items()))
-    body = msg.get_body(preferencelist=("plain",))
-    print(body.get_content() if body else msg.get_payload())
+    print(readable(msg))
+
+
+class _HtmlText(html.parser.HTMLParser):
+    """An HTML body's text: a line break after each block, each link's address after its text."""
+    BLOCKS = {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "table", "ul", "ol"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts, self.links, self.skip = [], [], 0
+
+    def handle_starttag(self, tag, attrs):
+        self.skip += tag in ("style", "script", "head")
+        if tag == "a":
+            self.links.append(dict(attrs).get("href"))
+        if tag in ("td", "th"):
+            self.parts.append("  ")
+
+    def handle_endtag(self, tag):
+        self.skip -= tag in ("style", "script", "head")
+        if tag == "a" and self.links and (href := self.links.pop()):
+            self.parts.append(f" <{href}>")
+        if tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.parts.append(re.sub(r"\s+", " ", data))
+
+    def text(self) -> str:
+        lines = (line.strip() for line in "".join(self.parts).splitlines())
+        return "\n".join(line for line in lines if line)
+
+
+def readable(msg) -> str:
+    """A message's body as text: its text/plain part, else its HTML part as text."""
+    body = msg.get_body(preferencelist=("plain", "html"))
+    if body is None:
+        return "(no text or HTML body)"
+    if body.get_content_subtype() == "plain":
+        return body.get_content()
+    parser = _HtmlText()
+    parser.feed(body.get_content())
+    return parser.text()
 
 
 def dump(args):

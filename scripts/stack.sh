@@ -24,7 +24,6 @@ SMTP_PORT=${FRAUDCTL_SMTP_PORT:-1025}
 AIRFLOW_PORT=${FRAUDCTL_AIRFLOW_PORT:-8080}
 DASHBOARD_PORT=${FRAUDCTL_DASHBOARD_PORT:-8501}
 LIVE_METRICS_PORT=${FRAUDCTL_LIVE_METRICS_PORT:-9464}  # fraudctl live's /metrics and /healthz
-AIRFLOW_LOG_SERVER_PORT=${FRAUDCTL_AIRFLOW_LOG_SERVER_PORT:-8793}  # the scheduler's log server
 BUSINESS_TIME_ZONE=${FRAUDCTL_BUSINESS_TIME_ZONE:-UTC}  # fraudctl migrate's and the digest DAG's
 FRAUDCTL=$ROOT/target/release/fraudctl
 
@@ -70,17 +69,20 @@ wait_port() {
     exit 1
 }
 
+# secret NAME PYTHON_EXPRESSION: NAME=value appended to .local/stack.env (0600) unless it holds NAME
+# already: a stack.env from an earlier version keeps its secrets and gets the new ones.
+secret() {
+    grep -qs "^$1=" "$LOCAL/stack.env" \
+        || (umask 077; echo "$1=$(python3 -c "import base64, secrets; print($2)")" >>"$LOCAL/stack.env")
+}
+
 secrets() {
-    if [[ ! -f $LOCAL/stack.env ]]; then
-        umask 077
-        {
-            echo "FRAUDCTL_PAN_HASH_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
-            echo "FRAUDCTL_DASHBOARD_DB_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
-        } >"$LOCAL/stack.env"
-    fi
-    # Added after the others: a stack.env from before verdict links gets its key now.
-    grep -q '^FRAUDCTL_VERDICT_KEY=' "$LOCAL/stack.env" \
-        || echo "FRAUDCTL_VERDICT_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')" >>"$LOCAL/stack.env"
+    secret FRAUDCTL_PAN_HASH_KEY 'secrets.token_hex(32)'
+    secret FRAUDCTL_DASHBOARD_DB_PASSWORD 'secrets.token_urlsafe(24)'
+    secret FRAUDCTL_VERDICT_KEY 'secrets.token_hex(32)'
+    # Airflow encrypts Variables and Connections stored in its database with it (2.8.3 writes an
+    # empty fernet_key into the airflow.cfg it generates: stored in clear).
+    secret AIRFLOW__CORE__FERNET_KEY 'base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()'
     set -a; source "$LOCAL/stack.env"; set +a
 }
 
@@ -99,7 +101,6 @@ airflow_settings() {
         AIRFLOW__WEBSERVER__WEB_SERVER_HOST 127.0.0.1 \
         AIRFLOW__WEBSERVER__WEB_SERVER_PORT "$AIRFLOW_PORT" \
         AIRFLOW__WEBSERVER__BASE_URL "http://127.0.0.1:$AIRFLOW_PORT" \
-        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT "$AIRFLOW_LOG_SERVER_PORT" \
         AIRFLOW_CONN_FRAUD_DB "postgres://postgres@127.0.0.1:$pg_port/fraud_db" \
         AIRFLOW_CONN_FRAUDCTL_SMTP "{\"conn_type\": \"smtp\", \"host\": \"127.0.0.1\", \"port\": $SMTP_PORT, \"extra\": {\"disable_ssl\": true, \"disable_tls\": true, \"from_email\": \"fraudctl@localhost\"}}" \
         FRAUDCTL_BIN "$FRAUDCTL" \
@@ -177,7 +178,9 @@ EOF
             FRAUDCTL_SMTP_URL="smtp://127.0.0.1:$SMTP_PORT" FRAUDCTL_REPORT_URL="http://127.0.0.1:$DASHBOARD_PORT" \
             FRAUDCTL_LIVE_METRICS_LISTEN="127.0.0.1:$LIVE_METRICS_PORT" \
             "$FRAUDCTL" live --runs-root "$LOCAL/runs"
-        program airflow-scheduler airflow scheduler
+        # Without its log server (Airflow 2.8 binds it to every interface): the webserver, on this
+        # machine, reads the task logs from their files.
+        program airflow-scheduler airflow scheduler --skip-serve-logs
         program airflow-webserver airflow webserver
         # On 127.0.0.1 (dashboard/.streamlit/config.toml): the local stack's dashboard needs no login.
         program dashboard env FRAUDCTL_DASHBOARD_DATABASE_URL="postgres://fraud_dashboard:$FRAUDCTL_DASHBOARD_DB_PASSWORD@127.0.0.1:$pg_port/fraud_db" \

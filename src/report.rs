@@ -51,6 +51,9 @@ pub struct Summary {
     pub amount: f64,
     pub amount_at_risk: f64,
     pub alerts_sent: i64,
+    /// Whether the pipeline saw the day: a run recorded before it ended, or a payment of it
+    /// (a backfill). A stack first started later has nothing to say of it.
+    pub seen: bool,
     pub verdicts: VerdictFigures,
 }
 
@@ -109,7 +112,9 @@ fn summary(client: &mut Client, day: Option<NaiveDate>) -> Result<Summary> {
                     count(*) FILTER (WHERE r.is_fraud_label),
                     coalesce(sum(r.amt), 0)::float8,
                     coalesce(sum(r.amt) FILTER (WHERE r.predicted_fraud), 0)::float8,
-                    count(*) FILTER (WHERE r.alert_status = 'sent')
+                    count(*) FILTER (WHERE r.alert_status = 'sent'),
+                    count(r.trans_num) > 0 OR EXISTS (SELECT 1 FROM pipeline_runs WHERE recorded_at
+                        < (d.day + 1)::timestamp AT TIME ZONE business_time_zone())
              FROM d LEFT JOIN LATERAL fraud_report_for_day(d.day) r ON true
              GROUP BY d.day",
             &[&day],
@@ -124,6 +129,7 @@ fn summary(client: &mut Client, day: Option<NaiveDate>) -> Result<Summary> {
         amount: s.get(5),
         amount_at_risk: s.get(6),
         alerts_sent: s.get(7),
+        seen: s.get(8),
         verdicts: VerdictFigures::default(),
     })
 }
@@ -300,6 +306,12 @@ fn write_summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
         0.0
     };
     writeln!(out, "Fraud report for {} ({})", s.day, s.time_zone)?;
+    if !s.seen {
+        writeln!(
+            out,
+            "  the pipeline never saw this day: no run was recorded before it ended, no payment of it was loaded"
+        )?;
+    }
     writeln!(
         out,
         "  payments          {:>12}   amount         {:>14.2}",
@@ -357,6 +369,7 @@ mod tests {
                 amount: 5.0,
                 amount_at_risk: 5.0,
                 alerts_sent: 0,
+                seen: true,
                 verdicts: VerdictFigures::default(),
             },
             rows: vec![Row {

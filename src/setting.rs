@@ -1,6 +1,7 @@
 //! How messages name a setting: its flag and environment variable, taken from the clap
 //! definitions of the options that hold it (`--threshold / FRAUDCTL_THRESHOLD`), so a renamed
-//! flag or variable can never leave a message naming the old one.
+//! flag or variable can never leave a message naming the old one. And the parsers of settings
+//! that more than one command reads.
 
 use clap::Args;
 
@@ -33,6 +34,15 @@ pub fn var<A: Args>(id: &str) -> String {
         .to_string_lossy()
         .into_owned();
     var
+}
+
+/// A setting that is a web address: http or https, with a host (never `javascript:`, `data:`
+/// or a bare `host:port`, which no request could reach): refused when read, exit 5.
+pub fn web_url(text: &str) -> Result<String, String> {
+    match url::Url::parse(text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(text.to_string()),
+        _ => Err("not an http:// or https:// URL with a host".into()),
+    }
 }
 
 #[cfg(test)]

@@ -121,7 +121,7 @@ fn each_predicted_fraud_is_in_exactly_one_email_one_per_card_with_what_an_analys
         for trans_num in card_frauds {
             assert!(std::ptr::eq(the_email_of(&emails, trans_num), email));
             let row = client.query_one(
-                "SELECT p.cc_last4, to_char(p.amt, 'FM999999990.00'), p.model_version, a.message_id, a.status,
+                "SELECT p.cc_last4, '$' || to_char(p.amt, 'FM999,999,990.00'), p.model_version, a.message_id, a.status,
                         p.reasons -> 0 ->> 'text'
                  FROM payments_scored p JOIN fraud_alerts a USING (trans_num) WHERE trans_num = $1",
                 &[trans_num]).unwrap();
@@ -130,7 +130,13 @@ fn each_predicted_fraud_is_in_exactly_one_email_one_per_card_with_what_an_analys
                 row.get::<_, String>(1),
                 row.get::<_, String>(2),
                 "Probability:".into(),
+                "Cardholder:  lives in ".into(),
                 format!("Why:         {}", row.get::<_, &str>(5)),
+                "Next step: call the cardholder to confirm the payment".into(),
+                format!(
+                    "block card **** {}. Then give your verdict",
+                    row.get::<_, &str>(0)
+                ),
                 "Recent activity on the card".into(),
                 "<- in this alert".into(),
                 "?day=".into(),

@@ -724,6 +724,16 @@ fn settings_at_their_limits_are_refused_naming_the_setting_never_a_panic() {
         ("extract", "FRAUDCTL_MAX_LAG_SECS", huge),
         ("extract", "FRAUDCTL_MAX_RECORDS", "0"),
         ("extract", "FRAUDCTL_LOCK_TIMEOUT_SECS", huge),
+        (
+            "extract",
+            "FRAUDCTL_API_URL",
+            "127.0.0.1:18000/current-transactions",
+        ),
+        (
+            "extract",
+            "FRAUDCTL_API_URL",
+            "ftp://127.0.0.1/current-transactions",
+        ),
         ("extract", "FRAUDCTL_RUN_ID", ""),
         ("transform", "FRAUDCTL_RUN_ID", "run\u{1b}[2Jx"),
         (
@@ -1163,4 +1173,49 @@ fn a_long_stage_logs_its_progress_and_a_short_one_nothing_extra() {
     // The default (a line every 5 s): the sample is done before the first.
     assert!(!logs(None).contains(" progress "));
     assert!(!logs(Some("0")).contains(" progress "), "0: never");
+}
+
+/// A digest for a day the stack never saw (a first `make up` mails the morning's report of a day
+/// before it existed) says so, and the digest DAG sends none: the report's `seen`.
+#[test]
+fn a_report_says_whether_the_pipeline_saw_its_day() {
+    let db = TestDb::new();
+    let report = |day: &str, format: &str| {
+        let out = util::run(db.cmd("report").args(["--day", day, "--format", format]));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let seen = |day: &str| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&report(day, "json")).unwrap()["summary"]["seen"]
+            .clone()
+    };
+    assert_eq!(seen("2026-11-29"), false, "an empty database saw no day");
+    assert!(report("2026-11-29", "table").contains("the pipeline never saw this day"));
+    db.client()
+        .execute(
+            "INSERT INTO pipeline_runs (run_id, stage, records, recorded_at)
+             VALUES ('scheduled__2026-11-29T23:59', 'load', 0, '2026-11-29 23:59:00+00')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        seen("2026-11-28"),
+        false,
+        "a run recorded later saw no earlier day"
+    );
+    assert_eq!(
+        seen("2026-11-29"),
+        true,
+        "a run before its end, even with no payment"
+    );
+    assert_eq!(
+        seen("2026-11-30"),
+        true,
+        "a day after the stack's first run"
+    );
+    assert!(!report("2026-11-29", "table").contains("never saw"));
 }

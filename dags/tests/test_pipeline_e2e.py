@@ -124,3 +124,13 @@ def test_daily_digest_mails_the_report_and_applies_retention(airflow, mailbox, f
     assert attachments == [f"payments-{first_run:%Y-%m-%d}.csv"]
     assert not old.exists() and recent.exists()
     assert (pipeline_dirs / first_run.strftime("%Y%m%dT%H%M%S")).exists()
+
+
+def test_no_digest_for_a_day_before_the_stack_ran(airflow, mailbox, first_run):
+    emails = len(mailbox.messages())
+    morning = (first_run - timedelta(days=1)).replace(hour=7, minute=0)  # reports L's day - 1
+    airflow("dags", "test", "fraud_daily_digest", morning.isoformat())
+    states = airflow.task_states("fraud_daily_digest", morning)
+    assert states["build_report"] == "skipped" and states["send_digest"] == "skipped", states
+    assert states["cleanup_run_dirs"] == "success", states  # retention runs all the same
+    assert len(mailbox.messages()) == emails

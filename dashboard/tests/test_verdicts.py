@@ -270,9 +270,10 @@ def test_main_page_shows_the_days_alerts_with_their_verdicts(fraud_db, dashboard
     page = dashboard(day=DAY)
 
     shown = {m.label: m.value for m in page.metric}
-    assert shown["Analyst-confirmed precision"] == "66.7%"  # latest: fraud, fraud, not_fraud
+    assert shown["Analyst-confirmed precision"] == "66.7% (2 of 3)"  # latest: fraud, fraud, not_fraud
     assert shown["Verdicts pending"] == "1"
     assert shown["Median time to verdict"] == "20 min"  # to the first verdict: 10, 20, 60
     table = page.dataframe[1].value
     assert list(table.trans_num) == ["t-3", "t-2", "t-1", "t-0"]
     assert list(table.verdict) == ["pending", "Not fraud", "Confirmed fraud", "Confirmed fraud"]
+    assert table.verdict_at.iloc[0] == "—", "a pending alert's verdict time is a dash, not None"

@@ -144,13 +144,16 @@ pub fn subject(b: &Burst) -> String {
     let follow_up = if b.thread.is_some() { "Re: " } else { "" };
     match b.send.as_slice() {
         [f] => format!(
-            "{follow_up}Fraud alert: {:.2} at {} (card **** {}, p={:.2})",
-            f.amt, f.merchant, f.cc_last4, f.probability
+            "{follow_up}Fraud alert: {} at {} (card **** {}, p={:.2})",
+            money(f.amt),
+            f.merchant,
+            f.cc_last4,
+            f.probability
         ),
         frauds => format!(
-            "{follow_up}Fraud alert: {} payments, {:.2} in all, on card **** {} (p up to {:.2})",
+            "{follow_up}Fraud alert: {} payments, {} in all, on card **** {} (p up to {:.2})",
             frauds.len(),
-            frauds.iter().map(|f| f.amt).sum::<f64>(),
+            money(frauds.iter().map(|f| f.amt).sum::<f64>()),
             b.cc_last4(),
             frauds.iter().map(|f| f.probability).fold(0.0, f64::max)
         ),
@@ -186,6 +189,19 @@ impl Content<'_> {
         };
         format!("{what} on card **** {}{again}.", self.b.cc_last4())
     }
+    /// What the reader does now, in one line.
+    fn next_step(&self) -> String {
+        let verdict = if self.e.verdicts.is_some() {
+            " Then give your verdict with the links below each payment: it is how the model learns."
+        } else {
+            ""
+        };
+        format!(
+            "Next step: call the cardholder to confirm the payment{}; if they do not recognise it, block card **** {}.{verdict}",
+            if self.b.send.len() > 1 { "s" } else { "" },
+            self.b.cc_last4()
+        )
+    }
     fn fraud_fields(&self, f: &Fraud) -> Vec<(&'static str, String)> {
         let why = if f.reasons.is_empty() {
             "unavailable (the scorer gave no reasons)".to_string()
@@ -204,7 +220,7 @@ impl Content<'_> {
         vec![
             ("Time", time),
             ("Category", f.category.clone()),
-            ("Place", format!("{}, {}", f.city, f.state)),
+            ("Cardholder", format!("lives in {}, {}", f.city, f.state)),
             ("Probability", format!("{:.4}", f.probability)),
             ("Why", why),
             ("Model", format!("{} ({})", f.model_version, f.scorer)),
@@ -226,7 +242,7 @@ impl Content<'_> {
                 };
                 [
                     self.local(a.trans_time),
-                    format!("{:.2}", a.amt),
+                    money(a.amt),
                     a.merchant.clone(),
                     a.category.clone(),
                     format!("{:.2}", a.probability),
@@ -246,7 +262,7 @@ impl Content<'_> {
             .map(|(i, f)| {
                 let row = [
                     self.local(f.trans_time),
-                    format!("{:.2}", f.amt),
+                    money(f.amt),
                     f.merchant.clone(),
                     format!("p={:.2}", f.probability),
                     f.trans_num.clone(),
@@ -280,15 +296,34 @@ impl Content<'_> {
     }
 }
 
+/// An amount as the email shows it: in US dollars, the payments' currency, with thousands
+/// separators ("$1,234.56").
+fn money(amount: f64) -> String {
+    let cents = (amount.abs() * 100.0).round() as u64;
+    let mut whole = (cents / 100).to_string();
+    let mut i = whole.len();
+    while i > 3 {
+        i -= 3;
+        whole.insert(i, ',');
+    }
+    let sign = if amount < 0.0 { "-" } else { "" };
+    format!("{sign}${whole}.{:02}", cents % 100)
+}
+
 /// How many of an email's frauds it shows in full (why, verdict links): the others, when a
 /// burst is that large, get a line each (`plan::MAX_FRAUDS_PER_EMAIL` at most in all).
 pub const FULL_FRAUDS: usize = 100;
 
 fn plain_text(c: &Content) -> String {
     let b = c.b;
-    let mut out = format!("{}\n", c.intro());
+    let mut out = format!("{}\n{}\n", c.intro(), c.next_step());
     for (i, f) in b.send.iter().enumerate().take(FULL_FRAUDS) {
-        out.push_str(&format!("\n{}. {:.2} at {}\n", i + 1, f.amt, f.merchant));
+        out.push_str(&format!(
+            "\n{}. {} at {}\n",
+            i + 1,
+            money(f.amt),
+            f.merchant
+        ));
         for (k, v) in c.fraud_fields(f) {
             out.push_str(&format!("   {:<13}{v}\n", format!("{k}:")));
         }
@@ -334,12 +369,16 @@ fn esc(s: &str) -> String {
 
 fn html(c: &Content) -> String {
     let b = c.b;
-    let mut out = format!("<html><body><h2>Fraud alert</h2><p>{}</p>", esc(&c.intro()));
+    let mut out = format!(
+        "<html><body><h2>Fraud alert</h2><p>{}</p><p><b>{}</b></p>",
+        esc(&c.intro()),
+        esc(&c.next_step())
+    );
     for (i, f) in b.send.iter().enumerate().take(FULL_FRAUDS) {
         out.push_str(&format!(
-            "<h3>{}. {:.2} at {}</h3><table>",
+            "<h3>{}. {} at {}</h3><table>",
             i + 1,
-            f.amt,
+            money(f.amt),
             esc(&f.merchant)
         ));
         for (k, v) in c.fraud_fields(f) {
@@ -433,4 +472,18 @@ pub fn build(b: &Burst, e: &Envelope, links: &[VerdictLinks]) -> Result<Message>
                 .body(html(&c)),
         );
     Ok(builder.multipart(body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::money;
+
+    #[test]
+    fn amounts_are_dollars_with_thousands_separators() {
+        assert_eq!(money(0.0), "$0.00");
+        assert_eq!(money(4.5), "$4.50");
+        assert_eq!(money(999.999), "$1,000.00");
+        assert_eq!(money(1234567.89), "$1,234,567.89");
+        assert_eq!(money(-12.3), "-$12.30");
+    }
 }

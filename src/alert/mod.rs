@@ -113,7 +113,7 @@ pub struct AlertOptions {
         long,
         env = "FRAUDCTL_REPORT_URL",
         default_value = "http://localhost:8501",
-        value_parser = web_url
+        value_parser = setting::web_url
     )]
     pub report_url: String,
 
@@ -255,14 +255,6 @@ fn verdict_signer(args: &AlertArgs) -> Result<Option<message::Signer<'_>>> {
         base_url: &args.report_url,
         now: Utc::now(),
     }))
-}
-
-/// A link an email may carry: http or https, with a host (never `javascript:` or `data:`).
-fn web_url(text: &str) -> Result<String, String> {
-    match url::Url::parse(text) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(text.to_string()),
-        _ => Err("not an http:// or https:// URL with a host".into()),
-    }
 }
 
 /// The sender and recipients, parsed.

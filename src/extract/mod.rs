@@ -91,11 +91,12 @@ pub struct ExtractArgs {
 /// with them too).
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
-    /// URL of the payments API's current-transactions endpoint.
+    /// URL of the payments API's current-transactions endpoint (http:// or https://).
     #[arg(
         long,
         env = "FRAUDCTL_API_URL",
-        default_value = "http://127.0.0.1:8000/current-transactions"
+        default_value = "http://127.0.0.1:8000/current-transactions",
+        value_parser = crate::setting::web_url
     )]
     pub api_url: String,
 

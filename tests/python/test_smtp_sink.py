@@ -1,0 +1,43 @@
+"""scripts/smtp_sink.py show: what an operator reads of a message the local stack's sink kept."""
+import subprocess
+import sys
+from email.message import EmailMessage
+
+from conftest import REPO
+
+
+def show(maildir, message: EmailMessage) -> str:
+    (maildir / "1.eml").write_bytes(bytes(message))
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "smtp_sink.py"), "show",
+                           "--maildir", str(maildir), "1.eml"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def message(subject: str) -> EmailMessage:
+    m = EmailMessage()
+    m["Subject"], m["From"], m["To"] = subject, "fraudctl@localhost", "ops@localhost"
+    return m
+
+
+def test_an_html_only_message_is_shown_as_its_text_with_its_links(tmp_path):
+    m = message("Fraud report for 2026-12-05")
+    m.set_content("<html><head><style>td {color: red}</style></head><body><h1>Fraud report</h1>"
+                  "<p>12 payments, <b>2</b> frauds.</p><table><tr><td>Card</td><td>Amount</td></tr>"
+                  "<tr><td>****1234</td><td>$5.00</td></tr></table>"
+                  '<p><a href="http://127.0.0.1:8501/?day=2026-12-05">Open the dashboard</a></p>'
+                  "</body></html>", subtype="html")
+    shown = show(tmp_path, m)
+    assert "Subject: Fraud report for 2026-12-05" in shown
+    assert "EmailMessage object" not in shown and "<td>" not in shown and "color: red" not in shown
+    assert "12 payments, 2 frauds." in shown
+    assert "****1234  $5.00" in shown
+    assert "Open the dashboard <http://127.0.0.1:8501/?day=2026-12-05>" in shown
+
+
+def test_a_message_with_a_text_part_is_shown_as_that_text(tmp_path):
+    m = message("Fraud alert")
+    m.set_content("A payment looks fraudulent.\n")
+    m.add_alternative("<p>An <i>HTML</i> version</p>", subtype="html")
+    shown = show(tmp_path, m)
+    assert "A payment looks fraudulent." in shown and "HTML" not in shown.split("\n\n", 1)[1]
