@@ -23,6 +23,10 @@ stage's file in the run directory and prints its JSON summary as the last stdout
   API itself, as it did before the live path.
 * **Alerts**: each fraud in exactly one email, one per card (recorded in `fraud_alerts`); frauds
   older than `fraudctl_alert_max_age_hours` (default 24), e.g. found by a backfill, are recorded, not emailed.
+* **Operations**: a task that fails for good emails `fraudctl_ops_email`; the next run (not a
+  backfill) that succeeds after a failed one sends the all-clear ("fraud_pipeline runs again").
+  A run whose `extract` met `fraudctl_source_errors_warn` or more failed API requests (payments
+  possibly lost at the source) warns operations too, though it succeeds.
 * **Configuration**: Variables `fraudctl_*` (each checked before its task runs a command: an invalid
   one fails the task, naming it), Connections `fraud_db` and `fraudctl_smtp`, and the worker
   environment (`FRAUDCTL_BIN`, `FRAUDCTL_PAN_HASH_KEY`, `AWS_*`): see airflow/README.md.
@@ -31,7 +35,8 @@ import pendulum
 from airflow import DAG
 
 from fraudctl_common import (DATABASE_URL, DAG_DEFAULTS, MODEL_DIR, RUNS_ROOT, SMTP_ENV,
-                             FraudctlStageOperator, fraudctl)
+                             FraudctlStageOperator, fraudctl, notify_recovery,
+                             warn_source_errors)
 from fraudctl_variables import var
 
 RUN_ENV = {
@@ -73,6 +78,10 @@ STAGE_ENV = {
     },
 }
 
+# extract: a warning to operations after lost API requests; alert, the run's last task: the
+# all-clear after a failure email.
+SUCCESS_CALLBACKS = {"extract": warn_source_errors, "alert": notify_recovery}
+
 with DAG(
     dag_id="fraud_pipeline",
     description="Payments API -> features -> fraud score -> PostgreSQL -> fraud alert emails",
@@ -88,6 +97,7 @@ with DAG(
             bash_command=fraudctl(stage),
             env={**RUN_ENV, **stage_env},
             append_env=True,  # keeps PATH, FRAUDCTL_BIN, FRAUDCTL_PAN_HASH_KEY, AWS_* of the worker
+            on_success_callback=SUCCESS_CALLBACKS.get(stage),
         )
         for stage, stage_env in STAGE_ENV.items()
     ]

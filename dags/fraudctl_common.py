@@ -10,6 +10,7 @@ and AWS_*), never its command line. The binary is the deployment's, never a Vari
 of the worker's environment (Dockerfile.airflow, scripts/stack.sh), else `fraudctl` on its PATH.
 """
 import html
+import json
 import logging
 import os
 import re
@@ -18,10 +19,16 @@ from datetime import timedelta
 import pendulum
 from airflow.exceptions import (AirflowConfigException, AirflowException, AirflowFailException,
                                 AirflowSkipException)
+from airflow.configuration import conf
+from airflow.models import DagRun
 from airflow.models.skipmixin import SkipMixin
 from airflow.operators.bash import BashOperator
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.utils.session import create_session
+from airflow.utils.state import DagRunState
+from airflow.utils.types import DagRunType
+from sqlalchemy import select
 
 from fraudctl_variables import TEMPLATE_FILTERS, time_zone, value, var
 
@@ -148,6 +155,51 @@ def notify_failure(context) -> None:
         "run": ti.run_id,
         "try": f"{ti.prev_attempted_tries} of {ti.max_tries + 1}",
         "exit code": exit_code_meaning(getattr(context.get("exception"), "exit_code", None)),
+        "log": ti.log_url,
+    })
+
+
+def notify_recovery(context) -> None:
+    """on_success_callback of a DAG's last task: the all-clear after a failure email. When the
+    run before this one (scheduled or triggered: backfills of old minutes aside) failed, its
+    failed task emailed operations; this run succeeded, so say so."""
+    run = context["dag_run"]
+    if run.run_type == DagRunType.BACKFILL_JOB:
+        return
+    with create_session() as session:
+        before = session.scalars(
+            select(DagRun).where(DagRun.dag_id == run.dag_id, DagRun.run_type != DagRunType.BACKFILL_JOB,
+                                 DagRun.execution_date < run.execution_date,
+                                 DagRun.state.in_([DagRunState.SUCCESS, DagRunState.FAILED]))
+            .order_by(DagRun.execution_date.desc()).limit(1)).first()
+        if before is None or before.state != DagRunState.FAILED:
+            return
+        failed = before.run_id
+    email_ops(value("ops_email"), f"[fraudctl] {run.dag_id} runs again", {
+        "DAG": run.dag_id,
+        "failed run": failed,
+        "succeeded": f"{run.run_id}, every task",
+        "runs": f"{conf.get('webserver', 'base_url')}/dags/{run.dag_id}/grid",
+    })
+
+
+def warn_source_errors(context) -> None:
+    """on_success_callback of `extract`: a run that lost API requests succeeds all the same (what
+    was captured goes on), but from `fraudctl_source_errors_warn` failed requests operations are
+    told: payments the API served meanwhile may be lost at the source."""
+    ti = context["ti"]
+    summary = json.loads(ti.xcom_pull(task_ids=ti.task_id) or "{}")
+    errors, threshold = summary.get("source_errors", 0), int(value("source_errors_warn"))
+    if errors < threshold:
+        return
+    email_ops(value("ops_email"), f"[fraudctl] {ti.dag_id}.{ti.task_id} lost {errors} API requests", {
+        "DAG": ti.dag_id,
+        "run": ti.run_id,
+        "failed requests": f"{errors} of {summary.get('requests')} (Variable fraudctl_source_errors_warn: {threshold})",
+        "records captured": summary.get("records"),
+        "stopped by": summary.get("stopped_by") or "-",
+        "what it means": "payments the API served during the failed requests may never be seen; "
+                         "check the API's health and the task's log",
         "log": ti.log_url,
     })
 

@@ -114,6 +114,7 @@ VARIABLES = {
     "digest_to": ("", email_list),
     "ops_email": ("", email_list),
     "watchdog_minutes": ("10", integer(3, 1440)),  # fraud_pipeline runs every minute, extract 45 s
+    "source_errors_warn": ("5", integer(1, 1_000_000)),
     "retention_days": ("7", integer(1, 3650)),
     "airflow_retention_days": ("30", integer(1, 3650)),
     "log": ("", matching(r"[A-Za-z0-9_:=,.-]{1,200}",

@@ -32,12 +32,16 @@ def utc(moment: datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
 
 
-def pipeline_problems(session, now: datetime, limit: timedelta, watching_since: datetime) -> list:
+def latest_success(session) -> datetime | None:
+    return session.scalar(select(func.max(DagRun.end_date)).where(
+        DagRun.dag_id == PIPELINE, DagRun.state == DagRunState.SUCCESS))
+
+
+def pipeline_problems(session, now: datetime, limit: timedelta, last_success: datetime | None,
+                      watching_since: datetime) -> list:
     """What is wrong with fraud_pipeline now: no success for longer than `limit` (or, if it never
     succeeded, since the watchdog's first check), a run running longer than `limit`. Empty: nothing."""
     runs = select(DagRun).where(DagRun.dag_id == PIPELINE)
-    last_success = session.scalar(select(func.max(DagRun.end_date)).where(
-        DagRun.dag_id == PIPELINE, DagRun.state == DagRunState.SUCCESS))
     problems = []
     if last_success is None and watching_since < now - limit:
         problems.append(f"no run has succeeded since the watchdog's first check ({utc(watching_since)})")
@@ -52,20 +56,23 @@ def pipeline_problems(session, now: datetime, limit: timedelta, watching_since: 
     return problems
 
 
-def track(ti, subject: str, problems: list, facts: dict, now: datetime) -> dict:
+def track(ti, subject: str, problems: list, facts: dict, now: datetime,
+          began: datetime | None = None) -> dict:
     """One incident's emails: one to operations when `problems` appear ("<subject> ..."), one when
-    they are gone; none in between. The state (`incident_since`) is the check's return value
-    (XCom), which the next check reads."""
+    they are gone; none in between. The incident began at `began` (the last time all was well,
+    when known), else when it was noticed. The state (`incident_since`) is the check's return
+    value (XCom), which the next check reads."""
     since = (ti.xcom_pull(task_ids=ti.task_id, include_prior_dates=True) or {}).get("incident_since")
     log.info("%s: %s; incident since: %s", subject, "; ".join(problems) or "healthy", since)
     ops_email = facts.pop("to")
     if problems and not since:
-        since = now.isoformat()
+        since = (began or now).isoformat()
         email_ops(ops_email, f"[fraudctl] {subject} {facts.pop('down')}",
-                  {**facts, **{f"problem {i}": p for i, p in enumerate(problems, 1)}, "noticed": utc(now)})
+                  {**facts, **{f"problem {i}": p for i, p in enumerate(problems, 1)},
+                   "incident began": utc(began or now), "noticed": utc(now)})
     elif since and not problems:
         email_ops(ops_email, f"[fraudctl] {subject} {facts.pop('up')}",
-                  {**facts, "incident began": since, "recovered": utc(now)})
+                  {**facts, "incident began": utc(datetime.fromisoformat(since)), "recovered": utc(now)})
         since = None
     return {"incident_since": since, "problems": problems}
 
@@ -77,29 +84,31 @@ def check_pipeline(minutes: str, ops_email: str, ti) -> dict:
     with create_session() as session:
         watching_since = session.scalar(select(func.min(DagRun.start_date)).where(
             DagRun.dag_id == ti.dag_id)) or now
-        problems = pipeline_problems(session, now, limit, watching_since)
+        succeeded = latest_success(session)
+        problems = pipeline_problems(session, now, limit, succeeded, watching_since)
     facts = {"to": ops_email, "down": "stalled", "up": "recovered", "DAG": PIPELINE,
              "runs": f"{conf.get('webserver', 'base_url')}/dags/{PIPELINE}/grid",
              "limit": f"{minutes} minutes (Variable fraudctl_watchdog_minutes)"}
-    return track(ti, PIPELINE, problems, facts, now)
+    return track(ti, PIPELINE, problems, facts, now, began=succeeded or watching_since)
 
 
-def live_path_problems(database_uri: str, stale_secs: int) -> list:
+def live_path_problems(database_uri: str, stale_secs: int) -> tuple[list, datetime | None]:
     """What is wrong with the live path (fraudctl live) now: its lease let go, or its heartbeat
-    older than `stale_secs`. Empty: it captures, or no live path was ever deployed."""
+    older than `stale_secs`. Empty: it captures, or no live path was ever deployed. And when it
+    was last seen capturing."""
     with psycopg2.connect(database_uri) as conn, conn.cursor() as cur:
         cur.execute("SELECT holder, heartbeat_at, released_at,"
                     " heartbeat_at < now() - make_interval(secs => %s) FROM live_lease", (stale_secs,))
         row = cur.fetchone()
     conn.close()
     if row is None:
-        return []
+        return [], None
     holder, beat, released, stale = row
     if released is not None:
-        return [f"it stopped at {utc(released)} ({holder}) and no process took the lease since"]
+        return [f"it stopped at {utc(released)} ({holder}) and no process took the lease since"], released
     if stale:
-        return [f"its last heartbeat was at {utc(beat)} ({holder})"]
-    return []
+        return [f"its last heartbeat was at {utc(beat)} ({holder})"], beat
+    return [], None
 
 
 def check_live_path(stale_secs: str, ops_email: str, ti) -> dict:
@@ -110,4 +119,5 @@ def check_live_path(stale_secs: str, ops_email: str, ti) -> dict:
              "up": "back: alerts within seconds again",
              "what": "fraudctl live (the live path); the every-minute DAG captures meanwhile",
              "stale after": f"{stale_secs} s without a heartbeat (Variable fraudctl_live_stale_secs)"}
-    return track(ti, "live path", live_path_problems(uri, int(stale_secs)), facts, timezone.utcnow())
+    problems, began = live_path_problems(uri, int(stale_secs))
+    return track(ti, "live path", problems, facts, timezone.utcnow(), began=began)

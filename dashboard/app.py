@@ -191,7 +191,7 @@ def show_freshness() -> None:
 
 def show_headline(summary) -> None:
     payments, frauds = int(summary.payments), int(summary.predicted_frauds)
-    columns = st.columns(5)
+    columns = st.columns(6)
     columns[0].metric("Payments", f"{payments:,}", border=True, help=f"Total {money(summary.amount)}")
     columns[1].metric("Predicted frauds", f"{frauds:,}", border=True)
     columns[2].metric("Fraud rate", f"{summary.fraud_rate:.2%}" if payments else "—", border=True,
@@ -201,6 +201,17 @@ def show_headline(summary) -> None:
         help="Sum of the amounts of the predicted frauds",
     )
     columns[4].metric("Alerts sent", f"{int(summary.alerts_sent):,}", border=True)
+    latency = query("SELECT * FROM alert_latency_for_day(:day)", day=summary.business_day).iloc[0]
+    columns[5].metric(
+        "Payment to email", f"{seconds(latency.p50_seconds)} · p95 {seconds(latency.p95_seconds)}"
+        if latency.alerts else "—", border=True,
+        help=f"From each payment to the SMTP server's acceptance of its alert: median, then 95th "
+             f"percentile, over the day's {int(latency.alerts):,} alerts sent",
+    )
+
+
+def seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 120 else duration(value)
 
 
 def show_charts(day: dt.date, frauds: pd.DataFrame) -> None:

@@ -24,6 +24,8 @@ SMTP_PORT=${FRAUDCTL_SMTP_PORT:-1025}
 AIRFLOW_PORT=${FRAUDCTL_AIRFLOW_PORT:-8080}
 DASHBOARD_PORT=${FRAUDCTL_DASHBOARD_PORT:-8501}
 LIVE_METRICS_PORT=${FRAUDCTL_LIVE_METRICS_PORT:-9464}  # fraudctl live's /metrics and /healthz
+SCHEDULER_HEALTH_PORT=${FRAUDCTL_SCHEDULER_HEALTH_PORT:-8974}  # the Airflow scheduler's /health
+OPS_EMAIL=${FRAUDCTL_OPS_EMAIL:-ops@localhost}
 BUSINESS_TIME_ZONE=${FRAUDCTL_BUSINESS_TIME_ZONE:-UTC}  # fraudctl migrate's and the digest DAG's
 FRAUDCTL=$ROOT/target/release/fraudctl
 
@@ -83,6 +85,7 @@ secrets() {
     # Airflow encrypts Variables and Connections stored in its database with it (2.8.3 writes an
     # empty fernet_key into the airflow.cfg it generates: stored in clear).
     secret AIRFLOW__CORE__FERNET_KEY 'base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()'
+    secret AIRFLOW_ADMIN_PASSWORD 'secrets.token_urlsafe(12)'  # the UI's user admin
     set -a; source "$LOCAL/stack.env"; set +a
 }
 
@@ -101,16 +104,15 @@ airflow_settings() {
         AIRFLOW__WEBSERVER__WEB_SERVER_HOST 127.0.0.1 \
         AIRFLOW__WEBSERVER__WEB_SERVER_PORT "$AIRFLOW_PORT" \
         AIRFLOW__WEBSERVER__BASE_URL "http://127.0.0.1:$AIRFLOW_PORT" \
+        AIRFLOW__API__AUTH_BACKENDS "airflow.api.auth.backend.session,airflow.api.auth.backend.basic_auth" \
+        AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK True \
+        AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST 127.0.0.1 \
+        AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT "$SCHEDULER_HEALTH_PORT" \
         AIRFLOW_CONN_FRAUD_DB "postgres://postgres@127.0.0.1:$pg_port/fraud_db" \
         AIRFLOW_CONN_FRAUDCTL_SMTP "{\"conn_type\": \"smtp\", \"host\": \"127.0.0.1\", \"port\": $SMTP_PORT, \"extra\": {\"disable_ssl\": true, \"disable_tls\": true, \"from_email\": \"fraudctl@localhost\"}}" \
         FRAUDCTL_BIN "$FRAUDCTL" \
         FRAUDCTL_BUSINESS_TIME_ZONE "$BUSINESS_TIME_ZONE" \
         FRAUDCTL_DIGEST_LOCAL_TIME "${FRAUDCTL_DIGEST_LOCAL_TIME:-07:00}" \
-        AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT "$LOCAL/runs" \
-        AIRFLOW_VAR_FRAUDCTL_MODEL_DIR "$ROOT/model/default" \
-        AIRFLOW_VAR_FRAUDCTL_API_URL "http://127.0.0.1:$SIM_PORT/current-transactions" \
-        AIRFLOW_VAR_FRAUDCTL_REPORT_URL "http://127.0.0.1:$DASHBOARD_PORT" \
-        AIRFLOW_VAR_FRAUDCTL_OPS_EMAIL "${FRAUDCTL_OPS_EMAIL:-ops@localhost}" \
         FRAUDCTL_POLL_INTERVAL_MS "${FRAUDCTL_POLL_INTERVAL_MS:-200}"
 }
 
@@ -134,8 +136,8 @@ SQL
 
     export AIRFLOW_HOME=$LOCAL/airflow
     mkdir -p "$AIRFLOW_HOME"
-    # Local stack only: the UI on 127.0.0.1 needs no login.
-    printf 'from flask_appbuilder.const import AUTH_DB\nAUTH_TYPE = AUTH_DB\nAUTH_ROLE_PUBLIC = "Admin"\n' >"$AIRFLOW_HOME/webserver_config.py"
+    # A login (user admin, AIRFLOW_ADMIN_PASSWORD): the grid's REST API refuses anonymous users.
+    printf 'from flask_appbuilder.const import AUTH_DB\nAUTH_TYPE = AUTH_DB\n' >"$AIRFLOW_HOME/webserver_config.py"
     # One home for Airflow's settings: the scheduler and webserver below and scripts/airflow (the
     # CLI an operator runs: backfill, tasks clear, dags test) read the same file.
     (umask 077; airflow_settings "${base##*:}" >"$AIRFLOW_HOME/airflow.env")
@@ -146,7 +148,19 @@ SQL
     # generated: mode 0600 (not the directory's: Airflow's task logs make their parents 0775).
     (umask 077; airflow db migrate >"$LOGS/airflow-db.log" 2>&1) \
         || { tail -n 20 "$LOGS/airflow-db.log" >&2; exit 1; }
+    "$ROOT/.venv-airflow/bin/python" scripts/airflow_admin.py >>"$LOGS/airflow-db.log" 2>&1 \
+        || { tail -n 20 "$LOGS/airflow-db.log" >&2; exit 1; }
     chmod 600 "$AIRFLOW_HOME/airflow.cfg"
+    # The stack's Variables live in the metadata database, where Admin > Variables and
+    # `scripts/airflow variables set` change them (a value an operator set there is kept).
+    "$ROOT/.venv-airflow/bin/python" scripts/seed_variables.py "$AIRFLOW_HOME/seeded-variables.json" \
+        fraudctl_runs_root="$LOCAL/runs" fraudctl_model_dir="$ROOT/model/default" \
+        fraudctl_api_url="http://127.0.0.1:$SIM_PORT/current-transactions" \
+        fraudctl_report_url="http://127.0.0.1:$DASHBOARD_PORT" fraudctl_ops_email="$OPS_EMAIL" \
+        2>>"$LOGS/airflow-db.log" | sed -n 's/^seed_variables: kept /==> Variable kept as set in Airflow: /p' \
+        || { tail -n 20 "$LOGS/airflow-db.log" >&2; exit 1; }
+    "$ROOT/.venv-airflow/bin/python" scripts/airflow_admin.py >>"$LOGS/airflow-db.log" 2>&1 \
+        || { tail -n 20 "$LOGS/airflow-db.log" >&2; exit 1; }
 
     # supervisord, and every process it starts, run with this environment (the secrets, Airflow's
     # settings); fraudctl live is given its own settings below.
@@ -182,6 +196,11 @@ EOF
         # machine, reads the task logs from their files.
         program airflow-scheduler airflow scheduler --skip-serve-logs
         program airflow-webserver airflow webserver
+        # Outside the scheduler, so it can say when the scheduler (and with it the watchdog DAG)
+        # is down: an email after a minute without a healthy answer, another when it is back.
+        program scheduler-watch "$ROOT/.venv/bin/python" scripts/scheduler_watch.py \
+            --health-url "http://127.0.0.1:$SCHEDULER_HEALTH_PORT/health" --smtp "127.0.0.1:$SMTP_PORT" \
+            --to "$OPS_EMAIL" --state "$LOCAL/scheduler-watch.json"
         # On 127.0.0.1 (dashboard/.streamlit/config.toml): the local stack's dashboard needs no login.
         program dashboard env FRAUDCTL_DASHBOARD_DATABASE_URL="postgres://fraud_dashboard:$FRAUDCTL_DASHBOARD_DB_PASSWORD@127.0.0.1:$pg_port/fraud_db" \
             PATH="$ROOT/.venv-dashboard/bin:$PATH" dashboard/run.sh --server.port "$DASHBOARD_PORT"
@@ -202,7 +221,8 @@ EOF
     cat <<EOF
 
 fraudctl stack is up (the live path emails frauds within seconds; fraud_pipeline runs every minute):
-  Airflow UI          http://127.0.0.1:$AIRFLOW_PORT
+  Airflow UI          http://127.0.0.1:$AIRFLOW_PORT   user admin, password $AIRFLOW_ADMIN_PASSWORD
+                      (.local/stack.env; the REST API takes it too: curl -u admin:…)
   live path metrics   http://127.0.0.1:$LIVE_METRICS_PORT/metrics   (its log: .local/logs/fraudctl-live.log)
   dashboard           http://127.0.0.1:$DASHBOARD_PORT
   payments simulator  http://127.0.0.1:$SIM_PORT/current-transactions

@@ -55,6 +55,17 @@ pub struct Summary {
     /// (a backfill). A stack first started later has nothing to say of it.
     pub seen: bool,
     pub verdicts: VerdictFigures,
+    pub payment_to_email: Latency,
+}
+
+/// How soon the day's alerts reached the SMTP server after their payment (alert_latency_for_day).
+#[derive(Debug, Default, PartialEq, Serialize)]
+pub struct Latency {
+    /// Alerts sent with their acceptance time.
+    pub alerts: i64,
+    pub p50_seconds: Option<f64>,
+    pub p95_seconds: Option<f64>,
+    pub max_seconds: Option<f64>,
 }
 
 /// The analysts' verdicts on the day's sent alerts (the latest verdict of each counting).
@@ -98,6 +109,7 @@ pub fn build(args: &ReportArgs) -> Result<Report> {
     let mut client = args.db.connect()?;
     let mut summary = summary(&mut client, args.day)?;
     summary.verdicts = verdict_figures(&mut client, summary.day)?;
+    summary.payment_to_email = latency(&mut client, summary.day)?;
     let rows = rows(&mut client, summary.day, args.all)?;
     Ok(Report { summary, rows })
 }
@@ -131,6 +143,19 @@ fn summary(client: &mut Client, day: Option<NaiveDate>) -> Result<Summary> {
         alerts_sent: s.get(7),
         seen: s.get(8),
         verdicts: VerdictFigures::default(),
+        payment_to_email: Latency::default(),
+    })
+}
+
+fn latency(client: &mut Client, day: NaiveDate) -> Result<Latency> {
+    let r = client
+        .query_one("SELECT * FROM alert_latency_for_day($1)", &[&day])
+        .context("querying alert_latency_for_day (has `fraudctl migrate` run?)")?;
+    Ok(Latency {
+        alerts: r.get(0),
+        p50_seconds: r.get(1),
+        p95_seconds: r.get(2),
+        max_seconds: r.get(3),
     })
 }
 
@@ -328,6 +353,14 @@ fn write_summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
         rate, s.alerts_sent
     )?;
     writeln!(out, "  labelled frauds   {:>12}", s.labelled_frauds)?;
+    let l = &s.payment_to_email;
+    if let (Some(p50), Some(p95), Some(max)) = (l.p50_seconds, l.p95_seconds, l.max_seconds) {
+        writeln!(
+            out,
+            "  payment to email  median {p50:.1} s, p95 {p95:.1} s, slowest {max:.1} s ({} alerts sent)",
+            l.alerts
+        )?;
+    }
     let v = &s.verdicts;
     let precision = v
         .confirmed_precision
@@ -371,6 +404,7 @@ mod tests {
                 alerts_sent: 0,
                 seen: true,
                 verdicts: VerdictFigures::default(),
+                payment_to_email: Latency::default(),
             },
             rows: vec![Row {
                 local_time: "2026-11-30 10:00:00".into(),

@@ -291,7 +291,8 @@ fn a_trans_num_sent_again_with_other_facts_is_refused_and_changes_no_feature() {
 /// rejected records; load: exit 4), never a panic.
 #[test]
 fn hand_edited_stage_files_are_checked_by_every_reader() {
-    let edits: [(&str, fn(&mut Value)); 4] = [
+    type Edit = (&'static str, fn(&mut Value));
+    let edits: [Edit; 4] = [
         ("amount past 2^31 cents", |r| r["amt"] = json!(21_474_837.0)),
         ("negative amount", |r| r["amt"] = json!(-5.0)),
         ("10 MB merchant", |r| {

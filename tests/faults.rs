@@ -1093,7 +1093,7 @@ fn every_rejection_has_a_reason(o: &Outcome) -> Result<(), String> {
         .rejected
         .iter()
         .chain(&o.features_rejected)
-        .filter(|r| r["reason"].as_str().map_or(true, |s| s.trim().is_empty()))
+        .filter(|r| r["reason"].as_str().is_none_or(|s| s.trim().is_empty()))
         .map(|r| clip(&r.to_string()))
         .collect();
     none("rejected records without a reason", &silent)

@@ -156,6 +156,48 @@ fn dag_run(db: &TestDb, dir: &Path, extract: &[&str], smtp: &str) -> HashMap<&'s
     out
 }
 
+/// The DAG's first run after `make up` is of the minute before the live path started: the live
+/// path, capturing a later minute, will never write that one's file. `extract` says so at once
+/// (skipped, exit 99) instead of waiting, failing and emailing operations; for the minute the
+/// live path is in, it waits for its file.
+#[test]
+fn extract_skips_a_minute_the_live_path_started_after() {
+    let db = TestDb::new();
+    let runs = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now();
+    let end = |minutes_ago: i64| {
+        let t = now - chrono::Duration::minutes(minutes_ago);
+        t - chrono::Duration::seconds(t.timestamp() % 60)
+    };
+    let (before, capturing) = (end(1), end(0) + chrono::Duration::minutes(1));
+    db.client()
+        .execute(
+            "INSERT INTO live_lease (holder, acquired_at, heartbeat_at, minute)
+             VALUES ('pid 1 on test', now(), now() + interval '1 hour', $1)",
+            &[&format!("live__{}", capturing.format("%Y%m%dT%H%M%S"))],
+        )
+        .unwrap();
+    let extract = |end: chrono::DateTime<chrono::Utc>| {
+        let mut cmd = db.cmd("extract");
+        cmd.arg("--run-dir")
+            .arg(runs.path().join(end.format("%Y%m%dT%H%M%S").to_string()))
+            .args(["--interval-end", &end.to_rfc3339(), "--live-wait-secs", "1"])
+            .args(["--api-url", "http://127.0.0.1:9/current-transactions"]); // never polled
+        cmd
+    };
+    let stderr = fails(&mut extract(before), 99);
+    assert!(
+        stderr.contains("the live path captures the minute ending")
+            && stderr.contains("captured nothing in the one ending"),
+        "{stderr}"
+    );
+    let stderr = fails(&mut extract(capturing), 3);
+    assert!(
+        stderr.contains("has not written this minute's raw.jsonl"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn the_live_path_emails_within_seconds_and_the_dag_run_of_its_minute_changes_nothing() {
     let db = TestDb::new();
@@ -475,9 +517,12 @@ fn stopped_then_started(s: &mut Scene) {
     ));
 }
 
+/// A live fault scenario: its name, and what it does to the scene.
+type Scenario = (&'static str, fn(&mut Scene));
+
 #[test]
 fn live_fault_scenarios_lose_and_duplicate_nothing() {
-    let scenarios: [(&str, fn(&mut Scene)); 5] = [
+    let scenarios: [Scenario; 5] = [
         (
             "fraudctl live killed -9 mid-batch, started again",
             killed_mid_batch,

@@ -436,3 +436,42 @@ fn v15_masks_the_notes_stored_before_it() {
         ]
     );
 }
+
+#[test]
+fn the_digest_shows_how_soon_the_days_frauds_were_emailed() {
+    let db = TestDb::new();
+    for (i, t) in ["t-a", "t-b", "t-c"].iter().enumerate() {
+        alerted_fraud(&db, t, i as u32);
+    }
+    let no_time: serde_json::Value = serde_json::from_str(&report(&db, "json")).unwrap();
+    assert_eq!(
+        no_time["summary"]["payment_to_email"]["alerts"], 0,
+        "no acceptance time yet"
+    );
+    assert!(!report(&db, "table").contains("payment to email"));
+    db.client()
+        .batch_execute(
+            "UPDATE fraud_alerts a SET accepted_at = p.trans_time + make_interval(secs =>
+                 CASE a.trans_num WHEN 't-a' THEN 1 WHEN 't-b' THEN 2 ELSE 30 END)
+             FROM payments_scored p WHERE p.trans_num = a.trans_num",
+        )
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&report(&db, "json")).unwrap();
+    let l = &json["summary"]["payment_to_email"];
+    assert_eq!(l["alerts"], 3);
+    // percentile_cont over 1, 2 and 30 s: the median 2 s, the 95th 2 + 0.9 × 28 = 27.2 s.
+    assert!(
+        (l["p50_seconds"].as_f64().unwrap() - 2.0).abs() < 1e-9,
+        "{l}"
+    );
+    assert!(
+        (l["p95_seconds"].as_f64().unwrap() - 27.2).abs() < 1e-9,
+        "{l}"
+    );
+    let table = report(&db, "table");
+    assert!(
+        table
+            .contains("payment to email  median 2.0 s, p95 27.2 s, slowest 30.0 s (3 alerts sent)"),
+        "{table}"
+    );
+}

@@ -2,11 +2,13 @@
 a task that fails for good sends one email; the watchdog sends one when fraud_pipeline stops
 succeeding, however often it checks, and one when it recovers."""
 import html
+import re
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import recent, sql
+from conftest import _payments_simulator, recent, sql, with_db
 
 OPS = "ops@example.test"
 
@@ -46,6 +48,52 @@ def test_a_task_that_fails_for_good_emails_operations_once(airflow, ops_mailbox,
         assert secret not in mail.as_string()
 
 
+@pytest.fixture(scope="module")
+def flaky_payments_api(fraudctl_bin, tmp_path_factory):
+    """A payments simulator of the module's own answering 500 to half the requests."""
+    yield from _payments_simulator(fraudctl_bin, tmp_path_factory, 0.2, "--error-rate", "0.5")
+
+
+@pytest.fixture
+def own_data(airflow, own_fraud_db, tmp_path):
+    """The environment of runs that capture and load payments into a database of the module's own
+    (the session's is counted by the other modules), their alerts mailed to ops_mailbox (to_ops)."""
+    return {"AIRFLOW_CONN_FRAUD_DB": with_db(airflow.env["AIRFLOW_CONN_FRAUD_DB"], urlsplit(own_fraud_db).path[1:]),
+            "AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT": tmp_path}
+
+
+def test_a_run_that_lost_api_requests_warns_operations(airflow, ops_mailbox, to_ops, own_data,
+                                                       flaky_payments_api):
+    def extract(**env) -> list:
+        emails = len(ops_mailbox.messages())
+        airflow("tasks", "test", "fraud_pipeline", "extract", recent(),
+                AIRFLOW_VAR_FRAUDCTL_API_URL=flaky_payments_api, **own_data, **to_ops, **env)
+        return ops_mailbox.messages()[emails:]
+
+    sent = extract()
+    assert len(sent) == 1, [m["Subject"] for m in sent]
+    assert re.fullmatch(r"\[fraudctl\] fraud_pipeline\.extract lost \d+ API requests", sent[0]["Subject"])
+    assert "(Variable fraudctl_source_errors_warn: 5)" in body(sent[0]), body(sent[0])
+    assert extract(AIRFLOW_VAR_FRAUDCTL_SOURCE_ERRORS_WARN="1000000") == []
+
+
+def test_after_a_failed_run_the_next_success_sends_the_all_clear(airflow, ops_mailbox, to_ops, own_data,
+                                                                 own_payments_api):
+    """Real runs a few minutes ago (extract polls the module's own API), at seconds past the minute
+    no other test uses: the first fails for good (no card-hash key), the next two succeed."""
+    minute = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=6)
+    env = {**own_data, **to_ops, "AIRFLOW_VAR_FRAUDCTL_API_URL": own_payments_api}
+    emails = len(ops_mailbox.messages())
+    airflow("dags", "test", "fraud_pipeline", (minute + timedelta(seconds=10)).isoformat(), check=False,
+            FRAUDCTL_PAN_HASH_KEY="", **env)
+    for seconds in (20, 40):
+        airflow("dags", "test", "fraud_pipeline", (minute + timedelta(seconds=seconds)).isoformat(), **env)
+    subjects = [m["Subject"] for m in ops_mailbox.messages()[emails:] if "[fraudctl]" in m["Subject"]]
+    assert subjects == ["[fraudctl] fraud_pipeline.extract failed", "[fraudctl] fraud_pipeline runs again"]
+    text = body([m for m in ops_mailbox.messages() if m["Subject"].endswith("runs again")][-1])
+    assert f"manual__{(minute + timedelta(seconds=10)).isoformat()}" in text, text
+
+
 def test_without_an_operations_address_no_email_and_a_warning(airflow, ops_mailbox, tmp_path):
     emails = len(ops_mailbox.messages())
     done = airflow("tasks", "test", "fraud_pipeline", "extract", recent(), check=False,
@@ -70,6 +118,7 @@ def test_watchdog_one_email_per_incident_and_one_on_recovery(airflow, ops_mailbo
 
     # A success (a past interval without raw data: skipped), then a stalled pipeline: every run of
     # it a day older than it was, the newest stuck in "running".
+    airflow("dags", "test", "fraud_pipeline", "2024-02-29T23:59:00+00:00")
     airflow("dags", "test", "fraud_pipeline", "2024-03-01T00:00:00+00:00")
     sql(airflow.metadata_url, "update dag_run set queued_at = queued_at - interval '1 day',"
         " start_date = start_date - interval '1 day', end_date = end_date - interval '1 day'"
@@ -80,6 +129,10 @@ def test_watchdog_one_email_per_incident_and_one_on_recovery(airflow, ops_mailbo
     assert [m["Subject"] for m in stalled] == ["[fraudctl] fraud_pipeline stalled"]
     assert stalled[0]["To"] == OPS
     text = body(stalled[0])
+    # The incident began with the last success, a day before the check that noticed it.
+    last_success = sql(airflow.metadata_url, "select to_char(max(end_date) at time zone 'UTC',"
+                       f" 'YYYY-MM-DD HH24:MI:SS') {PIPELINE_RUNS} and state = 'success'")[0][0]
+    assert f"incident began</th><td>{last_success} UTC" in text, text
     assert "no run has succeeded since" in text and "has been running since" in text, text
     assert "10 minutes (Variable fraudctl_watchdog_minutes)" in text, text
     assert check() == []  # the same incident: no second email
@@ -90,7 +143,7 @@ def test_watchdog_one_email_per_incident_and_one_on_recovery(airflow, ops_mailbo
     airflow("dags", "test", "fraud_pipeline", "2024-03-01T00:01:00+00:00")  # a success now
     recovered = check()
     assert [m["Subject"] for m in recovered] == ["[fraudctl] fraud_pipeline recovered"]
-    assert "incident began" in body(recovered[0])
+    assert f"incident began</th><td>{last_success} UTC" in body(recovered[0]), body(recovered[0])
     assert check() == []
 
 

@@ -108,11 +108,14 @@ class FraudDb:
              probability, probability >= 0.5),
         )
 
-    def alert(self, trans_num: str, status: str = "sent") -> None:
+    def alert(self, trans_num: str, status: str = "sent", accepted_after: float | None = None) -> None:
+        """An alert; `accepted_after`: the SMTP server accepted it that many seconds after the payment."""
         self.execute(
-            """INSERT INTO fraud_alerts (trans_num, status, message_id, recipients, run_id)
-               VALUES (%s, %s, %s, 'fraud-team@example.com', 'test-run')""",
-            (trans_num, status, f"<{trans_num}@fraudctl.test>"),
+            """INSERT INTO fraud_alerts (trans_num, status, message_id, recipients, run_id, accepted_at)
+               SELECT %s, %s, %s, 'fraud-team@example.com', 'test-run',
+                      trans_time + make_interval(secs => %s)
+               FROM payments_scored WHERE trans_num = %s""",
+            (trans_num, status, f"<{trans_num}@fraudctl.test>", accepted_after, trans_num),
         )
 
     def pipeline_run(self, run_id: str, minutes_ago: float) -> None:

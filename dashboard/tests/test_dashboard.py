@@ -45,6 +45,7 @@ def test_headline_figures_for_a_chosen_day(fraud_db, dashboard):
         "Fraud rate": "50.00%",
         "Amount at risk": "$1,250.50",
         "Alerts sent": "1",
+        "Payment to email": "—",  # the alert has no acceptance time
         "Analyst-confirmed precision": "—",
         "Verdicts pending": "1",
         "Median time to verdict": "—",
@@ -112,6 +113,19 @@ def test_model_performance_without_labels(fraud_db, dashboard):
     assert any("precision and recall need labels" in i.value for i in at.info)
 
 
+def test_payment_to_email_latency_of_the_day(fraud_db, dashboard):
+    for i, seconds in enumerate([1.0, 2.0, 30.0]):
+        fraud_db.payment(f"t-fraud-{i}", at_utc(DAY, 10, i), probability=0.9)
+        fraud_db.alert(f"t-fraud-{i}", accepted_after=seconds)
+    fraud_db.payment("t-suppressed", at_utc(DAY, 11), probability=0.9)
+    fraud_db.alert("t-suppressed", "suppressed", accepted_after=500.0)  # not sent: not counted
+
+    shown = metrics(dashboard(day=DAY))
+
+    # percentile_cont over 1, 2 and 30 s: the median 2 s, the 95th 2 + 0.9 × 28 = 27.2 s.
+    assert shown["Payment to email"] == "2.0 s · p95 27.2 s", shown
+
+
 def test_empty_day(fraud_db, dashboard):
     fraud_db.payment("t-other-day", at_utc(DAY - dt.timedelta(days=1), 12), probability=0.9)
 
@@ -123,6 +137,7 @@ def test_empty_day(fraud_db, dashboard):
         "Fraud rate": "—",
         "Amount at risk": "$0.00",
         "Alerts sent": "0",
+        "Payment to email": "—",
     }
     assert [i.value for i in at.info] == ["No payments on 2026-03-09 (UTC)."]
     assert not at.dataframe

@@ -230,7 +230,7 @@ def test_reader_role_may_call_and_read_only_what_it_was_granted(fraud_db):
     functions = granted("""SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                            WHERE n.nspname = 'public'
                              AND has_function_privilege('fraud_report_reader', p.oid, 'EXECUTE')""")
-    assert functions == {"business_time_zone", "business_yesterday", "fraud_report_for_day",
+    assert functions == {"alert_latency_for_day", "business_time_zone", "business_yesterday", "fraud_report_for_day",
                          "fraud_report_summary", "fraud_report_by_hour", "fraud_report_by_category",
                          "fraud_report_by_amount_band", "record_alert_verdict"}
     relations = "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace " \

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::{Collector, ExtractArgs, Sink, StageFiles};
 use crate::error::Failure;
@@ -39,6 +40,7 @@ pub fn wait_for_live(args: &ExtractArgs, run_dir: &Path) -> Result<()> {
             }
             return Ok(());
         }
+        never_captured(&mut client, args.interval_end, run_dir)?;
         if Instant::now() >= deadline {
             return Err(Failure::Unavailable {
                 service: "live path",
@@ -57,6 +59,29 @@ pub fn wait_for_live(args: &ExtractArgs, run_dir: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_millis(200));
     }
     Ok(())
+}
+
+/// `Skipped` when the live path, capturing a later minute, journaled nothing in this one (it took
+/// the lease after the minute ended: the first minute after `make up`, or after an outage the
+/// DAG did not cover): it will never write this minute's file, and polling the API now would
+/// split the stream it polls.
+fn never_captured(
+    client: &mut postgres::Client,
+    end: Option<DateTime<Utc>>,
+    run_dir: &Path,
+) -> Result<()> {
+    let (Some(end), Some(live)) = (end, lease::minute(client)?) else {
+        return Ok(());
+    };
+    if live <= end || run_dir.join(JOURNAL).exists() {
+        return Ok(());
+    }
+    Err(Failure::Skipped(format!(
+        "the live path captures the minute ending {} and captured nothing in the one ending {}: nobody polled the API then",
+        live.to_rfc3339_opts(SecondsFormat::Secs, true),
+        end.to_rfc3339_opts(SecondsFormat::Secs, true)
+    ))
+    .into())
 }
 
 /// Takes into the collector what a live path journaled in this minute before it died (its

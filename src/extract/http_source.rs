@@ -72,7 +72,7 @@ pub(crate) fn poll(
     );
     let shown = redact::url(&p.url);
     let deadline = Instant::now().checked_add(p.max_time);
-    let running = || deadline.map_or(true, |d| Instant::now() < d);
+    let running = || deadline.is_none_or(|d| Instant::now() < d);
     let mut stats = SourceStats::default();
     tracing::info!(url = %shown, max_records = p.max_records, max_seconds = p.max_time.as_secs(), "polling the payments API");
     while collector.records() < p.max_records && running() {

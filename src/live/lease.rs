@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 use postgres::Client;
 
 use crate::db::DbArgs;
@@ -28,6 +29,17 @@ pub fn fresh(client: &mut Client, stale_after: Duration) -> Result<bool> {
         )
         .context("reading the live path's lease (live_lease)")?;
     Ok(row.get(0))
+}
+
+/// The minute the lease's holder captures (the end of its interval), as its heartbeat last
+/// said; none before its first minute or without a lease.
+pub fn minute(client: &mut Client) -> Result<Option<DateTime<Utc>>> {
+    let row = client
+        .query_opt("SELECT minute FROM live_lease", &[])
+        .context("reading the live path's lease (live_lease)")?;
+    Ok(row
+        .and_then(|r| r.get::<_, Option<String>>(0))
+        .and_then(|id| super::Minute::end_of_run_id(&id)))
 }
 
 /// The lease, held: its session, who holds it, when it last wrote its heartbeat.

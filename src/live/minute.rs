@@ -19,6 +19,8 @@ const DAG_FOLDER: &str = "fraud_pipeline";
 
 /// A minute's name: its end as Airflow's `ts_nodash` writes it (`20261206T101500`).
 const NAME: &str = "%Y%m%dT%H%M%S";
+/// The live path's run ids: this, then the minute's name.
+const RUN_ID_PREFIX: &str = "live__";
 
 pub struct Minute {
     /// The interval's end (the DAG's `data_interval_end`).
@@ -46,7 +48,17 @@ impl Minute {
 
     /// The run id the live path records the minute's payments under.
     fn id_of(end: DateTime<Utc>) -> String {
-        format!("live__{}", end.format(NAME))
+        format!("{RUN_ID_PREFIX}{}", end.format(NAME))
+    }
+
+    /// The end of the minute a run id of [`Self::id_of`] names.
+    pub fn end_of_run_id(id: &str) -> Option<DateTime<Utc>> {
+        let name = id.strip_prefix(RUN_ID_PREFIX)?;
+        Some(
+            chrono::NaiveDateTime::parse_from_str(name, NAME)
+                .ok()?
+                .and_utc(),
+        )
     }
 
     /// The minutes whose journal a process that died left under `runs_root` (their ends).

@@ -355,7 +355,7 @@ impl Capture {
         let minute = self.minute.as_mut().expect("a minute is open");
         minute.source_errors += 1;
         Metrics::add(&self.metrics.source_errors, 1);
-        if self.failures % 30 == 0 {
+        if self.failures.is_multiple_of(30) {
             tracing::warn!(error = %e, failures = self.failures + 1, "the payments API did not answer; trying on");
         }
         self.failures += 1;

@@ -123,7 +123,7 @@ impl Generator {
         while self
             .queue
             .peek()
-            .map_or(true, |p| p.time_ms >= self.next_card_ms)
+            .is_none_or(|p| p.time_ms >= self.next_card_ms)
         {
             self.begin_card_day();
         }
@@ -337,7 +337,7 @@ mod tests {
                 }
             })
             .sum();
-        sum % 10 == 0
+        sum.is_multiple_of(10)
     }
 
     #[test]
