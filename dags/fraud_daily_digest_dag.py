@@ -18,8 +18,8 @@ own records older than `fraudctl_airflow_retention_days` (default 30). Every Var
 before its task runs a command (an invalid one fails the task, naming it): see airflow/README.md.
 
 catchup=False: a missed morning is not mailed late; trigger it by hand (or backfill) if wanted. A
-day the pipeline never saw (no run recorded before it ended, no payment of it: the first morning
-of a new stack) gets no digest: `build_report` and `send_digest` are skipped.
+day the pipeline never saw (no run recorded, no payment captured, before it ended: the first
+morning of a new stack) gets no digest: `build_report` and `send_digest` are skipped.
 """
 import json
 import os
@@ -57,8 +57,8 @@ def build_report(database_url: str, day: str, out_dir: str) -> dict:
         return done.stdout
 
     if not json.loads(report("--format", "json"))["summary"]["seen"]:
-        raise AirflowSkipException(f"no digest: the pipeline never saw {day} (no run recorded "
-                                   "before it ended, no payment of it loaded)")
+        raise AirflowSkipException(f"no digest: the pipeline never saw {day} (no run recorded, "
+                                   "no payment captured, before it ended)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / f"payments-{day}.csv"

@@ -39,6 +39,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 VERDICT_KEY_VAR = "FRAUDCTL_VERDICT_KEY"
 VERDICT_PARAM = "verdict"
+PAYMENT_PARAM = "payment"  # ?payment=TRANS_NUM: an alerted payment's page (the alert emails link it)
 MIN_VERDICT_KEY_BYTES = 32
 NOTE_MAX_CHARS = 500
 VERDICT_LABELS = {"fraud": "Confirmed fraud", "not_fraud": "Not fraud"}
@@ -432,8 +433,9 @@ def stamp(ts) -> str:
     return (ts.tz_convert(UTC) if ts.tzinfo else ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def show_payment(payment, claim: Claim) -> None:
-    """The payment the verdict is about, as stored (card masked), and the model's reasons."""
+def show_payment(payment, claim: Claim | None = None) -> None:
+    """A payment as stored (card masked), the model's reasons, the verdict in force (and, for a
+    verdict link, until when the link is valid)."""
     st.dataframe(
         pd.DataFrame([{
             "Time (local)": stamp(payment.local_time), "Amount": float(payment.amt),
@@ -453,7 +455,24 @@ def show_payment(payment, claim: Claim) -> None:
     if isinstance(payment.current_verdict, str):
         st.caption(f"Verdict in force: {VERDICT_LABELS[payment.current_verdict]}, given "
                    f"{stamp(payment.current_verdict_at)} UTC; a new one supersedes it.")
-    st.caption(f"The link is valid until {claim.expires_at:%Y-%m-%d %H:%M} UTC.")
+    if claim is not None:
+        st.caption(f"The link is valid until {claim.expires_at:%Y-%m-%d %H:%M} UTC.")
+
+
+def payment_page(trans_num: str) -> None:
+    """What an alert's "Open the payment in the dashboard" link opens: the alerted payment, why
+    the model flagged it, the verdict in force, a link to its day's report."""
+    st.title(":material/receipt_long: Alerted payment")
+    found = query("SELECT * FROM v_verdict_payments WHERE trans_num = :trans_num", trans_num=trans_num)
+    if found.empty:
+        st.warning("No alert was sent for a payment with this transaction id.", icon=":material/search_off:")
+        return
+    payment = found.iloc[0]
+    show_payment(payment)
+    if not isinstance(payment.current_verdict, str):
+        st.caption("No verdict yet: give it with the links of the alert email.")
+    day = pd.Timestamp(payment.local_time).date()
+    st.markdown(f"[The report of {day:%A %d %B %Y}](?day={day.isoformat()})")
 
 
 def record_verdict(token: str, note: str) -> str:
@@ -587,6 +606,10 @@ def main() -> None:
     token = st.query_params.get(VERDICT_PARAM)
     if token is not None:
         verdict_page(token)
+        return
+    trans_num = st.query_params.get(PAYMENT_PARAM)
+    if trans_num is not None:
+        payment_page(trans_num)
         return
     defaults = query("SELECT business_yesterday() AS yesterday, business_time_zone() AS time_zone").iloc[0]
 

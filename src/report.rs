@@ -51,8 +51,9 @@ pub struct Summary {
     pub amount: f64,
     pub amount_at_risk: f64,
     pub alerts_sent: i64,
-    /// Whether the pipeline saw the day: a run recorded before it ended, or a payment of it
-    /// (a backfill). A stack first started later has nothing to say of it.
+    /// Whether the pipeline saw the day: a run recorded, or a payment captured, before it ended.
+    /// A stack first started later has nothing to say of it (even of payments it captured later
+    /// stamped with that day).
     pub seen: bool,
     pub verdicts: VerdictFigures,
     pub payment_to_email: Latency,
@@ -118,17 +119,18 @@ pub fn build(args: &ReportArgs) -> Result<Report> {
 fn summary(client: &mut Client, day: Option<NaiveDate>) -> Result<Summary> {
     let s = client
         .query_one(
-            "WITH d AS (SELECT coalesce($1::date, business_yesterday()) AS day)
+            "WITH d AS (SELECT day, (day + 1)::timestamp AT TIME ZONE business_time_zone() AS ends
+                        FROM coalesce($1::date, business_yesterday()) AS day)
              SELECT d.day, business_time_zone(), count(r.trans_num),
                     count(*) FILTER (WHERE r.predicted_fraud),
                     count(*) FILTER (WHERE r.is_fraud_label),
                     coalesce(sum(r.amt), 0)::float8,
                     coalesce(sum(r.amt) FILTER (WHERE r.predicted_fraud), 0)::float8,
                     count(*) FILTER (WHERE r.alert_status = 'sent'),
-                    count(r.trans_num) > 0 OR EXISTS (SELECT 1 FROM pipeline_runs WHERE recorded_at
-                        < (d.day + 1)::timestamp AT TIME ZONE business_time_zone())
+                    EXISTS (SELECT 1 FROM pipeline_runs WHERE recorded_at < d.ends)
+                        OR EXISTS (SELECT 1 FROM payments_scored WHERE captured_at < d.ends)
              FROM d LEFT JOIN LATERAL fraud_report_for_day(d.day) r ON true
-             GROUP BY d.day",
+             GROUP BY d.day, d.ends",
             &[&day],
         )
         .context("querying fraud_report_for_day (has `fraudctl migrate` run?)")?;
@@ -334,7 +336,7 @@ fn write_summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
     if !s.seen {
         writeln!(
             out,
-            "  the pipeline never saw this day: no run was recorded before it ended, no payment of it was loaded"
+            "  the pipeline never saw this day: no run was recorded, no payment captured, before it ended"
         )?;
     }
     writeln!(

@@ -131,6 +131,7 @@ fn each_predicted_fraud_is_in_exactly_one_email_one_per_card_with_what_an_analys
                 row.get::<_, String>(2),
                 "Probability:".into(),
                 "Cardholder:  lives in ".into(),
+                format!("Dashboard:   http://localhost:8501/?payment={trans_num}"),
                 format!("Why:         {}", row.get::<_, &str>(5)),
                 "Next step: call the cardholder to confirm the payment".into(),
                 format!(

@@ -1195,6 +1195,18 @@ fn a_report_says_whether_the_pipeline_saw_its_day() {
     };
     assert_eq!(seen("2026-11-29"), false, "an empty database saw no day");
     assert!(report("2026-11-29", "table").contains("the pipeline never saw this day"));
+    // A payment stamped with the day but captured after it (a new stack's stream): not seen.
+    let ok_insert = |sql: &str| db.client().batch_execute(sql).unwrap();
+    ok_insert(
+        "INSERT INTO payments_scored (trans_num, trans_time, cc_last4, cc_hash, merchant, category,
+             amt, gender, city, state, city_pop, merch_lat, merch_long, fraud_probability,
+             predicted_fraud, threshold, model_version, scorer, run_id, captured_at)
+         VALUES ('t-late', '2026-11-28 12:00+00', '4242', 'h', 'm', 'c', 1, 'F', 'x', 'NY', 1,
+                 0, 0, 0.1, false, 0.5, 'v', 'local', 'r', '2026-11-29 00:30+00')",
+    );
+    assert_eq!(seen("2026-11-28"), false, "captured after the day ended");
+    assert_eq!(seen("2026-11-29"), true, "captured before the day ended");
+    ok_insert("DELETE FROM payments_scored");
     db.client()
         .execute(
             "INSERT INTO pipeline_runs (run_id, stage, records, recorded_at)

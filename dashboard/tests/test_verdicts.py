@@ -277,3 +277,27 @@ def test_main_page_shows_the_days_alerts_with_their_verdicts(fraud_db, dashboard
     assert list(table.trans_num) == ["t-3", "t-2", "t-1", "t-0"]
     assert list(table.verdict) == ["pending", "Not fraud", "Confirmed fraud", "Confirmed fraud"]
     assert table.verdict_at.iloc[0] == "—", "a pending alert's verdict time is a dash, not None"
+
+
+def test_an_alerts_payment_link_opens_the_payment(fraud_db, reader_url, monkeypatch):
+    fraud_db.payment("t-pay", dt.datetime(2026, 3, 9, 14, 5, tzinfo=UTC), amt=512.0, probability=0.93)
+    fraud_db.alert("t-pay")
+    fraud_db.payment("t-quiet", dt.datetime(2026, 3, 9, 15, tzinfo=UTC), probability=0.95)  # never alerted
+    monkeypatch.setenv("FRAUDCTL_DASHBOARD_DATABASE_URL", reader_url)
+
+    def open_payment(trans_num: str) -> AppTest:
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.query_params["payment"] = trans_num
+        at.run()
+        assert not at.exception, at.exception
+        return at
+
+    page = open_payment("t-pay")
+    assert [t.value for t in page.title] == [":material/receipt_long: Alerted payment"]
+    shown = page.dataframe[0].value.iloc[0]
+    assert shown["Transaction"] == "t-pay" and shown["Amount"] == 512.0 and shown["Card"] == "**** 4242"
+    assert any("No verdict yet" in c.value for c in page.caption)
+    assert any("?day=2026-03-09" in m.value for m in page.markdown)
+    for other in ("t-quiet", "no-such-payment"):
+        assert [w.value for w in open_payment(other).warning] == [
+            "No alert was sent for a payment with this transaction id."], other

@@ -283,6 +283,11 @@ impl Content<'_> {
             self.local(links.expires_at),
         ))
     }
+    /// The payment's page in the dashboard.
+    fn payment_link(&self, f: &Fraud) -> String {
+        let id: String = url::form_urlencoded::byte_serialize(f.trans_num.as_bytes()).collect();
+        format!("{}/?payment={id}", self.e.report_url.trim_end_matches('/'))
+    }
     fn report_link(&self) -> (String, String) {
         let newest = self.b.send.last().map(|f| f.trans_time).unwrap_or_default();
         let day = self
@@ -327,6 +332,7 @@ fn plain_text(c: &Content) -> String {
         for (k, v) in c.fraud_fields(f) {
             out.push_str(&format!("   {:<13}{v}\n", format!("{k}:")));
         }
+        out.push_str(&format!("   {:<13}{}\n", "Dashboard:", c.payment_link(f)));
         if let Some((links, until)) = c.verdict_links(i) {
             out.push_str(&format!(
                 "   Your verdict (one click, then confirm; valid until {until}):\n"
@@ -387,7 +393,10 @@ fn html(c: &Content) -> String {
                 esc(&v)
             ));
         }
-        out.push_str("</table>");
+        out.push_str(&format!(
+            "</table><p><a href=\"{}\">Open the payment in the dashboard</a></p>",
+            esc(&c.payment_link(f))
+        ));
         if let Some((links, until)) = c.verdict_links(i) {
             let anchors: Vec<String> = links
                 .iter()
