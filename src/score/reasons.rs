@@ -16,6 +16,9 @@ use crate::transaction::Transaction;
 use crate::transform::{Block, FeatureSpec, Field, HistoryFeature, Numeric};
 use crate::zone::Zone;
 
+/// What a reason about the cardholder's profile (not about the payment) adds.
+const PROFILE: &str = ": a profile pattern, nothing to check";
+
 /// How many reasons a predicted fraud gets.
 pub const TOP_REASONS: usize = 3;
 
@@ -189,13 +192,16 @@ impl Explainer {
             Numeric::DistanceKm => {
                 format!("merchant {} km from the cardholder's home", whole(v))
             }
-            Numeric::Gender => match v == 1.0 {
-                true => "female cardholder".to_string(),
-                false => "male cardholder".to_string(),
-            },
-            Numeric::CityPop | Numeric::LogCityPop => {
-                format!("cardholder's city of {} people", whole(tx.city_pop as f64))
-            }
+            // Who the cardholder is, not what happened: said as such, so that an analyst does
+            // not look for something to check there.
+            Numeric::Gender => format!(
+                "the cardholder's gender ({}){PROFILE}",
+                if v == 1.0 { "female" } else { "male" }
+            ),
+            Numeric::CityPop | Numeric::LogCityPop => format!(
+                "the size of the cardholder's town ({} people){PROFILE}",
+                whole(tx.city_pop as f64)
+            ),
             other => format!("{} = {v}", other.name()),
         }
     }
@@ -362,8 +368,8 @@ mod tests {
                 "02:14 at night",
                 "cardholder aged 83",
                 "merchant 132 km from the cardholder's home",
-                "female cardholder",
-                "cardholder's city of 14,783 people",
+                "the cardholder's gender (female): a profile pattern, nothing to check",
+                "the size of the cardholder's town (14,783 people): a profile pattern, nothing to check",
                 "on a Wednesday",
                 "merch_lat = 34.38",
             ]
