@@ -442,9 +442,10 @@ impl World<'_> {
     /// whatever the stage had done must be all or nothing.
     fn kill_at_random(&mut self, stage: Stage) {
         if stage == Stage::Alert {
-            // A slow server (20 ms between storing a message and its 250) makes the run of a
-            // few emails outlast the kill window: a retry would find every email sent.
-            self.sink.stall_after_store(0.02);
+            // A slow server: a whole kill window between storing a message and its 250, so that
+            // even a run of one email outlasts the window (a retry would find every email sent).
+            self.sink
+                .stall_after_store(Stage::Alert.kill_window_ms() as f32 / 1000.0);
         }
         let mut window = stage.kill_window_ms();
         let mut attempt = 1;
