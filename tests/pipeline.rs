@@ -1180,15 +1180,7 @@ fn a_long_stage_logs_its_progress_and_a_short_one_nothing_extra() {
 #[test]
 fn a_report_says_whether_the_pipeline_saw_its_day() {
     let db = TestDb::new();
-    let report = |day: &str, format: &str| {
-        let out = util::run(db.cmd("report").args(["--day", day, "--format", format]));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let report = |day: &str, format: &str| db.report(day, format);
     let seen = |day: &str| -> serde_json::Value {
         serde_json::from_str::<serde_json::Value>(&report(day, "json")).unwrap()["summary"]["seen"]
             .clone()

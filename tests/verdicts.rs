@@ -123,13 +123,7 @@ fn give(db: &TestDb, key: &VerdictKey, trans_num: &str, verdict: Verdict, minute
 }
 
 fn report(db: &TestDb, format: &str) -> String {
-    let out = util::run(db.cmd("report").args(["--day", DAY, "--format", format]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    db.report(DAY, format)
 }
 
 #[test]

@@ -302,17 +302,13 @@ impl Content<'_> {
 }
 
 /// An amount as the email shows it: in US dollars, the payments' currency, with thousands
-/// separators ("$1,234.56").
+/// separators ("$1,234.56"; the reasons' figure, `score::reasons::money`, with its sign).
 fn money(amount: f64) -> String {
-    let cents = (amount.abs() * 100.0).round() as u64;
-    let mut whole = (cents / 100).to_string();
-    let mut i = whole.len();
-    while i > 3 {
-        i -= 3;
-        whole.insert(i, ',');
+    let figure = crate::score::reasons::money(amount);
+    match figure.strip_prefix('-') {
+        Some(positive) => format!("-${positive}"),
+        None => format!("${figure}"),
     }
-    let sign = if amount < 0.0 { "-" } else { "" };
-    format!("{sign}${whole}.{:02}", cents % 100)
 }
 
 /// How many of an email's frauds it shows in full (why, verdict links): the others, when a

@@ -12,7 +12,7 @@
 
 pub mod explain;
 mod local;
-mod reasons;
+pub(crate) mod reasons;
 mod remote;
 mod sagemaker;
 mod shap;

@@ -255,7 +255,7 @@ fn part_of_day(hour: u32) -> &'static str {
 }
 
 /// `1234.5` → `1,234.50`.
-fn money(v: f64) -> String {
+pub(crate) fn money(v: f64) -> String {
     let cents = (v.abs() * 100.0).round() as u64;
     let sign = if v < 0.0 && cents > 0 { "-" } else { "" };
     format!("{sign}{}.{:02}", grouped(cents / 100), cents % 100)

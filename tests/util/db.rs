@@ -64,6 +64,18 @@ impl TestDb {
         cmd
     }
 
+    /// `fraudctl report --day DAY --format FORMAT` on this database, which must succeed: its
+    /// stdout.
+    pub fn report(&self, day: &str, format: &str) -> String {
+        let out = super::run(self.cmd("report").args(["--day", day, "--format", format]));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     pub fn client(&self) -> postgres::Client {
         postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to test database")
     }
