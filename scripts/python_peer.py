@@ -194,6 +194,8 @@ def table_rows(df, X, scored, meta):
         "is_fraud_label": df["is_fraud"].map({0: False, 1: True}).astype(object)
                             .where(df["is_fraud"].notna(), None),
         "fraud_probability": p, "predicted_fraud": fraud, "reasons": reasons,
+        # The model's inputs, NaN as NULL (psycopg2 sends a list as an array).
+        "features": X.astype(object).where(X.notna(), None).values.tolist(),
         **meta,
     }, index=df.index)
 

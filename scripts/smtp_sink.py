@@ -6,6 +6,9 @@
     python scripts/smtp_sink.py show --maildir .local/mail FILE     # one message: headers, body as text
     python scripts/smtp_sink.py dump --maildir .local/mail          # every message, decoded
 
+`serve --web-listen 127.0.0.1:8025` also serves the messages as a web inbox
+(scripts/mail_inbox.py), as compose's Mailpit does.
+
 Each accepted message is written atomically to MAILDIR/<n>.eml. `--fail-first N` answers
 "451 try again later" to the first N messages (a server that refuses, then recovers).
 `--refuse-containing TEXT` answers "554" to every message whose content holds TEXT (a message
@@ -86,6 +89,10 @@ def serve(args):
     controller = Controller(sink, hostname=host, port=int(port), **auth)
     controller.start()
     print(f"SMTP sink listening on {args.listen}, storing messages in {args.maildir}", flush=True)
+    if args.web_listen:
+        import mail_inbox  # beside this script
+        mail_inbox.start(args.web_listen, args.maildir)
+        print(f"web inbox on http://{args.web_listen}/", flush=True)
     try:
         asyncio.run(asyncio.Event().wait())
     except KeyboardInterrupt:
@@ -182,6 +189,8 @@ def main():
                    help="wait this long between storing a message and answering 250 (a client killed "
                         "meanwhile had its message accepted without hearing it)")
     p.add_argument("--auth-user", help="require AUTH as this user (password: FRAUDCTL_SMTP_SINK_PASSWORD)")
+    p.add_argument("--web-listen", metavar="HOST:PORT",
+                   help="also serve the messages as a web inbox here (scripts/mail_inbox.py)")
     for name in ("serve", "list", "show", "dump"):
         q = p if name == "serve" else sub.add_parser(name, help=f"{name} received messages")
         q.add_argument("--maildir", type=Path, default=Path(os.environ.get("FRAUDCTL_SMTP_SINK_DIR", ".local/mail")))

@@ -21,6 +21,7 @@ LOGS=$LOCAL/logs
 SUPERVISOR_CONF=$LOCAL/supervisord.conf
 SIM_PORT=${FRAUDCTL_SIM_PORT:-8000}
 SMTP_PORT=${FRAUDCTL_SMTP_PORT:-1025}
+MAIL_WEB_PORT=${FRAUDCTL_MAIL_WEB_PORT:-8025}  # the sink's web inbox (compose's Mailpit: 8025 too)
 AIRFLOW_PORT=${FRAUDCTL_AIRFLOW_PORT:-8080}
 DASHBOARD_PORT=${FRAUDCTL_DASHBOARD_PORT:-8501}
 LIVE_METRICS_PORT=${FRAUDCTL_LIVE_METRICS_PORT:-9464}  # fraudctl live's /metrics and /healthz
@@ -185,8 +186,11 @@ serverurl=unix://$LOCAL/supervisor.sock
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 EOF
-        program simulator "$FRAUDCTL" serve-payments --listen "127.0.0.1:$SIM_PORT" --fraud-rate "${FRAUDCTL_SIM_FRAUD_RATE:-0.02}"
-        program smtp-sink "$ROOT/.venv/bin/python" scripts/smtp_sink.py serve --listen "127.0.0.1:$SMTP_PORT" --maildir "$LOCAL/mail"
+        # Payments on the wall clock, stamped when they happen (about 2 a second: --cards 50000);
+        # a response holds up to 50, so that a backlog drains fast after a pause.
+        program simulator "$FRAUDCTL" serve-payments --listen "127.0.0.1:$SIM_PORT" --fraud-rate "${FRAUDCTL_SIM_FRAUD_RATE:-0.02}" --rows-per-response 50
+        program smtp-sink "$ROOT/.venv/bin/python" scripts/smtp_sink.py serve --listen "127.0.0.1:$SMTP_PORT" \
+            --web-listen "127.0.0.1:$MAIL_WEB_PORT" --maildir "$LOCAL/mail"
         program fraudctl-live env FRAUDCTL_DATABASE_URL="$base/fraud_db" \
             FRAUDCTL_API_URL="http://127.0.0.1:$SIM_PORT/current-transactions" \
             FRAUDCTL_SMTP_URL="smtp://127.0.0.1:$SMTP_PORT" FRAUDCTL_REPORT_URL="http://127.0.0.1:$DASHBOARD_PORT" \
@@ -215,7 +219,7 @@ EOF
         log "supervisord started (logs: .local/logs/; make status)"
     fi
 
-    wait_port simulator "$SIM_PORT"; wait_port smtp-sink "$SMTP_PORT"
+    wait_port simulator "$SIM_PORT"; wait_port smtp-sink "$SMTP_PORT"; wait_port smtp-sink "$MAIL_WEB_PORT"
     wait_port dashboard "$DASHBOARD_PORT"; wait_port airflow-webserver "$AIRFLOW_PORT"
     wait_port fraudctl-live "$LIVE_METRICS_PORT"
     cat <<EOF
@@ -226,7 +230,7 @@ fraudctl stack is up (the live path emails frauds within seconds; fraud_pipeline
   live path metrics   http://127.0.0.1:$LIVE_METRICS_PORT/metrics   (its log: .local/logs/fraudctl-live.log)
   dashboard           http://127.0.0.1:$DASHBOARD_PORT
   payments simulator  http://127.0.0.1:$SIM_PORT/current-transactions
-  emails received     .venv/bin/python scripts/smtp_sink.py list --maildir .local/mail
+  emails received     http://127.0.0.1:$MAIL_WEB_PORT   (or: .venv/bin/python scripts/smtp_sink.py list)
   Airflow CLI         scripts/airflow dags list   (this stack's settings, then airflow)
   daily report        FRAUDCTL_DATABASE_URL=$base/fraud_db target/release/fraudctl report
   processes           make status         logs: .local/logs/        stop with: make down

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: Rust unit and integration tests, the Python suites (model parity, dashboard,
-# Airflow DAGs) and a bounded fuzzing run. Starts the private PostgreSQL cluster and builds what
+# Airflow DAGs), a bounded fuzzing run and the local stack through a database outage. Starts the private PostgreSQL cluster and builds what
 # it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,4 +56,9 @@ for i in "${!pids[@]}"; do
     cat "${logs[i]}"
     ((code == 0)) || { printf '\n%s: FAILED (exit %s)\n' "${names[i]}" "$code"; status=1; }
 done
+
+# Last, alone: the whole local stack (scripts/stack.sh, on ports of its own) through a two-minute
+# outage of its database; about seven minutes, mostly waiting.
+step "Stack: a two-minute PostgreSQL outage (tests/stack)"
+.venv/bin/python -m pytest -q tests/stack || { printf '\nStack: FAILED\n'; status=1; }
 exit "$status"

@@ -60,7 +60,8 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Print one business day's payments and frauds (default: yesterday).
     Report(report::ReportArgs),
-    /// Say why payments scored as they did: one JSON line a payment of a run's features.jsonl.
+    /// Say why payments scored as they did: one JSON line a payment of a run's features.jsonl,
+    /// or of a payment held in payments_scored (--trans-num without --run-dir).
     ///
     /// Each line is {"trans_num", "margin", "probability", "contributions": {feature: value,
     /// …, "bias": value}, "reasons": [...]}. The contributions are the local model's exact
@@ -71,11 +72,14 @@ enum Command {
     /// writes for a predicted fraud (and alerts and the dashboard show).
     ///
     /// Examples:
+    ///   fraudctl explain --trans-num 3cb54a48…      (the payment as stored, any day)
     ///   fraudctl explain --run-dir /runs/2026-11-24T10 --trans-num 3cb54a48…
     ///   fraudctl explain --run-dir DIR | jq -c 'select(.probability > 0.5) | .reasons[].text'
     ///
     /// Use the model directory that scored the run: its feature spec must be the one that
-    /// computed features.jsonl (else exit 4).
+    /// computed features.jsonl, and its version the stored payment's model_version (else
+    /// exit 4). A payment loaded before its model inputs were stored (migration V21) is
+    /// explained from its run directory only.
     #[command(verbatim_doc_comment)]
     Explain(score::explain::ExplainArgs),
     /// Run extract, transform, score, load and alert for one run directory (every other setting

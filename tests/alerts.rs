@@ -9,40 +9,6 @@ use util::*;
 
 const VERDICT_KEY: &str = "integration-test-verdict-key-0123456789";
 
-/// A loaded run of the sample's first 3,600 transactions, at their original times (so the
-/// predictions do not depend on the hour the test runs at: 18 predicted frauds).
-fn loaded_sample_run(db: &TestDb) -> RunDir {
-    let n = 3600u32;
-    let sim = Simulator::start(&[
-        "--csv",
-        sample_csv().to_str().unwrap(),
-        "--time-mode",
-        "original",
-        "--rows-per-response",
-        "100",
-    ]);
-    let dir = RunDir::new();
-    ok(dir.stage("extract").args([
-        "--api-url",
-        &sim.url(),
-        "--max-records",
-        &n.to_string(),
-        "--poll-interval-ms",
-        "0",
-    ]));
-    ok(dir
-        .stage("transform")
-        .arg("--feature-spec")
-        .arg(default_model().join("feature_spec.json")));
-    ok(dir.stage("score").arg("--model-dir").arg(default_model()));
-    ok(db
-        .cmd("load")
-        .arg("--run-dir")
-        .arg(dir.path())
-        .args(["--run-id", "test-run"]));
-    dir
-}
-
 fn alert(db: &TestDb, dir: &RunDir, smtp: &str) -> std::process::Command {
     let mut cmd = db.cmd("alert");
     cmd.arg("--run-dir").arg(dir.path()).args([
@@ -92,7 +58,7 @@ fn the_email_of<'a>(emails: &'a [String], trans_num: &str) -> &'a str {
 #[test]
 fn each_predicted_fraud_is_in_exactly_one_email_one_per_card_with_what_an_analyst_needs() {
     let db = TestDb::new();
-    let dir = loaded_sample_run(&db);
+    let dir = db.loaded_sample_run();
     let cards = frauds_by_card(&db);
     let frauds: usize = cards.iter().map(|(_, f)| f.len()).sum();
     assert!(frauds >= 10, "the sample has frauds: {frauds}");
@@ -314,7 +280,7 @@ fn a_later_runs_frauds_on_an_alerted_card_follow_up_in_its_thread() {
 #[test]
 fn a_server_that_refuses_then_recovers_ends_with_every_alert_sent_once() {
     let db = TestDb::new();
-    let dir = loaded_sample_run(&db);
+    let dir = db.loaded_sample_run();
     let frauds = db.count("SELECT count(*) FROM payments_scored WHERE predicted_fraud");
     let cards = frauds_by_card(&db);
 
@@ -412,7 +378,7 @@ fn oldest_fraud(db: &TestDb) -> String {
 #[test]
 fn a_message_refused_for_good_is_recorded_failed_and_the_others_still_go_out() {
     let db = TestDb::new();
-    let dir = loaded_sample_run(&db);
+    let dir = db.loaded_sample_run();
     let frauds = db.count("SELECT count(*) FROM payments_scored WHERE predicted_fraud");
     let cards = frauds_by_card(&db);
     let refused = oldest_fraud(&db);
@@ -474,7 +440,7 @@ fn a_message_refused_for_good_is_recorded_failed_and_the_others_still_go_out() {
 #[test]
 fn a_refused_sender_fails_the_run_and_records_nothing() {
     let db = TestDb::new();
-    let dir = loaded_sample_run(&db);
+    let dir = db.loaded_sample_run();
     let sink = SmtpSink::refusing(&[], Some("fraudctl@localhost"));
     let stderr = fails(&mut alert_any_age(&db, &dir, &sink.url()), 5);
     assert!(

@@ -2,7 +2,8 @@
 //! extracted, transformed (card history through PostgreSQL), scored by the default model and
 //! loaded, three runs of 1,000. Fails when the generator drifts from the data set: the model
 //! must score its payments as it scores the data set's, cards must recur and frauds come in
-//! bursts; and `--time-mode now` must only move each payment to the same time of day within the
+//! bursts; `--time-mode now` must serve each payment once it happened on the wall clock, stamped
+//! then, and `--time-mode last-day` only move each payment to the same time of day within the
 //! last 24 hours. (`scripts/generator_report.py` measures the same and how far the payments are
 //! from the sample's.)
 
@@ -120,9 +121,51 @@ fn the_default_model_finds_the_generated_frauds_in_bursts_on_recurring_cards() {
 }
 
 #[test]
-fn now_mode_serves_the_same_payments_at_their_time_of_day_within_the_last_day() {
+fn now_mode_stamps_each_payment_when_it_happens_and_serves_it_after() {
+    let started = now_ms();
+    // 200,000 cards a day: about 8 payments a second, against 10 requests a second.
+    let sim = Simulator::start(&[
+        "--time-mode",
+        "now",
+        "--cards",
+        "200000",
+        "--rows-per-response",
+        "100",
+    ]);
+    let dir = RunDir::new();
+    let summary = ok(dir.stage("extract").args([
+        "--api-url",
+        &sim.url(),
+        "--max-records",
+        "40",
+        "--poll-interval-ms",
+        "100",
+    ]));
+    let finished = now_ms();
+    // A response holds what happened since the previous one: the last may take it past 40.
+    assert!(summary["records"].as_u64().unwrap() >= 40, "{summary}");
+    let mut last = started;
+    for record in dir.records("raw.jsonl") {
+        let stamp = record["trans_time_ms"].as_i64().unwrap();
+        let captured = record["captured_at_ms"].as_i64().unwrap();
+        assert!(
+            last <= stamp && stamp <= captured && captured <= finished,
+            "{record}: stamped {stamp}, captured {captured}, the previous stamp {last}, \
+             the server started after {started}, the extract ended at {finished}"
+        );
+        last = stamp;
+    }
+    let stats = sim.stats();
+    assert!(
+        stats["empty"].as_u64().unwrap() > 0,
+        "some requests came before the next payment happened: {stats}"
+    );
+}
+
+#[test]
+fn last_day_mode_serves_the_same_payments_at_their_time_of_day_within_the_last_day() {
     let original = Simulator::start(&["--seed", "7", "--time-mode", "original"]);
-    let now = Simulator::start(&["--seed", "7", "--time-mode", "now"]);
+    let now = Simulator::start(&["--seed", "7", "--time-mode", "last-day"]);
     let (kept, stamped) = (RunDir::new(), RunDir::new());
     extract(&mut kept.stage("extract"), &original);
     let before = now_ms();

@@ -202,7 +202,7 @@ fn extract_skips_a_minute_the_live_path_started_after() {
 fn the_live_path_emails_within_seconds_and_the_dag_run_of_its_minute_changes_nothing() {
     let db = TestDb::new();
     let sink = SmtpSink::start(0);
-    let sim = Simulator::start(&["--time-mode", "now", "--fraud-rate", "0.05", "--seed", "11"]);
+    let sim = Simulator::start(&["--fraud-rate", "0.05", "--seed", "11"]);
     let runs = tempfile::tempdir().unwrap();
     let live = Live::start(&db, &sim.url(), &sink, runs.path(), &[]);
     // One minute closed, and a fraud alerted: at most two minutes.
@@ -285,7 +285,7 @@ impl<'a> Scene<'a> {
             cluster,
             sink: SmtpSink::start(0),
             // A burst of frauds every few seconds: every outage meets some.
-            sim: Simulator::start(&["--time-mode", "now", "--fraud-rate", "0.3"]),
+            sim: Simulator::start(&["--fraud-rate", "0.3"]),
             runs: tempfile::tempdir().unwrap(),
             killed: false,
             notes: Vec::new(),

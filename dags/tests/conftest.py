@@ -146,12 +146,13 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _payments_simulator(fraudctl_bin, tmp_path_factory, fraud_rate: float = 0.2, *args: str):
-    """A payments simulator with many frauds, so that a short run has some (`args`: more of
-    serve-payments' options): yields its URL."""
+    """A payments simulator with many frauds, so that a short run has some, as fast as it is
+    polled (`last-day`; `args`: more of serve-payments' options): yields its URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("simulator") / "simulator.log"
     proc = _service([fraudctl_bin, "serve-payments", "--listen", f"127.0.0.1:{port}",
-                     "--fraud-rate", str(fraud_rate), *args], port, "payments simulator", log)
+                     "--time-mode", "last-day", "--fraud-rate", str(fraud_rate), *args],
+                    port, "payments simulator", log)
     yield f"http://127.0.0.1:{port}/current-transactions"
     _stop(proc)
 

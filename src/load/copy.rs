@@ -69,6 +69,26 @@ impl CopyEncoder {
         self.buf.push(1);
         self.buf.extend_from_slice(json.as_bytes());
     }
+    /// A float8[] (one dimension, from 1; `None` elements NULL), or NULL.
+    pub fn opt_float8_array(&mut self, values: Option<&[Option<f64>]>) {
+        const FLOAT8_OID: i32 = 701;
+        let Some(values) = values else {
+            return self.null();
+        };
+        let present = values.iter().flatten().count();
+        let len = 20 + 4 * values.len() + 8 * present;
+        self.buf.extend_from_slice(&(len as i32).to_be_bytes());
+        let has_null = i32::from(present < values.len());
+        for word in [1, has_null, FLOAT8_OID, values.len() as i32, 1] {
+            self.buf.extend_from_slice(&word.to_be_bytes());
+        }
+        for value in values {
+            match value {
+                Some(v) => self.float8(*v),
+                None => self.null(),
+            }
+        }
+    }
     /// A timestamptz from epoch milliseconds.
     pub fn timestamptz_ms(&mut self, ms: i64) {
         self.int8(ms * 1000 - EPOCH_2000_MICROS);

@@ -19,7 +19,7 @@ use crate::stagefile::StageReader;
 /// them equal); `payments_scored` has them under the same names.
 type Field = (&'static str, fn(&mut CopyEncoder, &ScoredRecord));
 
-pub const FIELDS: [Field; 24] = [
+pub const FIELDS: [Field; 25] = [
     ("trans_num", |e, r| e.text(&r.tx.trans_num)),
     ("trans_time", |e, r| e.timestamptz_ms(r.tx.trans_time_ms)),
     ("cc_last4", |e, r| e.text(&r.tx.cc_last4)),
@@ -46,6 +46,8 @@ pub const FIELDS: [Field; 24] = [
     ("reasons", |e, r| {
         e.opt_jsonb(r.score.reasons.as_deref().map(|raw| raw.get()))
     }),
+    // The model's inputs as it scored them (absent from files scored before they were kept).
+    ("features", |e, r| e.opt_float8_array(r.features.as_deref())),
     // The payment's own, else its batch's (filled in by `stream`).
     ("captured_at", |e, r| {
         e.timestamptz_ms(r.tx.captured_at_ms.expect("filled in when read"))

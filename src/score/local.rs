@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::reasons::{Explainer, Reason};
 use super::xgboost::sigmoid;
-use super::{feature_record, push_scored, Output, Score, ScoredBy, Why, XgbModel};
+use super::{feature_record, push_scored, Output, Score, Scored, ScoredBy, Why, XgbModel};
 use crate::error::Failure;
 use crate::parallel;
 use crate::stagefile::StageReader;
@@ -235,12 +235,12 @@ pub(super) fn score_local(
                     }
                     false => None,
                 };
-                push_scored(
-                    &mut lines,
-                    record.tx,
-                    record.derived,
-                    &score.with(why.as_ref()),
-                );
+                let scored = Scored {
+                    tx: record.tx,
+                    derived: record.derived,
+                    features: record.features,
+                };
+                push_scored(&mut lines, &scored, &score.with(why.as_ref()));
             }
             Ok((lines, chunk.len() as u64, frauds.len() as u64))
         },

@@ -167,7 +167,17 @@ type ScoreOut<'a> = Score<&'a str, Option<&'a [Reason]>>;
 struct ScoredOut<'a> {
     tx: &'a RawValue,
     derived: &'a RawValue,
+    /// The model's inputs, as the model that scored the payment read them.
+    features: &'a RawValue,
     score: &'a ScoreOut<'a>,
+}
+
+/// What a scored record is written from: the features record's transaction and derived values,
+/// and the inputs the scoring model read (the record's features, or the fallback's own).
+pub(super) struct Scored<'a> {
+    pub tx: &'a RawValue,
+    pub derived: &'a RawValue,
+    pub features: &'a RawValue,
 }
 
 /// A record of `scored.jsonl`, as read by `load` (its transaction checked as it is read; its
@@ -177,6 +187,9 @@ struct ScoredOut<'a> {
 pub struct ScoredRecord {
     pub tx: Transaction,
     pub derived: Derived,
+    /// Absent from files scored before the model's inputs were kept.
+    #[serde(default)]
+    pub features: Option<Vec<Option<f64>>>,
     pub score: Score,
 }
 
@@ -262,9 +275,19 @@ impl<'a> ScoreOut<'a> {
 }
 
 /// Appends one `scored.jsonl` line.
-fn push_scored(line: &mut Vec<u8>, tx: &RawValue, derived: &RawValue, score: &ScoreOut) {
-    serde_json::to_writer(&mut *line, &ScoredOut { tx, derived, score })
-        .expect("a scored record serialises");
+fn push_scored(line: &mut Vec<u8>, record: &Scored, score: &ScoreOut) {
+    let Scored {
+        tx,
+        derived,
+        features,
+    } = *record;
+    let out = ScoredOut {
+        tx,
+        derived,
+        features,
+        score,
+    };
+    serde_json::to_writer(&mut *line, &out).expect("a scored record serialises");
     line.push(b'\n');
 }
 
@@ -276,8 +299,7 @@ impl Output {
 
     fn write(
         &mut self,
-        tx: &RawValue,
-        derived: &RawValue,
+        record: &Scored,
         probability: f64,
         (version, by): (&str, ScoredBy),
         why: Option<&Why>,
@@ -286,7 +308,7 @@ impl Output {
         self.frauds += u64::from(score.predicted_fraud);
         self.fallback += u64::from(score.needs_rescore);
         self.line.clear();
-        push_scored(&mut self.line, tx, derived, &score);
+        push_scored(&mut self.line, record, &score);
         self.writer.write_lines(&self.line, 1)
     }
 }

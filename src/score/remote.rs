@@ -21,7 +21,20 @@ use crate::stagefile::StageReader;
 struct BatchRow {
     tx: Box<RawValue>,
     derived: Box<RawValue>,
+    /// The record's features as it holds them: what the endpoint reads.
+    sent: Box<RawValue>,
     features: Option<Vec<Option<f64>>>,
+}
+
+impl BatchRow {
+    /// The row's scored record, `features` what the model that scored it read.
+    fn scored<'a>(&'a self, features: &'a RawValue) -> super::Scored<'a> {
+        super::Scored {
+            tx: &self.tx,
+            derived: &self.derived,
+            features,
+        }
+    }
 }
 
 /// One SageMaker batch: its CSV payload, and its rows, kept to write them once their scores
@@ -103,6 +116,7 @@ pub(super) async fn score_sagemaker(
         batch.rows.push(BatchRow {
             tx: r.tx.to_owned(),
             derived: r.derived.to_owned(),
+            sent: r.features.to_owned(),
             features: reuse.then(|| features.clone()),
         });
     }
@@ -182,7 +196,7 @@ impl Pending<'_> {
                 for (r, p) in batch.rows.iter().zip(scores) {
                     let why = out.is_fraud(p).then(|| self.local_copy_reasons(r, p));
                     let by = (self.version.as_str(), ScoredBy::Sagemaker);
-                    out.write(&r.tx, &r.derived, p, by, why.transpose()?.as_ref())?;
+                    out.write(&r.scored(&r.sent), p, by, why.transpose()?.as_ref())?;
                 }
                 Ok(())
             }
@@ -197,12 +211,13 @@ impl Pending<'_> {
                 };
                 tracing::warn!(endpoint = endpoint.target(), rows = batch.rows.len(), error = %msg, "SageMaker unavailable, scoring the batch with the local model (marked needs_rescore)");
                 for r in &batch.rows {
-                    let computed;
-                    let features = match &r.features {
-                        Some(features) => features,
+                    let (computed, read);
+                    let (features, inputs) = match &r.features {
+                        Some(features) => (features, &*r.sent),
                         None => {
                             computed = local.features_of_tx(r.tx.get(), &mut self.values)?;
-                            &computed
+                            read = serde_json::value::to_raw_value(&computed)?;
+                            (&computed, &*read)
                         }
                     };
                     let p = local.model.predict(features);
@@ -210,7 +225,7 @@ impl Pending<'_> {
                         .is_fraud(p)
                         .then(|| local.reasons(r.tx.get(), features).map(Why::Reasons));
                     let by = (local.version.as_str(), ScoredBy::LocalFallback);
-                    out.write(&r.tx, &r.derived, p, by, why.transpose()?.as_ref())?;
+                    out.write(&r.scored(inputs), p, by, why.transpose()?.as_ref())?;
                 }
                 Ok(())
             }

@@ -31,9 +31,12 @@ const MERCHANT: usize = api_column("merchant");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TimeMode {
-    /// Stamp current_time with the time of the request, like the real API (synthetic payments:
-    /// the latest moment up to it with the payment's simulated time of day, see --cards).
+    /// Like the real API: a payment is stamped when it happens. A replayed CSV row happens when
+    /// it is requested; synthetic payments happen on the wall clock, at the population's rate.
     Now,
+    /// For load tests: synthetic payments as fast as they are asked for, each stamped within the
+    /// last 24 hours at its simulated time of day (a replayed row: as `now`).
+    LastDay,
     /// Keep the row's original time (trans_date_trans_time, or the synthetic clock).
     Original,
 }
@@ -55,17 +58,25 @@ pub struct ServeArgs {
     #[arg(long, env = "FRAUDCTL_SIM_NO_LOOP")]
     pub no_loop: bool,
 
-    /// What current_time carries.
+    /// What current_time carries, and when synthetic payments are served.
     ///
-    /// `now` stamps a replayed CSV row with the time of the request. A synthetic payment keeps
-    /// its simulated time of day: it is stamped at the latest moment, not after the request,
-    /// with that time of day (so within the last 24 hours: alerted, on the dashboard's day). The
-    /// hour the model reads is then the simulated one, and a card's 24-hour history is that of
-    /// its simulated day (a card lives one day; see --cards). A card whose day straddles the
-    /// current time of day has its later payments stamped the day before, as late arrivals.
+    /// `now`, like the real API, stamps a payment with when it happens: a replayed CSV row when
+    /// it is requested; a synthetic payment at its moment on the wall clock, the generator's
+    /// clock being the wall clock. A synthetic payment is served by the first request after it
+    /// happened (a request with nothing new gets a document without rows), so the stream's rate
+    /// is the population's (see --cards), its hours the real ones and a card's history real
+    /// hours. The population starts a day old: the stream is at its steady rate from the first
+    /// request; a card's payments of the day before the start are never served.
+    ///
+    /// `last-day`, for load tests and benchmarks: synthetic payments as fast as they are
+    /// requested, on the generator's own clock, each stamped at the latest moment up to the
+    /// request with its simulated time of day (within the last 24 hours: a card's history is
+    /// that of its simulated day, a card whose day straddles the time of day has its later
+    /// payments stamped the day before, as late arrivals). Replayed rows: as `now`.
     ///
     /// `original` keeps the row's own time: trans_date_trans_time, or the generator's clock
-    /// (from 2020-06-21 00:00 UTC; same seed and options, same stream, times included).
+    /// (from 2020-06-21 00:00 UTC, as fast as requested; same seed and options, same stream,
+    /// times included).
     #[arg(long, env = "FRAUDCTL_SIM_TIME_MODE", value_enum, default_value_t = TimeMode::Now)]
     pub time_mode: TimeMode,
 
@@ -78,19 +89,18 @@ pub struct ServeArgs {
     #[arg(long, env = "FRAUDCTL_SIM_FRAUD_RATE", default_value_t = 0.02, value_parser = share)]
     pub fraud_rate: f64,
 
-    /// Synthetic payments: cards whose day begins in each simulated day (1 to 100000), about as
-    /// many as are active at a time.
+    /// Synthetic payments: cards whose day begins in each simulated day (1 to 200000; default
+    /// 50000 in `--time-mode now`, 300 otherwise), about as many as are active at a time.
     ///
     /// Each card lives one simulated day, without history before it: a day of legitimate
-    /// spending (3.5 payments on average) or a compromised card's burst of frauds. The
-    /// generator's clock advances with the payments served, not with the wall clock: a
-    /// simulated day holds about 3.5 × CARDS payments, with the default 300 about 1,050, which
-    /// the stack's polling (about 450 a minute) serves in under three minutes. So cards recur
-    /// within a minute, a burst unfolds over a few minutes, and every card's history shows on
-    /// the dashboard from the first runs.
-    #[arg(long, env = "FRAUDCTL_SIM_CARDS", default_value_t = 300,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub cards: u32,
+    /// spending (3.5 payments on average) or a compromised card's burst of frauds. A simulated
+    /// day holds about 3.5 × CARDS payments. In `now` mode that is a wall-clock day: 50,000
+    /// cards make about 2 payments a second (175,000 a day). On the generator's own clock
+    /// (`last-day`, `original`), which advances with the payments served, the default 300 make
+    /// a simulated day of about 1,050 payments, so cards recur within a few hundred payments.
+    #[arg(long, env = "FRAUDCTL_SIM_CARDS",
+          value_parser = clap::value_parser!(u32).range(1..=200_000))]
+    pub cards: Option<u32>,
 
     /// Transactions per response (the real API sends one; 1 to 10000).
     #[arg(long, env = "FRAUDCTL_SIM_ROWS_PER_RESPONSE", default_value_t = 1,
@@ -148,6 +158,8 @@ pub struct Stats {
     /// Transactions sent garbled (each is one rejected record for the client).
     pub malformed: u64,
     pub duplicates: u64,
+    /// Well-formed responses without a transaction (`--time-mode now`: nothing new happened).
+    pub empty: u64,
     pub errors: u64,
     pub slow: u64,
 }
@@ -183,11 +195,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
             loops: 0,
             no_loop: args.no_loop,
         },
-        None => Source::Synthetic(synthetic::Generator::new(
-            args.seed,
-            args.fraud_rate,
-            args.cards,
-        )?),
+        None => Source::Synthetic(generator(args)?),
     };
     let state = Arc::new(Mutex::new(State {
         source,
@@ -223,6 +231,21 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         w.join().ok();
     }
     Ok(())
+}
+
+/// The synthetic stream of `args`: on the wall clock in `--time-mode now`, else on its own.
+fn generator(args: &ServeArgs) -> Result<synthetic::Generator> {
+    let (seed, rate) = (args.seed, args.fraud_rate);
+    match args.time_mode {
+        TimeMode::Now => {
+            let cards = args.cards.unwrap_or(50_000);
+            let now = Utc::now().timestamp_millis();
+            synthetic::Generator::on_wall_clock(seed, rate, cards, now)
+        }
+        TimeMode::LastDay | TimeMode::Original => {
+            synthetic::Generator::new(seed, rate, args.cards.unwrap_or(300))
+        }
+    }
 }
 
 fn route(
@@ -292,14 +315,14 @@ fn next_reply(state: &Mutex<State>, args: &ServeArgs) -> (Reply, Option<Duration
                 last.clone()
             }
             _ => match next_row(&mut s, args.time_mode) {
-                Some(row) => row,
-                None if rows.is_empty() => {
+                Next::Row(row) => row,
+                Next::Exhausted if rows.is_empty() => {
                     return (
                         Reply::Error(503, "the CSV is exhausted (--no-loop)".into()),
                         delay,
                     )
                 }
-                None => break,
+                Next::Exhausted | Next::NotYet => break,
             },
         };
         s.last = Some(row.clone());
@@ -310,7 +333,8 @@ fn next_reply(state: &Mutex<State>, args: &ServeArgs) -> (Reply, Option<Duration
     let index: Vec<u64> = (first_index..s.served_index).collect();
     let n = rows.len() as u64;
     s.stats.duplicates += duplicates;
-    if s.rng.gen_bool(args.malformed_rate) {
+    s.stats.empty += u64::from(n == 0);
+    if n > 0 && s.rng.gen_bool(args.malformed_rate) {
         s.stats.malformed += n;
         let kind = s.rng.gen_range(0..4);
         return (Reply::Body(malformed(kind, &index, rows)), delay);
@@ -319,11 +343,29 @@ fn next_reply(state: &Mutex<State>, args: &ServeArgs) -> (Reply, Option<Duration
     (Reply::Body(encode(&API_COLUMNS, &index, &rows)), delay)
 }
 
-fn next_row(s: &mut State, mode: TimeMode) -> Option<Vec<Value>> {
+/// What the source has for a request.
+enum Next {
+    Row(Vec<Value>),
+    /// Synthetic payments on the wall clock: none has happened since the last one served.
+    NotYet,
+    /// The CSV is at its end (--no-loop).
+    Exhausted,
+}
+
+fn next_row(s: &mut State, mode: TimeMode) -> Next {
     let now_ms = Utc::now().timestamp_millis();
-    let synthetic = matches!(s.source, Source::Synthetic(_));
-    let mut row = match &mut s.source {
-        Source::Synthetic(g) => g.next(),
+    match &mut s.source {
+        Source::Synthetic(g) => match mode {
+            TimeMode::Now => g.next_due(now_ms).map_or(Next::NotYet, Next::Row),
+            TimeMode::LastDay => {
+                let mut row = g.next();
+                if let Some(simulated) = row[CURRENT_TIME].as_i64() {
+                    row[CURRENT_TIME] = synthetic::within_last_day(simulated, now_ms).into();
+                }
+                Next::Row(row)
+            }
+            TimeMode::Original => Next::Row(g.next()),
+        },
         Source::Csv {
             rows,
             next,
@@ -332,7 +374,7 @@ fn next_row(s: &mut State, mode: TimeMode) -> Option<Vec<Value>> {
         } => {
             if *next == rows.len() {
                 if *no_loop || rows.is_empty() {
-                    return None;
+                    return Next::Exhausted;
                 }
                 *next = 0;
                 *loops += 1;
@@ -343,16 +385,12 @@ fn next_row(s: &mut State, mode: TimeMode) -> Option<Vec<Value>> {
                 let tn = &mut row[TRANS_NUM];
                 *tn = Value::String(format!("{}-L{loops}", tn.as_str().unwrap_or_default()));
             }
-            row
+            if mode != TimeMode::Original {
+                row[CURRENT_TIME] = now_ms.into();
+            }
+            Next::Row(row)
         }
-    };
-    if mode == TimeMode::Now {
-        row[CURRENT_TIME] = Value::from(match row[CURRENT_TIME].as_i64() {
-            Some(simulated) if synthetic => synthetic::within_last_day(simulated, now_ms),
-            _ => now_ms,
-        });
     }
-    Some(row)
 }
 
 /// A garbled body of one of four kinds; the rows' card numbers are in it, as the real API would
@@ -385,7 +423,7 @@ fn malformed(kind: u32, index: &[u64], mut rows: Vec<Vec<Value>>) -> String {
 }
 
 /// Loads a CSV in the data set's layout as API rows (API_COLUMNS order, `current_time` the
-/// row's own time; `--time-mode now` replaces it when the row is served).
+/// row's own time; `--time-mode now` and `last-day` replace it when the row is served).
 fn load_csv(path: &std::path::Path) -> Result<Vec<Vec<Value>>> {
     let mut reader = csv::Reader::from_path(path)
         .with_context(|| format!("cannot open CSV {}", path.display()))?;

@@ -17,21 +17,31 @@
 //! fitted per profile so that each payment has as many of its card's payments in the 24 hours
 //! before it as in the sample, which is what the model reads: 3.5 on average, more than the 2 a
 //! calendar day a card makes on the sample's dense days, because a card whose day starts
-//! without history must make up for the day before it that a real card would have had. Then the card retires and new cards keep arriving,
-//! `cards` a simulated day. Why a single day: in `--time-mode now` a payment is stamped within
-//! the last 24 hours at its own time of day (see [`within_last_day`]), so a card that lived
-//! longer would have its days piled into those 24 hours, and its 24-hour spending would be that
-//! of several days.
+//! without history must make up for the day before it that a real card would have had. Then the
+//! card retires and new cards keep arriving, `cards` a simulated day.
 //!
-//! **Time.** The generator keeps its own clock, from [`START_MS`], and serves the cards'
-//! payments in the order of that clock: `--time-mode original` stamps each with it
-//! (deterministic: same seed, same stream). The clock advances with the payments served, not
-//! with the wall clock: a simulated day holds about `cards` × 3.5 payments, so with the default
-//! population a card's day, a burst included, unfolds over a couple of minutes of the stack's
-//! polling, and every card recurs within that time.
+//! **Time.** The generator keeps its own clock and serves the cards' payments in the order of
+//! that clock. Two clocks:
+//! - [`Generator::new`]: from [`START_MS`], advancing with the payments served, not with the
+//!   wall clock (deterministic: same seed, same stream). A simulated day then holds about
+//!   `cards` × 3.5 payments, served as fast as they are asked for.
+//! - [`Generator::on_wall_clock`]: the simulated clock *is* the wall clock. A payment happens at
+//!   its time and is served by the first request after it ([`Generator::next_due`]), so its
+//!   stamp is when it happened, its hour the hour it happened at, and its card's history real
+//!   hours; the stream's rate is the population's, `cards` × 3.5 a day. The process is the same
+//!   as on the generator's own clock, hour by hour, which is what the realism measures hold.
+//!   The clock starts a day before the server, so that the population is the steady one from
+//!   the first request; the payments of that day before the start are not served (like a
+//!   deployment that never saw the day before it: a card's first payments seen lack some
+//!   history).
+//!
+//! Payments wait in the queue as their drawn fields and a shared customer; the API row is built
+//! when one is served, so that a day of the wall clock's stream (175,000 payments at the
+//! default 50,000 cards) fits in tens of megabytes.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use anyhow::Result;
 use chrono::{DateTime, Duration, NaiveDate};
@@ -48,12 +58,12 @@ pub const START_MS: i64 = 1_592_697_600_000;
 const DAY_MS: i64 = 86_400_000;
 
 /// The moment in the 24 hours up to `now_ms` (later than `now_ms` − 24 h, not after `now_ms`)
-/// with the time of day of `simulated_ms`: how `--time-mode now` stamps a synthetic payment.
-/// The hour the model reads is the simulated one, every payment can still be alerted (the alert
-/// stage's 24-hour rule) and is on the dashboard's last day, and a card's payments, all within
-/// one simulated day, keep their order and their 24-hour history, unless the card's day
-/// straddles the current time of day: its payments after that time of day are then stamped the
-/// day before, earlier than its first ones (a late arrival, which the pipeline handles).
+/// with the time of day of `simulated_ms`: how `--time-mode last-day` stamps a synthetic
+/// payment. The hour the model reads is the simulated one, every payment can still be alerted
+/// (the alert stage's 24-hour rule), and a card's payments, all within one simulated day, keep
+/// their order and their 24-hour history, unless the card's day straddles the current time of
+/// day: its payments after that time of day are then stamped the day before, earlier than its
+/// first ones (a late arrival, which the pipeline handles).
 pub fn within_last_day(simulated_ms: i64, now_ms: i64) -> i64 {
     now_ms - (now_ms - simulated_ms).rem_euclid(DAY_MS)
 }
@@ -73,12 +83,20 @@ pub struct Generator {
     queued: u64,
 }
 
-/// A generated payment waiting for its simulated time.
+/// A generated payment waiting for its simulated time: what was drawn for it, its row built
+/// when it is served.
 struct Pending {
     time_ms: i64,
     /// Order of generation: payments at the same millisecond are served in that order.
     sequence: u64,
-    row: Vec<Value>,
+    customer: Arc<Customer>,
+    fraud: bool,
+    category: String,
+    amt: f64,
+    merchant: String,
+    merch_lat: f64,
+    merch_long: f64,
+    trans_num: String,
 }
 
 /// Who a card day's payments are for.
@@ -97,8 +115,9 @@ struct Customer {
 }
 
 impl Generator {
-    /// `fraud_rate`: the share of payments that are frauds; `cards`: cards whose day begins in a
-    /// simulated day (about as many are active at any time).
+    /// On the generator's own clock, from [`START_MS`]. `fraud_rate`: the share of payments that
+    /// are frauds; `cards`: cards whose day begins in a simulated day (about as many are active
+    /// at any time).
     pub fn new(seed: u64, fraud_rate: f64, cards: u32) -> Result<Self> {
         let params = Box::new(Params::embedded()?);
         let fraud_day_share = fraud_day_share(
@@ -117,7 +136,32 @@ impl Generator {
         })
     }
 
-    /// The next payment as an API row (API_COLUMNS order), `current_time` its simulated time.
+    /// On the wall clock, `now_ms` being the moment the server starts: the population a day old,
+    /// its payments before `now_ms` dropped. See the module's "Time".
+    pub fn on_wall_clock(seed: u64, fraud_rate: f64, cards: u32, now_ms: i64) -> Result<Self> {
+        let mut generator = Generator::new(seed, fraud_rate, cards)?;
+        generator.start_at(now_ms);
+        Ok(generator)
+    }
+
+    /// Restarts the population a day before `now_ms` and drops what happened before it.
+    fn start_at(&mut self, now_ms: i64) {
+        self.queue.clear();
+        self.next_card_ms = now_ms - DAY_MS;
+        self.begin_cards_until(now_ms);
+        while self.queue.peek().is_some_and(|p| p.time_ms < now_ms) {
+            self.queue.pop();
+        }
+    }
+
+    fn begin_cards_until(&mut self, now_ms: i64) {
+        while self.next_card_ms <= now_ms {
+            self.begin_card_day();
+        }
+    }
+
+    /// The next payment as an API row (API_COLUMNS order), `current_time` its simulated time,
+    /// on the generator's own clock: the clock moves on to it.
     pub fn next(&mut self) -> Vec<Value> {
         // A card beginning its day before the earliest queued payment may pay before it.
         while self
@@ -127,14 +171,28 @@ impl Generator {
         {
             self.begin_card_day();
         }
-        self.queue.pop().expect("a card day was just begun").row
+        self.queue.pop().expect("a card day was just begun").row()
+    }
+
+    /// On the wall clock: the earliest payment that happened by `now_ms` and was not served yet,
+    /// if any. After a pause of more than a day between requests, the stream starts afresh as at
+    /// the server's start (what happened over a day ago is past alerting anyway).
+    pub fn next_due(&mut self, now_ms: i64) -> Option<Vec<Value>> {
+        if now_ms - self.next_card_ms > DAY_MS {
+            self.start_at(now_ms);
+        }
+        self.begin_cards_until(now_ms);
+        match self.queue.peek() {
+            Some(p) if p.time_ms <= now_ms => self.queue.pop().map(|p| p.row()),
+            _ => None,
+        }
     }
 
     fn begin_card_day(&mut self) {
         let start_ms = self.next_card_ms;
         let wait = -self.rng.gen_range(f64::EPSILON..1.0).ln() * self.card_interval_ms;
         self.next_card_ms += (wait.round() as i64).max(1);
-        let customer = customer(&self.params, &mut self.rng, start_ms);
+        let customer = Arc::new(customer(&self.params, &mut self.rng, start_ms));
         let fraud = self.rng.gen_bool(self.fraud_day_share);
         let count = if fraud {
             *self.params.burst_frauds.draw(&mut self.rng)
@@ -142,13 +200,16 @@ impl Generator {
             *self.params.legit_day_payments[&customer.profile].draw(&mut self.rng)
         };
         for _ in 0..count {
-            let (time_ms, row) = payment(&self.params, &mut self.rng, &customer, fraud, start_ms);
             self.queued += 1;
-            self.queue.push(Pending {
-                time_ms,
-                sequence: self.queued,
-                row,
-            });
+            let pending = payment(
+                &self.params,
+                &mut self.rng,
+                &customer,
+                fraud,
+                start_ms,
+                self.queued,
+            );
+            self.queue.push(pending);
         }
     }
 }
@@ -200,14 +261,15 @@ fn customer(params: &Params, rng: &mut SmallRng, start_ms: i64) -> Customer {
     }
 }
 
-/// One payment of `customer`'s day beginning at `start_ms`: its simulated time and API row.
+/// One payment of `customer`'s day beginning at `start_ms`, drawn (the `sequence`-th queued).
 fn payment(
     params: &Params,
     rng: &mut SmallRng,
-    customer: &Customer,
+    customer: &Arc<Customer>,
     fraud: bool,
     start_ms: i64,
-) -> (i64, Vec<Value>) {
+    sequence: u64,
+) -> Pending {
     let kind = if fraud { &params.fraud } else { &params.legit };
     let category = kind.categories[&customer.profile].draw(rng).clone();
     let amt = kind.amount(&category, customer.band).draw(rng);
@@ -220,30 +282,48 @@ fn payment(
     let trans_num: String = (0..32)
         .map(|_| char::from_digit(rng.gen_range(0..16), 16).expect("a hex digit"))
         .collect();
-    let row = vec![
-        Value::from(customer.cc_num),
-        Value::from(merchant),
-        Value::from(category),
-        Value::from(round_to(amt, 2)),
-        Value::from(customer.first.as_str()),
-        Value::from(customer.last.as_str()),
-        Value::from(customer.gender),
-        Value::from(customer.street.as_str()),
-        Value::from(city.name.as_str()),
-        Value::from(city.state.as_str()),
-        Value::from(city.zip),
-        Value::from(city.lat),
-        Value::from(city.long),
-        Value::from(city.population),
-        Value::from(customer.job.as_str()),
-        Value::from(customer.dob.to_string()),
-        Value::from(trans_num),
-        Value::from(merch_lat),
-        Value::from(merch_long),
-        Value::from(u8::from(fraud)),
-        Value::from(time_ms),
-    ];
-    (time_ms, row)
+    Pending {
+        time_ms,
+        sequence,
+        customer: Arc::clone(customer),
+        fraud,
+        category,
+        amt: round_to(amt, 2),
+        merchant,
+        merch_lat,
+        merch_long,
+        trans_num,
+    }
+}
+
+impl Pending {
+    /// The payment as an API row (API_COLUMNS order), `current_time` its simulated time.
+    fn row(self) -> Vec<Value> {
+        let (customer, city) = (&*self.customer, &self.customer.city);
+        vec![
+            Value::from(customer.cc_num),
+            Value::from(self.merchant),
+            Value::from(self.category),
+            Value::from(self.amt),
+            Value::from(customer.first.as_str()),
+            Value::from(customer.last.as_str()),
+            Value::from(customer.gender),
+            Value::from(customer.street.as_str()),
+            Value::from(city.name.as_str()),
+            Value::from(city.state.as_str()),
+            Value::from(city.zip),
+            Value::from(city.lat),
+            Value::from(city.long),
+            Value::from(city.population),
+            Value::from(customer.job.as_str()),
+            Value::from(customer.dob.to_string()),
+            Value::from(self.trans_num),
+            Value::from(self.merch_lat),
+            Value::from(self.merch_long),
+            Value::from(u8::from(self.fraud)),
+            Value::from(self.time_ms),
+        ]
+    }
 }
 
 /// A time in the day beginning at `start_ms`, at a time of day drawn for `category`: the half of
@@ -381,6 +461,37 @@ mod tests {
             let share = frauds as f64 / n as f64;
             assert!((share - rate).abs() <= 0.01 + rate * 0.2, "{rate}: {share}");
         }
+    }
+
+    #[test]
+    fn on_the_wall_clock_a_payment_is_served_once_it_happened_at_the_population_s_rate() {
+        let start = 1_764_590_400_123; // 2025-12-01 12:00:00.123 UTC
+        let cards = 20_000;
+        let mut g = Generator::on_wall_clock(3, 0.02, cards, start).unwrap();
+        let (mut served, mut asked_before) = (0u32, start);
+        for second in 0..3600 {
+            let now = start + second * 1000;
+            while let Some(row) = g.next_due(now) {
+                let time = row[20].as_i64().unwrap();
+                assert!(
+                    asked_before <= time && time <= now,
+                    "{time} served at {now}"
+                );
+                served += 1;
+            }
+            asked_before = now;
+        }
+        // An hour of cards × 3.5 payments a day (fraud days' bursts are larger: a margin).
+        let expected = f64::from(cards) * g.params.mean_day_payments / 24.0;
+        let ratio = f64::from(served) / expected;
+        assert!(
+            (0.85..1.25).contains(&ratio),
+            "{served} served, {expected:.0} expected"
+        );
+        // Nothing before the start, and a pause of over a day starts afresh.
+        let later = start + 3 * DAY_MS;
+        let row = (0..).find_map(|s| g.next_due(later + s * 1000)).unwrap();
+        assert!(row[20].as_i64().unwrap() >= later);
     }
 
     #[test]

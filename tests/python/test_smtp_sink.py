@@ -1,6 +1,12 @@
 """scripts/smtp_sink.py show: what an operator reads of a message the local stack's sink kept."""
+import json
+import smtplib
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from email.message import EmailMessage
 
 from conftest import REPO
@@ -41,3 +47,45 @@ def test_a_message_with_a_text_part_is_shown_as_that_text(tmp_path):
     m.add_alternative("<p>An <i>HTML</i> version</p>", subtype="html")
     shown = show(tmp_path, m)
     assert "A payment looks fraudulent." in shown and "HTML" not in shown.split("\n\n", 1)[1]
+
+
+def test_the_web_inbox_lists_and_shows_what_the_sink_accepted_escaped(tmp_path):
+    """A real sink with its web inbox: a message sent over SMTP is listed and shown; a subject
+    with markup is text, and the email's HTML runs in a sandbox."""
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    smtp, web = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "smtp_sink.py"), "serve",
+                             "--listen", f"127.0.0.1:{smtp}", "--web-listen", f"127.0.0.1:{web}",
+                             "--maildir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    get = lambda path: urllib.request.urlopen(f"http://127.0.0.1:{web}{path}", timeout=5).read().decode()
+    try:
+        for _ in range(100):
+            try:
+                assert "No message yet." in get("/")
+                break
+            except urllib.error.URLError:
+                time.sleep(0.1)
+        m = message("Fraud alert <script>alert(1)</script>")
+        m.set_content("<p>Block card ****1234 &amp; call the customer</p>", subtype="html")
+        with smtplib.SMTP("127.0.0.1", smtp, timeout=5) as client:
+            client.send_message(m)
+        listed = json.loads(get("/api/messages"))
+        assert [x["subject"] for x in listed] == ["Fraud alert <script>alert(1)</script>"]
+        index = get("/")
+        assert "<script>" not in index and "Fraud alert &lt;script&gt;" in index
+        shown = get(f"/message/{listed[0]['name']}")
+        assert "<iframe sandbox srcdoc=" in shown and "Block card ****1234" in shown
+        for bad in ("/message/../secret.eml", "/message/nothing.eml", "/elsewhere"):
+            try:
+                get(bad)
+                raise AssertionError(f"{bad} answered")
+            except urllib.error.HTTPError as e:
+                assert e.code == 404, bad
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=10)[0].decode()
+    assert "web inbox on" in output, output

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{fraudctl, free_port, ok, run};
+use super::{default_model, fraudctl, free_port, ok, run, sample_csv, RunDir, Simulator};
 
 /// A fresh, migrated database, dropped when the value is.
 pub struct TestDb {
@@ -74,6 +74,39 @@ impl TestDb {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A loaded run of the sample's first 3,600 transactions, at their original times (so the
+    /// predictions do not depend on the hour the test runs at: 18 predicted frauds).
+    pub fn loaded_sample_run(&self) -> RunDir {
+        let sim = Simulator::start(&[
+            "--csv",
+            sample_csv().to_str().unwrap(),
+            "--time-mode",
+            "original",
+            "--rows-per-response",
+            "100",
+        ]);
+        let dir = RunDir::new();
+        ok(dir.stage("extract").args([
+            "--api-url",
+            &sim.url(),
+            "--max-records",
+            "3600",
+            "--poll-interval-ms",
+            "0",
+        ]));
+        ok(dir
+            .stage("transform")
+            .arg("--feature-spec")
+            .arg(default_model().join("feature_spec.json")));
+        ok(dir.stage("score").arg("--model-dir").arg(default_model()));
+        ok(self
+            .cmd("load")
+            .arg("--run-dir")
+            .arg(dir.path())
+            .args(["--run-id", "test-run"]));
+        dir
     }
 
     pub fn client(&self) -> postgres::Client {

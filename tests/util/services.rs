@@ -40,13 +40,19 @@ pub struct Simulator {
 }
 
 impl Simulator {
+    /// `serve-payments` with `args`; the tests' synthetic stream is as fast as they poll
+    /// (`--time-mode last-day`) unless `args` choose a time mode.
     pub fn start(args: &[&str]) -> Self {
         let port = free_port();
-        let child = fraudctl()
-            .arg("serve-payments")
+        let mut cmd = fraudctl();
+        cmd.arg("serve-payments")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
-            .args(args)
+            .args(args);
+        if !args.contains(&"--time-mode") {
+            cmd.args(["--time-mode", "last-day"]);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

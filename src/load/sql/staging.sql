@@ -5,5 +5,6 @@ CREATE TEMPORARY TABLE payments_staging (
     category text, amt numeric(14, 2), gender text, city text, state text, city_pop int8,
     merch_lat float8, merch_long float8, age_years float8, distance_km float8,
     is_fraud_label bool, fraud_probability float8, predicted_fraud bool, threshold float8,
-    model_version text, scorer text, needs_rescore bool, reasons jsonb, captured_at timestamptz
+    model_version text, scorer text, needs_rescore bool, reasons jsonb, features float8[],
+    captured_at timestamptz
 ) ON COMMIT DROP

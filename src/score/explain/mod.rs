@@ -1,7 +1,9 @@
 //! `fraudctl explain`: why each payment of a run scored as it did. Reads the run's
-//! `features.jsonl` and prints, one JSON line a payment, its margin, probability, every
-//! feature's TreeSHAP contribution (plus the bias) and its top reasons in words, from the
-//! local model: what `score` writes as a predicted fraud's `reasons`, for any payment.
+//! `features.jsonl`, or, for payments named by `--trans-num` without a run directory, the model
+//! inputs `payments_scored` stored when it loaded them, and prints, one JSON line a payment, its
+//! margin, probability, every feature's TreeSHAP contribution (plus the bias) and its top
+//! reasons in words, from the local model: what `score` writes as a predicted fraud's
+//! `reasons`, for any payment.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -21,9 +23,20 @@ use crate::transform::FEATURES_SCHEMA;
 /// Options of `fraudctl explain`.
 #[derive(Debug, Clone, Args)]
 pub struct ExplainArgs {
-    /// Run directory whose features.jsonl is explained (read only).
-    #[arg(long, env = "FRAUDCTL_RUN_DIR", value_name = "DIR")]
-    pub run_dir: PathBuf,
+    /// Run directory whose features.jsonl is explained (read only). Without it, the payments
+    /// of --trans-num are explained from payments_scored (--database-url): the model inputs
+    /// stored when they were loaded, wherever their run directory went.
+    #[arg(
+        long,
+        env = "FRAUDCTL_RUN_DIR",
+        value_name = "DIR",
+        required_unless_present = "trans_nums"
+    )]
+    pub run_dir: Option<PathBuf>,
+
+    /// fraud_db, read when there is no --run-dir.
+    #[command(flatten)]
+    pub db: crate::db::DbArgs,
 
     /// Directory of the model to explain (model.json and feature_spec.json): the one that
     /// scored the run, whose feature spec computed its features.
@@ -31,8 +44,8 @@ pub struct ExplainArgs {
     pub model_dir: PathBuf,
 
     /// Explain only this payment; repeat the flag for several [default: every payment of the
-    /// run]. A trans_num the run does not hold is an error (exit 4), after the others are
-    /// printed.
+    /// run]. A trans_num the run (or, without --run-dir, payments_scored) does not hold is an
+    /// error (exit 4), after the others are printed.
     #[arg(long = "trans-num", value_name = "TRANS_NUM")]
     pub trans_nums: Vec<String>,
 }
@@ -67,9 +80,12 @@ impl Serialize for Contributions<'_> {
 /// Prints the explanation of the run's payments (those of `--trans-num`, else every one) to
 /// `out`; returns how many were printed.
 pub fn run(args: &ExplainArgs, out: &mut impl Write) -> Result<u64> {
-    let path = args.run_dir.join(FEATURES);
-    require_input(&path, "transform")?;
     let local = LocalModel::load(&args.model_dir)?;
+    let Some(run_dir) = &args.run_dir else {
+        return stored::explain(args, &local, out);
+    };
+    let path = run_dir.join(FEATURES);
+    require_input(&path, "transform")?;
     let mut input = StageReader::<serde_json::Value>::open(&path, FEATURES_SCHEMA)?;
     let spec_meta = input.header().meta["feature_spec"].clone();
     same_spec(&path, &spec_meta, &local, &args.model_dir)?;
@@ -88,20 +104,32 @@ pub fn run(args: &ExplainArgs, out: &mut impl Write) -> Result<u64> {
             .with_context(|| format!("printing the explanation of record {record}"))?;
         printed += 1;
     }
+    finish(out, printed, &local, wanted, &path.display().to_string())
+}
+
+/// Flushes what was printed; an error naming the payments `place` does not hold.
+fn finish(
+    out: &mut impl Write,
+    printed: u64,
+    local: &LocalModel,
+    missing: HashSet<&str>,
+    place: &str,
+) -> Result<u64> {
     out.flush().context("writing to stdout")?;
     tracing::info!(printed, model_version = %local.version, "explained");
-    if !wanted.is_empty() {
-        let mut missing: Vec<&str> = wanted.into_iter().collect();
+    if !missing.is_empty() {
+        let mut missing: Vec<&str> = missing.into_iter().collect();
         missing.sort_unstable();
         return Err(Failure::BadInput(format!(
-            "{} holds no payment with trans_num {}",
-            path.display(),
+            "{place} holds no payment with trans_num {}",
             missing.join(", ")
         ))
         .into());
     }
     Ok(printed)
 }
+
+mod stored;
 
 fn print_one(
     local: &LocalModel,
