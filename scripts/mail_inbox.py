@@ -9,6 +9,7 @@ read in a browser, as compose's Mailpit offers them.
 Read only, and on 127.0.0.1 by default: it shows what the pipeline emailed, card numbers
 masked as in the emails themselves. Started by `smtp_sink.py serve --web-listen HOST:PORT`.
 """
+import datetime as dt
 import email
 import email.policy
 import html
@@ -29,12 +30,14 @@ def read(path: Path):
 
 
 def summaries(maildir: Path) -> list[dict]:
-    """Every message's file name and headers, newest first."""
+    """Every message's file name, when the sink received it (UTC) and headers, newest first."""
     out = []
     for path in sorted(maildir.glob("*.eml"), reverse=True):
         msg = read(path)
-        out.append({"name": path.name, "date": str(msg["Date"] or ""), "from": str(msg["From"] or ""),
-                    "to": str(msg["To"] or ""), "subject": str(msg["Subject"] or "")})
+        received = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+        out.append({"name": path.name, "received": received.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                    "from": str(msg["From"] or ""), "to": str(msg["To"] or ""),
+                    "subject": str(msg["Subject"] or "")})
     return out
 
 
@@ -45,7 +48,7 @@ def page(title: str, body: str) -> str:
 
 def index_page(maildir: Path) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(m['date'])}</td><td>{html.escape(m['from'])}</td>"
+        f"<tr><td>{html.escape(m['received'])}</td><td>{html.escape(m['from'])}</td>"
         f"<td>{html.escape(m['to'])}</td><td><a href='/message/{m['name']}'>"
         f"{html.escape(m['subject']) or '(no subject)'}</a></td></tr>"
         for m in summaries(maildir))

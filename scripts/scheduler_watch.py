@@ -17,6 +17,7 @@ An email that cannot be sent (the SMTP server down too) is tried again at the ne
 """
 import argparse
 import datetime as dt
+import email.utils
 import json
 import os
 import smtplib
@@ -58,6 +59,8 @@ def save(path: Path, state: dict) -> None:
 def send(args, subject: str, body: str) -> bool:
     message = EmailMessage()
     message["Subject"], message["From"], message["To"] = subject, args.sender, args.to
+    message["Date"] = email.utils.formatdate(usegmt=True)
+    message["Message-ID"] = email.utils.make_msgid(domain="fraudctl")
     message.set_content(body)
     host, _, port = args.smtp.rpartition(":")
     try:

@@ -59,12 +59,12 @@ def main() -> None:
         page.wait_for_url(f"{AIRFLOW}/home*")
         query = urllib.parse.urlencode({"dag_run_id": run_id, "task_id": "extract", "tab": "logs"})
         page.goto(f"{AIRFLOW}/dags/fraud_pipeline/grid?{query}")
-        page.get_by_text("polling the payments API").first.wait_for(timeout=30_000)
+        page.get_by_text("INFO").first.wait_for(timeout=30_000)
         page.screenshot(path=DOCS / "airflow-task-log.png")
 
         page.goto(f"{INBOX}/")
         page.screenshot(path=DOCS / "web-inbox.png")
-        alert = page.locator("a", has_text="raud").first
+        alert = page.locator("a", has_text="Fraud alert").first
         alert.click()
         page.wait_for_load_state()
         page.screenshot(path=DOCS / "web-inbox-alert.png", full_page=True)

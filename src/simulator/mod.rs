@@ -95,7 +95,8 @@ pub struct ServeArgs {
     /// Each card lives one simulated day, without history before it: a day of legitimate
     /// spending (3.5 payments on average) or a compromised card's burst of frauds. A simulated
     /// day holds about 3.5 × CARDS payments. In `now` mode that is a wall-clock day: 50,000
-    /// cards make about 2 payments a second (175,000 a day). On the generator's own clock
+    /// cards make 175,000 payments a day, 2 a second on average (1 before noon UTC, nearly 3
+    /// after, as the data set's hours). On the generator's own clock
     /// (`last-day`, `original`), which advances with the payments served, the default 300 make
     /// a simulated day of about 1,050 payments, so cards recur within a few hundred payments.
     #[arg(long, env = "FRAUDCTL_SIM_CARDS",

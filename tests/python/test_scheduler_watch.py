@@ -104,6 +104,7 @@ def test_down_then_back_is_one_email_each_and_a_restart_repeats_neither(tmp_path
     finally:
         watch.terminate()
         watch.wait()
+    assert all(m["Date"] and m["Message-ID"] for m in messages(maildir)), "dated, identified"
     down_email, back_email = (m.get_content() for m in messages(maildir))
     assert "What to do: `make status`" in down_email, down_email
     assert "last healthy at" in back_email and "down for" in back_email, back_email
