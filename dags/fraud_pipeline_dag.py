@@ -65,8 +65,10 @@ STAGE_ENV = {
         "FRAUDCTL_SCORER": var("scorer"),
         "FRAUDCTL_THRESHOLD": var("threshold"),
         "FRAUDCTL_FALLBACK": var("scorer_fallback"),
+        "FRAUDCTL_RULES_FILE": var("rules_file"),  # its lists: from the database
         "FRAUDCTL_SAGEMAKER_ENDPOINT": var("sagemaker_endpoint"),
         "FRAUDCTL_SAGEMAKER_ENDPOINT_URL": var("sagemaker_endpoint_url"),
+        "FRAUDCTL_DATABASE_URL": DATABASE_URL,
     },
     "load": {"FRAUDCTL_DATABASE_URL": DATABASE_URL},
     "alert": {

@@ -196,6 +196,8 @@ def table_rows(df, X, scored, meta):
         "fraud_probability": p, "predicted_fraud": fraud, "reasons": reasons,
         # The model's inputs, NaN as NULL (psycopg2 sends a list as an array).
         "features": X.astype(object).where(X.notna(), None).values.tolist(),
+        # No rules (docs/rules.md): what decided is the model.
+        "rule_set": None, "decision": None, "decided_by_rule": None, "rules_matched": None,
         **meta,
     }, index=df.index)
 

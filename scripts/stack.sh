@@ -154,8 +154,14 @@ SQL
     chmod 600 "$AIRFLOW_HOME/airflow.cfg"
     # The stack's Variables live in the metadata database, where Admin > Variables and
     # `scripts/airflow variables set` change them (a value an operator set there is kept).
+    # FRAUDCTL_RULES_FILE (docs/rules.md), when set, is the DAG's rules and the live path's.
+    local rules_file="" rules=()
+    if [[ -n ${FRAUDCTL_RULES_FILE:-} ]]; then
+        rules_file=$(realpath "$FRAUDCTL_RULES_FILE")
+        rules=(fraudctl_rules_file="$rules_file")
+    fi
     "$ROOT/.venv-airflow/bin/python" scripts/seed_variables.py "$AIRFLOW_HOME/seeded-variables.json" \
-        fraudctl_runs_root="$LOCAL/runs" fraudctl_model_dir="$ROOT/model/default" \
+        "${rules[@]}" fraudctl_runs_root="$LOCAL/runs" fraudctl_model_dir="$ROOT/model/default" \
         fraudctl_api_url="http://127.0.0.1:$SIM_PORT/current-transactions" \
         fraudctl_report_url="http://127.0.0.1:$DASHBOARD_PORT" fraudctl_ops_email="$OPS_EMAIL" \
         2>>"$LOGS/airflow-db.log" | sed -n 's/^seed_variables: kept /==> Variable kept as set in Airflow: /p' \
@@ -195,6 +201,7 @@ EOF
             FRAUDCTL_API_URL="http://127.0.0.1:$SIM_PORT/current-transactions" \
             FRAUDCTL_SMTP_URL="smtp://127.0.0.1:$SMTP_PORT" FRAUDCTL_REPORT_URL="http://127.0.0.1:$DASHBOARD_PORT" \
             FRAUDCTL_LIVE_METRICS_LISTEN="127.0.0.1:$LIVE_METRICS_PORT" \
+            ${rules_file:+"FRAUDCTL_RULES_FILE=$rules_file"} \
             "$FRAUDCTL" live --runs-root "$LOCAL/runs"
         # Without its log server (Airflow 2.8 binds it to every interface): the webserver, on this
         # machine, reads the task logs from their files.

@@ -30,6 +30,7 @@ pub mod redact;
 #[cfg(feature = "services")]
 pub mod report;
 pub mod retry;
+pub mod rules;
 pub mod rundir;
 #[cfg(feature = "services")]
 pub mod score;

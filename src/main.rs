@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use fraudctl::error::{exit, exit_code_of, Failure};
 use fraudctl::pan::mask_digit_runs;
-use fraudctl::{alert, extract, live, load, migrate, report, score, simulator, transform};
+use fraudctl::{alert, extract, live, load, migrate, report, rules, score, simulator, transform};
 
 /// Fraud-detection data pipeline: payments API → features → fraud score → PostgreSQL → alerts.
 ///
@@ -60,6 +60,18 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Print one business day's payments and frauds (default: yesterday).
     Report(report::ReportArgs),
+    /// Show, add and remove the entries of the lists rules read (`lists.<name>` in
+    /// docs/rules.md), each with who added it, when, why and until when; every change is kept
+    /// (table list_changes). A card is added by its keyed hash, never its number.
+    ///
+    /// Examples:
+    ///   fraudctl lists add --list blocked_cards --card-stdin --reason "reported stolen by phone"
+    ///   fraudctl lists add --list blocked_cards --card-of 0174e1948b… --reason "confirmed"
+    ///   fraudctl lists add --list trusted_merchants --value "fraud_Kilback LLC" \
+    ///       --reason "our own shop" --expires-in-days 30
+    ///   fraudctl lists show --list blocked_cards
+    #[command(verbatim_doc_comment)]
+    Lists(rules::lists::ListsArgs),
     /// Say why payments scored as they did: one JSON line a payment of a run's features.jsonl,
     /// or of a payment held in payments_scored (--trans-num without --run-dir).
     ///
@@ -191,6 +203,10 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Report(args) => {
             let built = report::build(&args)?;
             report::write(&built, args.format, &mut std::io::stdout().lock())
+        }
+        Command::Lists(args) => {
+            print!("{}", rules::lists::run(&args)?);
+            Ok(())
         }
         Command::ServePayments(args) => simulator::serve(&args),
         Command::Run(args) => run_pipeline(&args),

@@ -140,11 +140,12 @@ def test_commands_carry_no_values(dagbag):
 
 def test_secrets_only_where_needed(dagbag):
     """Least privilege: only extract (the live path's lease), transform (the cards' history),
-    load and alert get the database, only alert the SMTP password."""
+    score (the lists its rules read), load and alert get the database, only alert the SMTP
+    password."""
     dag = dagbag.dags["fraud_pipeline"]
     with_db = {t.task_id for t in dag.tasks if "FRAUDCTL_DATABASE_URL" in t.env}
     with_smtp = {t.task_id for t in dag.tasks if "FRAUDCTL_SMTP_PASSWORD" in t.env}
-    assert with_db == {"extract", "transform", "load", "alert"} and with_smtp == {"alert"}
+    assert with_db == {"extract", "transform", "score", "load", "alert"} and with_smtp == {"alert"}
 
 
 def templated_strings(task):

@@ -124,6 +124,7 @@ impl Processor {
         let scored = score::run(&score::ScoreArgs {
             run: run.clone(),
             options: a.score.clone(),
+            db: a.db.clone(),
         })
         .context("score")?;
         step(&mut ms.score, &mut at);

@@ -69,6 +69,12 @@ impl CopyEncoder {
         self.buf.push(1);
         self.buf.extend_from_slice(json.as_bytes());
     }
+    pub fn opt_text(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.text(s),
+            None => self.null(),
+        }
+    }
     /// A float8[] (one dimension, from 1; `None` elements NULL), or NULL.
     pub fn opt_float8_array(&mut self, values: Option<&[Option<f64>]>) {
         const FLOAT8_OID: i32 = 701;
@@ -76,17 +82,43 @@ impl CopyEncoder {
             return self.null();
         };
         let present = values.iter().flatten().count();
-        let len = 20 + 4 * values.len() + 8 * present;
-        self.buf.extend_from_slice(&(len as i32).to_be_bytes());
-        let has_null = i32::from(present < values.len());
-        for word in [1, has_null, FLOAT8_OID, values.len() as i32, 1] {
-            self.buf.extend_from_slice(&word.to_be_bytes());
-        }
+        self.array_header(
+            20 + 4 * values.len() + 8 * present,
+            FLOAT8_OID,
+            values.len(),
+            present,
+        );
         for value in values {
             match value {
                 Some(v) => self.float8(*v),
                 None => self.null(),
             }
+        }
+    }
+    /// A text[] (one dimension, from 1), or NULL.
+    pub fn opt_text_array(&mut self, values: Option<&[String]>) {
+        const TEXT_OID: i32 = 25;
+        let Some(values) = values else {
+            return self.null();
+        };
+        let bytes: usize = values.iter().map(String::len).sum();
+        self.array_header(
+            20 + 4 * values.len() + bytes,
+            TEXT_OID,
+            values.len(),
+            values.len(),
+        );
+        for value in values {
+            self.text(value);
+        }
+    }
+    /// An array field's length and header: one dimension of `n` elements (`present` not NULL)
+    /// of type `oid`, from index 1.
+    fn array_header(&mut self, len: usize, oid: i32, n: usize, present: usize) {
+        self.buf.extend_from_slice(&(len as i32).to_be_bytes());
+        let has_null = i32::from(present < n);
+        for word in [1, has_null, oid, n as i32, 1] {
+            self.buf.extend_from_slice(&word.to_be_bytes());
         }
     }
     /// A timestamptz from epoch milliseconds.

@@ -19,7 +19,7 @@ use crate::stagefile::StageReader;
 /// them equal); `payments_scored` has them under the same names.
 type Field = (&'static str, fn(&mut CopyEncoder, &ScoredRecord));
 
-pub const FIELDS: [Field; 25] = [
+pub const FIELDS: [Field; 29] = [
     ("trans_num", |e, r| e.text(&r.tx.trans_num)),
     ("trans_time", |e, r| e.timestamptz_ms(r.tx.trans_time_ms)),
     ("cc_last4", |e, r| e.text(&r.tx.cc_last4)),
@@ -48,6 +48,19 @@ pub const FIELDS: [Field; 25] = [
     }),
     // The model's inputs as it scored them (absent from files scored before they were kept).
     ("features", |e, r| e.opt_float8_array(r.features.as_deref())),
+    // What decided, when rules were in force (NULL without them).
+    ("rule_set", |e, r| {
+        e.opt_text(r.decision().map(|d| d.rule_set.as_str()))
+    }),
+    ("decision", |e, r| {
+        e.opt_text(r.decision().map(|d| d.action.as_str()))
+    }),
+    ("decided_by_rule", |e, r| {
+        e.opt_text(r.decision().and_then(|d| d.rule.as_deref()))
+    }),
+    ("rules_matched", |e, r| {
+        e.opt_text_array(r.decision().map(|d| d.matched.as_slice()))
+    }),
     // The payment's own, else its batch's (filled in by `stream`).
     ("captured_at", |e, r| {
         e.timestamptz_ms(r.tx.captured_at_ms.expect("filled in when read"))

@@ -9,12 +9,17 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::reasons::{Explainer, Reason};
+use super::rules::Rules;
 use super::xgboost::sigmoid;
-use super::{feature_record, push_scored, Output, Score, Scored, ScoredBy, Why, XgbModel};
+use super::{
+    feature_record, push_scored, Output, Score, ScoreOut, Scored, ScoredBy, Why, XgbModel,
+};
 use crate::error::Failure;
 use crate::parallel;
+use crate::rules::Decision;
 use crate::stagefile::StageReader;
 use crate::transaction::Transaction;
+use crate::transform::FeatureRecord;
 use crate::transform::{Derived, FeatureSpec};
 
 /// The local model: spec + XGBoost trees + a version derived from the model file's content,
@@ -194,47 +199,56 @@ impl LocalModel {
 pub(super) fn score_local(
     input: &mut StageReader<serde_json::Value>,
     local: &LocalModel,
+    rules: Option<&Rules>,
     out: &mut Output,
 ) -> Result<()> {
     let threshold = out.threshold;
     parallel::map_chunks(
         "score",
         input,
-        || (Vec::new(), Vec::new(), Vec::new()),
-        |(rows, probabilities, values), chunk| {
+        || (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
+        |(rows, probabilities, values, kept), chunk| {
             let mut records = Vec::with_capacity(chunk.len());
             rows.clear();
+            kept.clear();
             for (no, line) in chunk.lines() {
                 let record = feature_record(no, line, values)?;
                 local.check_width(values, &format!("features record {no}"))?;
                 XgbModel::push_row(rows, values);
-                records.push(record);
+                if rules.is_some() {
+                    kept.extend_from_slice(values); // what the rules read, parsed once
+                }
+                records.push((no, record));
             }
             local.model.predict_rows(rows, probabilities);
-            let scores: Vec<_> = probabilities
+            let mut scores: Vec<_> = probabilities
                 .iter()
                 .map(|p| Score::new(*p, threshold, &local.version, ScoredBy::Local))
                 .collect();
-            // Only the (few) predicted frauds pay for their reasons, all of the chunk's at once.
+            let decisions = match rules {
+                Some(rules) => decide_all(rules, &records, &mut scores, kept)?,
+                None => vec![None; records.len()],
+            };
+            // Only the (few) alerts pay for their reasons, all of the chunk's at once.
             let frauds: Vec<usize> = (0..scores.len())
                 .filter(|&i| scores[i].predicted_fraud)
                 .collect();
             let contributions = local.model.contributions_of(rows, &frauds);
             let mut of_fraud = contributions.chunks(local.model.num_features + 1);
             let mut lines = Vec::with_capacity(chunk.len() * 1024);
-            for (record, score) in records.iter().zip(scores) {
-                let why = match score.predicted_fraud {
+            for (((_, record), score), decision) in records.iter().zip(scores).zip(&decisions) {
+                let mut why = match score.predicted_fraud {
                     true => {
                         record.values(values).map_err(Failure::BadInput)?;
                         let phi = of_fraud.next().expect("one row of contributions a fraud");
-                        Some(Why::Reasons(local.reasons_with(
-                            record.tx.get(),
-                            values,
-                            phi,
-                        )?))
+                        let tx = record.tx.get();
+                        Some(Why::Reasons(local.reasons_with(tx, values, phi)?))
                     }
                     false => None,
                 };
+                if let (Some(rules), Some(d)) = (rules, decision) {
+                    why = rules.reasons(d, why);
+                }
                 let scored = Scored {
                     tx: record.tx,
                     derived: record.derived,
@@ -249,6 +263,27 @@ pub(super) fn score_local(
             out.writer.write_lines(&lines, records)
         },
     )
+}
+
+/// The rules' decision on each record of a chunk, applied to its score; `values` holds the
+/// records' features one after the other.
+fn decide_all<'a>(
+    rules: &'a Rules,
+    records: &[(u64, FeatureRecord)],
+    scores: &mut [ScoreOut<'a>],
+    values: &[Option<f64>],
+) -> Result<Vec<Option<Decision>>> {
+    let mut decisions = Vec::with_capacity(records.len());
+    let width = values.len() / records.len().max(1);
+    let rows = values.chunks(width.max(1));
+    for (((no, record), score), values) in records.iter().zip(scores.iter_mut()).zip(rows) {
+        let d = rules
+            .decide(record.tx, values, score.probability, score.threshold)
+            .map_err(|e| Failure::BadInput(format!("features record {no}: {e}")))?;
+        *score = rules.apply(score.clone(), &d);
+        decisions.push(Some(d));
+    }
+    Ok(decisions)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod explain;
 mod local;
 pub(crate) mod reasons;
 mod remote;
+mod rules;
 mod sagemaker;
 mod shap;
 mod xgboost;
@@ -98,6 +99,9 @@ pub struct ScoreArgs {
     pub run: RunArgs,
     #[command(flatten)]
     pub options: ScoreOptions,
+    /// fraud_db, read only for the lists of --rules.
+    #[command(flatten)]
+    pub db: crate::db::DbArgs,
 }
 
 impl std::ops::Deref for ScoreArgs {
@@ -128,6 +132,12 @@ pub struct ScoreOptions {
     #[arg(long, env = "FRAUDCTL_FALLBACK", value_enum, default_value_t = Fallback::Local)]
     pub fallback: Fallback,
 
+    /// Rules evaluated on every payment after the model (docs/rules.md): a TOML file of rules
+    /// whose conditions are CEL expressions. The lists they name are read from fraud_db
+    /// (--database-url) when the stage starts.
+    #[arg(long = "rules", env = "FRAUDCTL_RULES_FILE", value_name = "FILE")]
+    pub rules_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub sagemaker: SageMakerArgs,
 }
@@ -149,6 +159,25 @@ pub struct Score<S = String, R = Box<RawValue>> {
     pub reasons: Option<R>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasons_unavailable: Option<S>,
+    /// With --rules: what decided (absent without rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionOut<S>>,
+}
+
+/// What decided a payment when rules were in force (docs/rules.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionOut<S = String> {
+    /// The rule set's version (`<file stem>@<hash>`).
+    pub rule_set: S,
+    /// alert, allow, review or none.
+    pub action: S,
+    /// The deciding rule; absent when the model decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<S>,
+    /// Every rule that matched, in the file's order.
+    #[serde(default)]
+    pub matched: Vec<S>,
 }
 
 /// What a predicted fraud's scored record says of why it fired.
@@ -194,6 +223,11 @@ pub struct ScoredRecord {
 }
 
 impl ScoredRecord {
+    /// What decided it, when rules were in force.
+    pub fn decision(&self) -> Option<&DecisionOut> {
+        self.score.decision.as_ref()
+    }
+
     /// What `load` relies on beyond the transaction: a probability and a threshold between 0
     /// and 1, the model's and the scorer's names as text, reasons PostgreSQL can store.
     pub fn check(&self) -> Result<(), String> {
@@ -213,6 +247,18 @@ impl ScoredRecord {
         }
         crate::transaction::check_text("score.model_version", &s.model_version)?;
         crate::transaction::check_text("score.scorer", &s.scorer)?;
+        if let Some(d) = &s.decision {
+            if !["alert", "allow", "review", "none"].contains(&d.action.as_str()) {
+                return Err(format!(
+                    "score.decision.action {:?} is not alert, allow, review or none",
+                    d.action
+                ));
+            }
+            std::iter::once(&d.rule_set)
+                .chain(&d.rule)
+                .chain(&d.matched)
+                .try_for_each(|text| crate::transaction::check_text("score.decision", text))?;
+        }
         // jsonb holds no NUL character (a `\u0000` escape).
         if s.reasons
             .as_ref()
@@ -254,6 +300,7 @@ impl<'a> ScoreOut<'a> {
             needs_rescore: by.needs_rescore(),
             reasons: None,
             reasons_unavailable: None,
+            decision: None,
         }
     }
 
@@ -297,14 +344,22 @@ impl Output {
         probability >= self.threshold
     }
 
+    /// Writes a scored record; `decided`, with rules, their decision on it.
     fn write(
         &mut self,
         record: &Scored,
         probability: f64,
         (version, by): (&str, ScoredBy),
-        why: Option<&Why>,
+        why: Option<Why>,
+        decided: Option<(&rules::Rules, &crate::rules::Decision)>,
     ) -> Result<()> {
-        let score = Score::new(probability, self.threshold, version, by).with(why);
+        let mut score = Score::new(probability, self.threshold, version, by);
+        let mut why = why;
+        if let Some((rules, d)) = decided {
+            score = rules.apply(score, d);
+            why = rules.reasons(d, why).filter(|_| score.predicted_fraud);
+        }
+        let score = score.with(why.as_ref());
         self.frauds += u64::from(score.predicted_fraud);
         self.fallback += u64::from(score.needs_rescore);
         self.line.clear();
@@ -357,11 +412,20 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
         line: Vec::with_capacity(1024),
     };
 
+    let columns: Vec<String> = spec_meta["columns"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|n| n.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let rules = rules::Rules::load(args.rules_file.as_deref(), &columns, &args.db)?;
     let model_version = match args.scorer {
         Scorer::Local => {
             let local = local.as_ref().expect("loaded for the local scorer");
             same_spec(&dir.features(), &spec_meta, local, &args.model_dir)?;
-            local::score_local(&mut input, local, &mut out)?;
+            local::score_local(&mut input, local, rules.as_ref(), &mut out)?;
             local.version.clone()
         }
         Scorer::Sagemaker => {
@@ -373,6 +437,7 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
                 &mut input,
                 &args.sagemaker,
                 local.as_deref(),
+                rules.as_ref(),
                 &mut out,
             ))?
         }

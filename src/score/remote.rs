@@ -10,10 +10,12 @@ use anyhow::Result;
 use serde_json::value::RawValue;
 
 use super::local::LocalModel;
+use super::rules::Rules;
 use super::sagemaker::{self, Endpoint, InFlight, SageMakerArgs};
 use super::{feature_record, Output, ScoredBy, Why};
 use crate::error::Failure;
 use crate::retry::ServiceError;
+use crate::rules::Decision;
 use crate::stagefile::StageReader;
 
 /// A row of a SageMaker batch: its transaction and derived values, and its features when the
@@ -67,6 +69,7 @@ struct Pending<'a> {
     endpoint: Endpoint,
     in_flight: InFlight<Batch>,
     fallback: Option<&'a LocalModel>,
+    rules: Option<&'a Rules>,
     /// The version of the model that answered (the endpoint and its production variant).
     version: String,
     values: Vec<f64>,
@@ -76,6 +79,7 @@ pub(super) async fn score_sagemaker(
     input: &mut StageReader<serde_json::Value>,
     args: &SageMakerArgs,
     fallback: Option<&LocalModel>,
+    rules: Option<&Rules>,
     out: &mut Output,
 ) -> Result<String> {
     let endpoint = Endpoint::connect(args).await?;
@@ -91,6 +95,7 @@ pub(super) async fn score_sagemaker(
         endpoint,
         in_flight: InFlight::new(args.sagemaker_concurrency as usize),
         fallback,
+        rules,
         values: Vec::new(),
     };
     let max_bytes = args.sagemaker_max_payload_bytes as usize;
@@ -159,6 +164,19 @@ impl Pending<'_> {
         Ok(Why::Reasons(local.reasons(r.tx.get(), features)?))
     }
 
+    /// The rules' decision on a row the model scored `p` (on the row's features.jsonl values,
+    /// which the rules were compiled for, whichever model scored it).
+    fn decide(&self, r: &BatchRow, p: f64, threshold: f64) -> Result<Option<Decision>> {
+        let Some(rules) = self.rules else {
+            return Ok(None);
+        };
+        let values: Vec<Option<f64>> = serde_json::from_str(r.sent.get())?;
+        let d = rules
+            .decide(&r.tx, &values, p, threshold)
+            .map_err(Failure::BadInput)?;
+        Ok(Some(d))
+    }
+
     /// Sends `batch`, once there is room in flight (the oldest answers written first).
     async fn send(&mut self, mut batch: Batch, out: &mut Output) -> Result<()> {
         while self.in_flight.is_full() {
@@ -196,7 +214,9 @@ impl Pending<'_> {
                 for (r, p) in batch.rows.iter().zip(scores) {
                     let why = out.is_fraud(p).then(|| self.local_copy_reasons(r, p));
                     let by = (self.version.as_str(), ScoredBy::Sagemaker);
-                    out.write(&r.scored(&r.sent), p, by, why.transpose()?.as_ref())?;
+                    let d = self.decide(r, p, out.threshold)?;
+                    let decided = self.rules.zip(d.as_ref());
+                    out.write(&r.scored(&r.sent), p, by, why.transpose()?, decided)?;
                 }
                 Ok(())
             }
@@ -225,7 +245,9 @@ impl Pending<'_> {
                         .is_fraud(p)
                         .then(|| local.reasons(r.tx.get(), features).map(Why::Reasons));
                     let by = (local.version.as_str(), ScoredBy::LocalFallback);
-                    out.write(&r.scored(inputs), p, by, why.transpose()?.as_ref())?;
+                    let d = self.decide(r, p, out.threshold)?;
+                    let decided = self.rules.zip(d.as_ref());
+                    out.write(&r.scored(inputs), p, by, why.transpose()?, decided)?;
                 }
                 Ok(())
             }
