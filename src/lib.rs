@@ -11,6 +11,8 @@
 pub mod alert;
 #[cfg(feature = "services")]
 pub mod audit;
+#[cfg(feature = "services")]
+pub mod backtest;
 pub mod dataset;
 #[cfg(feature = "services")]
 pub mod db;

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use fraudctl::error::{exit, exit_code_of, Failure};
 use fraudctl::pan::mask_digit_runs;
-use fraudctl::{alert, extract, live, load, migrate, report, rules, score, simulator, transform};
+use fraudctl::{
+    alert, backtest, extract, live, load, migrate, report, rules, score, simulator, transform,
+};
 
 /// Fraud-detection data pipeline: payments API → features → fraud score → PostgreSQL → alerts.
 ///
@@ -72,6 +74,16 @@ enum Command {
     ///   fraudctl lists show --list blocked_cards
     #[command(verbatim_doc_comment)]
     Lists(rules::lists::ListsArgs),
+    /// What a candidate rule set and model would have decided over a stored period: each
+    /// payment re-scored from the model inputs stored with it (its card history then), the
+    /// rules evaluated as score does, against the labels, the analysts' verdicts and what the
+    /// pipeline decided (docs/rules.md, "Backtests").
+    ///
+    /// Examples:
+    ///   fraudctl backtest --from 2026-12-01 --to 2026-12-05 --rules rules/candidate.toml
+    ///   fraudctl backtest --from 2026-12-01 --to 2026-12-05 --model-dir model/challenger --format json
+    #[command(verbatim_doc_comment)]
+    Backtest(backtest::BacktestArgs),
     /// Say why payments scored as they did: one JSON line a payment of a run's features.jsonl,
     /// or of a payment held in payments_scored (--trans-num without --run-dir).
     ///
@@ -203,6 +215,9 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Report(args) => {
             let built = report::build(&args)?;
             report::write(&built, args.format, &mut std::io::stdout().lock())
+        }
+        Command::Backtest(args) => {
+            backtest::run(&args)?.write(args.format, &mut std::io::stdout().lock())
         }
         Command::Lists(args) => {
             print!("{}", rules::lists::run(&args)?);

@@ -195,6 +195,8 @@ fn rules_and_lists_decide_as_documented_and_match_independent_counts() {
         review
     );
 
+    backtests_reproduce_the_stored_decisions_and_count_a_candidate_by_hand(&db, &rules);
+
     // Emailed: every alert once, no allowed payment.
     let sink = SmtpSink::start(0);
     let mut alert = db.cmd("alert");
@@ -327,5 +329,90 @@ fn lists_refuse_card_numbers_and_unknown_entries_and_keep_every_change() {
             .as_deref()
             .is_some_and(|m| m.contains("permission denied")),
         "{refused:?}"
+    );
+}
+
+/// `fraudctl backtest` over the loaded period, as JSON.
+fn backtest(db: &TestDb, rules: &std::path::Path) -> serde_json::Value {
+    let (from, to): (String, String) = {
+        let row = db
+            .client()
+            .query_one(
+                "SELECT min(trans_time AT TIME ZONE 'UTC')::date::text,
+                        max(trans_time AT TIME ZONE 'UTC')::date::text FROM payments_scored",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let mut cmd = db.cmd("backtest");
+    cmd.args(["--from", &from, "--to", &to, "--format", "json", "--rules"])
+        .arg(rules)
+        .arg("--model-dir")
+        .arg(default_model());
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", explain(&cmd, &out, "backtest"));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn backtests_reproduce_the_stored_decisions_and_count_a_candidate_by_hand(
+    db: &TestDb,
+    rules: &std::path::Path,
+) {
+    // The rules and model in force: exactly the decisions stored.
+    let same = backtest(db, rules);
+    assert_eq!(same["differences"], 0, "{same}");
+    assert_eq!(same["without_inputs"], 0, "{same}");
+    assert_eq!(
+        same["payments"],
+        db.count("SELECT count(*) FROM payments_scored"),
+        "{same}"
+    );
+    for rule in same["rules"].as_array().unwrap() {
+        let id = rule["id"].as_str().unwrap();
+        let stored = count(
+            db,
+            "SELECT count(*) FROM payments_scored WHERE $1 = ANY(rules_matched)",
+            id,
+        );
+        assert_eq!(rule["payments"], stored, "{id}: {rule}");
+    }
+    // A candidate: one alert rule, no lists. Its report against hand counts in SQL.
+    let candidate = rules.with_file_name("candidate.toml");
+    std::fs::write(
+        &candidate,
+        "[[rule]]\nid = \"big\"\ndescription = \"over $1,000\"\nowner = \"tests\"\nwhen = \"payment.amt > 1000\"\naction = \"alert\"\n",
+    )
+    .unwrap();
+    let report = backtest(db, &candidate);
+    let hand = |filter: &str| {
+        db.count(&format!(
+            "SELECT count(*) FROM payments_scored WHERE {filter}"
+        ))
+    };
+    let alert = "(amt > 1000 OR fraud_probability >= threshold)";
+    let big = &report["rules"][0];
+    assert_eq!(big["payments"], hand("amt > 1000"), "{report}");
+    assert_eq!(
+        big["label_frauds"],
+        hand("amt > 1000 AND is_fraud_label"),
+        "{report}"
+    );
+    assert_eq!(report["alerts"]["payments"], hand(alert), "{report}");
+    assert_eq!(
+        report["differences"],
+        hand(&format!("{alert} <> predicted_fraud")),
+        "{report}"
+    );
+    assert_eq!(
+        report["caught_not_live"],
+        hand(&format!(
+            "{alert} AND NOT predicted_fraud AND is_fraud_label"
+        )),
+        "{report}"
+    );
+    assert!(
+        hand("amt > 1000") > 0 && report["differences"].as_i64().unwrap() > 0,
+        "{report}"
     );
 }

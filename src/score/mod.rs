@@ -27,7 +27,7 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-pub use local::{Explanation, LocalModel};
+pub use local::{model_threshold, Explanation, LocalModel};
 pub use reasons::{Explainer, Reason, TOP_REASONS};
 pub use sagemaker::SageMakerArgs;
 pub use xgboost::XgbModel;
