@@ -12,9 +12,9 @@ and prints every figure as JSON:
   recall, the false-alarm rate on legitimate payments (and by day of week), the median number
   of times a card is seen, frauds per compromised card, and the legitimate payments' 24-hour
   card spending (what the model reads) beside the sample's.
-* **In `--time-mode now`, at every hour of the day**: the same payments stamped as
-  serve-payments stamps them (the latest moment up to the request with their simulated time of
-  day), served one every 0.1 s in three runs, their card history recomputed as `transform`
+* **In `--time-mode last-day`, at every hour of the day**: the same payments stamped as
+  serve-payments stamps them in that mode (the latest moment up to the request with their
+  simulated time of day; `now`, the default, runs the generator on the wall clock instead), served one every 0.1 s in three runs, their card history recomputed as `transform`
   would (the earlier runs and the same batch, strictly earlier stamps) and scored by the model
   at its threshold:
   precision, recall, false-alarm rate and the share of cards whose payments keep their order;
@@ -178,7 +178,7 @@ def history_now(df, stamps):
 
 def now_mode(df, columns, booster, threshold):
     """Precision, recall, false-alarm rate and cards in order when the same stream is served in
-    now mode at each hour of the day, and the false-alarm rate by day over all 24 hours."""
+    last-day mode at each hour of the day, and the false-alarm rate by day over all 24 hours."""
     simulated = df["trans_time_ms"].to_numpy()
     served = np.arange(len(df)) * SERVE_INTERVAL_MS
     label = df["is_fraud"].astype(bool).to_numpy()

@@ -103,10 +103,9 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
             report.without_inputs += 1;
             continue;
         };
-        model.check_width(
-            &features,
-            &format!("payment {}'s stored inputs", row.get::<_, &str>(0)),
-        )?;
+        model.check_width(&features, || {
+            format!("payment {}'s stored inputs", row.get::<_, &str>(0))
+        })?;
         let probability = model.model.predict(&features);
         let payment = payment(&row);
         let s = Subject {

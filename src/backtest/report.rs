@@ -176,8 +176,8 @@ impl Report {
     fn table(&self, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(
             out,
-            "Backtest {} to {} ({} days): {} payments ({} without stored inputs, not decided), {} labelled frauds",
-            self.from, self.to, self.days, self.payments, self.without_inputs, self.label_frauds
+            "Backtest {} to {} ({} days): {} payments decided, {} labelled frauds among them; {} without stored inputs, not decided",
+            self.from, self.to, self.days, self.payments, self.label_frauds, self.without_inputs
         )?;
         writeln!(
             out,

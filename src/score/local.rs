@@ -86,13 +86,19 @@ impl ModelFiles {
 }
 
 impl LocalModel {
-    /// A features record's values must be as many as the model takes (`record` names it).
-    pub fn check_width(&self, values: &[Option<f64>], record: &str) -> Result<()> {
+    /// A features record's values must be as many as the model takes (`record` names it, only
+    /// when they are not: no message is made for the records that fit).
+    pub fn check_width(
+        &self,
+        values: &[Option<f64>],
+        record: impl FnOnce() -> String,
+    ) -> Result<()> {
         if values.len() == self.model.num_features {
             return Ok(());
         }
         Err(Failure::BadInput(format!(
-            "{record} has {} values, the model takes {}",
+            "{} has {} values, the model takes {}",
+            record(),
             values.len(),
             self.model.num_features
         ))
@@ -213,7 +219,7 @@ pub(super) fn score_local(
             kept.clear();
             for (no, line) in chunk.lines() {
                 let record = feature_record(no, line, values)?;
-                local.check_width(values, &format!("features record {no}"))?;
+                local.check_width(values, || format!("features record {no}"))?;
                 XgbModel::push_row(rows, values);
                 if rules.is_some() {
                     kept.extend_from_slice(values); // what the rules read, parsed once

@@ -5,6 +5,8 @@
 //! reasons in words, from the local model: what `score` writes as a predicted fraud's
 //! `reasons`, for any payment.
 
+mod stored;
+
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
@@ -129,15 +131,13 @@ fn finish(
     Ok(printed)
 }
 
-mod stored;
-
 fn print_one(
     local: &LocalModel,
     tx: &Transaction,
     values: &[Option<f64>],
     out: &mut impl Write,
 ) -> Result<()> {
-    local.check_width(values, "the record")?;
+    local.check_width(values, || "the record".into())?;
     let e = local.explain(tx, values);
     let line = Line {
         trans_num: &tx.trans_num,

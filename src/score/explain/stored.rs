@@ -52,7 +52,7 @@ fn inputs(row: &Row, local: &LocalModel) -> Result<Vec<Option<f64>>> {
         ))
         .into());
     }
-    local.check_width(&values, &format!("payment {trans_num}'s stored inputs"))?;
+    local.check_width(&values, || format!("payment {trans_num}'s stored inputs"))?;
     Ok(values)
 }
 
