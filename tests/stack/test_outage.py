@@ -9,7 +9,10 @@ Airflow's metadata, stopped for two minutes and started again. Then:
 * nothing is lost: every payment captured (the live path's journals and the minutes' raw files)
   is in `payments_scored`, and every payment the simulator served was captured;
 * nothing is emailed twice: every alerted payment is in exactly one email, every predicted fraud
-  of the alerting window has its alert.
+  of the alerting window has its alert;
+* and what an operator reads says so: `make status` lists PostgreSQL and the scheduler's
+  restart, the scheduler's log keeps what it wrote before the restart (appended, not replaced),
+  no Airflow log server listens, and Airflow's fernet key is set.
 
 Slow by nature (about seven minutes: two of them the outage): run by `make test` after the
 other suites.
@@ -139,6 +142,8 @@ def test_a_two_minute_database_outage_loses_nothing_and_the_scheduler_comes_back
     wait("a first successful fraud_pipeline run", stack, 300,
          lambda: dag_runs_succeeded_since(stack, "1970-01-01") > 0)
 
+    scheduler_log = stack.root / ".local/logs/airflow-scheduler.log"
+    before = scheduler_log.read_bytes()
     stack.run("scripts/pg.sh", "stop", timeout=120)
     stopped = time.time()
     time.sleep(OUTAGE_SECONDS)
@@ -153,6 +158,14 @@ def test_a_two_minute_database_outage_loses_nothing_and_the_scheduler_comes_back
          lambda: any("scheduler is back" in str(m["Subject"]) for _, m in stack.mails()))
     status = stack.supervisorctl("status")
     assert "airflow-scheduler" in status and all("RUNNING" in line for line in status.splitlines()), status
+    operator_status = stack.run("scripts/stack.sh", "status")
+    assert re.search(r"^postgresql +RUNNING", operator_status, re.M), operator_status
+    assert re.search(r"^airflow-scheduler +RUNNING.*restarts: [1-9]", operator_status, re.M), operator_status
+    after = scheduler_log.read_bytes()
+    assert after.startswith(before) and after.count(b"Starting the scheduler") >= 2, "log replaced"
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", 8793)) != 0, "an Airflow log server listens on 8793"
+    assert re.search(r"^AIRFLOW__CORE__FERNET_KEY=\S{40,}", (stack.root / ".local/stack.env").read_text(), re.M)
 
     # Nothing lost: the simulator stopped, the live path drains what it captured.
     served = json.loads(stack.get("SIM", "/stats"))["served"]
