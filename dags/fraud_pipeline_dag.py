@@ -45,6 +45,10 @@ RUN_ENV = {
     "FRAUDCTL_LOG": var("log"),
 }
 
+# A challenger model in shadow (docs/rules.md): transform computes its features when its spec is
+# not the model's, score stores its probability beside the model's.
+CHALLENGER_ENV = {"FRAUDCTL_CHALLENGER_MODEL_DIR": var("challenger_model_dir")}
+
 STAGE_ENV = {
     "extract": {
         "FRAUDCTL_INTERVAL_END": "{{ data_interval_end.isoformat() }}",
@@ -59,13 +63,14 @@ STAGE_ENV = {
     },
     # the database: the cards' earlier payments, for a spec with card history
     "transform": {"FRAUDCTL_FEATURE_SPEC": MODEL_DIR + "/feature_spec.json",
-                  "FRAUDCTL_DATABASE_URL": DATABASE_URL},
+                  **CHALLENGER_ENV, "FRAUDCTL_DATABASE_URL": DATABASE_URL},
     "score": {
         "FRAUDCTL_MODEL_DIR": MODEL_DIR,
         "FRAUDCTL_SCORER": var("scorer"),
         "FRAUDCTL_THRESHOLD": var("threshold"),
         "FRAUDCTL_FALLBACK": var("scorer_fallback"),
         "FRAUDCTL_RULES_FILE": var("rules_file"),  # its lists: from the database
+        **CHALLENGER_ENV,
         "FRAUDCTL_SAGEMAKER_ENDPOINT": var("sagemaker_endpoint"),
         "FRAUDCTL_SAGEMAKER_ENDPOINT_URL": var("sagemaker_endpoint_url"),
         "FRAUDCTL_DATABASE_URL": DATABASE_URL,

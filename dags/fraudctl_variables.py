@@ -109,6 +109,7 @@ VARIABLES = {
     "threshold": ("", decimal(0, 1)),
     "scorer_fallback": ("", one_of("local", "none")),
     "rules_file": ("", absolute_path),  # docs/rules.md: none by default
+    "challenger_model_dir": ("", absolute_path),  # docs/rules.md: none by default
     "alert_to": ("", email_list),
     "alert_max_age_hours": ("", integer(0, 365 * 24)),
     "report_url": ("", http_url),

@@ -5,14 +5,18 @@ report functions for a day and the freshness view, and the analysts' verdicts th
 migrations/V11__verdicts.sql. Opened with `?verdict=TOKEN` (an alert email's verdict link,
 docs/verdict-links.md), it is the verdict page instead: it verifies the token with
 FRAUDCTL_VERDICT_KEY, shows the payment and records the proposed verdict only when the analyst
-confirms, through record_alert_verdict (the one thing the role may write through). Anywhere but
-on loopback it shows data only to a user logged in with Streamlit's login (OpenID Connect). Run
-with `dashboard/run.sh`.
+confirms, through record_alert_verdict (the one thing the role may write through). Under the
+day's report, the detection controls: the latest backtest of each rules file (backtest_runs) and
+the rules' lists (list_entries, list_changes), changed here through list_add, list_add_card_of and
+list_remove when the role is a member of fraud_list_editor and the user is identified. Anywhere
+but on loopback it shows data only to a user logged in with Streamlit's login (OpenID Connect).
+Run with `dashboard/run.sh`.
 """
 
 import contextlib
 import dataclasses
 import datetime as dt
+import getpass
 import hashlib
 import hmac
 import math
@@ -45,6 +49,12 @@ NOTE_MAX_CHARS = 500
 VERDICT_LABELS = {"fraud": "Confirmed fraud", "not_fraud": "Not fraud"}
 # docs/verdict-links.md: v1.TRANS_NUM.VERDICT.EXPIRES.SIGNATURE
 TOKEN_FORM = re.compile(r"v1\.([A-Za-z0-9_-]{1,64})\.(fraud|not_fraud)\.([1-9][0-9]{0,9})\.([0-9a-f]{64})")
+
+CHALLENGER_PERIODS = {"This day": 1, "The 7 days to this day": 7}
+CARD_HASH = re.compile(r"[0-9a-f]{64}")  # a card's keyed hash: what a card entry of a list holds
+CARD_HASH_SHOWN = 12  # hex digits of it on screen: too few to read as a card number
+LIST_CHANGES_SHOWN = 50
+MAX_EXPIRY_DAYS = 3650
 
 
 class SetupError(Exception):
@@ -121,9 +131,20 @@ def execute(sql: str, *, write: bool = False, **params) -> pd.DataFrame:
     """One statement now, its connection closed at once; committed when it writes."""
     with setup_errors(), db().connect() as conn:
         conn.execution_options(postgresql_readonly=not write)
-        rows = pd.read_sql(sqlalchemy.text(sql), conn, params=params)
+        rows = read_sql(conn, sql, params)
         conn.commit()
     return rows
+
+
+def read_sql(conn, sql: str, params: dict) -> pd.DataFrame:
+    """pandas' read_sql, failing with SQLAlchemy's own error (pandas 3 wraps it in its
+    DatabaseError), so that setup_errors() and the lists' forms see the database's."""
+    try:
+        return pd.read_sql(sqlalchemy.text(sql), conn, params=params)
+    except pd.errors.DatabaseError as e:
+        if isinstance(e.__cause__, sqlalchemy.exc.DBAPIError):
+            raise e.__cause__ from None
+        raise
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
@@ -353,6 +374,81 @@ def show_model_performance(summary) -> None:
     )
 
 
+def metric_row(figures: list[tuple[str, str, str]]) -> None:
+    """Metrics side by side, one column each: (label, value, help)."""
+    for column, (label, value, help_text) in zip(st.columns(len(figures)), figures):
+        column.metric(label, value, border=True, help=help_text or None)
+
+
+def compared_rows(figures: dict[str, str], sides: list[tuple[str, dict[str, str], str]]) -> None:
+    """The same figures of two sides, a row of metrics each, one figure per column (so each is
+    right above the other's): figures {name: help}, sides [(title, {name: value}, whose)]."""
+    for title, values, whose in sides:
+        metric_row([(f"{title} {name}", values[name], f"{help_text}: {whose}")
+                    for name, help_text in figures.items()])
+
+
+def per_day(count: float) -> str:
+    return f"{count:,.1f}".removesuffix(".0")
+
+
+def share(value) -> str:
+    """A share computed elsewhere (a backtest's JSON): "—" when undefined (null)."""
+    return "—" if value is None or pd.isna(value) else f"{value:.1%}"
+
+
+def show_challenger(day: dt.date) -> None:
+    """The champion against each challenger model that scored the period's payments in shadow."""
+    st.subheader("Champion and challenger", divider="gray")
+    period = st.radio("Period", list(CHALLENGER_PERIODS), horizontal=True, key="challenger_period",
+                      label_visibility="collapsed")
+    first_day = day - dt.timedelta(days=CHALLENGER_PERIODS[period] - 1)
+    rows = query("SELECT * FROM challenger_comparison(:from_day, :to_day)", from_day=first_day, to_day=day)
+    if rows.empty:
+        st.info("No challenger model scored payments in this period. To score one in shadow (stored "
+                "and compared, never alerting), set the Airflow Variable `fraudctl_challenger_model_dir` "
+                "to its model directory: docs/rules.md, \"A challenger model\".", icon=":material/info:")
+        return
+    for row in rows.itertuples():
+        show_challenger_row(row)
+
+
+MODEL_FIGURES = {
+    "alerts a day": "Payments predicted fraud, a day of the period",
+    "precision": "Of the labelled payments predicted fraud, the share labelled fraud",
+    "recall": "Of the payments labelled fraud, the share predicted fraud",
+}
+
+
+def model_figures(c, model: str) -> dict[str, str]:
+    """A model's MODEL_FIGURES from challenger_comparison's row (model: champion or challenger)."""
+    tp, fp, fn = (getattr(c, f"{model}_{count}") for count in ("true_pos", "false_pos", "false_neg"))
+    return {"alerts a day": per_day(getattr(c, f"{model}_alerts") / c.days),
+            "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn)}
+
+
+def show_challenger_row(c) -> None:
+    """One challenger version: alerts, precision and recall of each model, how often they agree."""
+    champions = ", ".join(c.champion_model_versions)
+    st.markdown(f"**Challenger `{c.challenger_model_version}`** against the champion `{champions}`: "
+                f"{int(c.payments):,} payments over {int(c.days)} day{'s' if c.days > 1 else ''}, "
+                f"{int(c.labelled):,} of them labelled.")
+    compared_rows(MODEL_FIGURES, [
+        ("Champion", model_figures(c, "champion"), "the model in force, at its threshold, before rules"),
+        ("Challenger", model_figures(c, "challenger"), "the challenger, at its own threshold (never alerting)"),
+    ])
+    confirmed = int(c.confirmed_frauds)
+    metric_row([
+        ("Agreement", f"{c.agreement:.1%}", "Payments both models predicted the same way"),
+        ("Alerts by both", f"{int(c.both_alert):,}", ""),
+        ("Only the champion", f"{int(c.champion_alerts - c.both_alert):,}", ""),
+        ("Only the challenger", f"{int(c.challenger_alerts - c.both_alert):,}", ""),
+        ("Confirmed frauds caught",
+         f"{int(c.confirmed_caught_by_challenger):,} of {confirmed:,}" if confirmed else "—",
+         "Of the champion's alerts analysts confirmed as fraud, those the challenger predicted fraud too"),
+    ])
+
+
 # ---- Analysts' verdicts: the verdict page of an alert's link, and the day's verdict figures.
 
 
@@ -563,6 +659,293 @@ def show_verdicts(day: dt.date) -> None:
     })
 
 
+# ---- Detection controls, not tied to a day: the latest backtests of rules files, and the lists.
+
+
+def show_detection_controls(time_zone: str) -> None:
+    st.header("Detection controls", divider="gray")
+    st.caption(f"Not tied to the day above: what `fraudctl backtest` found for candidate rules, and the "
+               f"lists the rules read (docs/rules.md). Times in {time_zone}.")
+    show_backtest()
+    show_lists()
+
+
+def show_backtest() -> None:
+    """The latest backtest of each rules file, the newest first (one at a time)."""
+    st.subheader("Latest backtest", divider="gray")
+    runs = query(
+        """SELECT * FROM (
+               SELECT DISTINCT ON (rules_file) rules_file, ran_at, ran_by,
+                      to_char(ran_at AT TIME ZONE business_time_zone(), 'YYYY-MM-DD HH24:MI') AS ran_at_local,
+                      rule_set, model_version, threshold, from_day, to_day, payments, report
+               FROM backtest_runs ORDER BY rules_file, ran_at DESC, id DESC) latest
+           ORDER BY ran_at DESC""")
+    if runs.empty:
+        st.info("No backtest has run yet: `fraudctl backtest --from … --to … --rules FILE` records one "
+                "(docs/rules.md, \"Backtests\").", icon=":material/info:")
+        return
+    names = [f if isinstance(f, str) else "(no rules file: the model alone)" for f in runs.rules_file]
+    chosen = 0
+    if len(names) > 1:
+        chosen = names.index(st.selectbox("Rules file", names, key="backtest_rules_file",
+                                          help="The latest backtest of each rules file, the newest first"))
+    show_backtest_run(runs.iloc[chosen])
+
+
+BACKTEST_FIGURES = {  # the report's counts: (key, format, help)
+    "alerts a day": ("per_day", per_day, "Payments alerted, a day of the period"),
+    "precision": ("precision", share, "Of the alerted payments, the share labelled fraud"),
+    "recall": ("recall", share, "Of the payments labelled fraud, the share alerted"),
+    "verdict precision": ("verdict_precision", share,
+                          "Of the alerted payments with an analyst's verdict, the share confirmed fraud"),
+}
+BACKTEST_DIFFERENCES = [  # (label, key of the report, help)
+    ("Decided otherwise", "differences", "Payments the candidate decides otherwise than the pipeline did"),
+    ("Frauds only the candidate alerts", "caught_not_live", "Labelled frauds the pipeline did not alert"),
+    ("Frauds only the pipeline alerted", "missed_live_caught", "Labelled frauds the candidate does not alert"),
+]
+
+
+def backtest_figures(counts: dict) -> dict[str, str]:
+    return {name: fmt(counts.get(key)) for name, (key, fmt, _) in BACKTEST_FIGURES.items()}
+
+
+def show_backtest_run(run) -> None:
+    """A backtest: who ran it, on what; the candidate's alerts against the pipeline's; per rule."""
+    report = run.report
+    st.caption(
+        f"`{run.rules_file or 'no rules file'}`: run by {run.ran_by} on {run.ran_at_local} over "
+        f"{run.from_day} to {run.to_day} ({report.get('days', 0):g} days): {int(run.payments):,} payments "
+        f"decided, {report.get('label_frauds', 0):,} labelled frauds among them, "
+        f"{report.get('without_inputs', 0):,} without stored inputs (not decided). Model "
+        f"`{run.model_version}` at threshold {run.threshold:g}; rule set `{run.rule_set or 'none'}`.")
+    compared_rows({name: help_text for name, (_, _, help_text) in BACKTEST_FIGURES.items()}, [
+        ("Candidate", backtest_figures(report.get("alerts") or {}), "the candidate rules and model"),
+        ("Pipeline", backtest_figures(report.get("live_alerts") or {}), "the pipeline's alerts then"),
+    ])
+    metric_row([(label, f"{report[key]:,}", help_text)
+                for label, key, help_text in BACKTEST_DIFFERENCES if key in report])
+    if report.get("first_differences"):
+        st.caption(f"First differences: {', '.join(report['first_differences'])}.")
+    columns = ["id", "action", "payments", "per_day", "label_frauds", "precision", "recall"]
+    rules = pd.DataFrame(report.get("rules") or [], columns=columns)
+    if rules.empty:
+        st.caption("No rules: the model alone was backtested.")
+        return
+    percent = {"format": "percent", "help": "Against the source's labels; empty when undefined"}
+    st.dataframe(rules, hide_index=True, column_config={
+        "id": "Rule", "action": "Action",
+        "payments": st.column_config.NumberColumn("Matches", format="localized"),
+        "per_day": st.column_config.NumberColumn("A day", format="%.1f"),
+        "label_frauds": st.column_config.NumberColumn("Labelled frauds", format="localized"),
+        "precision": st.column_config.NumberColumn("Precision", **percent),
+        "recall": st.column_config.NumberColumn("Recall", **percent),
+    })
+
+
+def shown_value(value: str) -> str:
+    """A list value for the screen: a card's keyed hash shortened (never anything card-like)."""
+    return f"{value[:CARD_HASH_SHOWN]}…" if CARD_HASH.fullmatch(value) else value
+
+
+def show_lists() -> None:
+    """Every entry of the rules' lists and their last changes; the forms that change them, to an
+    identified user whose database role may."""
+    st.subheader("Lists", divider="gray")
+    entries = query(
+        """SELECT list, value, added_by, added_at AT TIME ZONE business_time_zone() AS added_at, reason,
+                  coalesce(to_char(expires_at AT TIME ZONE business_time_zone(), 'YYYY-MM-DD HH24:MI'),
+                           'never') AS expires,
+                  expires_at IS NULL OR expires_at > now() AS in_force
+           FROM list_entries ORDER BY list, value""")
+    changes = query(
+        """SELECT changed_at AT TIME ZONE business_time_zone() AS changed_at, list, value, change, changed_by,
+                  reason, CASE change WHEN 'add' THEN coalesce(to_char(expires_at AT TIME ZONE
+                      business_time_zone(), 'YYYY-MM-DD HH24:MI'), 'never') ELSE '' END AS expires
+           FROM list_changes ORDER BY changed_at DESC, id DESC LIMIT :shown""",
+        shown=LIST_CHANGES_SHOWN)
+    author, why = list_editor()
+    st.caption(why)
+    show_list_table(entries, "No list has an entry.", {
+        "added_at": st.column_config.DatetimeColumn("Added", format="YYYY-MM-DD HH:mm"),
+        "expires": "Expires",
+        "in_force": st.column_config.CheckboxColumn("In force", help="Not expired: the rules read it"),
+    })
+    st.markdown(f"**Last changes** (the latest {LIST_CHANGES_SHOWN})")
+    show_list_table(changes, "No list was ever changed.", {
+        "changed_at": st.column_config.DatetimeColumn("Changed", format="YYYY-MM-DD HH:mm"),
+        "change": "Change", "changed_by": "By", "expires": "Expires",
+    })
+    if author is not None:
+        show_list_forms(entries, author)
+    outcome = st.session_state.pop("list_outcome", None)  # of a form just submitted (list_change)
+    if outcome is not None:
+        kind, message = outcome
+        getattr(st, kind)(message)
+
+
+def show_list_table(rows: pd.DataFrame, empty: str, columns: dict) -> None:
+    if rows.empty:
+        st.info(empty, icon=":material/info:")
+        return
+    st.dataframe(rows.assign(value=rows.value.map(shown_value)), hide_index=True, column_config={
+        "list": "List", "value": "Value", "added_by": "Added by", "reason": "Reason", **columns})
+
+
+def list_editor() -> tuple[str | None, str]:
+    """Who changes the lists here, recorded as the changes' author, and a line saying so; None
+    and why not when the lists are read-only: the role may not, or the user is not identified."""
+    role = query("SELECT current_user AS role, has_function_privilege("
+                 "'list_add(text,text,text,text,timestamptz)', 'EXECUTE') AS may_edit").iloc[0]
+    if not role.may_edit:
+        return None, (f"Read only: the dashboard's database role {role.role} is not a member of "
+                      f"fraud_list_editor. To change the lists here: `GRANT fraud_list_editor TO "
+                      f"{role.role};` (dashboard/README.md).")
+    author = identified_user()
+    if author is None and st.user.get("is_logged_in"):
+        return None, "Read only: your login gives no email to record as the author of your changes."
+    if author is None:
+        return None, "Read only: log in to change the lists (every change records who made it)."
+    return author, f"Changes you make here are recorded as made by {author}."
+
+
+def identified_user() -> str | None:
+    """A logged-in user's email; on the local stack with no login configured, the account the
+    dashboard runs as; else None."""
+    if st.user.get("is_logged_in"):
+        return st.user.get("email") or None
+    if st.get_option("server.address") in LOOPBACK and not login_configured():
+        return f"local:{local_account()}"
+    return None
+
+
+def local_account() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid without a name (a container's --user)
+        return f"uid {os.getuid()}"
+
+
+LIST_NAME_HELP = "Lowercase letters, digits and _, not starting with a digit (as the rules name it: lists.NAME)"
+
+
+def show_list_forms(entries: pd.DataFrame, author: str) -> None:
+    """The three changes, each written by list_change when its form is submitted."""
+    add_value, add_card, remove = st.tabs(["Add a value", "Add a payment's card", "Remove an entry"])
+    with add_value, st.form("list_add_value"):
+        st.text_input("List", key="list_add_value_list_name", placeholder="trusted_merchants", help=LIST_NAME_HELP)
+        st.text_input("Value", key="list_add_value_value", max_chars=200,
+                      help="A merchant, a category, … as the payments hold it. Never a card number: add a "
+                           "card through one of its payments.")
+        list_form_end("list_add_value", "Add the value", author)
+    with add_card, st.form("list_add_card"):
+        st.text_input("List", "blocked_cards", key="list_add_card_list_name", help=LIST_NAME_HELP)
+        st.text_input("Transaction", key="list_add_card_trans_num",
+                      help="The trans_num of a stored payment: its card is added by its keyed hash")
+        list_form_end("list_add_card", "Add the payment's card", author)
+    with remove:
+        if entries.empty:
+            st.caption("No entry to remove.")
+        else:
+            with st.form("list_remove"):
+                st.selectbox("Entry", list(zip(entries.list, entries.value)), key="list_remove_entry",
+                             format_func=lambda entry: f"{entry[0]}: {shown_value(entry[1])}")
+                list_form_end("list_remove", "Remove the entry", author)
+
+
+def list_form_end(form: str, submit: str, author: str) -> None:
+    """A list form's last fields (the reason; an add's expiry) and its submit button."""
+    st.text_input("Reason (required)", key=f"{form}_reason", max_chars=1000,
+                  help="Why: kept with the entry and in the lists' history")
+    if form != "list_remove":
+        st.number_input("Expires in days", key=f"{form}_days", value=None, min_value=1,
+                        max_value=MAX_EXPIRY_DAYS, step=1, placeholder="never",
+                        help="Empty: the entry stays until it is removed")
+    st.form_submit_button(submit, type="primary", key=f"{form}_submit", on_click=list_change,
+                          args=(form, author))
+
+
+REQUIRED_FIELDS = {  # form: its required fields (key suffix: what to call it)
+    "list_add_value": {"list_name": "the list", "value": "the value", "reason": "a reason"},
+    "list_add_card": {"list_name": "the list", "trans_num": "the transaction", "reason": "a reason"},
+    "list_remove": {"entry": "the entry", "reason": "a reason"},
+}
+EXPIRY = "now() + CAST(:days AS integer) * interval '1 day'"  # NULL days: no expiry
+
+
+def list_change(form: str, author: str) -> None:
+    """A submitted list form's change, written before the page is drawn again (so that it shows
+    the change); what happened is kept for the page to say, and a change's fields are emptied."""
+    kind, message = list_outcome(form, author)
+    st.session_state["list_outcome"] = (kind, message)
+    if kind == "success":
+        st.cache_data.clear()  # the lists changed
+        for name in ("value", "trans_num", "reason", "days", "entry"):
+            st.session_state.pop(f"{form}_{name}", None)
+
+
+def list_outcome(form: str, author: str) -> tuple[str, str]:
+    """The form's change made, or why not: nothing is written when a field is missing or the
+    database refuses. (kind: an st function, message)."""
+    values = {name: strip(st.session_state.get(f"{form}_{name}")) for name in [*REQUIRED_FIELDS[form], "days"]}
+    missing = [what for name, what in REQUIRED_FIELDS[form].items() if not values[name]]
+    if missing:
+        return "error", f"Give {' and '.join(missing)}. Nothing was changed."
+    try:
+        return LIST_CHANGES[form](author=author, **values)
+    except sqlalchemy.exc.DBAPIError as e:
+        return "error", f"The database refused the change: {refusal_text(e.orig)} Nothing was changed."
+    except SetupError as e:
+        if not isinstance(getattr(e.__cause__, "orig", None), psycopg.errors.InsufficientPrivilege):
+            return "error", str(e)
+        st.cache_data.clear()  # the page reads the privilege again: read-only from now
+        return "error", ("The dashboard's database role may no longer change the lists (not a member "
+                         "of fraud_list_editor). Nothing was changed.")
+
+
+def strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+def refusal_text(error) -> str:
+    """The database's own words for a refused change (its primary message, no detail that would
+    repeat the values), with the list-name rule for a name the CHECK refuses."""
+    message = (getattr(error.diag, "message_primary", None) or str(error)).strip().rstrip(".") + "."
+    if isinstance(error, psycopg.errors.CheckViolation) and "list_check" in message:
+        message += " A list's name is lowercase letters, digits and _, not starting with a digit."
+    return message
+
+
+def expiring(days) -> str:
+    return f", expiring in {days} days" if days else ""
+
+
+def add_value(*, list_name: str, value: str, reason: str, days, author: str) -> tuple[str, str]:
+    execute(f"SELECT list_add(:list, :value, :author, :reason, {EXPIRY})", write=True,
+            list=list_name, value=value, author=author, reason=reason, days=days)
+    return "success", f"Added {shown_value(value)} to {list_name}{expiring(days)}."
+
+
+def add_card(*, list_name: str, trans_num: str, reason: str, days, author: str) -> tuple[str, str]:
+    added = execute(f"SELECT list_add_card_of(:list, :trans_num, :author, :reason, {EXPIRY}) AS added",
+                    write=True, list=list_name, trans_num=trans_num, author=author, reason=reason, days=days)
+    if not added.added.iloc[0]:
+        return "error", "No stored payment has this transaction id. Nothing was changed."
+    return "success", f"Added the card of payment {trans_num} to {list_name}{expiring(days)}."
+
+
+def remove_entry(*, entry: tuple[str, str], reason: str, days, author: str) -> tuple[str, str]:
+    list_name, value = entry
+    removed = execute("SELECT list_remove(:list, :value, :author, :reason) AS removed", write=True,
+                      list=list_name, value=value, author=author, reason=reason)
+    if not removed.removed.iloc[0]:
+        return "warning", f"{list_name} no longer held {shown_value(value)}: nothing was changed."
+    return "success", f"Removed {shown_value(value)} from {list_name}."
+
+
+LIST_CHANGES = {"list_add_value": add_value, "list_add_card": add_card, "list_remove": remove_entry}
+
+
 # ---- Who may see it: anyone on the local stack (loopback only), else a logged-in user.
 
 
@@ -611,6 +994,13 @@ def main() -> None:
     if trans_num is not None:
         payment_page(trans_num)
         return
+    day, time_zone = show_title()
+    show_day(day, time_zone)
+    show_detection_controls(time_zone)
+
+
+def show_title() -> tuple[dt.date, str]:
+    """The title, the day picker and the freshness line: the business day shown, and its zone."""
     defaults = query("SELECT business_yesterday() AS yesterday, business_time_zone() AS time_zone").iloc[0]
 
     title, picker = st.columns([3, 1], vertical_alignment="bottom")
@@ -621,11 +1011,15 @@ def main() -> None:
     )
     st.caption(f"All payments of {day:%A %d %B %Y} in {defaults.time_zone}, scored by the fraud model.")
     show_freshness()
+    return day, defaults.time_zone
 
+
+def show_day(day: dt.date, time_zone: str) -> None:
+    """The business day's report: figures, charts, frauds, verdicts, how the models did."""
     summary = query("SELECT * FROM fraud_report_summary(:day)", day=day).iloc[0]
     show_headline(summary)
     if not summary.payments:
-        st.info(f"No payments on {day.isoformat()} ({defaults.time_zone}).", icon=":material/info:")
+        st.info(f"No payments on {day.isoformat()} ({time_zone}).", icon=":material/info:")
         return
 
     frauds = query(
@@ -640,6 +1034,7 @@ def main() -> None:
     show_frauds(day, frauds)
     show_verdicts(day)
     show_model_performance(summary)
+    show_challenger(day)
 
 
 if __name__ == "__main__":  # as Streamlit runs it; tests import the functions above

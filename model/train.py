@@ -17,6 +17,11 @@ metrics.json records how many it covered and changed:
     psql "$FRAUDCTL_DATABASE_URL" -c "\copy (SELECT trans_num, verdict FROM v_alert_verdicts_latest) TO 'verdicts.csv' CSV HEADER"
     python model/train.py --csv /work/shared/data/fraud_sample.csv --verdicts verdicts.csv \
         --out model/candidate
+
+A model on another feature spec (a challenger run in shadow beside the default, docs/rules.md):
+
+    python model/train.py --csv /work/shared/data/fraud_sample.csv \
+        --feature-spec model/challenger/feature_spec.json --out model/challenger
 """
 import argparse
 import hashlib
@@ -223,10 +228,18 @@ def main():
                              "the payments they cover (see above)")
     parser.add_argument("--ablation", action="store_true",
                         help="also run model/ablation.py and store its table in metrics.json")
+    parser.add_argument("--feature-spec", type=Path,
+                        help="train on this feature spec (docs/feature-spec.md) instead of the "
+                             f"default model's {SPEC['name']}: a challenger's "
+                             "(model/challenger/feature_spec.json)")
     args = parser.parse_args()
-    for path in [*args.csv, *([args.verdicts] if args.verdicts else [])]:
+    for path in [*args.csv, *(p for p in (args.verdicts, args.feature_spec) if p)]:
         if not path.is_file():
             sys.exit(f"train: {path} does not exist")
+    try:
+        spec = features.load_spec(args.feature_spec) if args.feature_spec else SPEC
+    except ValueError as e:
+        sys.exit(f"train: {e}")
 
     df = pd.concat([features.read_transactions(p) for p in args.csv], ignore_index=True)
     verdict_labels = None
@@ -236,10 +249,10 @@ def main():
         except ValueError as e:
             sys.exit(f"train: {e}")
         verdict_labels = {"file": args.verdicts.name, "sha256": sha256_of(args.verdicts), **counts}
-    booster, threshold, metrics = train(df)
+    booster, threshold, metrics = train(df, spec)
     metrics.update({
-        "feature_spec": SPEC["name"],
-        "columns": features.columns(SPEC),
+        "feature_spec": spec["name"],
+        "columns": features.columns(spec),
         "params": PARAMS,
         "rounds": ROUNDS,
         "split": {"method": "GroupShuffleSplit by cc_num", "test_size": TEST_SIZE, "seed": SEED},
@@ -254,7 +267,7 @@ def main():
         print(ablation.table(metrics["ablation"]))
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "feature_spec.json").write_text(json.dumps(SPEC, indent=2) + "\n", encoding="utf-8")
+    (args.out / "feature_spec.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     booster.save_model(args.out / "model.json")
     (args.out / features.THRESHOLD_FILE).write_text(json.dumps(threshold, indent=2) + "\n", encoding="utf-8")
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

@@ -198,6 +198,9 @@ def table_rows(df, X, scored, meta):
         "features": X.astype(object).where(X.notna(), None).values.tolist(),
         # No rules (docs/rules.md): what decided is the model.
         "rule_set": None, "decision": None, "decided_by_rule": None, "rules_matched": None,
+        # No challenger in shadow.
+        "challenger_model_version": None, "challenger_probability": None,
+        "challenger_predicted_fraud": None,
         **meta,
     }, index=df.index)
 

@@ -128,11 +128,13 @@ up() {
     "$FRAUDCTL" migrate --create-database --business-time-zone "$BUSINESS_TIME_ZONE" >/dev/null
     psql -qAt "$admin" -c "SELECT 1 FROM pg_database WHERE datname = 'airflow_db'" | grep -q 1 \
         || psql -q "$admin" -c "CREATE DATABASE airflow_db"
-    # The dashboard's login role: a member of the read-only fraud_report_reader (V5 migration).
+    # The dashboard's login role: a member of the read-only fraud_report_reader (V5 migration)
+    # and of fraud_list_editor (V23: the lists' audited functions, docs/rules.md).
     psql -q "$FRAUDCTL_DATABASE_URL" -v pw="$FRAUDCTL_DASHBOARD_DB_PASSWORD" <<'SQL'
 SELECT format('CREATE ROLE fraud_dashboard LOGIN IN ROLE fraud_report_reader PASSWORD %L', :'pw')
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fraud_dashboard') \gexec
 SELECT format('ALTER ROLE fraud_dashboard PASSWORD %L', :'pw') \gexec
+GRANT fraud_list_editor TO fraud_dashboard;
 SQL
 
     export AIRFLOW_HOME=$LOCAL/airflow
@@ -154,14 +156,17 @@ SQL
     chmod 600 "$AIRFLOW_HOME/airflow.cfg"
     # The stack's Variables live in the metadata database, where Admin > Variables and
     # `scripts/airflow variables set` change them (a value an operator set there is kept).
-    # FRAUDCTL_RULES_FILE (docs/rules.md), when set, is the DAG's rules and the live path's.
-    local rules_file="" rules=()
+    # FRAUDCTL_RULES_FILE (docs/rules.md), when set, is the DAG's rules and the live path's;
+    # FRAUDCTL_CHALLENGER_MODEL_DIR their challenger in shadow (model/challenger unless set empty).
+    local rules_file="" rules=() challenger
     if [[ -n ${FRAUDCTL_RULES_FILE:-} ]]; then
         rules_file=$(realpath "$FRAUDCTL_RULES_FILE")
         rules=(fraudctl_rules_file="$rules_file")
     fi
+    challenger=${FRAUDCTL_CHALLENGER_MODEL_DIR-$ROOT/model/challenger}
+    [[ -z $challenger ]] || challenger=$(realpath "$challenger")
     "$ROOT/.venv-airflow/bin/python" scripts/seed_variables.py "$AIRFLOW_HOME/seeded-variables.json" \
-        "${rules[@]}" fraudctl_runs_root="$LOCAL/runs" fraudctl_model_dir="$ROOT/model/default" \
+        "${rules[@]}" fraudctl_challenger_model_dir="$challenger" fraudctl_runs_root="$LOCAL/runs" fraudctl_model_dir="$ROOT/model/default" \
         fraudctl_api_url="http://127.0.0.1:$SIM_PORT/current-transactions" \
         fraudctl_report_url="http://127.0.0.1:$DASHBOARD_PORT" fraudctl_ops_email="$OPS_EMAIL" \
         2>>"$LOGS/airflow-db.log" | sed -n 's/^seed_variables: kept /==> Variable kept as set in Airflow: /p' \
@@ -201,7 +206,7 @@ EOF
             FRAUDCTL_API_URL="http://127.0.0.1:$SIM_PORT/current-transactions" \
             FRAUDCTL_SMTP_URL="smtp://127.0.0.1:$SMTP_PORT" FRAUDCTL_REPORT_URL="http://127.0.0.1:$DASHBOARD_PORT" \
             FRAUDCTL_LIVE_METRICS_LISTEN="127.0.0.1:$LIVE_METRICS_PORT" \
-            ${rules_file:+"FRAUDCTL_RULES_FILE=$rules_file"} \
+            ${rules_file:+"FRAUDCTL_RULES_FILE=$rules_file"} FRAUDCTL_CHALLENGER_MODEL_DIR="$challenger" \
             "$FRAUDCTL" live --runs-root "$LOCAL/runs"
         # Without its log server (Airflow 2.8 binds it to every interface): the webserver, on this
         # machine, reads the task logs from their files.

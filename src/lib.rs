@@ -13,6 +13,7 @@ pub mod alert;
 pub mod audit;
 #[cfg(feature = "services")]
 pub mod backtest;
+pub mod challenger;
 pub mod dataset;
 #[cfg(feature = "services")]
 pub mod db;

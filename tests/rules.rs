@@ -208,11 +208,14 @@ fn rules_and_lists_decide_as_documented_and_match_independent_counts() {
             &sink.url(),
             "--to",
             "analysts@example.test",
+            "--review-to",
+            "reviewers@example.test",
             "--smtp-retries",
             "0",
         ])
         .env("FRAUDCTL_ALERT_MAX_AGE_HOURS", "1000000");
     ok(&mut alert);
+    a_review_email_lists_each_review_once(&db, &sink, &mut alert);
     let alerted = db.count("SELECT count(*) FROM fraud_alerts WHERE status = 'sent'");
     assert_eq!(
         alerted,
@@ -236,6 +239,65 @@ fn rules_and_lists_decide_as_documented_and_match_independent_counts() {
     assert!(
         mail.contains("rule blocked-card: card on the block list"),
         "{mail}"
+    );
+}
+
+/// The review decisions went in one email to the review address, each once: a second run sends
+/// nothing more.
+fn a_review_email_lists_each_review_once(
+    db: &TestDb,
+    sink: &SmtpSink,
+    alert: &mut std::process::Command,
+) {
+    let reviews: Vec<String> = db
+        .client()
+        .query(
+            "SELECT trans_num FROM payments_scored WHERE decision = 'review'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!reviews.is_empty());
+    let to_review: Vec<String> = sink
+        .messages()
+        .into_iter()
+        .filter(|m| header(m, "To").contains("reviewers@example.test"))
+        .collect();
+    assert_eq!(to_review.len(), 1, "one review email");
+    let email = &to_review[0];
+    assert!(header(email, "Subject").starts_with(&format!("Review: {} payments", reviews.len())));
+    assert!(reviews.iter().all(|t| email.contains(t.as_str())));
+    assert!(!header(email, "To").contains("analysts@"));
+    assert_eq!(
+        db.count("SELECT count(*) FROM review_notices WHERE status = 'sent'"),
+        reviews.len() as i64
+    );
+    // Not frauds: no alert recorded for them.
+    assert_eq!(
+        db.count("SELECT count(*) FROM fraud_alerts a JOIN payments_scored p USING (trans_num) WHERE p.decision = 'review'"),
+        0
+    );
+    let before = sink.messages().len();
+    let again = ok(alert);
+    assert_eq!(again["reviews"]["sent"], 0, "{again}");
+    assert_eq!(sink.messages().len(), before);
+    // A run that died after the server accepted the email, before recording it: the next
+    // sends that same email again (its Message-ID), which mail systems recognise.
+    db.client()
+        .execute(
+            "UPDATE review_notices SET status = 'sending', accepted_at = NULL",
+            &[],
+        )
+        .unwrap();
+    let resent = ok(alert);
+    assert_eq!(resent["reviews"]["sent"], reviews.len(), "{resent}");
+    let last = sink.messages().pop().unwrap();
+    assert_eq!(header(&last, "Message-ID"), header(email, "Message-ID"));
+    assert_eq!(
+        db.count("SELECT count(*) FROM review_notices WHERE status = 'sent'"),
+        reviews.len() as i64
     );
 }
 
@@ -377,6 +439,35 @@ fn backtests_reproduce_the_stored_decisions_and_count_a_candidate_by_hand(
         );
         assert_eq!(rule["payments"], stored, "{id}: {rule}");
     }
+    // The card taken off the block list since: the payments decided while it was on it are
+    // decided as they were (the lists as of each decision), not as the list is now.
+    lists(
+        db,
+        &[
+            "remove",
+            "--list",
+            "blocked_cards",
+            "--card-stdin",
+            "--reason",
+            "found",
+        ],
+        Some(BLOCKED_CARD),
+    );
+    let later = backtest(db, rules);
+    assert_eq!(later["differences"], 0, "{later}");
+    assert_eq!(later["rules"], same["rules"], "{later}");
+    // Each backtest kept, its report as printed (what the dashboard shows).
+    let kept: serde_json::Value = db
+        .client()
+        .query_one(
+            "SELECT report FROM backtest_runs WHERE rules_file LIKE '%/team.toml'
+             ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, later);
+    assert_eq!(db.count("SELECT count(*) FROM backtest_runs"), 2);
     // A candidate: one alert rule, no lists. Its report against hand counts in SQL.
     let candidate = rules.with_file_name("candidate.toml");
     std::fs::write(

@@ -287,6 +287,8 @@ def airflow(tmp_path_factory, databases, fraudctl_bin, model_dir, payments_api, 
         "AIRFLOW_CONN_FRAUDCTL_SMTP": mailbox.connection,
         "AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT": str(runs_root),
         "AIRFLOW_VAR_FRAUDCTL_MODEL_DIR": str(model_dir),
+        # A challenger in shadow (another feature spec): stored, never alerted on.
+        "AIRFLOW_VAR_FRAUDCTL_CHALLENGER_MODEL_DIR": str(ROOT / "model/challenger"),
         "AIRFLOW_VAR_FRAUDCTL_API_URL": payments_api,
         "AIRFLOW_VAR_FRAUDCTL_EXTRACT_MAX_SECONDS": "4",
         "AIRFLOW_VAR_FRAUDCTL_EXTRACT_MAX_RECORDS": "40",

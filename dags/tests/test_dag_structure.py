@@ -148,6 +148,13 @@ def test_secrets_only_where_needed(dagbag):
     assert with_db == {"extract", "transform", "score", "load", "alert"} and with_smtp == {"alert"}
 
 
+def test_transform_and_score_read_one_challenger(dagbag):
+    """The challenger's features (transform) and its scores (score) come from one Variable."""
+    env = {t.task_id: t.env.get("FRAUDCTL_CHALLENGER_MODEL_DIR") for t in dagbag.dags["fraud_pipeline"].tasks}
+    assert env["transform"] == env["score"] and "fraudctl_challenger_model_dir" in env["score"]
+    assert {t for t, v in env.items() if v} == {"transform", "score"}
+
+
 def templated_strings(task):
     """Every string in the task's templated fields (nested in dicts and lists too)."""
     def strings(value):

@@ -44,6 +44,9 @@ def test_dags_test_runs_every_stage(airflow, mailbox, first_run):
     now = counts(airflow, mailbox)
     assert now["payments"] > 0 and now["frauds"] > 0, now
     assert now["alerts_sent"] == now["frauds"], now  # every predicted fraud alerted
+    shadowed = sql(airflow.fraud_db, "select count(*) from payments_scored"
+                   " where challenger_model_version like %s", "challenger-v1@%")[0][0]
+    assert shadowed == now["payments"]  # the challenger scored each, none of it alerted
     assert now["emails"] == now["cards"], now  # in one email per card (a first run: no thread)
     run_dir = airflow.runs_root / "fraud_pipeline" / first_run.strftime("%Y%m%dT%H%M%S")
     assert (run_dir / "raw.jsonl").is_file() and (run_dir / "scored.jsonl").is_file()

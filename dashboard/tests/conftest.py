@@ -168,13 +168,22 @@ def fraud_db():
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def login_role(fraud_db, *member_of: str):
+    """URL of a new login role, a member of the roles named, dropped afterwards."""
+    role = f"fraud_dashboard_test_{uuid.uuid4().hex[:12]}"
+    fraud_db.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE {", ".join(member_of)}')
+    try:
+        yield with_url(fraud_db.url, user=role)
+    finally:
+        fraud_db.execute(f'DROP ROLE "{role}"')
+
+
 @pytest.fixture
 def reader_url(fraud_db):
     """URL of a new login role that is a member of fraud_report_reader (what deployers create)."""
-    role = f"fraud_dashboard_test_{uuid.uuid4().hex[:12]}"
-    fraud_db.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE fraud_report_reader')
-    yield with_url(fraud_db.url, user=role)
-    fraud_db.execute(f'DROP ROLE "{role}"')
+    with login_role(fraud_db, "fraud_report_reader") as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
-from conftest import FRAUDCTL_BIN, ROOT
+from conftest import ADMIN_URL, FRAUDCTL_BIN, ROOT, with_url
 
 UTC = dt.timezone.utc
 DAY = dt.date(2026, 3, 9)
@@ -139,7 +139,13 @@ def test_empty_day(fraud_db, dashboard):
         "Alerts sent": "0",
         "Payment to email": "—",
     }
-    assert [i.value for i in at.info] == ["No payments on 2026-03-09 (UTC)."]
+    assert [i.value for i in at.info] == [  # then the detection controls, not tied to a day
+        "No payments on 2026-03-09 (UTC).",
+        "No backtest has run yet: `fraudctl backtest --from … --to … --rules FILE` records one "
+        "(docs/rules.md, \"Backtests\").",
+        "No list has an entry.",
+        "No list was ever changed.",
+    ]
     assert not at.dataframe
 
 
@@ -265,6 +271,26 @@ def test_unreachable_database_is_named(run_dashboard):
     assert message.startswith(f"Cannot reach fraud_db at postgres://dashboard:***@127.0.0.1:{port}/fraud_db "
                               "(FRAUDCTL_DASHBOARD_DATABASE_URL)")
     assert "secret" not in message
+
+
+def test_a_role_outside_fraud_report_reader_is_told_what_to_grant(fraud_db, run_dashboard):
+    fraud_db.execute("CREATE ROLE fraud_dashboard_test_outsider LOGIN")
+    try:
+        at = run_dashboard(with_url(fraud_db.url, user="fraud_dashboard_test_outsider"))
+    finally:
+        fraud_db.execute("DROP ROLE fraud_dashboard_test_outsider")
+
+    assert len(at.error) == 1
+    assert at.error[0].value.startswith("The role in FRAUDCTL_DASHBOARD_DATABASE_URL may not read the report")
+    assert "make it a member of fraud_report_reader" in at.error[0].value
+
+
+def test_a_database_without_the_migrations_is_told_to_migrate(run_dashboard):
+    at = run_dashboard(ADMIN_URL)  # the cluster's postgres database: never migrated
+
+    assert len(at.error) == 1
+    assert "lacks the report's views or functions" in at.error[0].value
+    assert "run `fraudctl migrate` against it" in at.error[0].value
 
 
 SHARED = Path(os.environ.get("FRAUDCTL_SHARED_DIR", ROOT.parent / "shared"))

@@ -232,14 +232,19 @@ def test_reader_role_may_call_and_read_only_what_it_was_granted(fraud_db):
                              AND has_function_privilege('fraud_report_reader', p.oid, 'EXECUTE')""")
     assert functions == {"alert_latency_for_day", "business_time_zone", "business_yesterday", "fraud_report_for_day",
                          "fraud_report_summary", "fraud_report_by_hour", "fraud_report_by_category",
-                         "fraud_report_by_amount_band", "record_alert_verdict"}
+                         "fraud_report_by_amount_band", "record_alert_verdict",
+                         "challenger_comparison"}  # V23: champion against challenger, read only
+    for change in ("list_add", "list_remove", "list_add_card_of"):  # fraud_list_editor's, not the reader's
+        assert not fraud_db.execute(f"""SELECT has_function_privilege('fraud_report_reader', p.oid, 'EXECUTE')
+                                        FROM pg_proc p WHERE p.proname = '{change}'""")[0][0], change
     relations = "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace " \
                 "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p') " \
                 "AND has_table_privilege('fraud_report_reader', c.oid, '{}')"
     assert granted(relations.format("SELECT")) == {
         "v_daily_fraud_report", "v_pipeline_freshness", "v_alert_verdict_history",
         "v_alert_verdicts_latest", "v_alert_verdict_outcomes", "v_alert_verdict_daily", "v_verdict_payments",
-        "v_payment_reasons", "list_entries", "list_changes"}  # the rules' lists (V22): read, never written
+        "v_payment_reasons", "list_entries", "list_changes",  # the rules' lists (V22): read, never written
+        "backtest_runs"}  # V23: fraudctl backtest's reports
     for write in ("INSERT", "UPDATE", "DELETE", "TRUNCATE"):
         assert granted(relations.format(write)) == set(), write
 

@@ -15,6 +15,7 @@
 mod ledger;
 mod message;
 mod plan;
+mod review;
 mod smtp;
 
 use std::time::Duration;
@@ -101,6 +102,11 @@ pub struct AlertOptions {
     )]
     pub to: Vec<String>,
 
+    /// Recipients of the payments a `review` rule decided (docs/rules.md), one email a run
+    /// listing those not sent yet, comma-separated [default: the alerts' recipients, --to].
+    #[arg(long, env = "FRAUDCTL_REVIEW_TO", value_delimiter = ',')]
+    pub review_to: Option<Vec<String>>,
+
     /// Frauds whose payment is older than this many hours are recorded as suppressed, not
     /// emailed (the backfill rule: an alert is only useful while one can still act; 0 to
     /// 1000000).
@@ -143,6 +149,8 @@ pub struct AlertSummary {
     /// Frauds whose email the SMTP server refused for good (recorded `failed`, retried only by
     /// `--retry-failed`).
     pub failed: usize,
+    /// The payments a review rule decided: emailed to the review address, suppressed, refused.
+    pub reviews: review::ReviewCounts,
     pub dry_run: bool,
 }
 
@@ -157,7 +165,7 @@ const LOCK: i64 = 0x6672_6175_6461_6c72; // one alert run at a time
 
 pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
     let dir = RunDir::open(&args.run, "alert")?;
-    let (from, to) = addresses(args)?;
+    let (from, to, review_to) = addresses(args)?;
     let mut smtp = smtp::Smtp::connect(
         &args.smtp_url,
         args.smtp_username.as_deref(),
@@ -183,6 +191,7 @@ pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
         sent: 0,
         suppressed: 0,
         failed: 0,
+        reviews: review::ReviewCounts::default(),
         dry_run: args.dry_run,
     };
     let envelope = message::Envelope {
@@ -200,6 +209,7 @@ pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
         args,
         envelope,
         recipients: args.to.join(","),
+        review_to: &review_to,
         run_id: &dir.run_id,
     };
     if delivery.envelope.verdicts.is_some() {
@@ -214,6 +224,7 @@ pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
         ledger::record_outcome(&mut client, &message, &ledger::Outcome::Accepted(at))?;
     }
     delivered?;
+    delivery.reviews(&mut client, &mut smtp, cutoff, &mut summary)?;
     smtp.quit();
     ledger::record_run(&mut client, &summary)?;
     if summary.failed > 0 {
@@ -257,20 +268,24 @@ fn verdict_signer(args: &AlertArgs) -> Result<Option<message::Signer<'_>>> {
     }))
 }
 
-/// The sender and recipients, parsed.
-fn addresses(args: &AlertArgs) -> Result<(Mailbox, Vec<Mailbox>)> {
+/// The sender, the alerts' recipients and the reviews', parsed.
+fn addresses(args: &AlertArgs) -> Result<(Mailbox, Vec<Mailbox>, Vec<Mailbox>)> {
     let parse = |s: &str, what: &str| -> Result<Mailbox> {
         s.trim().parse::<Mailbox>().map_err(|e| {
             Failure::Config(format!("{what} {s:?} is not an email address: {e}")).into()
         })
     };
+    let all = |list: &[String], id: &str| -> Result<Vec<Mailbox>> {
+        let what = setting::name::<AlertArgs>(id);
+        list.iter().map(|t| parse(t, &what)).collect()
+    };
     let from = parse(&args.from, &setting::name::<AlertArgs>("from"))?;
-    let to = args
-        .to
-        .iter()
-        .map(|t| parse(t, &setting::name::<AlertArgs>("to")))
-        .collect::<Result<_>>()?;
-    Ok((from, to))
+    let to = all(&args.to, "to")?;
+    let review_to = match &args.review_to {
+        Some(list) => all(list, "review_to")?,
+        None => to.clone(),
+    };
+    Ok((from, to, review_to))
 }
 
 /// The dry run's lines for a burst: its email, then each suppressed fraud.
@@ -299,6 +314,7 @@ struct Delivery<'a> {
     args: &'a AlertArgs,
     envelope: message::Envelope<'a>,
     recipients: String,
+    review_to: &'a [Mailbox],
     run_id: &'a str,
 }
 
@@ -363,12 +379,7 @@ impl Delivery<'_> {
         let Some((message_id, email)) = email else {
             return Ok(());
         };
-        let backoff = Backoff::new(
-            self.args.smtp_retries,
-            Duration::from_millis(500),
-            Duration::from_secs(5),
-        );
-        match retry(&backoff, "SMTP send", || smtp.send(&email)) {
+        match retry(&self.backoff(), "SMTP send", || smtp.send(&email)) {
             Ok(()) => {
                 *accepted = Some((message_id, Utc::now()));
                 summary.emails += 1;
@@ -383,25 +394,90 @@ impl Delivery<'_> {
                 tracing::warn!(first = %burst.send[0].trans_num, frauds = burst.send.len(), reply = %reply, "the SMTP server refused this alert for good; recorded as failed, going on with the others");
                 Ok(())
             }
-            Err(smtp::SendError::Transient(msg)) => Err(Failure::Unavailable {
-                service: "SMTP server",
-                target: smtp.target.clone(),
-                detail: format!(
-                    "{msg}; {} alert(s) sent and recorded, the {} others go out on the next attempt",
-                    summary.sent,
-                    summary.candidates - summary.sent - summary.suppressed - summary.failed
-                ),
+            Err(e) => {
+                let left = summary.candidates - summary.sent - summary.suppressed - summary.failed;
+                let what = format!("the alert for {}", burst.send[0].trans_num);
+                let status = format!(
+                    "{} alert(s) sent and recorded, the {left} others go out on the next attempt",
+                    summary.sent
+                );
+                Err(stopping(smtp, e, &what, &status, "to"))
             }
-            .into()),
-            Err(smtp::SendError::RefusedAll(msg)) => Err(Failure::Config(format!(
-                "SMTP server {} refused the alert for {}: {msg}; it would refuse every alert: check {}, {} and the SMTP account ({}, {})",
-                smtp.target, burst.send[0].trans_num,
-                setting::name::<AlertArgs>("from"),
-                setting::name::<AlertArgs>("to"),
-                setting::var::<AlertArgs>("smtp_username"),
-                smtp::PASSWORD_VAR,
-            ))
-            .into()),
         }
+    }
+
+    /// The retries of an email the SMTP server is unavailable for.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(
+            self.args.smtp_retries,
+            Duration::from_millis(500),
+            Duration::from_secs(5),
+        )
+    }
+
+    /// The run's review email (review.rs), after the alerts: sent once, recorded as alerts are.
+    fn reviews(
+        &self,
+        client: &mut postgres::Client,
+        smtp: &mut smtp::Smtp,
+        cutoff: DateTime<Utc>,
+        summary: &mut AlertSummary,
+    ) -> Result<()> {
+        let counts = &mut summary.reviews;
+        let Some(notice) = review::next(client, cutoff, self.run_id, counts)? else {
+            return Ok(());
+        };
+        let e = &self.envelope;
+        let email = review::build(&notice, e.from, self.review_to, &e.time_zone, e.report_url)?;
+        let recipients: Vec<String> = self.review_to.iter().map(ToString::to_string).collect();
+        review::record_sending(client, &notice, &recipients.join(","), self.run_id)?;
+        let n = notice.reviews.len();
+        match retry(&self.backoff(), "SMTP send", || smtp.send(&email)) {
+            Ok(()) => {
+                review::record_outcome(client, &notice.message_id, Some(Utc::now()), None)?;
+                counts.sent += n;
+                tracing::info!(payments = n, resent = notice.resent, "review email sent");
+                Ok(())
+            }
+            Err(smtp::SendError::RefusedMessage(reply)) => {
+                review::record_outcome(client, &notice.message_id, None, Some(&reply))?;
+                counts.failed += n;
+                tracing::warn!(payments = n, reply = %reply, "the SMTP server refused the review email for good; recorded as failed in review_notices");
+                Ok(())
+            }
+            Err(e) => {
+                let status = format!("the {n} payment(s) to review go out on the next attempt");
+                Err(stopping(smtp, e, "the review email", &status, "review_to"))
+            }
+        }
+    }
+}
+
+/// The error that stops a run: the SMTP server unavailable (after the retries), or refusing
+/// what it would refuse of every email (`what`: the email it refused; `status`: what is
+/// recorded and what is left; `to`: the recipients' setting).
+fn stopping(
+    smtp: &smtp::Smtp,
+    e: smtp::SendError,
+    what: &str,
+    status: &str,
+    to: &str,
+) -> anyhow::Error {
+    match e {
+        smtp::SendError::Transient(msg) => Failure::Unavailable {
+            service: "SMTP server",
+            target: smtp.target.clone(),
+            detail: format!("{msg}; {status}"),
+        }
+        .into(),
+        other => Failure::Config(format!(
+            "SMTP server {} refused {what}: {other}; it would refuse every alert and review email: check {}, {} and the SMTP account ({}, {})",
+            smtp.target,
+            setting::name::<AlertArgs>("from"),
+            setting::name::<AlertArgs>(to),
+            setting::var::<AlertArgs>("smtp_username"),
+            smtp::PASSWORD_VAR,
+        ))
+        .into(),
     }
 }

@@ -16,7 +16,7 @@ use postgres::fallible_iterator::FallibleIterator;
 
 use crate::db::DbArgs;
 use crate::error::Failure;
-use crate::rules::lists::ListEntries;
+use crate::rules::lists::ListHistory;
 use crate::rules::{Outcome, Payment, RuleSet, Subject};
 use crate::score::{LocalModel, DEFAULT_THRESHOLD};
 pub use report::Report;
@@ -63,7 +63,8 @@ pub struct BacktestArgs {
 const QUERY: &str = "
     SELECT p.trans_num, (extract(epoch FROM p.trans_time) * 1000)::int8, p.cc_hash, p.cc_last4,
            p.merchant, p.category, p.amt::float8, p.gender, p.city, p.state, p.city_pop::float8,
-           p.merch_lat, p.merch_long, p.features, p.predicted_fraud, p.is_fraud_label, v.verdict
+           p.merch_lat, p.merch_long, p.features, p.predicted_fraud, p.is_fraud_label, v.verdict,
+           (extract(epoch FROM p.updated_at) * 1000)::int8
     FROM payments_scored p
     LEFT JOIN v_alert_verdicts_latest v USING (trans_num)
     WHERE (p.trans_time AT TIME ZONE business_time_zone())::date BETWEEN $1 AND $2
@@ -88,10 +89,10 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
         Some(path) => Some(RuleSet::load(path, &model.spec.columns)?),
         None => None,
     };
-    // The lists as they are now (docs/rules.md, "Backtests").
+    // The lists as they were when each payment's decision was stored (docs/rules.md).
     let lists = match &rules {
-        Some(set) if set.reads_lists() => ListEntries::load(&mut client, &set.lists)?,
-        _ => ListEntries::none(),
+        Some(set) => ListHistory::load(&mut client, &set.lists)?,
+        None => ListHistory::load(&mut client, &[])?,
     };
     let mut report = Report::new(args, &model.version, threshold, rules.as_ref());
     let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&args.from, &args.to];
@@ -117,7 +118,7 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
         let model_fraud = probability >= threshold;
         let decision = rules
             .as_ref()
-            .map(|set| set.decide(&s, &lists, model_fraud));
+            .map(|set| set.decide(&s, &lists.at(row.get(17)), model_fraud));
         let alert = decision
             .as_ref()
             .map_or(model_fraud, |d| d.action == Outcome::Alert);
@@ -133,7 +134,42 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
             decision.as_ref(),
         );
     }
-    Ok(report.finish())
+    drop(rows);
+    let report = report.finish();
+    record(&mut client, args, &report)?;
+    Ok(report)
+}
+
+/// Keeps the report in `backtest_runs` (what the dashboard shows as a rule file's latest).
+fn record(client: &mut postgres::Client, args: &BacktestArgs, report: &Report) -> Result<()> {
+    let rules_file = match &args.rules_file {
+        Some(path) => Some(
+            std::fs::canonicalize(path)
+                .with_context(|| format!("resolving {}", path.display()))?
+                .display()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let json = serde_json::to_value(report).context("the backtest's report as JSON")?;
+    client
+        .execute(
+            "INSERT INTO backtest_runs (rules_file, rule_set, model_version, threshold, from_day,
+                                        to_day, payments, report)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &rules_file,
+                &report.rule_set,
+                &report.model_version,
+                &report.threshold,
+                &args.from,
+                &args.to,
+                &(report.payments as i64),
+                &json,
+            ],
+        )
+        .context("recording the backtest in backtest_runs")?;
+    Ok(())
 }
 
 /// What a rule reads of a stored payment.

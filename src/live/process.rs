@@ -117,6 +117,7 @@ impl Processor {
         transform::run(&transform::TransformArgs {
             run: run.clone(),
             feature_spec: a.feature_spec.clone(),
+            challenger: a.score.challenger.clone(),
             db: a.db.clone(),
         })
         .context("transform")?;

@@ -69,6 +69,12 @@ impl CopyEncoder {
         self.buf.push(1);
         self.buf.extend_from_slice(json.as_bytes());
     }
+    pub fn opt_float8(&mut self, v: Option<f64>) {
+        match v {
+            Some(v) => self.float8(v),
+            None => self.null(),
+        }
+    }
     pub fn opt_text(&mut self, s: Option<&str>) {
         match s {
             Some(s) => self.text(s),

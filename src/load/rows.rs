@@ -19,7 +19,7 @@ use crate::stagefile::StageReader;
 /// them equal); `payments_scored` has them under the same names.
 type Field = (&'static str, fn(&mut CopyEncoder, &ScoredRecord));
 
-pub const FIELDS: [Field; 29] = [
+pub const FIELDS: [Field; 32] = [
     ("trans_num", |e, r| e.text(&r.tx.trans_num)),
     ("trans_time", |e, r| e.timestamptz_ms(r.tx.trans_time_ms)),
     ("cc_last4", |e, r| e.text(&r.tx.cc_last4)),
@@ -60,6 +60,16 @@ pub const FIELDS: [Field; 29] = [
     }),
     ("rules_matched", |e, r| {
         e.opt_text_array(r.decision().map(|d| d.matched.as_slice()))
+    }),
+    // A challenger's score, when one ran in shadow (NULL without one).
+    ("challenger_model_version", |e, r| {
+        e.opt_text(r.challenger().map(|c| c.model_version.as_str()))
+    }),
+    ("challenger_probability", |e, r| {
+        e.opt_float8(r.challenger().map(|c| c.probability))
+    }),
+    ("challenger_predicted_fraud", |e, r| {
+        e.opt_bool(r.challenger().map(|c| c.predicted_fraud))
     }),
     // The payment's own, else its batch's (filled in by `stream`).
     ("captured_at", |e, r| {

@@ -1,7 +1,7 @@
 //! The lists rules read, in PostgreSQL (`list_entries`, V22), and `fraudctl lists`: show, add
 //! and remove entries through the functions that keep their audit trail (`list_changes`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 
 use anyhow::{Context, Result};
@@ -45,6 +45,87 @@ impl ListEntries {
 impl super::Lists for ListEntries {
     fn holds(&self, list: usize, value: &str) -> bool {
         self.sets.get(list).is_some_and(|s| s.contains(value))
+    }
+}
+
+/// The lists as they were at any time, from their audit trail (`list_changes`): what a backtest
+/// decides each stored payment with (as of the time its decision was stored).
+pub struct ListHistory {
+    /// Per list, each value's spans of membership, oldest first.
+    lists: Vec<HashMap<String, Vec<Span>>>,
+}
+
+/// A value's time on a list: from its addition (ms since the epoch) until its removal, its
+/// expiry or a renewal, whichever came first (`None`: still on it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Span {
+    from_ms: i64,
+    until_ms: Option<i64>,
+}
+
+impl ListHistory {
+    /// The changes of `names`, in that order (a list never changed is empty at every time).
+    pub fn load(client: &mut Client, names: &[String]) -> Result<Self> {
+        let rows = client
+            .query(
+                "SELECT list, value, change = 'add',
+                        (extract(epoch FROM changed_at) * 1000)::int8,
+                        (extract(epoch FROM expires_at) * 1000)::int8
+                 FROM list_changes WHERE list = ANY($1) ORDER BY changed_at, id",
+                &[&names],
+            )
+            .context("reading the rules' lists' history from list_changes")?;
+        let mut history = ListHistory {
+            lists: vec![HashMap::new(); names.len()],
+        };
+        for row in rows {
+            let list = names.iter().position(|n| n == row.get::<_, &str>(0));
+            let spans = history.lists[list.expect("asked for")]
+                .entry(row.get(1))
+                .or_default();
+            apply(spans, row.get(2), row.get(3), row.get(4));
+        }
+        Ok(history)
+    }
+
+    /// The lists as they were at `t_ms`.
+    pub fn at(&self, t_ms: i64) -> ListsAt<'_> {
+        ListsAt {
+            history: self,
+            t_ms,
+        }
+    }
+}
+
+/// One change of a value (an addition with its expiry, or a removal, at `at_ms`) applied to its
+/// spans: a removal or a renewal ends the span in force.
+fn apply(spans: &mut Vec<Span>, add: bool, at_ms: i64, expires_ms: Option<i64>) {
+    if let Some(open) = spans.last_mut() {
+        open.until_ms = Some(open.until_ms.map_or(at_ms, |u| u.min(at_ms)));
+    }
+    if add {
+        spans.push(Span {
+            from_ms: at_ms,
+            until_ms: expires_ms,
+        });
+    }
+}
+
+/// [`ListHistory`] at one time.
+pub struct ListsAt<'a> {
+    history: &'a ListHistory,
+    t_ms: i64,
+}
+
+impl super::Lists for ListsAt<'_> {
+    fn holds(&self, list: usize, value: &str) -> bool {
+        let t = self.t_ms;
+        let spans = self.history.lists.get(list).and_then(|l| l.get(value));
+        spans.is_some_and(|spans| {
+            spans
+                .iter()
+                .any(|s| s.from_ms <= t && s.until_ms.is_none_or(|u| t < u))
+        })
     }
 }
 
@@ -211,4 +292,39 @@ fn show(client: &mut Client, list: Option<&str>) -> Result<String> {
         out.push('\n');
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Lists;
+
+    fn history(changes: &[(bool, i64, Option<i64>)]) -> ListHistory {
+        let mut spans = Vec::new();
+        for &(add, at, expires) in changes {
+            apply(&mut spans, add, at, expires);
+        }
+        ListHistory {
+            lists: vec![HashMap::from([("v".to_string(), spans)])],
+        }
+    }
+
+    #[test]
+    fn a_list_holds_a_value_between_its_addition_and_its_removal_or_expiry() {
+        // Added at 10, removed at 20, added again at 30 until 40, renewed at 35 for ever.
+        let h = history(&[
+            (true, 10, None),
+            (false, 20, None),
+            (true, 30, Some(40)),
+            (true, 35, None),
+        ]);
+        let held: Vec<i64> = (0..60).filter(|&t| h.at(t).holds(0, "v")).collect();
+        let expected: Vec<i64> = (10..20).chain(30..60).collect();
+        assert_eq!(held, expected);
+        assert!(!h.at(15).holds(0, "w") && !h.at(15).holds(1, "v"));
+        // An entry that expired before its removal: gone from its expiry.
+        let h = history(&[(true, 10, Some(15)), (false, 20, None)]);
+        let held: Vec<i64> = (0..30).filter(|&t| h.at(t).holds(0, "v")).collect();
+        assert_eq!(held, (10..15).collect::<Vec<_>>());
+    }
 }

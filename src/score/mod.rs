@@ -10,6 +10,7 @@
 //! path's batching and fallback, `sagemaker.rs` the endpoint's client; what every path writes
 //! (a [`Score`], marked by [`ScoredBy`]) is here.
 
+mod challenger;
 pub mod explain;
 mod local;
 pub(crate) mod reasons;
@@ -27,11 +28,13 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+pub use challenger::ChallengerScore;
 pub use local::{model_threshold, Explanation, LocalModel};
 pub use reasons::{Explainer, Reason, TOP_REASONS};
 pub use sagemaker::SageMakerArgs;
 pub use xgboost::XgbModel;
 
+use crate::challenger::ChallengerArgs;
 use crate::error::Failure;
 use crate::rundir::{log_started, require_input, RunArgs, RunDir};
 use crate::stagefile::{Header, StageReader, StageWriter};
@@ -139,6 +142,9 @@ pub struct ScoreOptions {
     pub rules_file: Option<PathBuf>,
 
     #[command(flatten)]
+    pub challenger: ChallengerArgs,
+
+    #[command(flatten)]
     pub sagemaker: SageMakerArgs,
 }
 
@@ -162,6 +168,9 @@ pub struct Score<S = String, R = Box<RawValue>> {
     /// With --rules: what decided (absent without rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<DecisionOut<S>>,
+    /// With a challenger in shadow: its score (absent without one). Never decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenger: Option<ChallengerScore<S>>,
 }
 
 /// What decided a payment when rules were in force (docs/rules.md).
@@ -228,6 +237,11 @@ impl ScoredRecord {
         self.score.decision.as_ref()
     }
 
+    /// The challenger's score, when one ran in shadow.
+    pub fn challenger(&self) -> Option<&ChallengerScore> {
+        self.score.challenger.as_ref()
+    }
+
     /// What `load` relies on beyond the transaction: a probability and a threshold between 0
     /// and 1, the model's and the scorer's names as text, reasons PostgreSQL can store.
     pub fn check(&self) -> Result<(), String> {
@@ -246,6 +260,16 @@ impl ScoredRecord {
             }
         }
         crate::transaction::check_text("score.model_version", &s.model_version)?;
+        if let Some(c) = &s.challenger {
+            for (name, value) in [("probability", c.probability), ("threshold", c.threshold)] {
+                if !(0.0..=1.0).contains(&value) {
+                    return Err(format!(
+                        "score.challenger.{name} {value} is not between 0 and 1"
+                    ));
+                }
+            }
+            crate::transaction::check_text("score.challenger.model_version", &c.model_version)?;
+        }
         crate::transaction::check_text("score.scorer", &s.scorer)?;
         if let Some(d) = &s.decision {
             if !["alert", "allow", "review", "none"].contains(&d.action.as_str()) {
@@ -301,6 +325,7 @@ impl<'a> ScoreOut<'a> {
             reasons: None,
             reasons_unavailable: None,
             decision: None,
+            challenger: None,
         }
     }
 
@@ -344,7 +369,8 @@ impl Output {
         probability >= self.threshold
     }
 
-    /// Writes a scored record; `decided`, with rules, their decision on it.
+    /// Writes a scored record; `decided`, with rules, their decision on it; `challenger`, with
+    /// a challenger in shadow, its score.
     fn write(
         &mut self,
         record: &Scored,
@@ -352,8 +378,10 @@ impl Output {
         (version, by): (&str, ScoredBy),
         why: Option<Why>,
         decided: Option<(&rules::Rules, &crate::rules::Decision)>,
+        challenger: Option<ChallengerScore<&str>>,
     ) -> Result<()> {
         let mut score = Score::new(probability, self.threshold, version, by);
+        score.challenger = challenger;
         let mut why = why;
         if let Some((rules, d)) = decided {
             score = rules.apply(score, d);
@@ -421,11 +449,17 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
         })
         .unwrap_or_default();
     let rules = rules::Rules::load(args.rules_file.as_deref(), &columns, &args.db)?;
+    let challenger =
+        challenger::Challenger::load(&args.challenger, &input.header().meta, &dir.features())?;
     let model_version = match args.scorer {
         Scorer::Local => {
             let local = local.as_ref().expect("loaded for the local scorer");
             same_spec(&dir.features(), &spec_meta, local, &args.model_dir)?;
-            local::score_local(&mut input, local, rules.as_ref(), &mut out)?;
+            let with = local::With {
+                rules: rules.as_ref(),
+                challenger: challenger.as_ref(),
+            };
+            local::score_local(&mut input, local, with, &mut out)?;
             local.version.clone()
         }
         Scorer::Sagemaker => {
@@ -437,7 +471,10 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
                 &mut input,
                 &args.sagemaker,
                 local.as_deref(),
-                rules.as_ref(),
+                local::With {
+                    rules: rules.as_ref(),
+                    challenger: challenger.as_ref(),
+                },
                 &mut out,
             ))?
         }

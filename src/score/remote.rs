@@ -9,7 +9,8 @@
 use anyhow::Result;
 use serde_json::value::RawValue;
 
-use super::local::LocalModel;
+use super::challenger::Challenger;
+use super::local::{LocalModel, With};
 use super::rules::Rules;
 use super::sagemaker::{self, Endpoint, InFlight, SageMakerArgs};
 use super::{feature_record, Output, ScoredBy, Why};
@@ -26,6 +27,8 @@ struct BatchRow {
     /// The record's features as it holds them: what the endpoint reads.
     sent: Box<RawValue>,
     features: Option<Vec<Option<f64>>>,
+    /// The challenger's probability, with a challenger in shadow.
+    challenger: Option<f64>,
 }
 
 impl BatchRow {
@@ -70,6 +73,7 @@ struct Pending<'a> {
     in_flight: InFlight<Batch>,
     fallback: Option<&'a LocalModel>,
     rules: Option<&'a Rules>,
+    challenger: Option<&'a Challenger>,
     /// The version of the model that answered (the endpoint and its production variant).
     version: String,
     values: Vec<f64>,
@@ -79,7 +83,7 @@ pub(super) async fn score_sagemaker(
     input: &mut StageReader<serde_json::Value>,
     args: &SageMakerArgs,
     fallback: Option<&LocalModel>,
-    rules: Option<&Rules>,
+    with: With<'_>,
     out: &mut Output,
 ) -> Result<String> {
     let endpoint = Endpoint::connect(args).await?;
@@ -95,13 +99,15 @@ pub(super) async fn score_sagemaker(
         endpoint,
         in_flight: InFlight::new(args.sagemaker_concurrency as usize),
         fallback,
-        rules,
+        rules: with.rules,
+        challenger: with.challenger,
         values: Vec::new(),
     };
     let max_bytes = args.sagemaker_max_payload_bytes as usize;
     let max_rows = args.sagemaker_max_rows as usize;
     let mut batch = Batch::default();
     let (mut features, mut row, mut records) = (Vec::new(), Vec::new(), 0u64);
+    let mut challenger_values = Vec::new();
     while let Some(line) = input.next_line()? {
         records += 1;
         let r = feature_record(records, line, &mut features)?;
@@ -123,6 +129,14 @@ pub(super) async fn score_sagemaker(
             derived: r.derived.to_owned(),
             sent: r.features.to_owned(),
             features: reuse.then(|| features.clone()),
+            challenger: with
+                .challenger
+                .map(|c| {
+                    c.values(&r, &features, &mut challenger_values)
+                        .map(|()| c.model.model.predict(&challenger_values))
+                        .map_err(|e| Failure::BadInput(format!("features record {records}: {e}")))
+                })
+                .transpose()?,
         });
     }
     if !batch.rows.is_empty() {
@@ -177,6 +191,11 @@ impl Pending<'_> {
         Ok(Some(d))
     }
 
+    /// The challenger's score of a row, with a challenger in shadow.
+    fn challenger_score(&self, r: &BatchRow) -> Option<super::ChallengerScore<&str>> {
+        self.challenger.zip(r.challenger).map(|(c, p)| c.score(p))
+    }
+
     /// Sends `batch`, once there is room in flight (the oldest answers written first).
     async fn send(&mut self, mut batch: Batch, out: &mut Output) -> Result<()> {
         while self.in_flight.is_full() {
@@ -216,7 +235,8 @@ impl Pending<'_> {
                     let by = (self.version.as_str(), ScoredBy::Sagemaker);
                     let d = self.decide(r, p, out.threshold)?;
                     let decided = self.rules.zip(d.as_ref());
-                    out.write(&r.scored(&r.sent), p, by, why.transpose()?, decided)?;
+                    let challenger = self.challenger_score(r);
+                    out.write(&r.scored(&r.sent), p, by, why.transpose()?, decided, challenger)?;
                 }
                 Ok(())
             }
@@ -247,7 +267,8 @@ impl Pending<'_> {
                     let by = (local.version.as_str(), ScoredBy::LocalFallback);
                     let d = self.decide(r, p, out.threshold)?;
                     let decided = self.rules.zip(d.as_ref());
-                    out.write(&r.scored(inputs), p, by, why.transpose()?, decided)?;
+                    let challenger = self.challenger_score(r);
+                    out.write(&r.scored(inputs), p, by, why.transpose()?, decided, challenger)?;
                 }
                 Ok(())
             }

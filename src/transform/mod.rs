@@ -19,6 +19,7 @@ use history::CardHistory;
 pub use history::Recent;
 pub use spec::{Block, FeatureSpec, Field, HistoryFeature, Numeric};
 
+use crate::challenger::ChallengerArgs;
 use crate::extract::RAW_SCHEMA;
 use crate::pan::masked_excerpt;
 use crate::parallel::{self, Chunk};
@@ -42,6 +43,9 @@ pub struct TransformArgs {
     #[arg(long, env = "FRAUDCTL_FEATURE_SPEC", default_value = DEFAULT_FEATURE_SPEC)]
     pub feature_spec: PathBuf,
 
+    #[command(flatten)]
+    pub challenger: ChallengerArgs,
+
     /// The database whose `payments_scored` holds the cards' earlier payments: read only when
     /// the spec has a `card_history` block.
     #[cfg(feature = "services")]
@@ -59,6 +63,10 @@ pub struct FeatureRecord<'a> {
     pub derived: &'a RawValue,
     #[serde(borrow)]
     pub features: &'a RawValue,
+    /// The challenger's features, when its spec is not the model's (header
+    /// `meta.challenger_feature_spec`).
+    #[serde(borrow, default)]
+    pub challenger_features: Option<&'a RawValue>,
 }
 
 impl FeatureRecord<'_> {
@@ -66,32 +74,44 @@ impl FeatureRecord<'_> {
     /// value. The text is valid JSON already (serde checked it), so a comma can only separate
     /// elements or sit inside a string or a nested value, which then fails as not a number.
     pub fn values(&self, out: &mut Vec<Option<f64>>) -> Result<(), String> {
-        out.clear();
-        let inner = self
-            .features
-            .get()
-            .trim()
-            .strip_prefix('[')
-            .and_then(|t| t.strip_suffix(']'))
-            .ok_or("\"features\" is not an array")?;
-        if inner.trim().is_empty() {
-            return Ok(());
-        }
-        for item in inner.split(',').map(str::trim) {
-            out.push(match item {
-                "null" => None,
-                _ => Some(
-                    item.parse::<f64>()
-                        .ok()
-                        .filter(|v| v.is_finite())
-                        .ok_or_else(|| {
-                            format!("\"features\" holds {item}, not a finite number or null")
-                        })?,
-                ),
-            });
-        }
-        Ok(())
+        read_values("features", self.features, out)
     }
+
+    /// The challenger's features into `out`, as [`FeatureRecord::values`] reads the model's.
+    pub fn challenger_values(&self, out: &mut Vec<Option<f64>>) -> Result<(), String> {
+        let features = self
+            .challenger_features
+            .ok_or("it has no \"challenger_features\"")?;
+        read_values("challenger_features", features, out)
+    }
+}
+
+/// A record's array of features (`name`) into `out` (cleared first).
+fn read_values(name: &str, features: &RawValue, out: &mut Vec<Option<f64>>) -> Result<(), String> {
+    out.clear();
+    let inner = features
+        .get()
+        .trim()
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .ok_or_else(|| format!("\"{name}\" is not an array"))?;
+    if inner.trim().is_empty() {
+        return Ok(());
+    }
+    for item in inner.split(',').map(str::trim) {
+        out.push(match item {
+            "null" => None,
+            _ => Some(
+                item.parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| {
+                        format!("\"{name}\" holds {item}, not a finite number or null")
+                    })?,
+            ),
+        });
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]
@@ -109,18 +129,16 @@ pub struct TransformSummary {
 
 pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
     let dir = RunDir::open(&args.run, "transform")?;
-    let spec = FeatureSpec::load(&args.feature_spec)?;
+    let specs = Specs::load(args)?;
     require_input(&dir.raw(), "extract")?;
     let mut input = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
     // Before anything is written: a database that cannot be read fails the stage (exit 3).
-    let history = match spec.has_history() {
-        true => Some(card_history(args, &spec, &dir)?),
+    let history = match specs.has_history() {
+        true => Some(card_history(args, specs.history_reads_details(), &dir)?),
         false => None,
     };
     log_started("transform", input.header().records());
-    let meta = serde_json::json!({
-        "feature_spec": { "name": spec.name, "sha256": spec.sha256, "columns": spec.columns },
-    });
+    let meta = specs.meta();
     let mut output = StageWriter::create(
         &dir.features(),
         Header::new(FEATURES_SCHEMA, &dir.run_id, "transform", meta),
@@ -138,10 +156,10 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
     parallel::map_chunks(
         "transform",
         &mut input,
-        || Vec::with_capacity(spec.width()),
+        || (Vec::new(), Vec::new()),
         |values, chunk| {
             let history = history.as_ref().map(|(h, _)| h);
-            Ok(transform_chunk(&spec, history, &raw_path, chunk, values))
+            Ok(transform_chunk(&specs, history, &raw_path, chunk, values))
         },
         |done| {
             output.write_lines(&done.lines, done.records)?;
@@ -156,8 +174,8 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
         run_id: dir.run_id,
         records: header.records(),
         rejected: rejected_n,
-        columns: spec.width(),
-        feature_spec: spec.name,
+        columns: specs.model.width(),
+        feature_spec: specs.model.name,
         known_payments: history.map(|(_, known)| known),
     })
 }
@@ -165,15 +183,10 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
 /// The history of the batch's cards: the batch itself (a first pass over `raw.jsonl`) and the
 /// payments loaded before it was captured; with how many of those were read.
 #[cfg(feature = "services")]
-fn card_history(
-    args: &TransformArgs,
-    spec: &FeatureSpec,
-    dir: &RunDir,
-) -> Result<(CardHistory, u64)> {
+fn card_history(args: &TransformArgs, details: bool, dir: &RunDir) -> Result<(CardHistory, u64)> {
     let captured_at = dir.captured_at()?;
     let mut client = args.db.connect()?;
     let mut batch = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
-    let details = spec.history_reads_details();
     let records = batch.header().records() as usize;
     let mut builder =
         history::Builder::with_capacity(records, details, captured_at.timestamp_millis());
@@ -202,7 +215,7 @@ fn card_history(
 
 /// A library built without the `services` feature (the fuzz build) has no database client.
 #[cfg(not(feature = "services"))]
-fn card_history(_: &TransformArgs, _: &FeatureSpec, _: &RunDir) -> Result<(CardHistory, u64)> {
+fn card_history(_: &TransformArgs, _: bool, _: &RunDir) -> Result<(CardHistory, u64)> {
     Err(crate::error::Failure::Config(
         "this fraudctl was built without the `services` feature: it cannot read card history"
             .into(),
@@ -218,15 +231,57 @@ struct Transformed {
     rejected: Vec<Rejected>,
 }
 
+/// The feature specs of a run: the model's, and the challenger's when it differs (a challenger
+/// with the model's spec reads the model's features).
+struct Specs {
+    model: FeatureSpec,
+    challenger: Option<FeatureSpec>,
+}
+
+impl Specs {
+    fn load(args: &TransformArgs) -> Result<Self> {
+        let model = FeatureSpec::load(&args.feature_spec)?;
+        let challenger = match args.challenger.feature_spec() {
+            Some(path) => Some(FeatureSpec::load(&path)?).filter(|c| c.sha256 != model.sha256),
+            None => None,
+        };
+        Ok(Specs { model, challenger })
+    }
+
+    fn all(&self) -> impl Iterator<Item = &FeatureSpec> {
+        std::iter::once(&self.model).chain(&self.challenger)
+    }
+
+    fn has_history(&self) -> bool {
+        self.all().any(FeatureSpec::has_history)
+    }
+
+    fn history_reads_details(&self) -> bool {
+        self.all().any(FeatureSpec::history_reads_details)
+    }
+
+    /// The header's `meta`: which spec made `features` (and `challenger_features`).
+    fn meta(&self) -> serde_json::Value {
+        let describe = |s: &FeatureSpec| serde_json::json!({ "name": s.name, "sha256": s.sha256, "columns": s.columns });
+        let mut meta = serde_json::json!({ "feature_spec": describe(&self.model) });
+        if let Some(challenger) = &self.challenger {
+            meta["challenger_feature_spec"] = describe(challenger);
+        }
+        meta
+    }
+}
+
 /// Turns each line of a chunk into a `features.jsonl` record: `{"tx": <the raw line as is>,
-/// "derived": {...}, "features": [...]}`, or a rejected record.
+/// "derived": {...}, "features": [...]}` (and `"challenger_features": [...]` with a challenger
+/// of another spec), or a rejected record.
 fn transform_chunk(
-    spec: &FeatureSpec,
+    specs: &Specs,
     history: Option<&CardHistory>,
     raw_path: &Path,
     chunk: &Chunk,
-    values: &mut Vec<f64>,
+    (values, challenger_values): &mut (Vec<f64>, Vec<f64>),
 ) -> Transformed {
+    let spec = &specs.model;
     let mut done = Transformed {
         lines: Vec::with_capacity(chunk.len() * 1024),
         records: 0,
@@ -247,6 +302,12 @@ fn transform_chunk(
                 serde_json::to_writer(&mut *out, &derived).expect("numbers serialise");
                 out.extend_from_slice(b",\"features\":");
                 serde_json::to_writer(&mut *out, values).expect("numbers serialise");
+                if let Some(challenger) = &specs.challenger {
+                    let derived = Derived::of(&tx, &challenger.time_zone);
+                    challenger.compute(&tx, &derived, recent.as_ref(), challenger_values);
+                    out.extend_from_slice(b",\"challenger_features\":");
+                    serde_json::to_writer(&mut *out, challenger_values).expect("numbers serialise");
+                }
                 out.extend_from_slice(b"}\n");
                 done.records += 1;
             }

@@ -79,23 +79,7 @@ impl TestDb {
     /// A loaded run of the sample's first 3,600 transactions, at their original times (so the
     /// predictions do not depend on the hour the test runs at: 18 predicted frauds).
     pub fn loaded_sample_run(&self) -> RunDir {
-        let sim = Simulator::start(&[
-            "--csv",
-            sample_csv().to_str().unwrap(),
-            "--time-mode",
-            "original",
-            "--rows-per-response",
-            "100",
-        ]);
-        let dir = RunDir::new();
-        ok(dir.stage("extract").args([
-            "--api-url",
-            &sim.url(),
-            "--max-records",
-            "3600",
-            "--poll-interval-ms",
-            "0",
-        ]));
+        let dir = extracted_sample(3600);
         ok(dir
             .stage("transform")
             .arg("--feature-spec")
@@ -306,4 +290,27 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
+}
+
+/// A run directory whose raw.jsonl holds the sample's first `records` transactions, extracted
+/// at their original times.
+pub fn extracted_sample(records: u32) -> RunDir {
+    let sim = Simulator::start(&[
+        "--csv",
+        sample_csv().to_str().unwrap(),
+        "--time-mode",
+        "original",
+        "--rows-per-response",
+        "100",
+    ]);
+    let dir = RunDir::new();
+    ok(dir.stage("extract").args([
+        "--api-url",
+        &sim.url(),
+        "--max-records",
+        &records.to_string(),
+        "--poll-interval-ms",
+        "0",
+    ]));
+    dir
 }

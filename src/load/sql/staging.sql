@@ -6,5 +6,7 @@ CREATE TEMPORARY TABLE payments_staging (
     merch_lat float8, merch_long float8, age_years float8, distance_km float8,
     is_fraud_label bool, fraud_probability float8, predicted_fraud bool, threshold float8,
     model_version text, scorer text, needs_rescore bool, reasons jsonb, features float8[],
-    rule_set text, decision text, decided_by_rule text, rules_matched text[], captured_at timestamptz
+    rule_set text, decision text, decided_by_rule text, rules_matched text[],
+    challenger_model_version text, challenger_probability float8, challenger_predicted_fraud bool,
+    captured_at timestamptz
 ) ON COMMIT DROP

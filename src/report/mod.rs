@@ -2,6 +2,8 @@
 //! function behind the view `v_daily_fraud_report`), with the analysts' verdicts on the day's
 //! alerts (`v_alert_verdict_daily`, `v_alert_verdicts_latest`: migrations/V11__verdicts.sql).
 
+mod challenger;
+
 use std::io::Write;
 
 use anyhow::{Context, Result};
@@ -57,6 +59,8 @@ pub struct Summary {
     pub seen: bool,
     pub verdicts: VerdictFigures,
     pub payment_to_email: Latency,
+    /// With a challenger in shadow: how it compares with the champion (the day, the week).
+    pub challengers: Vec<challenger::Comparison>,
 }
 
 /// How soon the day's alerts reached the SMTP server after their payment (alert_latency_for_day).
@@ -111,6 +115,7 @@ pub fn build(args: &ReportArgs) -> Result<Report> {
     let mut summary = summary(&mut client, args.day)?;
     summary.verdicts = verdict_figures(&mut client, summary.day)?;
     summary.payment_to_email = latency(&mut client, summary.day)?;
+    summary.challengers = challenger::compare(&mut client, summary.day)?;
     let rows = rows(&mut client, summary.day, args.all)?;
     Ok(Report { summary, rows })
 }
@@ -146,6 +151,7 @@ fn summary(client: &mut Client, day: Option<NaiveDate>) -> Result<Summary> {
         seen: s.get(8),
         verdicts: VerdictFigures::default(),
         payment_to_email: Latency::default(),
+        challengers: Vec::new(),
     })
 }
 
@@ -375,7 +381,7 @@ fn write_summary(s: &Summary, out: &mut dyn Write) -> Result<()> {
         "  analyst verdicts  {} given ({} confirmed fraud), {} pending; analyst-confirmed precision {precision}; median time to verdict {median}",
         v.given, v.confirmed_frauds, v.pending
     )?;
-    Ok(())
+    challenger::write(&s.challengers, out)
 }
 
 /// A row's verdict as the table shows it: `pending` for a sent alert without one.
@@ -407,6 +413,7 @@ mod tests {
                 seen: true,
                 verdicts: VerdictFigures::default(),
                 payment_to_email: Latency::default(),
+                challengers: Vec::new(),
             },
             rows: vec![Row {
                 local_time: "2026-11-30 10:00:00".into(),
