@@ -143,6 +143,7 @@ impl Processor {
             options: a.alert.clone(),
             retry_failed: None,
             dry_run: false,
+            reviews: false, // the DAG's alert sends them, at most one email a minute
         })
         .context("alert")?
         .summary;
