@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 
-.PHONY: build venv test fuzz bench bench-live up down status pg clean
+.PHONY: build venv test lint check fuzz bench bench-live up down status pg clean
 
 build: ## the fraudctl binary (target/release/fraudctl)
 	cargo build --release --locked
@@ -32,6 +32,16 @@ pg: ## start the private PostgreSQL cluster (.local/pg, port 55432)
 
 test: build venv ## every test (starts PostgreSQL itself)
 	scripts/test.sh
+
+PY_FILES = $$(git ls-files '*.py')
+lint: .venv/.installed ## the style gate CI runs: rustfmt, clippy (warnings are errors), ruff check and format
+	cargo fmt --check
+	cargo clippy --release --locked --all-targets -- -D warnings
+	.venv/bin/ruff check $(PY_FILES)
+	.venv/bin/ruff format --check $(PY_FILES)
+
+check: lint ## the fast loop: the lint gate, then the unit tests (seconds)
+	cargo test --release --locked --lib
 
 N ?= 1000000
 RUNS ?= 3

@@ -21,23 +21,33 @@ catchup=False: a missed morning is not mailed late; trigger it by hand (or backf
 day the pipeline never saw (no run recorded, no payment captured, before it ended: the first
 morning of a new stack) gets no digest: `build_report` and `send_digest` are skipped.
 """
+
 import json
 import os
 import subprocess
 from pathlib import Path
 
-from airflow import DAG
 from airflow.decorators import task
 from airflow.exceptions import AirflowSkipException
 from airflow.operators.bash import BashOperator
 from airflow.providers.smtp.operators.smtp import EmailOperator
-
-from fraudctl_common import (DATABASE_URL, DAG_DEFAULTS, PRUNE_LOGS, RUNS_ROOT, SMTP_CONN_ID,
-                             business_time_zone, digest_timetable, fraudctl_bin)
+from fraudctl_common import (
+    DAG_DEFAULTS,
+    DATABASE_URL,
+    PRUNE_LOGS,
+    RUNS_ROOT,
+    SMTP_CONN_ID,
+    business_time_zone,
+    digest_timetable,
+    fraudctl_bin,
+)
 from fraudctl_variables import var, variable
 
-REPORT_DAY = ("{{ data_interval_end.in_timezone(%r).subtract(days=1).strftime('%%Y-%%m-%%d') }}"
-              % business_time_zone())
+from airflow import DAG
+
+REPORT_DAY = (
+    "{{ data_interval_end.in_timezone(%r).subtract(days=1).strftime('%%Y-%%m-%%d') }}" % business_time_zone()
+)
 AIRFLOW_RETENTION_DAYS = variable("airflow_retention_days")
 DIGEST_TO = "{{ %s or %s or 'fraud-team@localhost' }}" % (variable("digest_to"), variable("alert_to"))
 REPORT = "ti.xcom_pull(task_ids='build_report')"
@@ -50,15 +60,21 @@ def build_report(database_url: str, day: str, out_dir: str) -> dict:
     env = {**os.environ, "FRAUDCTL_DATABASE_URL": database_url}
 
     def report(*args: str) -> str:
-        done = subprocess.run([fraudctl_bin(), "report", "--day", day, *args], env=env,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [fraudctl_bin(), "report", "--day", day, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"fraudctl report failed (exit {done.returncode}): {done.stderr}")
         return done.stdout
 
     if not json.loads(report("--format", "json"))["summary"]["seen"]:
-        raise AirflowSkipException(f"no digest: the pipeline never saw {day} (no run recorded, "
-                                   "no payment captured, before it ended)")
+        raise AirflowSkipException(
+            f"no digest: the pipeline never saw {day} (no run recorded, no payment captured, before it ended)"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / f"payments-{day}.csv"
@@ -91,11 +107,11 @@ with DAG(
     cleanup_run_dirs = BashOperator(
         task_id="cleanup_run_dirs",
         bash_command=(
-            'set -euo pipefail; removed=0; '
+            "set -euo pipefail; removed=0; "
             'for d in "$RUNS_ROOT/fraud_pipeline" "$RUNS_ROOT/fraud_daily_digest"; do '
             '[ -d "$d" ] || continue; '
             'n=$(find "$d" -mindepth 1 -maxdepth 1 -type d -mmin "+$((RETENTION_DAYS * 1440))" -print -exec rm -rf {} + | wc -l); '
-            'removed=$((removed + n)); done; '
+            "removed=$((removed + n)); done; "
             'echo "{\\"stage\\": \\"cleanup\\", \\"retention_days\\": $RETENTION_DAYS, \\"removed\\": $removed}"'
         ),
         # checked by fraudctl_variables before the command runs: an absolute path, a number of days
@@ -105,15 +121,19 @@ with DAG(
     clean_airflow_db = BashOperator(
         task_id="clean_airflow_db",
         bash_command='exec airflow db clean --clean-before-timestamp "$CLEAN_BEFORE" --yes --skip-archive',
-        env={"CLEAN_BEFORE": "{{ data_interval_end.subtract(days=%s | int).isoformat() }}"
-                             % AIRFLOW_RETENTION_DAYS},
+        env={
+            "CLEAN_BEFORE": "{{ data_interval_end.subtract(days=%s | int).isoformat() }}"
+            % AIRFLOW_RETENTION_DAYS
+        },
         append_env=True,  # Airflow's own settings (its metadata database) and PATH
     )
     clean_airflow_logs = BashOperator(
         task_id="clean_airflow_logs",
         bash_command=PRUNE_LOGS,
-        env={"LOG_FOLDER": "{{ conf.get('logging', 'base_log_folder') }}",
-             "RETENTION_DAYS": var("airflow_retention_days")},
+        env={
+            "LOG_FOLDER": "{{ conf.get('logging', 'base_log_folder') }}",
+            "RETENTION_DAYS": var("airflow_retention_days"),
+        },
         append_env=True,
     )
     report >> send_digest

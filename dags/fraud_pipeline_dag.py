@@ -31,13 +31,22 @@ stage's file in the run directory and prints its JSON summary as the last stdout
   one fails the task, naming it), Connections `fraud_db` and `fraudctl_smtp`, and the worker
   environment (`FRAUDCTL_BIN`, `FRAUDCTL_PAN_HASH_KEY`, `AWS_*`): see airflow/README.md.
 """
-import pendulum
-from airflow import DAG
 
-from fraudctl_common import (DATABASE_URL, DAG_DEFAULTS, MODEL_DIR, RUNS_ROOT, SMTP_ENV,
-                             FraudctlStageOperator, fraudctl, notify_recovery,
-                             warn_source_errors)
+import pendulum
+from fraudctl_common import (
+    DAG_DEFAULTS,
+    DATABASE_URL,
+    MODEL_DIR,
+    RUNS_ROOT,
+    SMTP_ENV,
+    FraudctlStageOperator,
+    fraudctl,
+    notify_recovery,
+    warn_source_errors,
+)
 from fraudctl_variables import var
+
+from airflow import DAG
 
 RUN_ENV = {
     "FRAUDCTL_RUN_DIR": RUNS_ROOT + "/fraud_pipeline/{{ data_interval_end | ts_nodash }}",
@@ -62,8 +71,11 @@ STAGE_ENV = {
         "FRAUDCTL_DATABASE_URL": DATABASE_URL,
     },
     # the database: the cards' earlier payments, for a spec with card history
-    "transform": {"FRAUDCTL_FEATURE_SPEC": MODEL_DIR + "/feature_spec.json",
-                  **CHALLENGER_ENV, "FRAUDCTL_DATABASE_URL": DATABASE_URL},
+    "transform": {
+        "FRAUDCTL_FEATURE_SPEC": MODEL_DIR + "/feature_spec.json",
+        **CHALLENGER_ENV,
+        "FRAUDCTL_DATABASE_URL": DATABASE_URL,
+    },
     "score": {
         "FRAUDCTL_MODEL_DIR": MODEL_DIR,
         "FRAUDCTL_SCORER": var("scorer"),

@@ -15,12 +15,13 @@ It reads only Airflow's metadata database and the live path's lease, never fraud
 or files (logic in `fraudctl_watchdog.py`). catchup=False: a check is about now, a missed one is
 not worth replaying.
 """
-from airflow import DAG
-from airflow.operators.python import PythonOperator
 
+from airflow.operators.python import PythonOperator
 from fraudctl_common import DAG_DEFAULTS
 from fraudctl_variables import var
 from fraudctl_watchdog import check_live_path, check_pipeline
+
+from airflow import DAG
 
 with DAG(
     dag_id="fraud_pipeline_watchdog",

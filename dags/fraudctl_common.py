@@ -9,6 +9,7 @@ that command (a Connection's password, or the worker's own environment for FRAUD
 and AWS_*), never its command line. The binary is the deployment's, never a Variable: FRAUDCTL_BIN
 of the worker's environment (Dockerfile.airflow, scripts/stack.sh), else `fraudctl` on its PATH.
 """
+
 import html
 import json
 import logging
@@ -17,9 +18,13 @@ import re
 from datetime import timedelta
 
 import pendulum
-from airflow.exceptions import (AirflowConfigException, AirflowException, AirflowFailException,
-                                AirflowSkipException)
 from airflow.configuration import conf
+from airflow.exceptions import (
+    AirflowConfigException,
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+)
 from airflow.models import DagRun
 from airflow.models.skipmixin import SkipMixin
 from airflow.operators.bash import BashOperator
@@ -28,9 +33,8 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from airflow.utils.session import create_session
 from airflow.utils.state import DagRunState
 from airflow.utils.types import DagRunType
-from sqlalchemy import select
-
 from fraudctl_variables import TEMPLATE_FILTERS, time_zone, value, var
+from sqlalchemy import select
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +85,8 @@ def setting(name_and_default: tuple, check):
         raise AirflowConfigException(
             f"{name} is {text!r}, which is not {exc}. Fix it in the environment of the Airflow "
             f"scheduler, workers and webserver, or unset it to use its default ({default}); "
-            "see airflow/README.md, Business time zone.") from None
+            "see airflow/README.md, Business time zone."
+        ) from None
 
 
 def business_time_zone() -> str:
@@ -92,14 +97,15 @@ def digest_timetable() -> CronTriggerTimetable:
     """Every day at FRAUDCTL_DIGEST_LOCAL_TIME in FRAUDCTL_BUSINESS_TIME_ZONE, across DST changes;
     the data interval is the day before the run (its end, the run's time, decides "yesterday")."""
     hour, minute = setting(DIGEST_LOCAL_TIME, clock_time)
-    return CronTriggerTimetable(f"{minute} {hour} * * *", timezone=business_time_zone(),
-                                interval=timedelta(days=1))
+    return CronTriggerTimetable(
+        f"{minute} {hour} * * *", timezone=business_time_zone(), interval=timedelta(days=1)
+    )
 
 
 # clean_airflow_logs: every file under Airflow's log folder older than RETENTION_DAYS, then the
 # directories left empty (not touched for an hour: never one a starting task has just made).
 PRUNE_LOGS = (
-    'set -euo pipefail; '
+    "set -euo pipefail; "
     '[[ $LOG_FOLDER == /* ]] || { echo "[logging] base_log_folder is not an absolute path: $LOG_FOLDER" >&2; exit 1; }; '
     'removed=0; if [ -d "$LOG_FOLDER" ]; then '
     'removed=$(find "$LOG_FOLDER" -type f -mmin "+$((RETENTION_DAYS * 1440))" -print -delete | wc -l); '
@@ -108,7 +114,8 @@ PRUNE_LOGS = (
 )
 
 
-# fraudctl's exit codes (README, "Exit codes"); the ones no retry can change fail the task at once,
+# fraudctl's exit codes (src/error.rs's exit::CODES: its tests hold this table, PERMANENT and SKIPPED
+# to it, and docs/commands.md's); the ones no retry can change fail the task at once,
 # any other failure (3, a signal, a timeout) is retried.
 EXIT_CODES = {
     0: "success",
@@ -125,8 +132,10 @@ SKIPPED_EXIT_CODE = 99
 
 def exit_code_meaning(code: int | None) -> str:
     if code is None:
-        return ("none: the task failed outside a fraudctl command (a Variable's check, a timeout, "
-                "a signal, another program); the log says which")
+        return (
+            "none: the task failed outside a fraudctl command (a Variable's check, a timeout, "
+            "a signal, another program); the log says which"
+        )
     return f"{code}: " + EXIT_CODES.get(code, "not one of fraudctl's exit codes")
 
 
@@ -135,11 +144,16 @@ def email_ops(to: str, subject: str, facts: dict) -> None:
     escaped, none a template). `to` is the checked Variable fraudctl_ops_email: when it is empty,
     a warning in the task's log instead."""
     if not to:
-        log.warning("No email to operations (%s): the Variable fraudctl_ops_email is not set "
-                    "(see airflow/README.md, Operations).", subject)
+        log.warning(
+            "No email to operations (%s): the Variable fraudctl_ops_email is not set "
+            "(see airflow/README.md, Operations).",
+            subject,
+        )
         return
-    rows = "".join(f"<tr><th align='left'>{html.escape(name)}</th><td>{html.escape(str(text))}</td></tr>"
-                   for name, text in facts.items())
+    rows = "".join(
+        f"<tr><th align='left'>{html.escape(name)}</th><td>{html.escape(str(text))}</td></tr>"
+        for name, text in facts.items()
+    )
     with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as smtp:
         smtp.send_email_smtp(to=to, subject=subject, html_content=f"<table>{rows}</table>")
     log.info("Emailed operations (%s): %s", to, subject)
@@ -149,14 +163,18 @@ def notify_failure(context) -> None:
     """on_failure_callback of every task: Airflow calls it once, when a task fails its last try
     (a retry calls on_retry_callback instead). No secret is in the email: ids, numbers, the log's URL."""
     ti = context["ti"]
-    email_ops(value("ops_email"), f"[fraudctl] {ti.dag_id}.{ti.task_id} failed", {
-        "DAG": ti.dag_id,
-        "task": ti.task_id,
-        "run": ti.run_id,
-        "try": f"{ti.prev_attempted_tries} of {ti.max_tries + 1}",
-        "exit code": exit_code_meaning(getattr(context.get("exception"), "exit_code", None)),
-        "log": ti.log_url,
-    })
+    email_ops(
+        value("ops_email"),
+        f"[fraudctl] {ti.dag_id}.{ti.task_id} failed",
+        {
+            "DAG": ti.dag_id,
+            "task": ti.task_id,
+            "run": ti.run_id,
+            "try": f"{ti.prev_attempted_tries} of {ti.max_tries + 1}",
+            "exit code": exit_code_meaning(getattr(context.get("exception"), "exit_code", None)),
+            "log": ti.log_url,
+        },
+    )
 
 
 def notify_recovery(context) -> None:
@@ -168,19 +186,29 @@ def notify_recovery(context) -> None:
         return
     with create_session() as session:
         before = session.scalars(
-            select(DagRun).where(DagRun.dag_id == run.dag_id, DagRun.run_type != DagRunType.BACKFILL_JOB,
-                                 DagRun.execution_date < run.execution_date,
-                                 DagRun.state.in_([DagRunState.SUCCESS, DagRunState.FAILED]))
-            .order_by(DagRun.execution_date.desc()).limit(1)).first()
+            select(DagRun)
+            .where(
+                DagRun.dag_id == run.dag_id,
+                DagRun.run_type != DagRunType.BACKFILL_JOB,
+                DagRun.execution_date < run.execution_date,
+                DagRun.state.in_([DagRunState.SUCCESS, DagRunState.FAILED]),
+            )
+            .order_by(DagRun.execution_date.desc())
+            .limit(1)
+        ).first()
         if before is None or before.state != DagRunState.FAILED:
             return
         failed = before.run_id
-    email_ops(value("ops_email"), f"[fraudctl] {run.dag_id} runs again", {
-        "DAG": run.dag_id,
-        "failed run": failed,
-        "succeeded": f"{run.run_id}, every task",
-        "runs": f"{conf.get('webserver', 'base_url')}/dags/{run.dag_id}/grid",
-    })
+    email_ops(
+        value("ops_email"),
+        f"[fraudctl] {run.dag_id} runs again",
+        {
+            "DAG": run.dag_id,
+            "failed run": failed,
+            "succeeded": f"{run.run_id}, every task",
+            "runs": f"{conf.get('webserver', 'base_url')}/dags/{run.dag_id}/grid",
+        },
+    )
 
 
 def warn_source_errors(context) -> None:
@@ -192,16 +220,20 @@ def warn_source_errors(context) -> None:
     errors, threshold = summary.get("source_errors", 0), int(value("source_errors_warn"))
     if errors < threshold:
         return
-    email_ops(value("ops_email"), f"[fraudctl] {ti.dag_id}.{ti.task_id} lost {errors} API requests", {
-        "DAG": ti.dag_id,
-        "run": ti.run_id,
-        "failed requests": f"{errors} of {summary.get('requests')} (Variable fraudctl_source_errors_warn: {threshold})",
-        "records captured": summary.get("records"),
-        "stopped by": summary.get("stopped_by") or "-",
-        "what it means": "payments the API served during the failed requests may never be seen; "
-                         "check the API's health and the task's log",
-        "log": ti.log_url,
-    })
+    email_ops(
+        value("ops_email"),
+        f"[fraudctl] {ti.dag_id}.{ti.task_id} lost {errors} API requests",
+        {
+            "DAG": ti.dag_id,
+            "run": ti.run_id,
+            "failed requests": f"{errors} of {summary.get('requests')} (Variable fraudctl_source_errors_warn: {threshold})",
+            "records captured": summary.get("records"),
+            "stopped by": summary.get("stopped_by") or "-",
+            "what it means": "payments the API served during the failed requests may never be seen; "
+            "check the API's health and the task's log",
+            "log": ti.log_url,
+        },
+    )
 
 
 DEFAULT_ARGS = {
@@ -245,7 +277,8 @@ def permanent_failure(exit_code: int | None) -> AirflowFailException | None:
         return None
     return AirflowFailException(
         f"fraudctl exited {exit_code}: {meaning}. Retrying cannot help: fix what the log above "
-        "names, then clear the task.")
+        "names, then clear the task."
+    )
 
 
 class FraudctlStageOperator(BashOperator, SkipMixin):

@@ -10,6 +10,7 @@ A missing or empty Variable takes its default; an empty default leaves fraudctl'
 
 What runs is never a Variable: the binary is the deployment's (FRAUDCTL_BIN, fraudctl_common.py).
 """
+
 import re
 from urllib.parse import urlsplit
 
@@ -24,11 +25,13 @@ EMAIL = re.compile(r"[^@\s<>()\[\],;:\"']+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 # Each check takes the stripped, non-empty value and returns the value to use, or raises
 # ValueError saying what the value must be.
 
+
 def integer(low: int, high: int):
     def check(value: str) -> str:
         if not re.fullmatch(r"[0-9]+", value) or not low <= int(value) <= high:
             raise ValueError(f"a whole number from {low} to {high}")
         return str(int(value))  # "08" would be an octal error in bash arithmetic
+
     return check
 
 
@@ -37,6 +40,7 @@ def decimal(low: float, high: float):
         if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", value) or not low <= float(value) <= high:
             raise ValueError(f"a decimal number from {low} to {high}, such as 0.5")
         return value
+
     return check
 
 
@@ -45,6 +49,7 @@ def one_of(*choices: str):
         if value not in choices:
             raise ValueError("one of " + ", ".join(choices))
         return value
+
     return check
 
 
@@ -53,6 +58,7 @@ def matching(pattern: str, what: str):
         if not re.fullmatch(pattern, value):
             raise ValueError(what)
         return value
+
     return check
 
 
@@ -68,9 +74,14 @@ def http_url(value: str) -> str:
         valid = parts.port is None or parts.port > 0  # .port raises ValueError when not a number
     except ValueError:
         valid = False
-    if not (valid and parts.scheme in ("http", "https") and parts.hostname
-            and "@" not in parts.netloc and not re.search(r"\s", value)
-            and not CONTROL_CHARS.search(value)):
+    if not (
+        valid
+        and parts.scheme in ("http", "https")
+        and parts.hostname
+        and "@" not in parts.netloc
+        and not re.search(r"\s", value)
+        and not CONTROL_CHARS.search(value)
+    ):
         raise ValueError("an http:// or https:// URL with a host and no user name or password")
     return value
 
@@ -103,8 +114,10 @@ VARIABLES = {
     "live_wait_secs": ("30", integer(0, 240)),
     "live_stale_secs": ("15", integer(1, 3600)),
     "scorer": ("", one_of("local", "sagemaker")),
-    "sagemaker_endpoint": ("", matching(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}",
-                                        "a SageMaker endpoint name (letters, digits, hyphens)")),
+    "sagemaker_endpoint": (
+        "",
+        matching(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}", "a SageMaker endpoint name (letters, digits, hyphens)"),
+    ),
     "sagemaker_endpoint_url": ("", http_url),
     "threshold": ("", decimal(0, 1)),
     "scorer_fallback": ("", one_of("local", "none")),
@@ -119,8 +132,7 @@ VARIABLES = {
     "source_errors_warn": ("5", integer(1, 1_000_000)),
     "retention_days": ("7", integer(1, 3650)),
     "airflow_retention_days": ("30", integer(1, 3650)),
-    "log": ("", matching(r"[A-Za-z0-9_:=,.-]{1,200}",
-                         "a log filter such as debug or fraudctl=debug,info")),
+    "log": ("", matching(r"[A-Za-z0-9_:=,.-]{1,200}", "a log filter such as debug or fraudctl=debug,info")),
 }
 
 

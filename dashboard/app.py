@@ -36,7 +36,7 @@ DEFAULT_STALE_MINUTES = 10
 FRAUD_COLOR = "#d62728"
 LEGIT_COLOR = "#4c78a8"
 CHART_HEIGHT = 300
-UTC = dt.timezone.utc
+UTC = dt.UTC
 CACHE_SECONDS = 60
 # The local stack's addresses: there, whoever can open the page has a shell on the machine.
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -104,9 +104,14 @@ def db():
     few (no pool holding sessions across a database restart), each in a read-only transaction
     unless it writes (execute)."""
     url, connect_args = engine_url(database_url())
-    return st.connection("fraud_db", type="sql", url=url, connect_args=connect_args,
-                         poolclass=sqlalchemy.pool.NullPool,
-                         execution_options={"postgresql_readonly": True})
+    return st.connection(
+        "fraud_db",
+        type="sql",
+        url=url,
+        connect_args=connect_args,
+        poolclass=sqlalchemy.pool.NullPool,
+        execution_options={"postgresql_readonly": True},
+    )
 
 
 @contextlib.contextmanager
@@ -119,11 +124,15 @@ def setup_errors():
         if isinstance(e.orig, psycopg.OperationalError):
             raise SetupError(f"Cannot reach fraud_db at {url} ({DATABASE_URL_VAR}): {cause}") from e
         if isinstance(e.orig, (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable)):
-            raise SetupError(f"fraud_db at {url} lacks the report's views or functions ({cause}): "
-                             "run `fraudctl migrate` against it.") from e
+            raise SetupError(
+                f"fraud_db at {url} lacks the report's views or functions ({cause}): "
+                "run `fraudctl migrate` against it."
+            ) from e
         if isinstance(e.orig, psycopg.errors.InsufficientPrivilege):
-            raise SetupError(f"The role in {DATABASE_URL_VAR} may not read the report ({cause}): "
-                             "make it a member of fraud_report_reader (see dashboard/README.md).") from e
+            raise SetupError(
+                f"The role in {DATABASE_URL_VAR} may not read the report ({cause}): "
+                "make it a member of fraud_report_reader (see dashboard/README.md)."
+            ) from e
         raise
 
 
@@ -173,7 +182,10 @@ def bar_chart(data, x, y, title, color, horizontal=False, sort=None, tooltip=())
         names = alt.Axis(labelOverlap=False, labelLimit=160)
         encoding = [alt.Y(x, title=None, sort=sort, axis=names), alt.X(y, title=None, axis=counts)]
     else:
-        encoding = [alt.X(x, title=None, sort=sort, axis=alt.Axis(labelAngle=0)), alt.Y(y, title=None, axis=counts)]
+        encoding = [
+            alt.X(x, title=None, sort=sort, axis=alt.Axis(labelAngle=0)),
+            alt.Y(y, title=None, axis=counts),
+        ]
     return alt.Chart(data, title=title).mark_bar(color=color).encode(*encoding, tooltip=[x, y, *tooltip])
 
 
@@ -205,10 +217,15 @@ def show_freshness() -> None:
             icon=":material/error:",
         )
     else:
-        who = ("the live path (alerts within seconds)" if fresh.capturing == "live path"
-               else "the every-minute DAG (the live path is not running: alerts within a minute)")
-        st.caption(f":material/check_circle: Data is fresh: last successful run {run}; last payment: "
-                   f"{payment}. Capturing: {who}.")
+        who = (
+            "the live path (alerts within seconds)"
+            if fresh.capturing == "live path"
+            else "the every-minute DAG (the live path is not running: alerts within a minute)"
+        )
+        st.caption(
+            f":material/check_circle: Data is fresh: last successful run {run}; last payment: "
+            f"{payment}. Capturing: {who}."
+        )
 
 
 def show_headline(summary) -> None:
@@ -216,19 +233,26 @@ def show_headline(summary) -> None:
     columns = st.columns(6)
     columns[0].metric("Payments", f"{payments:,}", border=True, help=f"Total {money(summary.amount)}")
     columns[1].metric("Predicted frauds", f"{frauds:,}", border=True)
-    columns[2].metric("Fraud rate", f"{summary.fraud_rate:.2%}" if payments else "—", border=True,
-                      help="Predicted frauds per payment")
+    columns[2].metric(
+        "Fraud rate",
+        f"{summary.fraud_rate:.2%}" if payments else "—",
+        border=True,
+        help="Predicted frauds per payment",
+    )
     columns[3].metric(
-        "Amount at risk", money(summary.amount_at_risk), border=True,
+        "Amount at risk",
+        money(summary.amount_at_risk),
+        border=True,
         help="Sum of the amounts of the predicted frauds",
     )
     columns[4].metric("Alerts sent", f"{int(summary.alerts_sent):,}", border=True)
     latency = query("SELECT * FROM alert_latency_for_day(:day)", day=summary.business_day).iloc[0]
     columns[5].metric(
-        "Payment to email", f"{seconds(latency.p50_seconds)} · p95 {seconds(latency.p95_seconds)}"
-        if latency.alerts else "—", border=True,
+        "Payment to email",
+        f"{seconds(latency.p50_seconds)} · p95 {seconds(latency.p95_seconds)}" if latency.alerts else "—",
+        border=True,
         help=f"From each payment to the SMTP server's acceptance of its alert: median, then 95th "
-             f"percentile, over the day's {int(latency.alerts):,} alerts sent",
+        f"percentile, over the day's {int(latency.alerts):,} alerts sent",
     )
 
 
@@ -243,18 +267,18 @@ def show_charts(day: dt.date, frauds: pd.DataFrame) -> None:
         "FROM fraud_report_by_category(:day)",
         day=day,
     )
-    bands = query(
-        "SELECT band_order, band, frauds, legit FROM fraud_report_by_amount_band(:day)", day=day
-    )
+    bands = query("SELECT band_order, band, frauds, legit FROM fraud_report_by_amount_band(:day)", day=day)
 
     left, right = st.columns(2)
     left.altair_chart(
         bar_chart(hours, "hour:O", "payments:Q", "Payments by hour (local time)", LEGIT_COLOR),
-        width="stretch", height=CHART_HEIGHT,
+        width="stretch",
+        height=CHART_HEIGHT,
     )
     right.altair_chart(
         bar_chart(hours, "hour:O", "frauds:Q", "Predicted frauds by hour (local time)", FRAUD_COLOR),
-        width="stretch", height=CHART_HEIGHT,
+        width="stretch",
+        height=CHART_HEIGHT,
     )
 
     # Both category charts in the same order (most frauds first), one row per category.
@@ -262,14 +286,31 @@ def show_charts(day: dt.date, frauds: pd.DataFrame) -> None:
     height = max(CHART_HEIGHT, 60 + 22 * len(order))
     left, right = st.columns(2)
     left.altair_chart(
-        bar_chart(categories, "category:N", "payments:Q", "Payments by category", LEGIT_COLOR,
-                  horizontal=True, sort=order),
-        width="stretch", height=height,
+        bar_chart(
+            categories,
+            "category:N",
+            "payments:Q",
+            "Payments by category",
+            LEGIT_COLOR,
+            horizontal=True,
+            sort=order,
+        ),
+        width="stretch",
+        height=height,
     )
     right.altair_chart(
-        bar_chart(categories, "category:N", "frauds:Q", "Predicted frauds by category", FRAUD_COLOR,
-                  horizontal=True, sort=order, tooltip=["amount_at_risk:Q"]),
-        width="stretch", height=height,
+        bar_chart(
+            categories,
+            "category:N",
+            "frauds:Q",
+            "Predicted frauds by category",
+            FRAUD_COLOR,
+            horizontal=True,
+            sort=order,
+            tooltip=["amount_at_risk:Q"],
+        ),
+        width="stretch",
+        height=height,
     )
 
     left, right = st.columns(2)
@@ -279,14 +320,21 @@ def show_charts(day: dt.date, frauds: pd.DataFrame) -> None:
         if frauds.empty:
             st.caption("No predicted frauds on this day.")
         else:
-            st.map(frauds, latitude="merch_lat", longitude="merch_long", color=FRAUD_COLOR,
-                   size=15000, height=CHART_HEIGHT)
+            st.map(
+                frauds,
+                latitude="merch_lat",
+                longitude="merch_long",
+                color=FRAUD_COLOR,
+                size=15000,
+                height=CHART_HEIGHT,
+            )
 
 
 def amount_chart(bands: pd.DataFrame) -> alt.Chart:
     """Share of each class's payments per amount band: frauds and legit payments side by side."""
-    long = bands.melt(id_vars=["band_order", "band"], value_vars=["frauds", "legit"],
-                      var_name="kind", value_name="count")
+    long = bands.melt(
+        id_vars=["band_order", "band"], value_vars=["frauds", "legit"], var_name="kind", value_name="count"
+    )
     long["kind"] = long.kind.map({"frauds": "Predicted fraud", "legit": "Legitimate"})
     totals = long.groupby("kind")["count"].transform("sum")
     long["share"] = (long["count"] / totals.where(totals > 0)).fillna(0)
@@ -358,10 +406,18 @@ def show_model_performance(summary) -> None:
     metrics, confusion = st.columns([1, 1])
     with metrics:
         first, second, third = st.columns(3)
-        first.metric("Precision", ratio(tp, tp + fp), border=True,
-                     help="Of the labelled payments predicted fraud, the share labelled fraud")
-        second.metric("Recall", ratio(tp, tp + fn), border=True,
-                      help="Of the payments labelled fraud, the share predicted fraud")
+        first.metric(
+            "Precision",
+            ratio(tp, tp + fp),
+            border=True,
+            help="Of the labelled payments predicted fraud, the share labelled fraud",
+        )
+        second.metric(
+            "Recall",
+            ratio(tp, tp + fn),
+            border=True,
+            help="Of the payments labelled fraud, the share predicted fraud",
+        )
         third.metric("Labelled payments", f"{labelled:,}", border=True)
     counts = st.column_config.NumberColumn(format="localized")
     confusion.dataframe(
@@ -384,8 +440,12 @@ def compared_rows(figures: dict[str, str], sides: list[tuple[str, dict[str, str]
     """The same figures of two sides, a row of metrics each, one figure per column (so each is
     right above the other's): figures {name: help}, sides [(title, {name: value}, whose)]."""
     for title, values, whose in sides:
-        metric_row([(f"{title} {name}", values[name], f"{help_text}: {whose}")
-                    for name, help_text in figures.items()])
+        metric_row(
+            [
+                (f"{title} {name}", values[name], f"{help_text}: {whose}")
+                for name, help_text in figures.items()
+            ]
+        )
 
 
 def per_day(count: float) -> str:
@@ -400,14 +460,22 @@ def share(value) -> str:
 def show_challenger(day: dt.date) -> None:
     """The champion against each challenger model that scored the period's payments in shadow."""
     st.subheader("Champion and challenger", divider="gray")
-    period = st.radio("Period", list(CHALLENGER_PERIODS), horizontal=True, key="challenger_period",
-                      label_visibility="collapsed")
+    period = st.radio(
+        "Period",
+        list(CHALLENGER_PERIODS),
+        horizontal=True,
+        key="challenger_period",
+        label_visibility="collapsed",
+    )
     first_day = day - dt.timedelta(days=CHALLENGER_PERIODS[period] - 1)
     rows = query("SELECT * FROM challenger_comparison(:from_day, :to_day)", from_day=first_day, to_day=day)
     if rows.empty:
-        st.info("No challenger model scored payments in this period. To score one in shadow (stored "
-                "and compared, never alerting), set the Airflow Variable `fraudctl_challenger_model_dir` "
-                "to its model directory: docs/rules.md, \"A challenger model\".", icon=":material/info:")
+        st.info(
+            "No challenger model scored payments in this period. To score one in shadow (stored "
+            "and compared, never alerting), set the Airflow Variable `fraudctl_challenger_model_dir` "
+            'to its model directory: docs/rules.md, "A challenger model".',
+            icon=":material/info:",
+        )
         return
     for row in rows.itertuples():
         show_challenger_row(row)
@@ -423,30 +491,46 @@ MODEL_FIGURES = {
 def model_figures(c, model: str) -> dict[str, str]:
     """A model's MODEL_FIGURES from challenger_comparison's row (model: champion or challenger)."""
     tp, fp, fn = (getattr(c, f"{model}_{count}") for count in ("true_pos", "false_pos", "false_neg"))
-    return {"alerts a day": per_day(getattr(c, f"{model}_alerts") / c.days),
-            "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn)}
+    return {
+        "alerts a day": per_day(getattr(c, f"{model}_alerts") / c.days),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+    }
 
 
 def show_challenger_row(c) -> None:
     """One challenger version: alerts, precision and recall of each model, how often they agree."""
     champions = ", ".join(c.champion_model_versions)
-    st.markdown(f"**Challenger `{c.challenger_model_version}`** against the champion `{champions}`: "
-                f"{int(c.payments):,} payments over {int(c.days)} day{'s' if c.days > 1 else ''}, "
-                f"{int(c.labelled):,} of them labelled.")
-    compared_rows(MODEL_FIGURES, [
-        ("Champion", model_figures(c, "champion"), "the model in force, at its threshold, before rules"),
-        ("Challenger", model_figures(c, "challenger"), "the challenger, at its own threshold (never alerting)"),
-    ])
+    st.markdown(
+        f"**Challenger `{c.challenger_model_version}`** against the champion `{champions}`: "
+        f"{int(c.payments):,} payments over {int(c.days)} day{'s' if c.days > 1 else ''}, "
+        f"{int(c.labelled):,} of them labelled."
+    )
+    compared_rows(
+        MODEL_FIGURES,
+        [
+            ("Champion", model_figures(c, "champion"), "the model in force, at its threshold, before rules"),
+            (
+                "Challenger",
+                model_figures(c, "challenger"),
+                "the challenger, at its own threshold (never alerting)",
+            ),
+        ],
+    )
     confirmed = int(c.confirmed_frauds)
-    metric_row([
-        ("Agreement", f"{c.agreement:.1%}", "Payments both models predicted the same way"),
-        ("Alerts by both", f"{int(c.both_alert):,}", ""),
-        ("Only the champion", f"{int(c.champion_alerts - c.both_alert):,}", ""),
-        ("Only the challenger", f"{int(c.challenger_alerts - c.both_alert):,}", ""),
-        ("Confirmed frauds caught",
-         f"{int(c.confirmed_caught_by_challenger):,} of {confirmed:,}" if confirmed else "—",
-         "Of the champion's alerts analysts confirmed as fraud, those the challenger predicted fraud too"),
-    ])
+    metric_row(
+        [
+            ("Agreement", f"{c.agreement:.1%}", "Payments both models predicted the same way"),
+            ("Alerts by both", f"{int(c.both_alert):,}", ""),
+            ("Only the champion", f"{int(c.champion_alerts - c.both_alert):,}", ""),
+            ("Only the challenger", f"{int(c.challenger_alerts - c.both_alert):,}", ""),
+            (
+                "Confirmed frauds caught",
+                f"{int(c.confirmed_caught_by_challenger):,} of {confirmed:,}" if confirmed else "—",
+                "Of the champion's alerts analysts confirmed as fraud, those the challenger predicted fraud too",
+            ),
+        ]
+    )
 
 
 # ---- Analysts' verdicts: the verdict page of an alert's link, and the day's verdict figures.
@@ -500,19 +584,29 @@ def refusal(code: str, claim: Claim | None = None, detail: str = "") -> tuple[st
     """(title, explanation) of a verdict the page refuses to record."""
     payment = f"payment {claim.trans_num}" if claim else "this payment"
     pages = {
-        "malformed": ("This is not a valid verdict link",
-                      "The link is damaged or incomplete. Open it again from the alert email, whole."),
-        "bad_signature": ("This verdict link has been tampered with",
-                          "Its signature does not match what it says: it was changed after it was "
-                          "sent, or signed with another key."),
+        "malformed": (
+            "This is not a valid verdict link",
+            "The link is damaged or incomplete. Open it again from the alert email, whole.",
+        ),
+        "bad_signature": (
+            "This verdict link has been tampered with",
+            "Its signature does not match what it says: it was changed after it was "
+            "sent, or signed with another key.",
+        ),
         "expired": ("This verdict link has expired", f"It was valid until {detail}."),
-        "not_alerted": ("Unknown payment", f"No alert was sent for {payment}: there is nothing "
-                        "to give a verdict on."),
-        "already_used": ("This verdict link has already been used",
-                         f"It recorded a verdict on {payment} {detail}; a link records once."),
+        "not_alerted": (
+            "Unknown payment",
+            f"No alert was sent for {payment}: there is nothing to give a verdict on.",
+        ),
+        "already_used": (
+            "This verdict link has already been used",
+            f"It recorded a verdict on {payment} {detail}; a link records once.",
+        ),
         "note_too_long": ("The note is too long", f"Notes hold at most {NOTE_MAX_CHARS} characters."),
-        "unknown_token": ("This link was not issued by fraudctl",
-                          "No alert email carried it (or its alert was never sent)."),
+        "unknown_token": (
+            "This link was not issued by fraudctl",
+            "No alert email carried it (or its alert was never sent).",
+        ),
     }
     title, text = pages.get(code, ("The verdict was not recorded", f"The database answered {code!r}."))
     return title, f"{text} Nothing was recorded."
@@ -533,14 +627,24 @@ def show_payment(payment, claim: Claim | None = None) -> None:
     """A payment as stored (card masked), the model's reasons, the verdict in force (and, for a
     verdict link, until when the link is valid)."""
     st.dataframe(
-        pd.DataFrame([{
-            "Time (local)": stamp(payment.local_time), "Amount": float(payment.amt),
-            "Merchant": payment.merchant, "Category": payment.category, "Card": payment.card,
-            "Score": float(payment.fraud_probability), "Transaction": payment.trans_num,
-        }]),
+        pd.DataFrame(
+            [
+                {
+                    "Time (local)": stamp(payment.local_time),
+                    "Amount": float(payment.amt),
+                    "Merchant": payment.merchant,
+                    "Category": payment.category,
+                    "Card": payment.card,
+                    "Score": float(payment.fraud_probability),
+                    "Transaction": payment.trans_num,
+                }
+            ]
+        ),
         hide_index=True,
-        column_config={"Amount": st.column_config.NumberColumn(format="dollar"),
-                       "Score": st.column_config.NumberColumn(format="%.3f")},
+        column_config={
+            "Amount": st.column_config.NumberColumn(format="dollar"),
+            "Score": st.column_config.NumberColumn(format="%.3f"),
+        },
     )
     reasons = payment.reasons if isinstance(payment.reasons, list) else []
     texts = [str(r["text"]) for r in reasons if isinstance(r, dict) and r.get("text")]
@@ -549,8 +653,10 @@ def show_payment(payment, claim: Claim | None = None) -> None:
         for text in texts:
             st.text(f"• {text}")
     if isinstance(payment.current_verdict, str):
-        st.caption(f"Verdict in force: {VERDICT_LABELS[payment.current_verdict]}, given "
-                   f"{stamp(payment.current_verdict_at)} UTC; a new one supersedes it.")
+        st.caption(
+            f"Verdict in force: {VERDICT_LABELS[payment.current_verdict]}, given "
+            f"{stamp(payment.current_verdict_at)} UTC; a new one supersedes it."
+        )
     if claim is not None:
         st.caption(f"The link is valid until {claim.expires_at:%Y-%m-%d %H:%M} UTC.")
 
@@ -573,16 +679,18 @@ def payment_page(trans_num: str) -> None:
 
 def record_verdict(token: str, note: str) -> str:
     """Records the token's verdict (record_alert_verdict); its status."""
-    status = execute("SELECT record_alert_verdict(:token, :note) AS status", write=True,
-                     token=token, note=note or None)
+    status = execute(
+        "SELECT record_alert_verdict(:token, :note) AS status", write=True, token=token, note=note or None
+    )
     return status.status.iloc[0]
 
 
 def token_use(token: str) -> pd.DataFrame:
     """The verdict this token recorded, if any (never cached: it changes on the click)."""
     digest = hashlib.sha256(token.encode()).digest()
-    return execute("SELECT recorded_at FROM v_alert_verdict_history WHERE token_sha256 = :digest",
-                   digest=digest)
+    return execute(
+        "SELECT recorded_at FROM v_alert_verdict_history WHERE token_sha256 = :digest", digest=digest
+    )
 
 
 def verdict_page(token: str) -> None:
@@ -609,8 +717,9 @@ def verdict_page(token: str) -> None:
         if status != "recorded":
             return show_refusal(status, claim)
         st.cache_data.clear()  # the report's verdict figures change
-        st.success(f"Recorded: {label} for payment {claim.trans_num}. Thank you.",
-                   icon=":material/check_circle:")
+        st.success(
+            f"Recorded: {label} for payment {claim.trans_num}. Thank you.", icon=":material/check_circle:"
+        )
 
 
 def duration(seconds) -> str:
@@ -633,13 +742,24 @@ def show_verdicts(day: dt.date) -> None:
     f = daily.iloc[0]
     first, second, third = st.columns(3)
     confirmed, verdicts = int(f.confirmed_frauds), int(f.verdicts)
-    first.metric("Analyst-confirmed precision",
-                 f"{ratio(confirmed, verdicts)} ({confirmed:,} of {verdicts:,})" if verdicts else "—",
-                 border=True, help="Of the alerts with a verdict, the share confirmed fraud (latest verdicts)")
-    second.metric("Verdicts pending", f"{int(f.pending):,}", border=True,
-                  help=f"Alerts sent without a verdict, of {int(f.alerts_sent):,}")
-    third.metric("Median time to verdict", duration(f.median_seconds_to_verdict), border=True,
-                 help="From the alert's sending to its first verdict")
+    first.metric(
+        "Analyst-confirmed precision",
+        f"{ratio(confirmed, verdicts)} ({confirmed:,} of {verdicts:,})" if verdicts else "—",
+        border=True,
+        help="Of the alerts with a verdict, the share confirmed fraud (latest verdicts)",
+    )
+    second.metric(
+        "Verdicts pending",
+        f"{int(f.pending):,}",
+        border=True,
+        help=f"Alerts sent without a verdict, of {int(f.alerts_sent):,}",
+    )
+    third.metric(
+        "Median time to verdict",
+        duration(f.median_seconds_to_verdict),
+        border=True,
+        help="From the alert's sending to its first verdict",
+    )
     alerts = query(
         """SELECT p.local_time, p.card, p.merchant, p.amt::float8 AS amt, p.fraud_probability,
                   o.alerted_at AT TIME ZONE business_time_zone() AS alerted_at, o.verdict,
@@ -649,14 +769,20 @@ def show_verdicts(day: dt.date) -> None:
         day=day,
     )
     alerts["verdict"] = alerts.verdict.map(VERDICT_LABELS).fillna("pending")
-    alerts["verdict_at"] = pd.to_datetime(alerts.verdict_at).dt.strftime("%Y-%m-%d %H:%M").fillna("—")  # pending: no "None"
-    st.dataframe(alerts, hide_index=True, column_config={
-        "local_time": st.column_config.DatetimeColumn("Local time", format="YYYY-MM-DD HH:mm:ss"),
-        "amt": st.column_config.NumberColumn("Amount", format="dollar"),
-        "fraud_probability": st.column_config.NumberColumn("Probability", format="%.3f"),
-        "alerted_at": st.column_config.DatetimeColumn("Alerted", format="YYYY-MM-DD HH:mm"),
-        "verdict_at": st.column_config.TextColumn("Verdict given"),
-    })
+    alerts["verdict_at"] = (
+        pd.to_datetime(alerts.verdict_at).dt.strftime("%Y-%m-%d %H:%M").fillna("—")
+    )  # pending: no "None"
+    st.dataframe(
+        alerts,
+        hide_index=True,
+        column_config={
+            "local_time": st.column_config.DatetimeColumn("Local time", format="YYYY-MM-DD HH:mm:ss"),
+            "amt": st.column_config.NumberColumn("Amount", format="dollar"),
+            "fraud_probability": st.column_config.NumberColumn("Probability", format="%.3f"),
+            "alerted_at": st.column_config.DatetimeColumn("Alerted", format="YYYY-MM-DD HH:mm"),
+            "verdict_at": st.column_config.TextColumn("Verdict given"),
+        },
+    )
 
 
 # ---- Detection controls, not tied to a day: the latest backtests of rules files, and the lists.
@@ -664,8 +790,10 @@ def show_verdicts(day: dt.date) -> None:
 
 def show_detection_controls(time_zone: str) -> None:
     st.header("Detection controls", divider="gray")
-    st.caption(f"Not tied to the day above: what `fraudctl backtest` found for candidate rules, and the "
-               f"lists the rules read (docs/rules.md). Times in {time_zone}.")
+    st.caption(
+        f"Not tied to the day above: what `fraudctl backtest` found for candidate rules, and the "
+        f"lists the rules read (docs/rules.md). Times in {time_zone}."
+    )
     show_backtest()
     show_lists()
 
@@ -679,16 +807,26 @@ def show_backtest() -> None:
                       to_char(ran_at AT TIME ZONE business_time_zone(), 'YYYY-MM-DD HH24:MI') AS ran_at_local,
                       rule_set, model_version, threshold, from_day, to_day, payments, report
                FROM backtest_runs ORDER BY rules_file, ran_at DESC, id DESC) latest
-           ORDER BY ran_at DESC""")
+           ORDER BY ran_at DESC"""
+    )
     if runs.empty:
-        st.info("No backtest has run yet: `fraudctl backtest --from … --to … --rules FILE` records one "
-                "(docs/rules.md, \"Backtests\").", icon=":material/info:")
+        st.info(
+            "No backtest has run yet: `fraudctl backtest --from … --to … --rules FILE` records one "
+            '(docs/rules.md, "Backtests").',
+            icon=":material/info:",
+        )
         return
     names = [f if isinstance(f, str) else "(no rules file: the model alone)" for f in runs.rules_file]
     chosen = 0
     if len(names) > 1:
-        chosen = names.index(st.selectbox("Rules file", names, key="backtest_rules_file",
-                                          help="The latest backtest of each rules file, the newest first"))
+        chosen = names.index(
+            st.selectbox(
+                "Rules file",
+                names,
+                key="backtest_rules_file",
+                help="The latest backtest of each rules file, the newest first",
+            )
+        )
     show_backtest_run(runs.iloc[chosen])
 
 
@@ -696,13 +834,20 @@ BACKTEST_FIGURES = {  # the report's counts: (key, format, help)
     "alerts a day": ("per_day", per_day, "Payments alerted, a day of the period"),
     "precision": ("precision", share, "Of the alerted payments, the share labelled fraud"),
     "recall": ("recall", share, "Of the payments labelled fraud, the share alerted"),
-    "verdict precision": ("verdict_precision", share,
-                          "Of the alerted payments with an analyst's verdict, the share confirmed fraud"),
+    "verdict precision": (
+        "verdict_precision",
+        share,
+        "Of the alerted payments with an analyst's verdict, the share confirmed fraud",
+    ),
 }
 BACKTEST_DIFFERENCES = [  # (label, key of the report, help)
     ("Decided otherwise", "differences", "Payments the candidate decides otherwise than the pipeline did"),
     ("Frauds only the candidate alerts", "caught_not_live", "Labelled frauds the pipeline did not alert"),
-    ("Frauds only the pipeline alerted", "missed_live_caught", "Labelled frauds the candidate does not alert"),
+    (
+        "Frauds only the pipeline alerted",
+        "missed_live_caught",
+        "Labelled frauds the candidate does not alert",
+    ),
 ]
 
 
@@ -718,13 +863,22 @@ def show_backtest_run(run) -> None:
         f"{run.from_day} to {run.to_day} ({report.get('days', 0):g} days): {int(run.payments):,} payments "
         f"decided, {report.get('label_frauds', 0):,} labelled frauds among them, "
         f"{report.get('without_inputs', 0):,} without stored inputs (not decided). Model "
-        f"`{run.model_version}` at threshold {run.threshold:g}; rule set `{run.rule_set or 'none'}`.")
-    compared_rows({name: help_text for name, (_, _, help_text) in BACKTEST_FIGURES.items()}, [
-        ("Candidate", backtest_figures(report.get("alerts") or {}), "the candidate rules and model"),
-        ("Pipeline", backtest_figures(report.get("live_alerts") or {}), "the pipeline's alerts then"),
-    ])
-    metric_row([(label, f"{report[key]:,}", help_text)
-                for label, key, help_text in BACKTEST_DIFFERENCES if key in report])
+        f"`{run.model_version}` at threshold {run.threshold:g}; rule set `{run.rule_set or 'none'}`."
+    )
+    compared_rows(
+        {name: help_text for name, (_, _, help_text) in BACKTEST_FIGURES.items()},
+        [
+            ("Candidate", backtest_figures(report.get("alerts") or {}), "the candidate rules and model"),
+            ("Pipeline", backtest_figures(report.get("live_alerts") or {}), "the pipeline's alerts then"),
+        ],
+    )
+    metric_row(
+        [
+            (label, f"{report[key]:,}", help_text)
+            for label, key, help_text in BACKTEST_DIFFERENCES
+            if key in report
+        ]
+    )
     if report.get("first_differences"):
         st.caption(f"First differences: {', '.join(report['first_differences'])}.")
     columns = ["id", "action", "payments", "per_day", "label_frauds", "precision", "recall"]
@@ -733,14 +887,19 @@ def show_backtest_run(run) -> None:
         st.caption("No rules: the model alone was backtested.")
         return
     percent = {"format": "percent", "help": "Against the source's labels; empty when undefined"}
-    st.dataframe(rules, hide_index=True, column_config={
-        "id": "Rule", "action": "Action",
-        "payments": st.column_config.NumberColumn("Matches", format="localized"),
-        "per_day": st.column_config.NumberColumn("A day", format="%.1f"),
-        "label_frauds": st.column_config.NumberColumn("Labelled frauds", format="localized"),
-        "precision": st.column_config.NumberColumn("Precision", **percent),
-        "recall": st.column_config.NumberColumn("Recall", **percent),
-    })
+    st.dataframe(
+        rules,
+        hide_index=True,
+        column_config={
+            "id": "Rule",
+            "action": "Action",
+            "payments": st.column_config.NumberColumn("Matches", format="localized"),
+            "per_day": st.column_config.NumberColumn("A day", format="%.1f"),
+            "label_frauds": st.column_config.NumberColumn("Labelled frauds", format="localized"),
+            "precision": st.column_config.NumberColumn("Precision", **percent),
+            "recall": st.column_config.NumberColumn("Recall", **percent),
+        },
+    )
 
 
 def shown_value(value: str) -> str:
@@ -757,25 +916,37 @@ def show_lists() -> None:
                   coalesce(to_char(expires_at AT TIME ZONE business_time_zone(), 'YYYY-MM-DD HH24:MI'),
                            'never') AS expires,
                   expires_at IS NULL OR expires_at > now() AS in_force
-           FROM list_entries ORDER BY list, value""")
+           FROM list_entries ORDER BY list, value"""
+    )
     changes = query(
         """SELECT changed_at AT TIME ZONE business_time_zone() AS changed_at, list, value, change, changed_by,
                   reason, CASE change WHEN 'add' THEN coalesce(to_char(expires_at AT TIME ZONE
                       business_time_zone(), 'YYYY-MM-DD HH24:MI'), 'never') ELSE '' END AS expires
            FROM list_changes ORDER BY changed_at DESC, id DESC LIMIT :shown""",
-        shown=LIST_CHANGES_SHOWN)
+        shown=LIST_CHANGES_SHOWN,
+    )
     author, why = list_editor()
     st.caption(why)
-    show_list_table(entries, "No list has an entry.", {
-        "added_at": st.column_config.DatetimeColumn("Added", format="YYYY-MM-DD HH:mm"),
-        "expires": "Expires",
-        "in_force": st.column_config.CheckboxColumn("In force", help="Not expired: the rules read it"),
-    })
+    show_list_table(
+        entries,
+        "No list has an entry.",
+        {
+            "added_at": st.column_config.DatetimeColumn("Added", format="YYYY-MM-DD HH:mm"),
+            "expires": "Expires",
+            "in_force": st.column_config.CheckboxColumn("In force", help="Not expired: the rules read it"),
+        },
+    )
     st.markdown(f"**Last changes** (the latest {LIST_CHANGES_SHOWN})")
-    show_list_table(changes, "No list was ever changed.", {
-        "changed_at": st.column_config.DatetimeColumn("Changed", format="YYYY-MM-DD HH:mm"),
-        "change": "Change", "changed_by": "By", "expires": "Expires",
-    })
+    show_list_table(
+        changes,
+        "No list was ever changed.",
+        {
+            "changed_at": st.column_config.DatetimeColumn("Changed", format="YYYY-MM-DD HH:mm"),
+            "change": "Change",
+            "changed_by": "By",
+            "expires": "Expires",
+        },
+    )
     if author is not None:
         show_list_forms(entries, author)
     outcome = st.session_state.pop("list_outcome", None)  # of a form just submitted (list_change)
@@ -788,19 +959,32 @@ def show_list_table(rows: pd.DataFrame, empty: str, columns: dict) -> None:
     if rows.empty:
         st.info(empty, icon=":material/info:")
         return
-    st.dataframe(rows.assign(value=rows.value.map(shown_value)), hide_index=True, column_config={
-        "list": "List", "value": "Value", "added_by": "Added by", "reason": "Reason", **columns})
+    st.dataframe(
+        rows.assign(value=rows.value.map(shown_value)),
+        hide_index=True,
+        column_config={
+            "list": "List",
+            "value": "Value",
+            "added_by": "Added by",
+            "reason": "Reason",
+            **columns,
+        },
+    )
 
 
 def list_editor() -> tuple[str | None, str]:
     """Who changes the lists here, recorded as the changes' author, and a line saying so; None
     and why not when the lists are read-only: the role may not, or the user is not identified."""
-    role = query("SELECT current_user AS role, has_function_privilege("
-                 "'list_add(text,text,text,text,timestamptz)', 'EXECUTE') AS may_edit").iloc[0]
+    role = query(
+        "SELECT current_user AS role, has_function_privilege("
+        "'list_add(text,text,text,text,timestamptz)', 'EXECUTE') AS may_edit"
+    ).iloc[0]
     if not role.may_edit:
-        return None, (f"Read only: the dashboard's database role {role.role} is not a member of "
-                      f"fraud_list_editor. To change the lists here: `GRANT fraud_list_editor TO "
-                      f"{role.role};` (dashboard/README.md).")
+        return None, (
+            f"Read only: the dashboard's database role {role.role} is not a member of "
+            f"fraud_list_editor. To change the lists here: `GRANT fraud_list_editor TO "
+            f"{role.role};` (dashboard/README.md)."
+        )
     author = identified_user()
     if author is None and st.user.get("is_logged_in"):
         return None, "Read only: your login gives no email to record as the author of your changes."
@@ -826,43 +1010,70 @@ def local_account() -> str:
         return f"uid {os.getuid()}"
 
 
-LIST_NAME_HELP = "Lowercase letters, digits and _, not starting with a digit (as the rules name it: lists.NAME)"
+LIST_NAME_HELP = (
+    "Lowercase letters, digits and _, not starting with a digit (as the rules name it: lists.NAME)"
+)
 
 
 def show_list_forms(entries: pd.DataFrame, author: str) -> None:
     """The three changes, each written by list_change when its form is submitted."""
     add_value, add_card, remove = st.tabs(["Add a value", "Add a payment's card", "Remove an entry"])
     with add_value, st.form("list_add_value"):
-        st.text_input("List", key="list_add_value_list_name", placeholder="trusted_merchants", help=LIST_NAME_HELP)
-        st.text_input("Value", key="list_add_value_value", max_chars=200,
-                      help="A merchant, a category, … as the payments hold it. Never a card number: add a "
-                           "card through one of its payments.")
+        st.text_input(
+            "List", key="list_add_value_list_name", placeholder="trusted_merchants", help=LIST_NAME_HELP
+        )
+        st.text_input(
+            "Value",
+            key="list_add_value_value",
+            max_chars=200,
+            help="A merchant, a category, … as the payments hold it. Never a card number: add a "
+            "card through one of its payments.",
+        )
         list_form_end("list_add_value", "Add the value", author)
     with add_card, st.form("list_add_card"):
         st.text_input("List", "blocked_cards", key="list_add_card_list_name", help=LIST_NAME_HELP)
-        st.text_input("Transaction", key="list_add_card_trans_num",
-                      help="The trans_num of a stored payment: its card is added by its keyed hash")
+        st.text_input(
+            "Transaction",
+            key="list_add_card_trans_num",
+            help="The trans_num of a stored payment: its card is added by its keyed hash",
+        )
         list_form_end("list_add_card", "Add the payment's card", author)
     with remove:
         if entries.empty:
             st.caption("No entry to remove.")
         else:
             with st.form("list_remove"):
-                st.selectbox("Entry", list(zip(entries.list, entries.value)), key="list_remove_entry",
-                             format_func=lambda entry: f"{entry[0]}: {shown_value(entry[1])}")
+                st.selectbox(
+                    "Entry",
+                    list(zip(entries.list, entries.value)),
+                    key="list_remove_entry",
+                    format_func=lambda entry: f"{entry[0]}: {shown_value(entry[1])}",
+                )
                 list_form_end("list_remove", "Remove the entry", author)
 
 
 def list_form_end(form: str, submit: str, author: str) -> None:
     """A list form's last fields (the reason; an add's expiry) and its submit button."""
-    st.text_input("Reason (required)", key=f"{form}_reason", max_chars=1000,
-                  help="Why: kept with the entry and in the lists' history")
+    st.text_input(
+        "Reason (required)",
+        key=f"{form}_reason",
+        max_chars=1000,
+        help="Why: kept with the entry and in the lists' history",
+    )
     if form != "list_remove":
-        st.number_input("Expires in days", key=f"{form}_days", value=None, min_value=1,
-                        max_value=MAX_EXPIRY_DAYS, step=1, placeholder="never",
-                        help="Empty: the entry stays until it is removed")
-    st.form_submit_button(submit, type="primary", key=f"{form}_submit", on_click=list_change,
-                          args=(form, author))
+        st.number_input(
+            "Expires in days",
+            key=f"{form}_days",
+            value=None,
+            min_value=1,
+            max_value=MAX_EXPIRY_DAYS,
+            step=1,
+            placeholder="never",
+            help="Empty: the entry stays until it is removed",
+        )
+    st.form_submit_button(
+        submit, type="primary", key=f"{form}_submit", on_click=list_change, args=(form, author)
+    )
 
 
 REQUIRED_FIELDS = {  # form: its required fields (key suffix: what to call it)
@@ -887,7 +1098,9 @@ def list_change(form: str, author: str) -> None:
 def list_outcome(form: str, author: str) -> tuple[str, str]:
     """The form's change made, or why not: nothing is written when a field is missing or the
     database refuses. (kind: an st function, message)."""
-    values = {name: strip(st.session_state.get(f"{form}_{name}")) for name in [*REQUIRED_FIELDS[form], "days"]}
+    values = {
+        name: strip(st.session_state.get(f"{form}_{name}")) for name in [*REQUIRED_FIELDS[form], "days"]
+    }
     missing = [what for name, what in REQUIRED_FIELDS[form].items() if not values[name]]
     if missing:
         return "error", f"Give {' and '.join(missing)}. Nothing was changed."
@@ -899,8 +1112,10 @@ def list_outcome(form: str, author: str) -> tuple[str, str]:
         if not isinstance(getattr(e.__cause__, "orig", None), psycopg.errors.InsufficientPrivilege):
             return "error", str(e)
         st.cache_data.clear()  # the page reads the privilege again: read-only from now
-        return "error", ("The dashboard's database role may no longer change the lists (not a member "
-                         "of fraud_list_editor). Nothing was changed.")
+        return "error", (
+            "The dashboard's database role may no longer change the lists (not a member "
+            "of fraud_list_editor). Nothing was changed."
+        )
 
 
 def strip(value):
@@ -921,14 +1136,28 @@ def expiring(days) -> str:
 
 
 def add_value(*, list_name: str, value: str, reason: str, days, author: str) -> tuple[str, str]:
-    execute(f"SELECT list_add(:list, :value, :author, :reason, {EXPIRY})", write=True,
-            list=list_name, value=value, author=author, reason=reason, days=days)
+    execute(
+        f"SELECT list_add(:list, :value, :author, :reason, {EXPIRY})",
+        write=True,
+        list=list_name,
+        value=value,
+        author=author,
+        reason=reason,
+        days=days,
+    )
     return "success", f"Added {shown_value(value)} to {list_name}{expiring(days)}."
 
 
 def add_card(*, list_name: str, trans_num: str, reason: str, days, author: str) -> tuple[str, str]:
-    added = execute(f"SELECT list_add_card_of(:list, :trans_num, :author, :reason, {EXPIRY}) AS added",
-                    write=True, list=list_name, trans_num=trans_num, author=author, reason=reason, days=days)
+    added = execute(
+        f"SELECT list_add_card_of(:list, :trans_num, :author, :reason, {EXPIRY}) AS added",
+        write=True,
+        list=list_name,
+        trans_num=trans_num,
+        author=author,
+        reason=reason,
+        days=days,
+    )
     if not added.added.iloc[0]:
         return "error", "No stored payment has this transaction id. Nothing was changed."
     return "success", f"Added the card of payment {trans_num} to {list_name}{expiring(days)}."
@@ -936,8 +1165,14 @@ def add_card(*, list_name: str, trans_num: str, reason: str, days, author: str) 
 
 def remove_entry(*, entry: tuple[str, str], reason: str, days, author: str) -> tuple[str, str]:
     list_name, value = entry
-    removed = execute("SELECT list_remove(:list, :value, :author, :reason) AS removed", write=True,
-                      list=list_name, value=value, author=author, reason=reason)
+    removed = execute(
+        "SELECT list_remove(:list, :value, :author, :reason) AS removed",
+        write=True,
+        list=list_name,
+        value=value,
+        author=author,
+        reason=reason,
+    )
     if not removed.removed.iloc[0]:
         return "warning", f"{list_name} no longer held {shown_value(value)}: nothing was changed."
     return "success", f"Removed {shown_value(value)} from {list_name}."
@@ -967,7 +1202,7 @@ def may_show_data() -> bool:
             "section (OpenID Connect: redirect_uri, cookie_secret, client_id, client_secret, "
             "server_metadata_url) to the secrets file Streamlit reads "
             f"({', '.join(st.get_option('secrets.files'))}), or listen on 127.0.0.1 only; see "
-            "dashboard/README.md, \"Who can see it\"."
+            'dashboard/README.md, "Who can see it".'
         )
     return bool(st.user.get("is_logged_in"))
 
@@ -976,7 +1211,9 @@ def show_login() -> None:
     st.title(":material/lock: Fraud report")
     st.info("Log in to see the fraud report.", icon=":material/lock:")
     if st.query_params.get(VERDICT_PARAM) is not None:
-        st.caption("Then open the verdict link from the alert email again: logging in returns to the home page.")
+        st.caption(
+            "Then open the verdict link from the alert email again: logging in returns to the home page."
+        )
     st.button("Log in", type="primary", key="login", on_click=st.login)
 
 
@@ -1006,7 +1243,10 @@ def show_title() -> tuple[dt.date, str]:
     title, picker = st.columns([3, 1], vertical_alignment="bottom")
     title.title(":material/credit_card: Morning fraud report")
     day = picker.date_input(
-        "Business day", value=defaults.yesterday, key="day", bind="query-params",
+        "Business day",
+        value=defaults.yesterday,
+        key="day",
+        bind="query-params",
         help=f"A day in the business time zone, {defaults.time_zone}; yesterday by default.",
     )
     st.caption(f"All payments of {day:%A %d %B %Y} in {defaults.time_zone}, scored by the fraud model.")

@@ -17,15 +17,18 @@ from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 from streamlit.web.server.starlette.starlette_websocket import is_host_allowed  # the WebSocket's check
 
-REFUSED = ("Forbidden: this request's Host or Origin is not one of the dashboard's host names "
-           "(server.allowedHosts, STREAMLIT_SERVER_ALLOWED_HOSTS; see dashboard/README.md).\n")
+REFUSED = (
+    "Forbidden: this request's Host or Origin is not one of the dashboard's host names "
+    "(server.allowedHosts, STREAMLIT_SERVER_ALLOWED_HOSTS; see dashboard/README.md).\n"
+)
 
 
 def allowed(headers: Headers) -> bool:
     """Whether the Host, and the Origin if any, name an allowed host (all do when the list is empty)."""
     origin = headers.get("origin")
     return is_host_allowed(headers.get("host")) and (
-        origin is None or is_host_allowed(urlsplit(origin).netloc))
+        origin is None or is_host_allowed(urlsplit(origin).netloc)
+    )
 
 
 class AllowedHostsOnly:

@@ -16,6 +16,7 @@ features, day_of_week included, which v3 dropped):
     python model/ablation.py --csv /work/shared/data/fraud_sample.csv
     (train.py --ablation runs the same and stores the rows in metrics.json)
 """
+
 import argparse
 import sys
 from datetime import timedelta
@@ -26,8 +27,8 @@ import pandas as pd
 import xgboost
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import features  # noqa: E402  (needs the path above)
-import train  # noqa: E402
+import features
+import train
 
 DENSE_RATES = (2.5, 10.0)  # legitimate payments a day: an average card and a heavy user
 DENSE_SEED = 20240601
@@ -44,8 +45,10 @@ GROUPS = {
     "sum 24h + ratio": ["card_amt_sum_24h", "card_amt_ratio_30d"],
     "sum 24h + secs since prev": ["card_amt_sum_24h", "card_secs_since_prev"],
 }
-HISTORY_ONLY = {**train.spec_with("history only", []),
-                "blocks": [{"type": "card_history", "features": list(features.HISTORY_FEATURES)}]}
+HISTORY_ONLY = {
+    **train.spec_with("history only", []),
+    "blocks": [{"type": "card_history", "features": list(features.HISTORY_FEATURES)}],
+}
 VARIANTS = {**GROUPS, **{name: [name] for name in features.HISTORY_FEATURES}}
 WITH_DAY_OF_WEEK = "default-v2 (with day_of_week)"
 V2_HISTORY = ["card_amt_sum_24h"]  # what default-v2 (and v3) read of the card's history
@@ -72,9 +75,15 @@ def densify(held, rate, seed=DENSE_SEED):
         arrivals = arrivals[next_real - arrivals <= HISTORY_SECONDS]
         own = legit[legit["cc_num"] == card]
         pool = own if len(own) else legit
-        added.append(pool.iloc[rng.integers(0, len(pool), len(arrivals))].assign(
-            cc_num=card, trans_date_trans_time=[(pd.Timestamp(0) + timedelta(seconds=int(s)))
-                                                .strftime(features.TIME_FORMAT) for s in arrivals]))
+        added.append(
+            pool.iloc[rng.integers(0, len(pool), len(arrivals))].assign(
+                cc_num=card,
+                trans_date_trans_time=[
+                    (pd.Timestamp(0) + timedelta(seconds=int(s))).strftime(features.TIME_FORMAT)
+                    for s in arrivals
+                ],
+            )
+        )
     synthetic = pd.concat(added, ignore_index=True)
     synthetic["trans_num"] = [f"dense-{i}" for i in range(len(synthetic))]
     return pd.concat([held, synthetic], ignore_index=True)
@@ -94,25 +103,36 @@ def run(df):
     # One pass over every column any row reads; each row picks its own, in its spec's order.
     every = train.spec_with("ablation", features.HISTORY_FEATURES, train.V2_NUMERIC)
     X = features.compute(every, df)
-    judged = {"held_out": X.iloc[test_idx],
-              **{f"dense_{rate:g}_per_day": replay(X.iloc[test_idx], held, rate)
-                 for rate in DENSE_RATES}}
-    candidates = [(WITH_DAY_OF_WEEK, V2_HISTORY, train.V2_NUMERIC),
-                  *((name, history, train.NUMERIC) for name, history in VARIANTS.items())]
+    judged = {
+        "held_out": X.iloc[test_idx],
+        **{f"dense_{rate:g}_per_day": replay(X.iloc[test_idx], held, rate) for rate in DENSE_RATES},
+    }
+    candidates = [
+        (WITH_DAY_OF_WEEK, V2_HISTORY, train.V2_NUMERIC),
+        *((name, history, train.NUMERIC) for name, history in VARIANTS.items()),
+    ]
     rows = []
     for name, history, numeric in candidates:
         columns = features.columns(train.spec_with(name, history, numeric))
         booster = train.fit(X[columns].to_numpy()[train_idx], y[train_idx])
-        rows.append({"variant": name, "numeric": numeric, "history": history,
-                     **{key: train.held_out_metrics(held, scores(booster, X_judged[columns]), THRESHOLD)
-                        for key, X_judged in judged.items()}})
+        rows.append(
+            {
+                "variant": name,
+                "numeric": numeric,
+                "history": history,
+                **{
+                    key: train.held_out_metrics(held, scores(booster, X_judged[columns]), THRESHOLD)
+                    for key, X_judged in judged.items()
+                },
+            }
+        )
     return rows
 
 
 def replay(X_held, held, rate):
     """`X_held` (the held-out rows' features) with the history columns of the dense replay: the
     per-payment columns do not change, so only the history is recomputed."""
-    history = features.compute(HISTORY_ONLY, densify(held, rate)).iloc[:len(held)]
+    history = features.compute(HISTORY_ONLY, densify(held, rate)).iloc[: len(held)]
     X_dense = X_held.reset_index(drop=True)
     X_dense[history.columns] = history.to_numpy()
     return X_dense
@@ -123,21 +143,35 @@ def table(rows):
     (train.py's NUMERIC and HISTORY)."""
     k = rows[0]["held_out"]["alerts_per_day"]
     dense = [key for key in rows[0] if key.startswith("dense_")]
-    head = (["history features", "ROC AUC", "PR AUC", f"P@{THRESHOLD}", f"R@{THRESHOLD}", f"P@{k['k']}/day"]
-            + [f"{key.split('_')[1]}/day {name}" for key in dense
-               for name in ("ROC AUC", "P", "R")])
+    head = [
+        "history features",
+        "ROC AUC",
+        "PR AUC",
+        f"P@{THRESHOLD}",
+        f"R@{THRESHOLD}",
+        f"P@{k['k']}/day",
+    ] + [f"{key.split('_')[1]}/day {name}" for key in dense for name in ("ROC AUC", "P", "R")]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for row in rows:
         shipped = " ←" if is_shipped(row) else ""
         m = row["held_out"]
-        cells = [row["variant"] + shipped, f"{m['roc_auc']:.4f}", f"{m['average_precision']:.4f}",
-                 f"{m['precision']:.3f}", f"{m['recall']:.3f}",
-                 f"{m['alerts_per_day']['precision']:.3f}"]
-        cells += [f"{row[key][name]:.{4 if name == 'roc_auc' else 3}f}"
-                  for key in dense for name in ("roc_auc", "precision", "recall")]
+        cells = [
+            row["variant"] + shipped,
+            f"{m['roc_auc']:.4f}",
+            f"{m['average_precision']:.4f}",
+            f"{m['precision']:.3f}",
+            f"{m['recall']:.3f}",
+            f"{m['alerts_per_day']['precision']:.3f}",
+        ]
+        cells += [
+            f"{row[key][name]:.{4 if name == 'roc_auc' else 3}f}"
+            for key in dense
+            for name in ("roc_auc", "precision", "recall")
+        ]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + (f"\n\nP@{k['k']}/day: {k['alerts']} alerts; a perfect ranking "
-                               f"reaches {k['ceiling']:.3f}.")
+    return "\n".join(lines) + (
+        f"\n\nP@{k['k']}/day: {k['alerts']} alerts; a perfect ranking reaches {k['ceiling']:.3f}."
+    )
 
 
 def is_shipped(row):
@@ -146,10 +180,16 @@ def is_shipped(row):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--csv", required=True, action="append", type=Path,
-                        help="labelled transactions in the data set's CSV layout (repeatable)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--csv",
+        required=True,
+        action="append",
+        type=Path,
+        help="labelled transactions in the data set's CSV layout (repeatable)",
+    )
     args = parser.parse_args()
     df = pd.concat([features.read_transactions(p) for p in args.csv], ignore_index=True)
     print(table(run(df)))

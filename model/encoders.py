@@ -4,6 +4,7 @@
 `HashingEncoder` from a module named `encoders`; put `model/` on `sys.path`
 before `joblib.load` so that it resolves to this one.
 """
+
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction import FeatureHasher
 

@@ -5,6 +5,7 @@ SageMaker endpoint.
     python model/export_preprocess.py --artifact /work/shared/seed/preprocess.joblib \
         --out model/original/feature_spec.json
 """
+
 import argparse
 import json
 import sys
@@ -38,8 +39,10 @@ def one_hot_blocks(encoder, cols):
         raise Unsupported("OneHotEncoder must have handle_unknown='ignore' and drop=None")
     if getattr(encoder, "_infrequent_enabled", False):
         raise Unsupported("OneHotEncoder with infrequent categories is not supported")
-    return [{"type": "one_hot", "field": col, "categories": [str(c) for c in cats]}
-            for col, cats in zip(cols, encoder.categories_)]
+    return [
+        {"type": "one_hot", "field": col, "categories": [str(c) for c in cats]}
+        for col, cats in zip(cols, encoder.categories_)
+    ]
 
 
 def hashing_block(encoder, cols):
@@ -47,10 +50,15 @@ def hashing_block(encoder, cols):
     if not isinstance(hasher, FeatureHasher) or hasher.input_type != "string":
         raise Unsupported("HashingEncoder.hasher must be a FeatureHasher(input_type='string')")
     if encoder.n_features != hasher.n_features:
-        raise Unsupported(f"HashingEncoder.n_features {encoder.n_features} differs from its "
-                          f"hasher's {hasher.n_features}")
-    return {"type": "hashing", "fields": list(cols), "n_features": hasher.n_features,
-            "alternate_sign": bool(hasher.alternate_sign)}
+        raise Unsupported(
+            f"HashingEncoder.n_features {encoder.n_features} differs from its hasher's {hasher.n_features}"
+        )
+    return {
+        "type": "hashing",
+        "fields": list(cols),
+        "n_features": hasher.n_features,
+        "alternate_sign": bool(hasher.alternate_sign),
+    }
 
 
 def spec_of(preprocess):
@@ -65,8 +73,7 @@ def spec_of(preprocess):
             continue
         out = preprocess.output_indices_[name]
         if out.start != width:
-            raise Unsupported(f"transformer {name!r} output starts at column {out.start}, "
-                              f"expected {width}")
+            raise Unsupported(f"transformer {name!r} output starts at column {out.start}, expected {width}")
         if isinstance(transformer, OneHotEncoder):
             new = one_hot_blocks(transformer, cols)
         elif isinstance(transformer, HashingEncoder):
@@ -74,28 +81,45 @@ def spec_of(preprocess):
         elif isinstance(transformer, str) and transformer == "passthrough":
             new = [{"type": "numeric", "features": list(cols)}]
         else:
-            raise Unsupported(f"transformer {name!r} ({type(transformer).__name__}) "
-                              "has no feature-spec equivalent")
+            raise Unsupported(
+                f"transformer {name!r} ({type(transformer).__name__}) has no feature-spec equivalent"
+            )
         for block in new:
             try:
-                features.check_spec({"schema": features.SPEC_SCHEMA, "version": 1, "name": "",
-                                     "time_zone": "UTC", "blocks": [block]})
+                features.check_spec(
+                    {
+                        "schema": features.SPEC_SCHEMA,
+                        "version": 1,
+                        "name": "",
+                        "time_zone": "UTC",
+                        "blocks": [block],
+                    }
+                )
             except ValueError as e:
                 raise Unsupported(f"transformer {name!r} on {list(cols)}: {e}") from None
         blocks += new
         width += len(features.columns({"blocks": new}))
         if out.stop != width:
-            raise Unsupported(f"transformer {name!r} outputs columns {out.start}..{out.stop}, "
-                              f"the spec gives {out.start}..{width}")
-    return {"schema": features.SPEC_SCHEMA, "version": 1, "name": SPEC_NAME,
-            "time_zone": "UTC", "blocks": blocks}
+            raise Unsupported(
+                f"transformer {name!r} outputs columns {out.start}..{out.stop}, "
+                f"the spec gives {out.start}..{width}"
+            )
+    return {
+        "schema": features.SPEC_SCHEMA,
+        "version": 1,
+        "name": SPEC_NAME,
+        "time_zone": "UTC",
+        "blocks": blocks,
+    }
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--artifact", required=True, type=Path,
-                        help="fitted preprocessing (joblib) of the original project")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--artifact", required=True, type=Path, help="fitted preprocessing (joblib) of the original project"
+    )
     parser.add_argument("--out", required=True, type=Path, help="feature spec file to write")
     args = parser.parse_args()
     if not args.artifact.is_file():

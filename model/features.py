@@ -5,11 +5,12 @@ document writes the formulas, so that `fraudctl transform` (Rust, same libm oper
 bit-identical features. The `card_history` block's integers (cents, milliseconds, counts) are
 exact Python ints, converted to float once where the document says so.
 """
+
 import json
 import math
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from itertools import accumulate
@@ -19,27 +20,53 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sklearn.utils import murmurhash3_32
 import tzdata
+from sklearn.utils import murmurhash3_32
 
 SPEC_SCHEMA = "fraudctl.feature_spec"
 NUMERIC_FEATURES = (
-    "amt", "log_amt", "zip", "lat", "long", "city_pop", "log_city_pop", "merch_lat",
-    "merch_long", "gender", "hour", "day_of_week", "age", "distance_km",
+    "amt",
+    "log_amt",
+    "zip",
+    "lat",
+    "long",
+    "city_pop",
+    "log_city_pop",
+    "merch_lat",
+    "merch_long",
+    "gender",
+    "hour",
+    "day_of_week",
+    "age",
+    "distance_km",
 )
 FIELDS = ("category", "state", "gender", "merchant", "job", "city")
 EARTH_RADIUS_KM = 6371.0
 GENDER_CODES = {"M": 0.0, "F": 1.0}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 HISTORY_FEATURES = (
-    "card_count_1h", "card_count_24h", "card_count_7d", "card_count_30d",
-    "card_amt_sum_1h", "card_amt_sum_24h", "card_amt_sum_7d", "card_amt_ratio_30d",
-    "card_secs_since_prev", "card_km_from_prev", "card_kmh_from_prev",
-    "card_categories_24h", "card_new_category_30d",
+    "card_count_1h",
+    "card_count_24h",
+    "card_count_7d",
+    "card_count_30d",
+    "card_amt_sum_1h",
+    "card_amt_sum_24h",
+    "card_amt_sum_7d",
+    "card_amt_ratio_30d",
+    "card_secs_since_prev",
+    "card_km_from_prev",
+    "card_kmh_from_prev",
+    "card_categories_24h",
+    "card_new_category_30d",
 )
 # Null (NaN) when the payment has no history; the other history features are then 0.
-NULL_WHEN_NO_HISTORY = ("card_amt_ratio_30d", "card_secs_since_prev", "card_km_from_prev",
-                        "card_kmh_from_prev", "card_new_category_30d")
+NULL_WHEN_NO_HISTORY = (
+    "card_amt_ratio_30d",
+    "card_secs_since_prev",
+    "card_km_from_prev",
+    "card_kmh_from_prev",
+    "card_new_category_30d",
+)
 TZDATA_ZONES = frozenset(resources.files("tzdata").joinpath("zones").read_text().split())
 WINDOWS_MS = {"1h": 3_600_000, "24h": 86_400_000, "7d": 604_800_000, "30d": 2_592_000_000}
 BLOCK_KEYS = {  # type -> (required keys, optional keys)
@@ -49,16 +76,34 @@ BLOCK_KEYS = {  # type -> (required keys, optional keys)
     "card_history": ({"features"}, set()),
 }
 FEATURE_NAMES = {"numeric": NUMERIC_FEATURES, "card_history": HISTORY_FEATURES}
-INPUT_COLUMNS = ("trans_date_trans_time", "dob", "amt", "zip", "lat", "long", "city_pop",
-                 "merch_lat", "merch_long", "cc_num", "trans_num", *FIELDS)
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+INPUT_COLUMNS = (
+    "trans_date_trans_time",
+    "dob",
+    "amt",
+    "zip",
+    "lat",
+    "long",
+    "city_pop",
+    "merch_lat",
+    "merch_long",
+    "cc_num",
+    "trans_num",
+    *FIELDS,
+)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def read_transactions(path):
     """Reads a CSV in the data set's layout. Floats are parsed correctly rounded (as Rust's
     `str::parse::<f64>` does) and strings are kept as written (no "NA" → NaN guessing)."""
-    return pd.read_csv(path, index_col=0, float_precision="round_trip", keep_default_na=False,
-                       na_values=[""], dtype={"trans_num": str, "zip": "int64"})
+    return pd.read_csv(
+        path,
+        index_col=0,
+        float_precision="round_trip",
+        keep_default_na=False,
+        na_values=[""],
+        dtype={"trans_num": str, "zip": "int64"},
+    )
 
 
 def load_spec(path):
@@ -122,8 +167,9 @@ def check_spec(spec):
         for field in block.get("fields", []) + [block.get("field", "category")]:
             if field not in FIELDS:
                 raise ValueError(f"block {i} has unknown field {field!r}")
-        if kind == "hashing" and not (isinstance(block["n_features"], int)
-                                      and 1 <= block["n_features"] <= 2**20):
+        if kind == "hashing" and not (
+            isinstance(block["n_features"], int) and 1 <= block["n_features"] <= 2**20
+        ):
             raise ValueError(f"block {i} n_features {block['n_features']!r} is not in 1..=1048576")
         if kind == "one_hot" and len(set(block["categories"])) != len(block["categories"]):
             raise ValueError(f"block {i} lists a category twice")
@@ -151,15 +197,16 @@ def haversine_km(lat, long, merch_lat, merch_long):
     phi1, phi2 = rad(lat), rad(merch_lat)
     d_phi = rad(merch_lat - lat)
     d_lambda = rad(merch_long - long)
-    a = (math.sin(d_phi / 2.0) * math.sin(d_phi / 2.0)
-         + math.cos(phi1) * math.cos(phi2) * math.sin(d_lambda / 2.0) * math.sin(d_lambda / 2.0))
+    a = math.sin(d_phi / 2.0) * math.sin(d_phi / 2.0) + math.cos(phi1) * math.cos(phi2) * math.sin(
+        d_lambda / 2.0
+    ) * math.sin(d_lambda / 2.0)
     return (2.0 * EARTH_RADIUS_KM) * math.asin(math.sqrt(a))
 
 
 def hashed_index_and_sign(token, n_features, alternate_sign):
     """Column and ±1 that scikit-learn's FeatureHasher gives one string token."""
     h = murmurhash3_32(token, seed=0, positive=False)
-    if h == -2**31:
+    if h == -(2**31):
         index = (2**31 - 1 - (n_features - 1)) % n_features
     else:
         index = abs(h) % n_features
@@ -181,13 +228,14 @@ def numeric_value(name, row, local_time):
         return float(local_time.weekday())
     if name == "age":
         return (local_time.date() - date.fromisoformat(row["dob"])).days / 365.25
-    return haversine_km(float(row["lat"]), float(row["long"]),
-                        float(row["merch_lat"]), float(row["merch_long"]))
+    return haversine_km(
+        float(row["lat"]), float(row["long"]), float(row["merch_lat"]), float(row["merch_long"])
+    )
 
 
 def utc_time(text):
     """A trans_date_trans_time, read as UTC."""
-    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=timezone.utc)
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
 
 
 def row_features(spec, row, zone, history=None):
@@ -207,8 +255,7 @@ def row_features(spec, row, zone, history=None):
             n = block["n_features"]
             hashed = [0.0] * n
             for field in block["fields"]:
-                index, sign = hashed_index_and_sign(str(row[field]), n,
-                                                    block.get("alternate_sign", True))
+                index, sign = hashed_index_and_sign(str(row[field]), n, block.get("alternate_sign", True))
                 hashed[index] += sign
             out += hashed
     return out
@@ -216,6 +263,7 @@ def row_features(spec, row, zone, history=None):
 
 class Payment(NamedTuple):
     """What the history features read of one payment: time (epoch ms), amount in whole cents."""
+
     time_ms: int
     trans_num: str
     cents: int
@@ -231,11 +279,19 @@ def payment_of(row):
     amt = float(row["amt"])
     cents = round(amt * 100.0)
     if amt <= 0.0 or abs(cents - amt * 100.0) > 1e-6:
-        raise ValueError(f"transaction {row['trans_num']}: amt {amt} is not a positive amount "
-                         "in whole cents (extract rejects such records)")
+        raise ValueError(
+            f"transaction {row['trans_num']}: amt {amt} is not a positive amount "
+            "in whole cents (extract rejects such records)"
+        )
     elapsed = utc_time(row["trans_date_trans_time"]) - EPOCH
-    return Payment(elapsed // timedelta(milliseconds=1), str(row["trans_num"]), cents,
-                   str(row["category"]), float(row["merch_lat"]), float(row["merch_long"]))
+    return Payment(
+        elapsed // timedelta(milliseconds=1),
+        str(row["trans_num"]),
+        cents,
+        str(row["category"]),
+        float(row["merch_lat"]),
+        float(row["merch_long"]),
+    )
 
 
 def count_between(times, start_ms, end_ms):
@@ -267,9 +323,13 @@ class CardHistory:
         for w in ("1h", "24h", "7d"):
             cents = self.cents_before[end] - self.cents_before[start[w]]
             values[f"card_amt_sum_{w}"] = float(cents) / 100.0
-        values["card_categories_24h"] = float(sum(
-            1 for times in self.category_times.values()
-            if count_between(times, t - WINDOWS_MS["24h"], t) > 0))
+        values["card_categories_24h"] = float(
+            sum(
+                1
+                for times in self.category_times.values()
+                if count_between(times, t - WINDOWS_MS["24h"], t) > 0
+            )
+        )
         n = end - start["30d"]
         if n == 0:
             return {**values, **dict.fromkeys(NULL_WHEN_NO_HISTORY, math.nan)}
@@ -277,15 +337,19 @@ class CardHistory:
         # prev: the latest payment; of several at that millisecond, the nearest merchant.
         latest = self.times[end - 1]
         elapsed_ms = t - latest
-        km = min(haversine_km(q.merch_lat, q.merch_long, p.merch_lat, p.merch_long)
-                 for q in self.payments[bisect_left(self.times, latest):end])
+        km = min(
+            haversine_km(q.merch_lat, q.merch_long, p.merch_lat, p.merch_long)
+            for q in self.payments[bisect_left(self.times, latest) : end]
+        )
         seen = count_between(self.category_times[p.category], t - WINDOWS_MS["30d"], t) > 0
-        return {**values,
-                "card_amt_ratio_30d": float(p.cents * n) / float(total_cents),
-                "card_secs_since_prev": float(elapsed_ms) / 1000.0,
-                "card_km_from_prev": km,
-                "card_kmh_from_prev": km / (float(elapsed_ms) / 3600000.0),
-                "card_new_category_30d": 0.0 if seen else 1.0}
+        return {
+            **values,
+            "card_amt_ratio_30d": float(p.cents * n) / float(total_cents),
+            "card_secs_since_prev": float(elapsed_ms) / 1000.0,
+            "card_km_from_prev": km,
+            "card_kmh_from_prev": km / (float(elapsed_ms) / 3600000.0),
+            "card_new_category_30d": 0.0 if seen else 1.0,
+        }
 
 
 def card_histories(records):
@@ -295,8 +359,10 @@ def card_histories(records):
     counts = Counter(str(row["trans_num"]) for row in records)
     twice = sorted(t for t, n in counts.items() if n > 1)
     if twice:
-        raise ValueError(f"trans_num {twice[:3]} appear more than once (the pipeline counts a "
-                         "payment once; drop the duplicates first)")
+        raise ValueError(
+            f"trans_num {twice[:3]} appear more than once (the pipeline counts a "
+            "payment once; drop the duplicates first)"
+        )
     payments = [payment_of(row) for row in records]
     by_card = defaultdict(list)
     for row, p in zip(records, payments):
@@ -312,8 +378,9 @@ def compute(spec, df):
     inputs = [c for c in INPUT_COLUMNS if c in df.columns]
     missing = [c for c in inputs if df[c].isna().any()]
     if missing:
-        raise ValueError(f"transactions have missing values in {missing} "
-                         "(extract rejects such records; drop them first)")
+        raise ValueError(
+            f"transactions have missing values in {missing} (extract rejects such records; drop them first)"
+        )
     zone = zone_info(spec["time_zone"])
     records = df.to_dict("records")
     if any(block["type"] == "card_history" for block in spec["blocks"]):
@@ -321,5 +388,6 @@ def compute(spec, df):
     else:
         histories = [None] * len(records)
     rows = [row_features(spec, row, zone, history) for row, history in zip(records, histories)]
-    return pd.DataFrame(np.array(rows, dtype=np.float64).reshape(len(rows), -1),
-                        index=df.index, columns=columns(spec))
+    return pd.DataFrame(
+        np.array(rows, dtype=np.float64).reshape(len(rows), -1), index=df.index, columns=columns(spec)
+    )

@@ -11,6 +11,7 @@ The database must be new (it is migrated, created if missing): a replay into a d
 already holds the payments would read them as history. Needs the fraudctl binary (--fraudctl,
 default target/release/fraudctl); prints the metrics as JSON on stdout.
 """
+
 import argparse
 import json
 import os
@@ -23,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import features  # noqa: E402  (needs the path above)
-import train  # noqa: E402
+import features
+import train
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "model" / "default"
@@ -41,8 +42,13 @@ def held_out_rows(csv_path):
 
 
 def fraudctl(binary, env, stage, run_dir, *args):
-    done = subprocess.run([str(binary), stage, "--run-dir", str(run_dir), *map(str, args)],
-                          env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [str(binary), stage, "--run-dir", str(run_dir), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         sys.exit(f"replay: fraudctl {stage} for {run_dir} exited {done.returncode}:\n{done.stderr}")
 
@@ -54,7 +60,7 @@ def replay(csv_path, binary, run_size, work, env):
     for n, start in enumerate(range(0, len(rows), run_size)):
         run_dir = work / f"run{n:04d}"
         part = work / f"run{n:04d}.csv"
-        part.write_text("\n".join([header, *rows[start:start + run_size]]) + "\n", encoding="utf-8")
+        part.write_text("\n".join([header, *rows[start : start + run_size]]) + "\n", encoding="utf-8")
         fraudctl(binary, env, "extract", run_dir, "--from-csv", part)
         fraudctl(binary, env, "transform", run_dir, "--feature-spec", MODEL / "feature_spec.json")
         fraudctl(binary, env, "score", run_dir, "--model-dir", MODEL)
@@ -63,42 +69,60 @@ def replay(csv_path, binary, run_size, work, env):
         for line in lines:
             record = json.loads(line)
             score = record["score"]
-            scored.append((score["probability"], score["predicted_fraud"],
-                           bool(record["tx"]["is_fraud"]), record["tx"]["trans_time_ms"]))
+            scored.append(
+                (
+                    score["probability"],
+                    score["predicted_fraud"],
+                    bool(record["tx"]["is_fraud"]),
+                    record["tx"]["trans_time_ms"],
+                )
+            )
     return scored, len(rows), n + 1
 
 
 def metrics(scored, threshold):
     """The model card's held-out metrics (train.py's definitions) of the replayed payments."""
     p = np.array([s[0] for s in scored])
-    held = pd.DataFrame({
-        "is_fraud": [int(s[2]) for s in scored],
-        "trans_date_trans_time": pd.to_datetime([s[3] for s in scored], unit="ms")
-                                   .strftime(features.TIME_FORMAT),
-    })
+    held = pd.DataFrame(
+        {
+            "is_fraud": [int(s[2]) for s in scored],
+            "trans_date_trans_time": pd.to_datetime([s[3] for s in scored], unit="ms").strftime(
+                features.TIME_FORMAT
+            ),
+        }
+    )
     out = train.held_out_metrics(held, p, threshold)
     out["predicted_frauds"] = int(sum(s[1] for s in scored))
     return out
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--csv", required=True, type=Path, help="the data set's CSV (the sample)")
     parser.add_argument("--fraudctl", type=Path, default=REPO / "target" / "release" / "fraudctl")
-    parser.add_argument("--run-size", type=int, default=100,
-                        help="payments per run (default 100)")
+    parser.add_argument("--run-size", type=int, default=100, help="payments per run (default 100)")
     args = parser.parse_args()
     if "FRAUDCTL_DATABASE_URL" not in os.environ:
         sys.exit("replay: set FRAUDCTL_DATABASE_URL to a new database (see --help)")
-    env = {**os.environ, "FRAUDCTL_PAN_HASH_KEY":
-           os.environ.get("FRAUDCTL_PAN_HASH_KEY", "held-out-replay-key-0123456789abcdef")}
-    subprocess.run([str(args.fraudctl), "migrate", "--create-database"], env=env, check=True,
-                   capture_output=True)
+    env = {
+        **os.environ,
+        "FRAUDCTL_PAN_HASH_KEY": os.environ.get(
+            "FRAUDCTL_PAN_HASH_KEY", "held-out-replay-key-0123456789abcdef"
+        ),
+    }
+    subprocess.run(
+        [str(args.fraudctl), "migrate", "--create-database"], env=env, check=True, capture_output=True
+    )
     with tempfile.TemporaryDirectory(prefix="fraudctl-replay-") as work:
         scored, payments, runs = replay(args.csv, args.fraudctl, args.run_size, Path(work), env)
-    result = {"payments": payments, "runs": runs, "run_size": args.run_size,
-              **metrics(scored, features.load_threshold(MODEL))}
+    result = {
+        "payments": payments,
+        "runs": runs,
+        "run_size": args.run_size,
+        **metrics(scored, features.load_threshold(MODEL)),
+    }
     print(json.dumps(result, indent=2))
 
 

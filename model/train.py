@@ -23,6 +23,7 @@ A model on another feature spec (a challenger run in shadow beside the default, 
     python model/train.py --csv /work/shared/data/fraud_sample.csv \
         --feature-spec model/challenger/feature_spec.json --out model/challenger
 """
+
 import argparse
 import hashlib
 import json
@@ -37,7 +38,7 @@ from sklearn.metrics import average_precision_score, precision_score, recall_sco
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import features  # noqa: E402  (needs the path above)
+import features
 
 SEED = 20240601
 TEST_SIZE = 0.25
@@ -62,9 +63,20 @@ PARAMS = {
     "nthread": 2,
 }
 CATEGORIES = [
-    "entertainment", "food_dining", "gas_transport", "grocery_net", "grocery_pos",
-    "health_fitness", "home", "kids_pets", "misc_net", "misc_pos", "personal_care",
-    "shopping_net", "shopping_pos", "travel",
+    "entertainment",
+    "food_dining",
+    "gas_transport",
+    "grocery_net",
+    "grocery_pos",
+    "health_fitness",
+    "home",
+    "kids_pets",
+    "misc_net",
+    "misc_pos",
+    "personal_care",
+    "shopping_net",
+    "shopping_pos",
+    "travel",
 ]
 # The numeric per-payment features of default-v1 and v2, in their column order.
 V2_NUMERIC = ["amt", "log_amt", "hour", "day_of_week", "age", "gender", "city_pop", "distance_km"]
@@ -80,11 +92,18 @@ HISTORY = ["card_amt_sum_24h", "card_secs_since_prev"]
 def spec_with(name, history, numeric=NUMERIC):
     """A feature spec: the per-payment blocks (the `numeric` features, one-hot category), then a
     card_history block of `history` (none when empty)."""
-    payment_blocks = [{"type": "numeric", "features": list(numeric)},
-                      {"type": "one_hot", "field": "category", "categories": CATEGORIES}]
+    payment_blocks = [
+        {"type": "numeric", "features": list(numeric)},
+        {"type": "one_hot", "field": "category", "categories": CATEGORIES},
+    ]
     history_blocks = [{"type": "card_history", "features": list(history)}] if history else []
-    return {"schema": features.SPEC_SCHEMA, "version": 1, "name": name, "time_zone": "UTC",
-            "blocks": payment_blocks + history_blocks}
+    return {
+        "schema": features.SPEC_SCHEMA,
+        "version": 1,
+        "name": name,
+        "time_zone": "UTC",
+        "blocks": payment_blocks + history_blocks,
+    }
 
 
 SPEC = spec_with("default-v4", HISTORY)
@@ -110,8 +129,10 @@ def read_verdicts(path):
             problems.append(f"has verdicts other than fraud / not_fraud: {unknown[:5]}")
         repeated = verdicts["trans_num"][verdicts["trans_num"].duplicated()].unique()
         if len(repeated):
-            problems.append(f"has several rows for {list(repeated[:5])} (export v_alert_verdicts_latest, "
-                            "the latest verdict per payment)")
+            problems.append(
+                f"has several rows for {list(repeated[:5])} (export v_alert_verdicts_latest, "
+                "the latest verdict per payment)"
+            )
     if problems:
         raise ValueError(f"verdicts file {path} " + "; ".join(problems))
     return verdicts[["trans_num", "verdict"]]
@@ -125,8 +146,11 @@ def apply_verdicts(df, verdicts):
     is_fraud = df["is_fraud"].copy()
     is_fraud[covered] = labels[covered].astype(is_fraud.dtype)
     relabelled = df.assign(is_fraud=is_fraud)
-    counts = {"verdicts": len(verdicts), "covered": int(covered.sum()),
-              "changed": int((relabelled["is_fraud"] != df["is_fraud"]).sum())}
+    counts = {
+        "verdicts": len(verdicts),
+        "covered": int(covered.sum()),
+        "changed": int((relabelled["is_fraud"] != df["is_fraud"]).sum()),
+    }
     return relabelled, counts
 
 
@@ -160,12 +184,18 @@ def choose_threshold(X, y, groups, params=PARAMS, rounds=ROUNDS):
     precision = recall * share / np.maximum(recall * share + false_alarms * (1 - share), 1e-12)
     f_beta = (1 + BETA**2) * precision * recall / np.maximum(BETA**2 * precision + recall, 1e-12)
     best = int(np.argmax(f_beta))
-    return {"schema": "fraudctl.threshold", "version": 1, "threshold": float(THRESHOLD_GRID[best]),
-            "rule": f"maximises F{BETA} at a fraud share of {share:.4%} (the data set's), out of fold "
-                    f"({THRESHOLD_REPEATS} x {THRESHOLD_FOLDS}-fold by card) on the training cards",
-            "out_of_fold": {"recall": round(float(recall[best]), 4),
-                            "false_alarm_rate": round(float(false_alarms[best]), 5),
-                            "precision_at_dataset_share": round(float(precision[best]), 4)}}
+    return {
+        "schema": "fraudctl.threshold",
+        "version": 1,
+        "threshold": float(THRESHOLD_GRID[best]),
+        "rule": f"maximises F{BETA} at a fraud share of {share:.4%} (the data set's), out of fold "
+        f"({THRESHOLD_REPEATS} x {THRESHOLD_FOLDS}-fold by card) on the training cards",
+        "out_of_fold": {
+            "recall": round(float(recall[best]), 4),
+            "false_alarm_rate": round(float(false_alarms[best]), 5),
+            "precision_at_dataset_share": round(float(precision[best]), 4),
+        },
+    }
 
 
 def alerts_per_day(held, p, k=ALERTS_PER_DAY):
@@ -177,8 +207,12 @@ def alerts_per_day(held, p, k=ALERTS_PER_DAY):
     scored = pd.DataFrame({"day": day, "p": p, "y": y})
     top = scored.sort_values(["day", "p"], ascending=[True, False]).groupby("day").head(k)
     best = scored.sort_values(["day", "y"], ascending=[True, False]).groupby("day").head(k)
-    return {"k": k, "alerts": len(top), "precision": float(top["y"].mean()),
-            "ceiling": float(best["y"].mean())}
+    return {
+        "k": k,
+        "alerts": len(top),
+        "precision": float(top["y"].mean()),
+        "ceiling": float(best["y"].mean()),
+    }
 
 
 def held_out_metrics(held, p, threshold):
@@ -208,8 +242,7 @@ def train(df, spec=SPEC, params=PARAMS, rounds=ROUNDS):
     metrics = {
         "held_out": held_out_metrics(df.iloc[test_idx], p, threshold["threshold"]),
         "counts": {
-            side: {"rows": len(idx), "frauds": int(y[idx].sum()),
-                   "cards": int(np.unique(groups[idx]).size)}
+            side: {"rows": len(idx), "frauds": int(y[idx].sum()), "cards": int(np.unique(groups[idx]).size)}
             for side, idx in (("train", train_idx), ("held_out", test_idx))
         },
     }
@@ -217,21 +250,37 @@ def train(df, spec=SPEC, params=PARAMS, rounds=ROUNDS):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--csv", required=True, action="append", type=Path,
-                        help="labelled transactions in the data set's CSV layout (repeatable)")
-    parser.add_argument("--out", required=True, type=Path,
-                        help="model directory to write (e.g. model/default)")
-    parser.add_argument("--verdicts", type=Path,
-                        help="analysts' verdicts (CSV: trans_num, verdict) that replace is_fraud for "
-                             "the payments they cover (see above)")
-    parser.add_argument("--ablation", action="store_true",
-                        help="also run model/ablation.py and store its table in metrics.json")
-    parser.add_argument("--feature-spec", type=Path,
-                        help="train on this feature spec (docs/feature-spec.md) instead of the "
-                             f"default model's {SPEC['name']}: a challenger's "
-                             "(model/challenger/feature_spec.json)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--csv",
+        required=True,
+        action="append",
+        type=Path,
+        help="labelled transactions in the data set's CSV layout (repeatable)",
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="model directory to write (e.g. model/default)"
+    )
+    parser.add_argument(
+        "--verdicts",
+        type=Path,
+        help="analysts' verdicts (CSV: trans_num, verdict) that replace is_fraud for "
+        "the payments they cover (see above)",
+    )
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also run model/ablation.py and store its table in metrics.json",
+    )
+    parser.add_argument(
+        "--feature-spec",
+        type=Path,
+        help="train on this feature spec (docs/feature-spec.md) instead of the "
+        f"default model's {SPEC['name']}: a challenger's "
+        "(model/challenger/feature_spec.json)",
+    )
     args = parser.parse_args()
     for path in [*args.csv, *(p for p in (args.verdicts, args.feature_spec) if p)]:
         if not path.is_file():
@@ -250,19 +299,22 @@ def main():
             sys.exit(f"train: {e}")
         verdict_labels = {"file": args.verdicts.name, "sha256": sha256_of(args.verdicts), **counts}
     booster, threshold, metrics = train(df, spec)
-    metrics.update({
-        "feature_spec": spec["name"],
-        "columns": features.columns(spec),
-        "params": PARAMS,
-        "rounds": ROUNDS,
-        "split": {"method": "GroupShuffleSplit by cc_num", "test_size": TEST_SIZE, "seed": SEED},
-        "versions": {"xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__},
-        "training_data": [{"file": p.name, "sha256": sha256_of(p)} for p in args.csv],
-    })
+    metrics.update(
+        {
+            "feature_spec": spec["name"],
+            "columns": features.columns(spec),
+            "params": PARAMS,
+            "rounds": ROUNDS,
+            "split": {"method": "GroupShuffleSplit by cc_num", "test_size": TEST_SIZE, "seed": SEED},
+            "versions": {"xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__},
+            "training_data": [{"file": p.name, "sha256": sha256_of(p)} for p in args.csv],
+        }
+    )
     if verdict_labels:
         metrics["verdict_labels"] = verdict_labels
     if args.ablation:
         import ablation  # here, not at the top: ablation.py imports this module
+
         metrics["ablation"] = ablation.run(df)
         print(ablation.table(metrics["ablation"]))
 
@@ -272,8 +324,10 @@ def main():
     (args.out / features.THRESHOLD_FILE).write_text(json.dumps(threshold, indent=2) + "\n", encoding="utf-8")
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     held = metrics["held_out"]
-    print(f"wrote {args.out}: held-out AUC {held['roc_auc']:.4f}, "
-          f"precision {held['precision']:.3f}, recall {held['recall']:.3f} at {held['threshold']}")
+    print(
+        f"wrote {args.out}: held-out AUC {held['roc_auc']:.4f}, "
+        f"precision {held['precision']:.3f}, recall {held['recall']:.3f} at {held['threshold']}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ auth: `curl -u admin:PASSWORD http://127.0.0.1:8080/api/v1/dags`) both take it.
 
 Run by `make up` (scripts/stack.sh) with the stack's Airflow settings; prints what it did.
 """
+
 import os
 import sys
 
@@ -20,14 +21,17 @@ USERNAME = "admin"
 def main() -> None:
     password = os.environ.get("AIRFLOW_ADMIN_PASSWORD")
     if not password:
-        sys.exit("airflow_admin: AIRFLOW_ADMIN_PASSWORD is not set (make up generates it into .local/stack.env)")
+        sys.exit(
+            "airflow_admin: AIRFLOW_ADMIN_PASSWORD is not set (make up generates it into .local/stack.env)"
+        )
     from airflow.www.app import cached_app  # after the check: building the app takes seconds
 
     security = cached_app().appbuilder.sm
     user = security.find_user(username=USERNAME)
     if user is None:
-        created = security.add_user(USERNAME, "Local", "Admin", "admin@localhost",
-                                    security.find_role("Admin"), password=password)
+        created = security.add_user(
+            USERNAME, "Local", "Admin", "admin@localhost", security.find_role("Admin"), password=password
+        )
         if not created:
             sys.exit(f"airflow_admin: could not create the user {USERNAME} (see the log above)")
         print(f"airflow_admin: created the user {USERNAME}")

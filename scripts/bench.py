@@ -31,6 +31,7 @@ Peak memory is each process's maximum resident set size. Needs the release build
 private PostgreSQL cluster (scripts/pg.sh) and, for the peer, .venv (`make venv`), all of
 which `make bench` provides.
 """
+
 import argparse
 import json
 import os
@@ -48,8 +49,12 @@ BIN = ROOT / "target" / "release" / "fraudctl"
 PEER = ROOT / "scripts" / "python_peer.py"
 PEER_PYTHON = ROOT / ".venv" / "bin" / "python"
 # fraudctl's stages and the peer's that do the same work, in pipeline order.
-PEER_STAGES = (("extract", "read"), ("transform", "features"), ("score", "predict"),
-               ("load_insert", "upsert"))
+PEER_STAGES = (
+    ("extract", "read"),
+    ("transform", "features"),
+    ("score", "predict"),
+    ("load_insert", "upsert"),
+)
 DB = "fraudctl_bench"
 SESSIONS = os.cpu_count() or 1
 UPDATE_ROUNDS = 3  # updates timed in a run, each beside one of the floor's
@@ -81,7 +86,9 @@ def stage(name, run_dir, *extra):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=1_000_000, help="transactions (default 1000000)")
     parser.add_argument("--runs", type=int, default=3, help="runs; medians are reported (default 3)")
     parser.add_argument("--work", type=Path, default=ROOT / ".local" / "bench", help="work directory")
@@ -91,23 +98,55 @@ def main():
     if not args.no_peer and not PEER_PYTHON.is_file():
         sys.exit(f"bench: the Python peer needs {PEER_PYTHON}: run `make venv` (or pass --no-peer)")
 
-    admin = subprocess.run([str(ROOT / "scripts/pg.sh"), "start"], check=True, capture_output=True, text=True).stdout.strip()
+    admin = subprocess.run(
+        [str(ROOT / "scripts/pg.sh"), "start"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     url = admin.rsplit("/", 1)[0] + "/" + DB
     args.work.mkdir(parents=True, exist_ok=True)
     csv = args.work / f"tx-{args.n}.csv"
     if not csv.exists():
         print(f"bench: generating {args.n} transactions into {csv}", file=sys.stderr)
-        subprocess.run([sys.executable, str(ROOT / "scripts/gen_transactions.py"), str(args.n), str(csv)], check=True)
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts/gen_transactions.py"), str(args.n), str(csv)], check=True
+        )
 
     later = args.work / f"tx-{args.n}-later.csv"
     if not later.exists():
-        subprocess.run([sys.executable, str(ROOT / "scripts/gen_transactions.py"), str(args.n), str(later),
-                        "--later-days", "1"], check=True)
-    timed_stages = ("extract", "transform", "transform_history", "transform_no_history", "score",
-                    "load_insert", "load_update", "load_sessions")
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts/gen_transactions.py"),
+                str(args.n),
+                str(later),
+                "--later-days",
+                "1",
+            ],
+            check=True,
+        )
+    timed_stages = (
+        "extract",
+        "transform",
+        "transform_history",
+        "transform_no_history",
+        "score",
+        "load_insert",
+        "load_update",
+        "load_sessions",
+    )
     peer_keys = () if args.no_peer else (*(f"peer_{s}" for _, s in PEER_STAGES), "peer_end_to_end")
-    figures = {name: [] for name in (*timed_stages, "floor_insert", "floor_update", "floor_copy", "reprocess",
-                                     "reprocess_sessions", "end_to_end", *peer_keys)}
+    figures = {
+        name: []
+        for name in (
+            *timed_stages,
+            "floor_insert",
+            "floor_update",
+            "floor_copy",
+            "reprocess",
+            "reprocess_sessions",
+            "end_to_end",
+            *peer_keys,
+        )
+    }
     peaks = dict.fromkeys((*timed_stages, *peer_keys), 0.0)
     # The server reads and writes the floor's COPY file itself: a directory it can use.
     shared = Path(tempfile.mkdtemp(prefix="fraudctl-bench-"))
@@ -128,10 +167,20 @@ def main():
     single_med = {k: statistics.median(v) for k, v in single.items()}
     report(args, med, peaks, single_med)
     if args.json:
-        args.json.write_text(json.dumps({"n": args.n, "runs": args.runs, "median_seconds": med,
-                                         "seconds": figures, "peak_mb": peaks,
-                                         "one_record_median_ms": single_med,
-                                         "one_record_ms": single}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "n": args.n,
+                    "runs": args.runs,
+                    "median_seconds": med,
+                    "seconds": figures,
+                    "peak_mb": peaks,
+                    "one_record_median_ms": single_med,
+                    "one_record_ms": single,
+                },
+                indent=2,
+            )
+        )
 
 
 def fresh_db(admin, url):
@@ -171,8 +220,13 @@ def one_run(args, csvs, admin, url, shared, figures, peaks):
     # The same cards a day later, their first payments loaded: history from the database.
     stage("extract", later_dir, "--from-csv", str(later))
     timed("transform", *db, key="transform_history", directory=later_dir)
-    timed("transform", "--feature-spec", str(spec_without_history(args.work)),
-          key="transform_no_history", directory=later_dir)
+    timed(
+        "transform",
+        "--feature-spec",
+        str(spec_without_history(args.work)),
+        key="transform_no_history",
+        directory=later_dir,
+    )
     shutil.rmtree(later_dir)
     # The same inserts by one session a core.
     psql(url, "TRUNCATE payments_scored CASCADE; CHECKPOINT")
@@ -182,20 +236,29 @@ def one_run(args, csvs, admin, url, shared, figures, peaks):
     # The floor: the same rows, from a binary COPY file, through the same SQL.
     rows = shared / "staging.bin"
     staging_sql = (ROOT / "src/load/sql/staging.sql").read_text()
-    upsert_sql = (ROOT / "src/load/sql/upsert.sql").read_text().replace("$1", "'bench-floor'").replace("$2", "now()")
-    columns = ("trans_num, trans_time, cc_last4, cc_hash, merchant, category, amt, "
-               "gender, city, state, city_pop, merch_lat, merch_long, age_years, distance_km, "
-               "is_fraud_label, fraud_probability, predicted_fraud, threshold, model_version, "
-               "scorer, needs_rescore, reasons")
+    upsert_sql = (
+        (ROOT / "src/load/sql/upsert.sql").read_text().replace("$1", "'bench-floor'").replace("$2", "now()")
+    )
+    columns = (
+        "trans_num, trans_time, cc_last4, cc_hash, merchant, category, amt, "
+        "gender, city, state, city_pop, merch_lat, merch_long, age_years, distance_km, "
+        "is_fraud_label, fraud_probability, predicted_fraud, threshold, model_version, "
+        "scorer, needs_rescore, reasons"
+    )
     psql(url, f"COPY (SELECT {columns} FROM payments_scored) TO '{rows}' (FORMAT binary)")
     # New payments: the same rows straight into the empty table, as fraudctl COPYs them.
     direct, table_columns = shared / "direct.bin", f"{columns}, run_id, captured_at"
     psql(url, f"COPY (SELECT {table_columns} FROM payments_scored) TO '{direct}' (FORMAT binary)")
     psql(url, "TRUNCATE payments_scored CASCADE; CHECKPOINT")
-    figures["floor_copy"].append(psql(url, f"BEGIN; COPY payments_scored ({table_columns}) FROM '{direct}' (FORMAT binary); COMMIT;")[0])
+    figures["floor_copy"].append(
+        psql(url, f"BEGIN; COPY payments_scored ({table_columns}) FROM '{direct}' (FORMAT binary); COMMIT;")[
+            0
+        ]
+    )
     load = f"BEGIN; {staging_sql}; COPY payments_staging FROM '{rows}' (FORMAT binary); {upsert_sql}; COMMIT;"
     psql(url, "TRUNCATE payments_scored CASCADE; CHECKPOINT")
     figures["floor_insert"].append(psql(url, load)[0])
+
     # Updates, fraudctl's and the floor's in turn, each on the vacuumed table and changing every
     # row (another threshold each time): a 50-second load moves with the machine by ±15 %, so
     # one of each would not tell the code from the noise.
@@ -241,13 +304,15 @@ def one_record(args, admin, url):
         def once():
             before()
             return stage(name, run_dir, *extra)[0] * 1000
+
         return [once() for _ in range(ONE_RECORD_SAMPLES)]
 
     return {
         "transform": samples_ms("transform", *db),
         "score": samples_ms("score"),
         "load (a new payment)": samples_ms(
-            "load", *db, before=lambda: psql(url, "TRUNCATE payments_scored CASCADE")),
+            "load", *db, before=lambda: psql(url, "TRUNCATE payments_scored CASCADE")
+        ),
         "load (the same payment again)": samples_ms("load", *db),
     }
 
@@ -255,26 +320,44 @@ def one_record(args, admin, url):
 def report(args, med, peaks, single):
     n = args.n
     rate = lambda s: f"{n / s:,.0f}"  # noqa: E731
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    mem = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))) / 1024 / 1024
-    pg = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip()
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        "?",
+    )
+    mem = (
+        int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal")))
+        / 1024
+        / 1024
+    )
+    pg = subprocess.run(["psql", "--version"], capture_output=True, text=True, check=False).stdout.strip()
     print(f"## {n:,} transactions, median of {args.runs} run(s)\n")
-    print(f"Machine: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}; {pg}.\n")
+    print(
+        f"Machine: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}; {pg}.\n"
+    )
     print("| Stage | Seconds | Records/s | Peak memory |")
     print("|---|---:|---:|---:|")
-    for key, label in (("extract", "extract (CSV → raw.jsonl)"),
-                       ("transform", "transform (card history: the batch, empty database)"),
-                       ("transform_history", "transform (card history: the batch and a full database)"),
-                       ("transform_no_history", "transform without the history block (per-payment features)"),
-                       ("score", "score (local model)"), ("load_insert", "load, inserts"),
-                       ("load_update", "load, updates"),
-                       ("load_sessions", f"load, inserts, {SESSIONS} sessions (`--connections {SESSIONS}`)")):
+    for key, label in (
+        ("extract", "extract (CSV → raw.jsonl)"),
+        ("transform", "transform (card history: the batch, empty database)"),
+        ("transform_history", "transform (card history: the batch and a full database)"),
+        ("transform_no_history", "transform without the history block (per-payment features)"),
+        ("score", "score (local model)"),
+        ("load_insert", "load, inserts"),
+        ("load_update", "load, updates"),
+        ("load_sessions", f"load, inserts, {SESSIONS} sessions (`--connections {SESSIONS}`)"),
+    ):
         print(f"| {label} | {med[key]:.2f} | {rate(med[key])} | {peaks[key]:.0f} MB |")
-    print(f"| **reprocess** (transform → score → load, inserts) | **{med['reprocess']:.2f}** | {rate(med['reprocess'])} | |")
-    print(f"| **reprocess**, load by {SESSIONS} sessions | **{med['reprocess_sessions']:.2f}** | {rate(med['reprocess_sessions'])} | |")
+    print(
+        f"| **reprocess** (transform → score → load, inserts) | **{med['reprocess']:.2f}** | {rate(med['reprocess'])} | |"
+    )
+    print(
+        f"| **reprocess**, load by {SESSIONS} sessions | **{med['reprocess_sessions']:.2f}** | {rate(med['reprocess_sessions'])} | |"
+    )
     print()
-    print("| Load against the database's floor | fraudctl load | COPY + upsert by psql | Ratio "
-          "| COPY into the table by psql | Ratio |")
+    print(
+        "| Load against the database's floor | fraudctl load | COPY + upsert by psql | Ratio "
+        "| COPY into the table by psql | Ratio |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for kind in ("insert", "update"):
         a, b = med[f"load_{kind}"], med[f"floor_{kind}"]
@@ -296,19 +379,26 @@ def peer_report(med, peaks):
     """fraudctl against the Python peer, stage by stage and end to end. fraudctl's stages are
     processes of their own (start-up included); the peer's are timed inside one process, whose
     start (interpreter, imports, model) is the row of its own."""
-    print("| fraudctl vs the Python peer | fraudctl | Python peer | Peer / fraudctl "
-          "| fraudctl peak | peer peak so far |")
+    print(
+        "| fraudctl vs the Python peer | fraudctl | Python peer | Peer / fraudctl "
+        "| fraudctl peak | peer peak so far |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for ours, theirs in PEER_STAGES:
         a, b = med[ours], med[f"peer_{theirs}"]
-        print(f"| {ours.split('_')[0]} / {theirs} | {a:.2f} s | {b:.2f} s | {b / a:.1f}× "
-              f"| {peaks[ours]:.0f} MB | {peaks[f'peer_{theirs}']:.0f} MB |")
+        print(
+            f"| {ours.split('_')[0]} / {theirs} | {a:.2f} s | {b:.2f} s | {b / a:.1f}× "
+            f"| {peaks[ours]:.0f} MB | {peaks[f'peer_{theirs}']:.0f} MB |"
+        )
     start = med["peer_end_to_end"] - sum(med[f"peer_{theirs}"] for _, theirs in PEER_STAGES)
     print(f"| the peer's start (interpreter, imports, model) | | {start:.2f} s | | | |")
     a, b = med["end_to_end"], med["peer_end_to_end"]
     peak = max(peaks[ours] for ours, _ in PEER_STAGES)
-    print(f"| **end to end** | **{a:.2f} s** | **{b:.2f} s** | **{b / a:.1f}×** "
-          f"| {peak:.0f} MB | {peaks['peer_end_to_end']:.0f} MB |")
+    print(
+        f"| **end to end** | **{a:.2f} s** | **{b:.2f} s** | **{b / a:.1f}×** "
+        f"| {peak:.0f} MB | {peaks['peer_end_to_end']:.0f} MB |"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -26,6 +26,7 @@ payments taken), that rate is doubled, then the gap to the first rate it does no
 halved until within a quarter, 60 s at each: the highest rate it sustains is reported. Prints a Markdown table (BENCHMARKS.md, "The live path");
 --json keeps every figure.
 """
+
 import argparse
 import json
 import os
@@ -52,8 +53,12 @@ POLL_MS = 100
 # A request's own time on top of the poll interval (measured here: the served rate is reported).
 REQUEST_MS = 10
 # The stack's settings: a verdict key, so that each alert carries its signed links, as it does there.
-ENV = {**os.environ, "FRAUDCTL_PAN_HASH_KEY": "benchmark-only-key-0123456789abcdef",
-       "FRAUDCTL_VERDICT_KEY": "benchmark-only-verdict-key-fedcba9876543210", "FRAUDCTL_LOG": "warn"}
+ENV = {
+    **os.environ,
+    "FRAUDCTL_PAN_HASH_KEY": "benchmark-only-key-0123456789abcdef",
+    "FRAUDCTL_VERDICT_KEY": "benchmark-only-verdict-key-fedcba9876543210",
+    "FRAUDCTL_LOG": "warn",
+}
 ENV.pop("FRAUDCTL_DATABASE_URL", None)
 
 
@@ -73,8 +78,9 @@ def wait_port(port: int) -> None:
 
 
 def psql(url: str, sql: str) -> str:
-    return subprocess.run(["psql", "-qAtX", url, "-c", sql], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["psql", "-qAtX", url, "-c", sql], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 class Services:
@@ -83,25 +89,56 @@ class Services:
     def __init__(self, admin: str, rows: int, work: Path, csv: Path):
         self.url = admin.rsplit("/", 1)[0] + "/fraudctl_bench_live"
         psql(admin, "DROP DATABASE IF EXISTS fraudctl_bench_live")
-        subprocess.run([BIN, "migrate", "--create-database"], env={**ENV, "FRAUDCTL_DATABASE_URL": self.url},
-                       check=True, capture_output=True)
+        subprocess.run(
+            [BIN, "migrate", "--create-database"],
+            env={**ENV, "FRAUDCTL_DATABASE_URL": self.url},
+            check=True,
+            capture_output=True,
+        )
         self.smtp_port, self.api_port = free_port(), free_port()
         mail = work / "mail"
         shutil.rmtree(mail, ignore_errors=True)
         self.processes = [
-            subprocess.Popen([PYTHON, ROOT / "scripts/smtp_sink.py", "serve", "--listen",
-                              f"127.0.0.1:{self.smtp_port}", "--maildir", mail],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-            subprocess.Popen([BIN, "serve-payments", "--listen", f"127.0.0.1:{self.api_port}",
-                              "--csv", csv, "--time-mode", "now", "--rows-per-response", str(rows)],
-                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            subprocess.Popen(
+                [
+                    PYTHON,
+                    ROOT / "scripts/smtp_sink.py",
+                    "serve",
+                    "--listen",
+                    f"127.0.0.1:{self.smtp_port}",
+                    "--maildir",
+                    mail,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+            subprocess.Popen(
+                [
+                    BIN,
+                    "serve-payments",
+                    "--listen",
+                    f"127.0.0.1:{self.api_port}",
+                    "--csv",
+                    csv,
+                    "--time-mode",
+                    "now",
+                    "--rows-per-response",
+                    str(rows),
+                ],
+                env=ENV,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
         ]
         wait_port(self.smtp_port)
         wait_port(self.api_port)
-        self.env = {**ENV, "FRAUDCTL_DATABASE_URL": self.url,
-                    "FRAUDCTL_API_URL": f"http://127.0.0.1:{self.api_port}/current-transactions",
-                    "FRAUDCTL_SMTP_URL": f"smtp://127.0.0.1:{self.smtp_port}",
-                    "FRAUDCTL_POLL_INTERVAL_MS": str(POLL_MS)}
+        self.env = {
+            **ENV,
+            "FRAUDCTL_DATABASE_URL": self.url,
+            "FRAUDCTL_API_URL": f"http://127.0.0.1:{self.api_port}/current-transactions",
+            "FRAUDCTL_SMTP_URL": f"smtp://127.0.0.1:{self.smtp_port}",
+            "FRAUDCTL_POLL_INTERVAL_MS": str(POLL_MS),
+        }
 
     def served(self) -> int:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/stats") as r:
@@ -109,11 +146,14 @@ class Services:
 
     def latencies(self) -> dict:
         """p50, p95, p99 and the number of the alerts' latencies (s), served to accepted."""
-        row = psql(self.url, """
+        row = psql(
+            self.url,
+            """
             SELECT count(*), percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY s)
             FROM (SELECT extract(epoch FROM a.accepted_at - p.trans_time) AS s
                   FROM fraud_alerts a JOIN payments_scored p USING (trans_num)
-                  WHERE a.status = 'sent') l""")
+                  WHERE a.status = 'sent') l""",
+        )
         count, quantiles = row.split("|", 1)
         values = quantiles.strip("{}").split(",") if quantiles else ["", "", ""]
         p50, p95, p99 = (float(q) if q else None for q in values)
@@ -139,8 +179,9 @@ def live(services: Services, seconds: float, work: Path) -> dict:
     shutil.rmtree(runs, ignore_errors=True)
     started = time.monotonic()
     with open(work / "live.jsonl", "w+") as out:
-        process = subprocess.Popen([BIN, "live", "--runs-root", runs, "--metrics-listen", "off"],
-                                   env=services.env, stdout=out)
+        process = subprocess.Popen(
+            [BIN, "live", "--runs-root", runs, "--metrics-listen", "off"], env=services.env, stdout=out
+        )
         time.sleep(seconds)
         served = services.served()
         process.send_signal(signal.SIGTERM)
@@ -148,19 +189,32 @@ def live(services: Services, seconds: float, work: Path) -> dict:
         out.seek(0)
         batches = [b for b in map(json.loads, out) if b.get("event") == "micro_batch"]
     elapsed = time.monotonic() - started
-    figures = {"path": LIVE, "seconds": round(elapsed, 1), "served": served,
-               "rate": round(served / seconds, 1), "loaded": services.rows(), "cpu_s": round(cpu, 2),
-               **services.latencies(), **micro_batches(batches)}
+    figures = {
+        "path": LIVE,
+        "seconds": round(elapsed, 1),
+        "served": served,
+        "rate": round(served / seconds, 1),
+        "loaded": services.rows(),
+        "cpu_s": round(cpu, 2),
+        **services.latencies(),
+        **micro_batches(batches),
+    }
     return {**figures, **reconciliation(services, runs)}
 
 
 def micro_batches(batches: list) -> dict:
     """How many micro-batches, their mean payments and emails, and each step's mean milliseconds."""
     n = max(1, len(batches))
-    mean = lambda values: round(sum(values) / n, 1)
-    return {"batches": len(batches), "batch_records": mean(b["records"] for b in batches),
-            "batch_emails": mean(b["emails"] for b in batches),
-            "batch_ms": {step: mean(b["ms"][step] for b in batches) for step in STEPS}}
+
+    def mean(values):
+        return round(sum(values) / n, 1)
+
+    return {
+        "batches": len(batches),
+        "batch_records": mean(b["records"] for b in batches),
+        "batch_emails": mean(b["emails"] for b in batches),
+        "batch_ms": {step: mean(b["ms"][step] for b in batches) for step in STEPS},
+    }
 
 
 def reconciliation(services: Services, runs: Path) -> dict:
@@ -172,15 +226,24 @@ def reconciliation(services: Services, runs: Path) -> dict:
         started = time.monotonic()
         for stage in ("extract", "transform", "score", "load", "alert"):
             extra = ["--interval-end", end, "--live-wait-secs", "5"] if stage == "extract" else []
-            done = subprocess.run([BIN, stage, "--run-dir", minute, "--run-id", "scheduled__bench", *extra],
-                                  env=services.env, check=True, capture_output=True, text=True)
+            done = subprocess.run(
+                [BIN, stage, "--run-dir", minute, "--run-id", "scheduled__bench", *extra],
+                env=services.env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             summary = json.loads(done.stdout.strip().splitlines()[-1])
             changed += summary.get("inserted", 0) + summary.get("updated", 0)
             emailed += summary.get("sent", 0)
         slowest = max(slowest, time.monotonic() - started)
         minutes += 1
-    return {"dag_minutes": minutes, "dag_minute_s": round(slowest, 2), "dag_changed_rows": changed,
-            "dag_emailed": emailed}
+    return {
+        "dag_minutes": minutes,
+        "dag_minute_s": round(slowest, 2),
+        "dag_changed_rows": changed,
+        "dag_emailed": emailed,
+    }
 
 
 def dag_alone(services: Services, minutes: int, work: Path) -> dict:
@@ -192,28 +255,33 @@ def dag_alone(services: Services, minutes: int, work: Path) -> dict:
         run_dir = work / "dag" / time.strftime("%Y%m%dT%H%M%S")
         env = {**services.env, "FRAUDCTL_MAX_RECORDS": "100000000"}  # all it can take in 45 s
         for stage in ("extract", "transform", "score", "load", "alert"):
-            subprocess.run([BIN, stage, "--run-dir", run_dir], env=env, check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run([BIN, stage, "--run-dir", run_dir], env=env, check=True, stdout=subprocess.DEVNULL)
         time.sleep(max(0.0, 60 - time.time() % 60))
     elapsed = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     served = services.served()
-    return {"path": "DAG alone", "seconds": round(elapsed, 1), "served": served,
-            "rate": round(served / elapsed, 1), "loaded": services.rows(), "cpu_s": round(cpu, 2),
-            **services.latencies()}
+    return {
+        "path": "DAG alone",
+        "seconds": round(elapsed, 1),
+        "served": served,
+        "rate": round(served / elapsed, 1),
+        "loaded": services.rows(),
+        "cpu_s": round(cpu, 2),
+        **services.latencies(),
+    }
 
 
 def spread_frauds(work: Path) -> Path:
     """The sample with its frauds spread evenly among its other payments (header kept)."""
     lines = SAMPLE.read_text().splitlines()
-    frauds = [l for l in lines[1:] if l.endswith(",1")]
-    others = [l for l in lines[1:] if not l.endswith(",1")]
+    frauds = [row for row in lines[1:] if row.endswith(",1")]
+    others = [row for row in lines[1:] if not row.endswith(",1")]
     every = len(others) // len(frauds)
     rows = []
     for i, fraud in enumerate(frauds):
-        rows += [fraud, *others[i * every:(i + 1) * every]]
-    rows += others[len(frauds) * every:]
+        rows += [fraud, *others[i * every : (i + 1) * every]]
+    rows += others[len(frauds) * every :]
     path = work / "spread.csv"
     path.write_text("\n".join([lines[0], *rows]) + "\n")
     return path
@@ -239,21 +307,38 @@ def measure(admin: str, rate: int, seconds: float, work: Path, with_dag: bool) -
 def table(figures: list) -> str:
     def s(v):
         return "–" if v is None else f"{v:.2f}"
-    lines = ["| path | target payments/s | served payments/s | alerts | p50 s | p95 s | p99 s | CPU ms a payment "
-             "| the DAG's run of a live minute: slowest s, rows changed, emails |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    lines = [
+        "| path | target payments/s | served payments/s | alerts | p50 s | p95 s | p99 s | CPU ms a payment "
+        "| the DAG's run of a live minute: slowest s, rows changed, emails |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for f in figures:
-        dag = (f"{f['dag_minute_s']:.2f} s ({f['dag_minutes']} minutes), {f['dag_changed_rows']}, {f['dag_emailed']}"
-               if "dag_minutes" in f else "")
-        lines.append(f"| {f['path']} | {f['target_rate']:,} | {f['rate']:,} | {f['alerts']} | {s(f['p50'])} "
-                     f"| {s(f['p95'])} | {s(f['p99'])} | {f['cpu_ms_a_payment']} | {dag} |")
-    lines += ["", "What a micro-batch of the live path took, on average (milliseconds; `fraudctl live`'s JSON lines):", "",
-              "| target payments/s | micro-batches | payments a batch | emails a batch | "
-              + " | ".join(STEPS) + " |", "| --- " * (4 + len(STEPS)) + "|"]
+        dag = (
+            f"{f['dag_minute_s']:.2f} s ({f['dag_minutes']} minutes), {f['dag_changed_rows']}, {f['dag_emailed']}"
+            if "dag_minutes" in f
+            else ""
+        )
+        lines.append(
+            f"| {f['path']} | {f['target_rate']:,} | {f['rate']:,} | {f['alerts']} | {s(f['p50'])} "
+            f"| {s(f['p95'])} | {s(f['p99'])} | {f['cpu_ms_a_payment']} | {dag} |"
+        )
+    lines += [
+        "",
+        "What a micro-batch of the live path took, on average (milliseconds; `fraudctl live`'s JSON lines):",
+        "",
+        "| target payments/s | micro-batches | payments a batch | emails a batch | "
+        + " | ".join(STEPS)
+        + " |",
+        "| --- " * (4 + len(STEPS)) + "|",
+    ]
     for f in figures:
         if "batches" in f:
-            lines.append(f"| {f['target_rate']:,} | {f['batches']:,} | {f['batch_records']} | {f['batch_emails']} | "
-                         + " | ".join(str(f["batch_ms"][step]) for step in STEPS) + " |")
+            lines.append(
+                f"| {f['target_rate']:,} | {f['batches']:,} | {f['batch_records']} | {f['batch_emails']} | "
+                + " | ".join(str(f["batch_ms"][step]) for step in STEPS)
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -280,27 +365,40 @@ def ceiling_search(admin: str, figures: list, work: Path) -> list:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", type=int, nargs="+", default=[10, 100, 1000], help="payments/s (default 10 100 1000)")
-    parser.add_argument("--seconds", type=float, default=60, help="how long the live path runs at each rate (default 60)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rates", type=int, nargs="+", default=[10, 100, 1000], help="payments/s (default 10 100 1000)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=60, help="how long the live path runs at each rate (default 60)"
+    )
     parser.add_argument("--no-dag", action="store_true", help="skip the DAG alone")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the search for the highest rate")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
     args = parser.parse_args()
-    admin = subprocess.run([ROOT / "scripts" / "pg.sh", "start"], check=True, capture_output=True,
-                           text=True).stdout.strip()
+    admin = subprocess.run(
+        [ROOT / "scripts" / "pg.sh", "start"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     figures = []
     with tempfile.TemporaryDirectory(prefix="fraudctl-bench-live-") as work:
         for rate in args.rates:
             figures += measure(admin, rate, args.seconds, Path(work), not args.no_dag)
         if not args.no_ceiling:
             figures += ceiling_search(admin, figures, Path(work))
-    ceiling = max((f for f in figures if f["path"] == LIVE and sustained(f)), key=lambda f: f["rate"], default=None)
-    print(f"## The live path ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores)\n")
+    ceiling = max(
+        (f for f in figures if f["path"] == LIVE and sustained(f)), key=lambda f: f["rate"], default=None
+    )
+    print(
+        f"## The live path ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores)\n"
+    )
     print(table(figures))
     if ceiling:
-        print(f"\nHighest rate sustained with p95 ≤ 5 s: {ceiling['rate']:,} payments/s "
-              f"(p95 {ceiling['p95']:.2f} s).")
+        print(
+            f"\nHighest rate sustained with p95 ≤ 5 s: {ceiling['rate']:,} payments/s "
+            f"(p95 {ceiling['p95']:.2f} s)."
+        )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 

@@ -37,6 +37,7 @@ frauds mostly on other days, so each statistic is taken where the sample shows i
 The output holds statistics and short lists, never the sample's rows: about 70 KB, half of it the
 home cities.
 """
+
 import argparse
 import hashlib
 import json
@@ -60,8 +61,7 @@ def read(path):
     df["ms"] = df["time"].astype("int64") // 1_000_000
     df["hour"] = df["time"].dt.hour
     df["age"] = (df["time"] - pd.to_datetime(df["dob"])).dt.days / 365.25
-    df["band"] = np.select([df["age"] < AGE_BANDS[0], df["age"] < AGE_BANDS[1]],
-                           ["young", "adult"], "senior")
+    df["band"] = np.select([df["age"] < AGE_BANDS[0], df["age"] < AGE_BANDS[1]], ["young", "adult"], "senior")
     df["profile"] = df["band"] + "_" + df["gender"]
     return df.sort_values("ms", kind="stable").reset_index(drop=True)
 
@@ -71,7 +71,9 @@ def earlier_in_24h(df):
     counts = pd.Series(0, index=df.index)
     for _, card in df.groupby("cc_num"):
         ms = card["ms"].to_numpy()
-        counts[card.index] = np.searchsorted(ms, ms, side="left") - np.searchsorted(ms, ms - DAY_MS, side="left")
+        counts[card.index] = np.searchsorted(ms, ms, side="left") - np.searchsorted(
+            ms, ms - DAY_MS, side="left"
+        )
     return counts
 
 
@@ -103,10 +105,15 @@ def kind_params(rows, categories, profiles, by_band):
     category, and per age band too if `by_band`)."""
     overall = shares(rows["category"], categories)
     prior = overall / overall.sum() * SHRINK
-    by_profile = {p: rounded(shares(rows.loc[rows["profile"] == p, "category"], categories) + prior, 2)
-                  for p in profiles}
-    pm_share = {c: round(float((rows.loc[rows["category"] == c, "hour"] >= 12).mean()), 4)
-                for c in categories if (rows["category"] == c).any()}
+    by_profile = {
+        p: rounded(shares(rows.loc[rows["profile"] == p, "category"], categories) + prior, 2)
+        for p in profiles
+    }
+    pm_share = {
+        c: round(float((rows.loc[rows["category"] == c, "hour"] >= 12).mean()), 4)
+        for c in categories
+        if (rows["category"] == c).any()
+    }
     return {
         "categories": {p: dict(zip(categories, w)) for p, w in by_profile.items()},
         "pm_share": pm_share,
@@ -136,15 +143,21 @@ def customers(df):
     return {
         "female_share": round(float((cards["gender"] == "F").mean()), 4),
         "youngest": youngest,
-        "ages": {g: [int(n) for n in shares(ages[cards["gender"] == g], range(youngest, oldest + 1))]
-                 for g in ("F", "M")},
-        "cities": [[r.city, r.state, int(r.zip), float(r.lat), float(r.long), int(r.city_pop), int(r.cards)]
-                   for r in cities.itertuples()],
+        "ages": {
+            g: [int(n) for n in shares(ages[cards["gender"] == g], range(youngest, oldest + 1))]
+            for g in ("F", "M")
+        },
+        "cities": [
+            [r.city, r.state, int(r.zip), float(r.lat), float(r.long), int(r.city_pop), int(r.cards)]
+            for r in cities.itertuples()
+        ],
         "card_numbers": [[prefix, int(length), int(n)] for (prefix, length), n in numbers.items()],
         "first_names": {g: top(cards.loc[cards["gender"] == g, "first"], TOP_NAMES) for g in ("F", "M")},
         "last_names": top(cards["last"], TOP_LAST_NAMES),
-        "street_suffixes": top(cards["street"].str.replace(r" (Suite|Apt\.) \d+$", "", regex=True)
-                               .str.split().str[-1], TOP_SUFFIXES),
+        "street_suffixes": top(
+            cards["street"].str.replace(r" (Suite|Apt\.) \d+$", "", regex=True).str.split().str[-1],
+            TOP_SUFFIXES,
+        ),
         "jobs": top(cards["job"], TOP_JOBS),
     }
 
@@ -177,7 +190,9 @@ def fit(df):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--csv", type=Path, required=True, help="a sample in the data set's CSV layout")
     parser.add_argument("--out", type=Path, required=True, help="the parameter file to write")
     args = parser.parse_args()
@@ -185,16 +200,23 @@ def main():
     params = {
         "schema": SCHEMA,
         "version": VERSION,
-        "fitted_from": {"file": args.csv.name, "sha256": hashlib.sha256(args.csv.read_bytes()).hexdigest(),
-                        "rows": len(df), "frauds": int(df["is_fraud"].sum()), "cards": int(df["cc_num"].nunique()),
-                        "by": "scripts/fit_generator.py"},
+        "fitted_from": {
+            "file": args.csv.name,
+            "sha256": hashlib.sha256(args.csv.read_bytes()).hexdigest(),
+            "rows": len(df),
+            "frauds": int(df["is_fraud"].sum()),
+            "cards": int(df["cc_num"].nunique()),
+            "by": "scripts/fit_generator.py",
+        },
         **fit(df),
     }
     text = json.dumps(params, separators=(",", ":"), ensure_ascii=False) + "\n"
     args.out.write_text(text)
     days = {p: round(mean_count(w), 2) for p, w in params["legit_day_payments"].items()}
-    print(f"wrote {args.out} ({len(text.encode()) / 1024:.1f} KB): a legitimate day holds on average "
-          f"{days} payments, a burst {mean_count(params['burst_frauds']):.2f} frauds")
+    print(
+        f"wrote {args.out} ({len(text.encode()) / 1024:.1f} KB): a legitimate day holds on average "
+        f"{days} payments, a burst {mean_count(params['burst_frauds']):.2f} frauds"
+    )
 
 
 def mean_count(weights):

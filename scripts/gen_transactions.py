@@ -9,6 +9,7 @@
 --later-days D writes the same payments' cards D days later, with other trans_nums: a batch
 whose cards' history is the first file (what the benchmark loads before it).
 """
+
 import argparse
 import csv
 import hashlib
@@ -19,12 +20,18 @@ DEFAULT_SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "dat
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("n", type=int, help="number of transactions")
     parser.add_argument("out", type=Path, help="CSV file to write")
     parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE, help="CSV in the data set's layout")
-    parser.add_argument("--later-days", type=int, default=0,
-                        help="the same cards this many days later, other trans_nums (default 0)")
+    parser.add_argument(
+        "--later-days",
+        type=int,
+        default=0,
+        help="the same cards this many days later, other trans_nums (default 0)",
+    )
     args = parser.parse_args()
 
     with args.sample.open(newline="") as f:
@@ -43,12 +50,18 @@ def main():
                 digest = hashlib.md5(f"{copy}:{row}".encode()).hexdigest()
                 out[col["trans_num"]] = digest
                 cc = out[col["cc_num"]]
-                out[col["cc_num"]] = cc[0] + str(int(digest[:15], 16) % 10 ** (len(cc) - 1)).zfill(len(cc) - 1)
+                out[col["cc_num"]] = cc[0] + str(int(digest[:15], 16) % 10 ** (len(cc) - 1)).zfill(
+                    len(cc) - 1
+                )
                 t = datetime.strptime(out[col["trans_date_trans_time"]], "%Y-%m-%d %H:%M:%S")
-                out[col["trans_date_trans_time"]] = (t + timedelta(days=copy % 500)).strftime("%Y-%m-%d %H:%M:%S")
+                out[col["trans_date_trans_time"]] = (t + timedelta(days=copy % 500)).strftime(
+                    "%Y-%m-%d %H:%M:%S"
+                )
             if args.later_days:
                 t = datetime.strptime(out[col["trans_date_trans_time"]], "%Y-%m-%d %H:%M:%S")
-                out[col["trans_date_trans_time"]] = (t + timedelta(days=args.later_days)).strftime("%Y-%m-%d %H:%M:%S")
+                out[col["trans_date_trans_time"]] = (t + timedelta(days=args.later_days)).strftime(
+                    "%Y-%m-%d %H:%M:%S"
+                )
                 later = hashlib.md5(f"later:{args.later_days}:{out[col['trans_num']]}".encode())
                 out[col["trans_num"]] = later.hexdigest()
             writer.writerow(out)

@@ -33,6 +33,7 @@ The database may hold anything: each invocation hashes card numbers with a fresh
 earlier payment counts as history. Needs the fraudctl binary (--fraudctl, default
 target/release/fraudctl).
 """
+
 import argparse
 import json
 import os
@@ -69,8 +70,11 @@ class Simulator:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}/current-transactions"
-        self.proc = subprocess.Popen([str(binary), "serve-payments", "--listen", f"127.0.0.1:{port}", *args],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [str(binary), "serve-payments", "--listen", f"127.0.0.1:{port}", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(200):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
@@ -88,8 +92,13 @@ class Simulator:
 
 
 def fraudctl(binary, env, stage, run_dir, *args):
-    done = subprocess.run([str(binary), stage, "--run-dir", str(run_dir), *map(str, args)],
-                          env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [str(binary), stage, "--run-dir", str(run_dir), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         sys.exit(f"generator_report: fraudctl {stage} for {run_dir} exited {done.returncode}:\n{done.stderr}")
 
@@ -105,8 +114,20 @@ def pipeline_runs(binary, env, seed, work):
     with Simulator(binary, "--seed", str(seed), "--time-mode", "original") as sim:
         for run in range(RUNS):
             run_dir = work / f"seed{seed}-run{run}"
-            fraudctl(binary, env, "extract", run_dir, "--api-url", sim.url, "--max-records", RUN_SIZE,
-                     "--poll-interval-ms", 0, "--run-id", f"report-{seed}-{run}")
+            fraudctl(
+                binary,
+                env,
+                "extract",
+                run_dir,
+                "--api-url",
+                sim.url,
+                "--max-records",
+                RUN_SIZE,
+                "--poll-interval-ms",
+                0,
+                "--run-id",
+                f"report-{seed}-{run}",
+            )
             fraudctl(binary, env, "transform", run_dir, "--feature-spec", MODEL / "feature_spec.json")
             fraudctl(binary, env, "score", run_dir, "--model-dir", MODEL)
             fraudctl(binary, env, "load", run_dir)
@@ -120,9 +141,13 @@ def pipeline_runs(binary, env, seed, work):
 
 def precision_recall(label, predicted):
     caught = int((label & predicted).sum())
-    return {"precision": round(caught / max(int(predicted.sum()), 1), 3),
-            "recall": round(caught / max(int(label.sum()), 1), 3),
-            "frauds": int(label.sum()), "alerts": int(predicted.sum()), "caught": caught}
+    return {
+        "precision": round(caught / max(int(predicted.sum()), 1), 3),
+        "recall": round(caught / max(int(label.sum()), 1), 3),
+        "frauds": int(label.sum()),
+        "alerts": int(predicted.sum()),
+        "caught": caught,
+    }
 
 
 def stream_figures(df):
@@ -130,12 +155,17 @@ def stream_figures(df):
     seen = df.groupby("cc_hash").size()
     bursts = df[label].groupby("cc_hash").size()
     legit_sum = df.loc[~label, "card_amt_sum_24h"]
-    return {"payments": len(df), **precision_recall(label, predicted),
-            **false_alarms(predicted[~label], day_of_week(df.loc[~label, "trans_time_ms"])),
-            "cards": len(seen), "median_times_a_card_is_seen": float(seen.median()),
-            "cards_seen_3_times_or_more": round(float((seen >= 3).mean()), 3),
-            "compromised_cards": len(bursts), "frauds_per_compromised_card": round(float(bursts.mean()), 2),
-            "legit_card_amt_sum_24h_quantiles": quantiles(legit_sum)}
+    return {
+        "payments": len(df),
+        **precision_recall(label, predicted),
+        **false_alarms(predicted[~label], day_of_week(df.loc[~label, "trans_time_ms"])),
+        "cards": len(seen),
+        "median_times_a_card_is_seen": float(seen.median()),
+        "cards_seen_3_times_or_more": round(float((seen >= 3).mean()), 3),
+        "compromised_cards": len(bursts),
+        "frauds_per_compromised_card": round(float(bursts.mean()), 2),
+        "legit_card_amt_sum_24h_quantiles": quantiles(legit_sum),
+    }
 
 
 def day_of_week(times_ms):
@@ -151,9 +181,12 @@ def false_alarms(alerted, days):
     Tuesdays (model/MODEL_CARD.md)."""
     alerted = pd.Series(np.asarray(alerted, dtype=bool))
     by_day = alerted.groupby(np.asarray(days, dtype=int))
-    return {"false_alarm_rate": round(float(alerted.mean()), 4),
-            "false_alarm_rate_by_day_of_week": {int(day): {"legit": int(a.size), "rate": round(float(a.mean()), 4)}
-                                                for day, a in by_day}}
+    return {
+        "false_alarm_rate": round(float(alerted.mean()), 4),
+        "false_alarm_rate_by_day_of_week": {
+            int(day): {"legit": int(a.size), "rate": round(float(a.mean()), 4)} for day, a in by_day
+        },
+    }
 
 
 def quantiles(values):
@@ -164,8 +197,10 @@ def history_now(df, stamps):
     """The card-history features (a DataFrame in df's order) as `transform` computes them with
     these stamps: a payment's history is its card's payments of the earlier runs and of its own
     run, those stamped before it (features.CardHistory, the training definitions)."""
-    payments = [features.Payment(int(t), r.trans_num, round(r.amt * 100), r.category, r.merch_lat, r.merch_long)
-                for t, r in zip(stamps, df.itertuples())]
+    payments = [
+        features.Payment(int(t), r.trans_num, round(r.amt * 100), r.category, r.merch_lat, r.merch_long)
+        for t, r in zip(stamps, df.itertuples())
+    ]
     runs = df["run"].to_numpy()
     out = [None] * len(df)
     for (card, run), idx in df.groupby(["cc_hash", "run"]).indices.items():
@@ -201,17 +236,23 @@ def now_mode(df, columns, booster, threshold):
         legit_days.append(moments.dayofweek[~label])
         by_hour[hour] = {k: figures[k] for k in ("precision", "recall")} | {
             "false_alarm_rate": round(float(predicted[~label].mean()), 4),
-            "cards_in_order": round(float(in_order.mean()), 3)}
-    return {"by_hour": by_hour,
-            "all_hours": false_alarms(np.concatenate(legit_alerted), np.concatenate(legit_days))}
+            "cards_in_order": round(float(in_order.mean()), 3),
+        }
+    return {
+        "by_hour": by_hour,
+        "all_hours": false_alarms(np.concatenate(legit_alerted), np.concatenate(legit_days)),
+    }
 
 
 def pooled(streams):
     """Precision, recall and false alarms of several seeds' pipeline runs taken together."""
     df = pd.concat(streams, ignore_index=True)
     label, predicted = df["is_fraud"].astype(bool), df["predicted_fraud"].astype(bool)
-    return {"payments": len(df), **precision_recall(label, predicted),
-            **false_alarms(predicted[~label], day_of_week(df.loc[~label, "trans_time_ms"]))}
+    return {
+        "payments": len(df),
+        **precision_recall(label, predicted),
+        **false_alarms(predicted[~label], day_of_week(df.loc[~label, "trans_time_ms"])),
+    }
 
 
 # Every column of a payment but its time and identifiers, beyond the model's inputs: the
@@ -220,8 +261,10 @@ def pooled(streams):
 HASHED = ("state", "city", "job", "merchant")
 EVERY_COLUMN_BLOCKS = [
     {"type": "numeric", "features": ["zip", "lat", "long", "merch_lat", "merch_long"]},
-    *({"type": "hashing", "fields": [field], "n_features": 64, "prefix": f"{field}_hash"}
-      for field in HASHED),
+    *(
+        {"type": "hashing", "fields": [field], "n_features": 64, "prefix": f"{field}_hash"}
+        for field in HASHED
+    ),
 ]
 
 
@@ -243,9 +286,21 @@ def adversarial(binary, env, sample, work, seed):
     spec_path, spec, model_inputs = per_payment_spec(work)
     fraud_share = float(sample["is_fraud"].mean())
     run_dir = work / "adversarial"
-    with Simulator(binary, "--seed", str(seed), "--time-mode", "original", "--fraud-rate", f"{fraud_share:.4f}") as sim:
-        fraudctl(binary, env, "extract", run_dir, "--api-url", sim.url, "--max-records", len(sample),
-                 "--poll-interval-ms", 0)
+    with Simulator(
+        binary, "--seed", str(seed), "--time-mode", "original", "--fraud-rate", f"{fraud_share:.4f}"
+    ) as sim:
+        fraudctl(
+            binary,
+            env,
+            "extract",
+            run_dir,
+            "--api-url",
+            sim.url,
+            "--max-records",
+            len(sample),
+            "--poll-interval-ms",
+            0,
+        )
     fraudctl(binary, env, "transform", run_dir, "--feature-spec", spec_path)
     header, feats = records(run_dir / "features.jsonl")
     columns = header["meta"]["feature_spec"]["columns"]
@@ -262,10 +317,13 @@ def adversarial(binary, env, sample, work, seed):
     grouped = {name: [c for c in x.columns if c.startswith(prefix)] for name, prefix in groups.items()}
     singles = [c for c in x.columns if not any(c in g for g in grouped.values())]
     alone = {c: auc([c]) for c in singles} | {name: auc(g) for name, g in grouped.items()}
-    return {"generated_fraud_share": round(fraud_share, 4), "rows": [len(real), len(generated)],
-            "roc_auc_model_inputs": auc([c for c in model_inputs if c in x.columns]),
-            "roc_auc_every_column": auc(list(x.columns)),
-            "roc_auc_each_column_alone": alone}
+    return {
+        "generated_fraud_share": round(fraud_share, 4),
+        "rows": [len(real), len(generated)],
+        "roc_auc_model_inputs": auc([c for c in model_inputs if c in x.columns]),
+        "roc_auc_every_column": auc(list(x.columns)),
+        "roc_auc_each_column_alone": alone,
+    }
 
 
 def cross_validated_auc(x, y, groups):
@@ -284,15 +342,21 @@ def sample_figures(sample):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--csv", required=True, type=Path, help="the data set's sample")
     parser.add_argument("--fraudctl", type=Path, default=REPO / "target" / "release" / "fraudctl")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="generator seeds (default 42, serve-payments' own)")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[42], help="generator seeds (default 42, serve-payments' own)"
+    )
     args = parser.parse_args()
     if "FRAUDCTL_DATABASE_URL" not in os.environ:
         sys.exit("generator_report: set FRAUDCTL_DATABASE_URL (see --help)")
     env = {**os.environ, "FRAUDCTL_PAN_HASH_KEY": secrets.token_hex(32)}
-    subprocess.run([str(args.fraudctl), "migrate", "--create-database"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [str(args.fraudctl), "migrate", "--create-database"], env=env, check=True, capture_output=True
+    )
     sample = features.read_transactions(args.csv)
     booster = xgb.Booster()
     booster.load_model(MODEL / "model.json")
@@ -304,8 +368,10 @@ def main():
         for seed in args.seeds:
             df, columns = pipeline_runs(args.fraudctl, env, seed, work)
             streams.append(df)
-            report["seeds"][seed] = {"pipeline": stream_figures(df),
-                                     "now_mode": now_mode(df, columns, booster, threshold)}
+            report["seeds"][seed] = {
+                "pipeline": stream_figures(df),
+                "now_mode": now_mode(df, columns, booster, threshold),
+            }
         report["pooled"] = pooled(streams)
         report["adversarial"] = adversarial(args.fraudctl, env, sample, work, args.seeds[0] + 1)
     print(json.dumps(report, indent=1))

@@ -9,6 +9,7 @@ read in a browser, as compose's Mailpit offers them.
 Read only, and on 127.0.0.1 by default: it shows what the pipeline emailed, card numbers
 masked as in the emails themselves. Started by `smtp_sink.py serve --web-listen HOST:PORT`.
 """
+
 import datetime as dt
 import email
 import email.policy
@@ -20,9 +21,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 NAME = re.compile(r"^[0-9]{1,12}\.eml$")
-STYLE = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;width:100%}"
-         "td,th{text-align:left;padding:.4em .8em;border-bottom:1px solid #ddd}"
-         "iframe{width:100%;height:70vh;border:1px solid #ccc}pre{white-space:pre-wrap}")
+STYLE = (
+    "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;width:100%}"
+    "td,th{text-align:left;padding:.4em .8em;border-bottom:1px solid #ddd}"
+    "iframe{width:100%;height:70vh;border:1px solid #ccc}pre{white-space:pre-wrap}"
+)
 
 
 def read(path: Path):
@@ -34,16 +37,24 @@ def summaries(maildir: Path) -> list[dict]:
     out = []
     for path in sorted(maildir.glob("*.eml"), reverse=True):
         msg = read(path)
-        received = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
-        out.append({"name": path.name, "received": received.strftime("%Y-%m-%d %H:%M:%S UTC"),
-                    "from": str(msg["From"] or ""), "to": str(msg["To"] or ""),
-                    "subject": str(msg["Subject"] or "")})
+        received = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+        out.append(
+            {
+                "name": path.name,
+                "received": received.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                "from": str(msg["From"] or ""),
+                "to": str(msg["To"] or ""),
+                "subject": str(msg["Subject"] or ""),
+            }
+        )
     return out
 
 
 def page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{body}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>{body}</body></html>"
+    )
 
 
 def index_page(maildir: Path) -> str:
@@ -51,27 +62,36 @@ def index_page(maildir: Path) -> str:
         f"<tr><td>{html.escape(m['received'])}</td><td>{html.escape(m['from'])}</td>"
         f"<td>{html.escape(m['to'])}</td><td><a href='/message/{m['name']}'>"
         f"{html.escape(m['subject']) or '(no subject)'}</a></td></tr>"
-        for m in summaries(maildir))
-    table = (f"<table><tr><th>Received</th><th>From</th><th>To</th><th>Subject</th></tr>{rows}</table>"
-             if rows else "<p>No message yet.</p>")
+        for m in summaries(maildir)
+    )
+    table = (
+        f"<table><tr><th>Received</th><th>From</th><th>To</th><th>Subject</th></tr>{rows}</table>"
+        if rows
+        else "<p>No message yet.</p>"
+    )
     return page("Inbox", f"<h1>Inbox</h1><p>{html.escape(str(maildir))}</p>{table}")
 
 
 def message_page(path: Path) -> str:
     msg = read(path)
-    headers = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                      for k, v in msg.items() if k in ("Date", "From", "To", "Cc", "Subject", "Message-ID"))
+    headers = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in msg.items()
+        if k in ("Date", "From", "To", "Cc", "Subject", "Message-ID")
+    )
     body = msg.get_body(preferencelist=("html", "plain"))
     if body is None:
         shown = "<p>(no text or HTML body)</p>"
     elif body.get_content_subtype() == "html":
         # srcdoc in a sandbox: the email's own page, without scripts or navigation of the inbox.
-        shown = f"<iframe sandbox srcdoc=\"{html.escape(body.get_content(), quote=True)}\"></iframe>"
+        shown = f'<iframe sandbox srcdoc="{html.escape(body.get_content(), quote=True)}"></iframe>'
     else:
         shown = f"<pre>{html.escape(body.get_content())}</pre>"
     subject = str(msg["Subject"] or "(no subject)")
-    return page(subject, f"<p><a href='/'>&larr; Inbox</a></p><h1>{html.escape(subject)}</h1>"
-                         f"<table>{headers}</table>{shown}")
+    return page(
+        subject,
+        f"<p><a href='/'>&larr; Inbox</a></p><h1>{html.escape(subject)}</h1><table>{headers}</table>{shown}",
+    )
 
 
 def handler(maildir: Path):
@@ -85,8 +105,9 @@ def handler(maildir: Path):
             name = path.removeprefix("/message/")
             if path.startswith("/message/") and NAME.match(name) and (maildir / name).is_file():
                 return self.reply(200, message_page(maildir / name), "text/html")
-            return self.reply(404, page("Not found", "<p>No such page or message. <a href='/'>Inbox</a></p>"),
-                              "text/html")
+            return self.reply(
+                404, page("Not found", "<p>No such page or message. <a href='/'>Inbox</a></p>"), "text/html"
+            )
 
         def reply(self, status: int, text: str, content_type: str):
             data = text.encode()
@@ -94,7 +115,9 @@ def handler(maildir: Path):
             self.send_header("Content-Type", f"{content_type}; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             # The inbox's own page runs no script either.
-            self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'")
+            self.send_header(
+                "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'"
+            )
             self.end_headers()
             self.wfile.write(data)
 

@@ -15,6 +15,7 @@ atomically), so a restarted watcher neither repeats an email nor forgets an inci
 
 An email that cannot be sent (the SMTP server down too) is tried again at the next check.
 """
+
 import argparse
 import datetime as dt
 import email.utils
@@ -38,7 +39,7 @@ def healthy(url: str, timeout: float) -> bool:
 
 
 def stamp(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def load(path: Path, now: float) -> dict:
@@ -68,7 +69,11 @@ def send(args, subject: str, body: str) -> bool:
             smtp.send_message(message)
         return True
     except (OSError, smtplib.SMTPException) as e:
-        print(f"scheduler_watch: could not email {args.to} through {args.smtp}: {e}", file=sys.stderr, flush=True)
+        print(
+            f"scheduler_watch: could not email {args.to} through {args.smtp}: {e}",
+            file=sys.stderr,
+            flush=True,
+        )
         return False
 
 
@@ -77,24 +82,29 @@ def check(args, state: dict, now: float) -> dict:
     if healthy(args.health_url, args.timeout):
         if state["down_sent"]:
             down = now - state["last_healthy"]
-            if not send(args, "Airflow scheduler is back: alerts and the DAGs run again",
-                        f"The scheduler answers its health check again at {stamp(now)}.\n"
-                        f"It was last healthy at {stamp(state['last_healthy'])}: down for "
-                        f"{down / 60:.0f} min. The every-minute DAG catches up on its own; "
-                        "check `make status` and the scheduler's log (.local/logs/airflow-scheduler.log)."):
+            if not send(
+                args,
+                "Airflow scheduler is back: alerts and the DAGs run again",
+                f"The scheduler answers its health check again at {stamp(now)}.\n"
+                f"It was last healthy at {stamp(state['last_healthy'])}: down for "
+                f"{down / 60:.0f} min. The every-minute DAG catches up on its own; "
+                "check `make status` and the scheduler's log (.local/logs/airflow-scheduler.log).",
+            ):
                 return state
         return {"last_healthy": now, "failing_since": None, "down_sent": False}
     state = {**state, "failing_since": state["failing_since"] or now}
     if not state["down_sent"] and now - state["failing_since"] >= args.after_secs:
         state["down_sent"] = send(
-            args, "Airflow scheduler is down: the DAGs and their emails have stopped",
+            args,
+            "Airflow scheduler is down: the DAGs and their emails have stopped",
             f"The scheduler has not answered its health check ({args.health_url}) since "
             f"{stamp(state['failing_since'])}; it was last healthy at {stamp(state['last_healthy'])}.\n"
             "Until it is back, no DAG runs: no minute is captured by the DAG, no task-failure or "
             "watchdog email is sent (the live path, if it runs, still alerts).\n"
             "What to do: `make status` (supervisord restarts it; PostgreSQL, which holds Airflow's "
             "metadata, must be up), then the scheduler's log (.local/logs/airflow-scheduler.log). "
-            "Another email follows when it is back.")
+            "Another email follows when it is back.",
+        )
     return state
 
 
@@ -106,16 +116,23 @@ def main() -> None:
     p.add_argument("--sender", default="fraudctl@localhost", help="From: address")
     p.add_argument("--state", required=True, type=Path, help="the watcher's state file (JSON)")
     p.add_argument("--every", type=float, default=15.0, help="seconds between checks (default 15)")
-    p.add_argument("--after-secs", type=float, default=60.0,
-                   help="seconds of failed checks in a row before the email (default 60: more than "
-                        "a restart of the scheduler takes)")
+    p.add_argument(
+        "--after-secs",
+        type=float,
+        default=60.0,
+        help="seconds of failed checks in a row before the email (default 60: more than "
+        "a restart of the scheduler takes)",
+    )
     p.add_argument("--timeout", type=float, default=5.0, help="seconds a check may take (default 5)")
     args = p.parse_args()
     if args.every <= 0 or args.after_secs < 0 or args.timeout <= 0:
         p.error("--every and --timeout must be positive, --after-secs at least 0")
     state = load(args.state, time.time())
-    print(f"scheduler_watch: checking {args.health_url} every {args.every:g} s; emails {args.to} "
-          f"after {args.after_secs:g} s down", flush=True)
+    print(
+        f"scheduler_watch: checking {args.health_url} every {args.every:g} s; emails {args.to} "
+        f"after {args.after_secs:g} s down",
+        flush=True,
+    )
     while True:
         new = check(args, state, time.time())
         if new != state:

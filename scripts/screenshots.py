@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """The docs' screenshots of the running local stack (`make up`), from a real headless browser:
-the Airflow grid with a task's log, the web inbox, and a fraud alert in it.
+the Airflow grid with a task's log, the web inbox, a fraud alert in it, and the dashboard's
+champion-and-challenger comparison and detection controls (today's business day: a fresh stack
+has no yesterday).
 
     apt-get install chromium                       # Debian's, /usr/bin/chromium
     python3 -m venv /tmp/shots && /tmp/shots/bin/pip install -r scripts/screenshots-requirements.txt
@@ -9,11 +11,13 @@ the Airflow grid with a task's log, the web inbox, and a fraud alert in it.
 Playwright drives Debian's Chromium (it does not download a browser of its own). The Airflow
 password is read from .local/stack.env, the ports from the same variables as `make up`'s.
 """
+
 import base64
 import json
 import os
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -22,9 +26,17 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 AIRFLOW = f"http://127.0.0.1:{os.environ.get('FRAUDCTL_AIRFLOW_PORT', '8080')}"
 INBOX = f"http://127.0.0.1:{os.environ.get('FRAUDCTL_MAIL_WEB_PORT', '8025')}"
+DASHBOARD = f"http://127.0.0.1:{os.environ.get('FRAUDCTL_DASHBOARD_PORT', '8501')}"
 # What this machine's closed network needs (no background connections, no sandbox as root).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def admin_password() -> str:
@@ -38,12 +50,28 @@ def latest_successful_run(password: str) -> str:
     """The dag_run_id of fraud_pipeline's latest successful run (REST API, basic auth)."""
     request = urllib.request.Request(
         f"{AIRFLOW}/api/v1/dags/fraud_pipeline/dagRuns?state=success&order_by=-execution_date&limit=1",
-        headers={"Authorization": "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()})
+        headers={"Authorization": "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()},
+    )
     with urllib.request.urlopen(request, timeout=10) as r:
         runs = json.load(r)["dag_runs"]
     if not runs:
         raise SystemExit("fraud_pipeline has no successful run yet: wait a minute")
     return runs[0]["dag_run_id"]
+
+
+def dashboard_sections(page) -> None:
+    """The dashboard of today (UTC, the stack's business time zone), at two of its sections."""
+    page.set_viewport_size({"width": 1400, "height": 1300})
+    page.goto(f"{DASHBOARD}/?day={datetime.now(UTC).date()}")
+    for heading, name in (
+        ("Champion and challenger", "dashboard-challenger.png"),
+        ("Detection controls", "dashboard-controls.png"),
+    ):
+        section = page.get_by_text(heading, exact=True).first
+        section.wait_for(timeout=90_000)
+        section.scroll_into_view_if_needed()
+        page.wait_for_timeout(2_000)  # the charts and tables settle
+        page.screenshot(path=DOCS / name)
 
 
 def main() -> None:
@@ -68,6 +96,7 @@ def main() -> None:
         alert.click()
         page.wait_for_load_state()
         page.screenshot(path=DOCS / "web-inbox-alert.png", full_page=True)
+        dashboard_sections(page)
         browser.close()
     print(f"wrote {', '.join(str(f.relative_to(ROOT)) for f in sorted(DOCS.glob('*.png')))}")
 

@@ -10,6 +10,7 @@ absent, it is set; still holding what the previous `make up` seeded (recorded in
 JSON), it follows the stack (a port changed by FRAUDCTL_SIM_PORT, say); changed since by an
 operator, the operator's value stays, and a line says so. Prints one line a Variable.
 """
+
 import json
 import os
 import sys

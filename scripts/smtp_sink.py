@@ -17,6 +17,7 @@ so every message is).
 `--auth-user USER` requires SMTP AUTH (PLAIN or LOGIN) as USER, with the password in the
 environment variable FRAUDCTL_SMTP_SINK_PASSWORD (never on the command line).
 """
+
 import argparse
 import asyncio
 import email
@@ -33,8 +34,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Sink:
-    def __init__(self, maildir: Path, fail_first: int, refuse_containing=(), refuse_sender=None,
-                 stall_after_store=0.0):
+    def __init__(
+        self, maildir: Path, fail_first: int, refuse_containing=(), refuse_sender=None, stall_after_store=0.0
+    ):
         self.maildir = maildir
         self.stall_after_store = stall_after_store
         self.failures_left = fail_first
@@ -67,10 +69,15 @@ class Sink:
 
 def authenticator(user: str, password: str):
     """Accepts exactly one account."""
+
     def check(server, session, envelope, mechanism, auth_data):
-        ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user \
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == user
             and auth_data.password.decode() == password
+        )
         return AuthResult(success=ok)
+
     return check
 
 
@@ -82,15 +89,20 @@ def serve(args):
         password = os.environ.get("FRAUDCTL_SMTP_SINK_PASSWORD")
         if not password:
             sys.exit("--auth-user needs the password in FRAUDCTL_SMTP_SINK_PASSWORD")
-        auth = {"authenticator": authenticator(args.auth_user, password),
-                "auth_required": True, "auth_require_tls": False}
-    sink = Sink(args.maildir, args.fail_first, args.refuse_containing, args.refuse_sender,
-                args.stall_after_store)
+        auth = {
+            "authenticator": authenticator(args.auth_user, password),
+            "auth_required": True,
+            "auth_require_tls": False,
+        }
+    sink = Sink(
+        args.maildir, args.fail_first, args.refuse_containing, args.refuse_sender, args.stall_after_store
+    )
     controller = Controller(sink, hostname=host, port=int(port), **auth)
     controller.start()
     print(f"SMTP sink listening on {args.listen}, storing messages in {args.maildir}", flush=True)
     if args.web_listen:
         import mail_inbox  # beside this script
+
         mail_inbox.start(args.web_listen, args.maildir)
         print(f"web inbox on http://{args.web_listen}/", flush=True)
     try:
@@ -126,6 +138,7 @@ def show(args):
 
 class _HtmlText(html.parser.HTMLParser):
     """An HTML body's text: a line break after each block, each link's address after its text."""
+
     BLOCKS = {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "table", "ul", "ol"}
 
     def __init__(self):
@@ -177,23 +190,40 @@ def dump(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the SMTP server")
     p.add_argument("--listen", default=os.environ.get("FRAUDCTL_SMTP_SINK_LISTEN", "127.0.0.1:1025"))
     p.add_argument("--fail-first", type=int, default=0, help="answer 451 to the first N messages")
-    p.add_argument("--refuse-containing", action="append", default=[], metavar="TEXT",
-                   help="answer 554 to messages whose content holds TEXT (repeatable)")
+    p.add_argument(
+        "--refuse-containing",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="answer 554 to messages whose content holds TEXT (repeatable)",
+    )
     p.add_argument("--refuse-sender", metavar="ADDR", help="answer 553 to MAIL FROM:<ADDR>")
-    p.add_argument("--stall-after-store", type=float, default=0.0, metavar="SECONDS",
-                   help="wait this long between storing a message and answering 250 (a client killed "
-                        "meanwhile had its message accepted without hearing it)")
+    p.add_argument(
+        "--stall-after-store",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long between storing a message and answering 250 (a client killed "
+        "meanwhile had its message accepted without hearing it)",
+    )
     p.add_argument("--auth-user", help="require AUTH as this user (password: FRAUDCTL_SMTP_SINK_PASSWORD)")
-    p.add_argument("--web-listen", metavar="HOST:PORT",
-                   help="also serve the messages as a web inbox here (scripts/mail_inbox.py)")
+    p.add_argument(
+        "--web-listen",
+        metavar="HOST:PORT",
+        help="also serve the messages as a web inbox here (scripts/mail_inbox.py)",
+    )
     for name in ("serve", "list", "show", "dump"):
         q = p if name == "serve" else sub.add_parser(name, help=f"{name} received messages")
-        q.add_argument("--maildir", type=Path, default=Path(os.environ.get("FRAUDCTL_SMTP_SINK_DIR", ".local/mail")))
+        q.add_argument(
+            "--maildir", type=Path, default=Path(os.environ.get("FRAUDCTL_SMTP_SINK_DIR", ".local/mail"))
+        )
         if name == "show":
             q.add_argument("file", help="a file name printed by `list`")
     args = parser.parse_args()

@@ -6,7 +6,7 @@
 
 use chrono::NaiveDateTime;
 
-use crate::transaction::{canonical_date, decimal, Field, Row, API_COLUMNS};
+use crate::transaction::{canonical_date, decimal, Cell, Row, API_COLUMNS};
 use serde_json::{Map, Number, Value};
 
 /// The column holding the transaction time, and its format.
@@ -135,10 +135,10 @@ pub struct CsvRow<'a> {
 }
 
 impl Row for CsvRow<'_> {
-    fn field(&self, column: usize) -> Option<Field<'_>> {
+    fn field(&self, column: usize) -> Option<Cell<'_>> {
         let (i, kind) = self.layout.columns[column]?;
         let cell = self.record.get(i)?;
-        Some(read(kind, cell).map_or(Field::Text(cell), Field::Number))
+        Some(read(kind, cell).map_or(Cell::Text(cell), Cell::Number))
     }
 }
 

@@ -5,7 +5,7 @@
 
 use thiserror::Error;
 
-/// Documented exit codes (see the README's "Exit codes").
+/// Documented exit codes (docs/commands.md, "Exit codes").
 pub mod exit {
     /// Success.
     pub const OK: i32 = 0;
@@ -24,6 +24,27 @@ pub mod exit {
     /// Nothing to do for this run (for example a past interval with no captured raw data).
     /// Airflow's BashOperator marks the task "skipped" on this code.
     pub const SKIPPED: i32 = 99;
+
+    /// Every exit code, in a few words: the one list `--help` prints, and the table of
+    /// docs/commands.md and the DAG's (`dags/fraudctl_common.py`) are held to by the tests below.
+    pub const CODES: [(i32, &str); 7] = [
+        (OK, "success"),
+        (ERROR, "error"),
+        (USAGE, "usage"),
+        (UNAVAILABLE, "service unavailable (retry later)"),
+        (BAD_INPUT, "unusable input"),
+        (CONFIG, "configuration"),
+        (SKIPPED, "skipped"),
+    ];
+
+    /// The codes no retry can change (Airflow fails the task at once on them).
+    pub const PERMANENT: [i32; 2] = [BAD_INPUT, CONFIG];
+
+    /// "Exit codes: 0 success, 1 error, …" (`fraudctl --help`).
+    pub fn help() -> String {
+        let codes: Vec<String> = CODES.iter().map(|(c, m)| format!("{c} {m}")).collect();
+        format!("Exit codes: {}.", codes.join(", "))
+    }
 }
 
 /// A failure with its own exit code.
@@ -138,4 +159,53 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit;
+
+    fn codes() -> Vec<i32> {
+        exit::CODES.iter().map(|(c, _)| *c).collect()
+    }
+
+    /// The numbers that open the rows of `text`'s table under `heading`.
+    fn table_codes(text: &str, heading: &str) -> Vec<i32> {
+        let start = text.find(heading).expect("the heading") + heading.len();
+        let section = &text[start..];
+        let end = section.find("\n#").unwrap_or(section.len());
+        section[..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix("| ")?.split(' ').next()?.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_table_lists_every_exit_code() {
+        let doc = include_str!("../docs/commands.md");
+        assert_eq!(table_codes(doc, "## Exit codes"), codes());
+    }
+
+    #[test]
+    fn the_dags_table_lists_every_exit_code_and_the_permanent_ones() {
+        let dag = include_str!("../dags/fraudctl_common.py");
+        let start = dag.find("EXIT_CODES = {").expect("EXIT_CODES");
+        let table = &dag[start..start + dag[start..].find("\n}").expect("its end")];
+        let listed: Vec<i32> = table
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.trim().split(':').next()?.parse().ok())
+            .collect();
+        assert_eq!(listed, codes());
+        let permanent = format!(
+            "for code in ({}, {})}}",
+            exit::PERMANENT[0],
+            exit::PERMANENT[1]
+        );
+        assert!(
+            dag.contains(&permanent),
+            "PERMANENT_EXIT_CODES: {permanent}"
+        );
+        assert!(dag.contains(&format!("SKIPPED_EXIT_CODE = {}\n", exit::SKIPPED)));
+    }
 }

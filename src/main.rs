@@ -18,15 +18,13 @@ use fraudctl::{
 /// written atomically); stdout carries the stage's JSON summary, logs go to stderr
 /// (FRAUDCTL_LOG=debug for more). Every flag can also be set by the environment variable shown
 /// in its help; secrets (the card-hash key, passwords) are read from the environment only.
-///
-/// Exit codes: 0 success, 1 error, 2 usage, 3 service unavailable (retry later), 4 unusable input,
-/// 5 configuration, 99 skipped.
 #[derive(Debug, Parser)]
 #[command(
     name = "fraudctl",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = exit::help()
 )]
 struct Cli {
     #[command(subcommand)]
@@ -378,19 +376,9 @@ fn report_failure(err: &anyhow::Error, code: i32, json: bool) {
 mod tests {
     use super::*;
 
-    /// The README's configuration table, as text: the lines between its heading and the next.
-    fn readme_configuration() -> &'static str {
-        let readme = include_str!("../README.md");
-        let start = readme
-            .find("## Configuration")
-            .expect("a Configuration section");
-        let rest = &readme[start..];
-        &rest[..rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3)]
-    }
-
     #[test]
-    fn every_environment_variable_is_in_the_readme_table() {
-        let table = readme_configuration();
+    fn every_environment_variable_is_in_the_configuration_table() {
+        let table = include_str!("../docs/configuration.md");
         let mut missing = Vec::new();
         for sub in Cli::command().get_subcommands() {
             for arg in sub.get_arguments() {
@@ -407,7 +395,7 @@ mod tests {
         missing.dedup();
         assert!(
             missing.is_empty(),
-            "README.md's configuration table lacks {missing:#?}"
+            "docs/configuration.md's table lacks {missing:#?}"
         );
     }
 }

@@ -333,43 +333,43 @@ impl std::io::Write for JsonLine<'_> {
 /// A value of a row as validation reads it: a value of an API body, or a CSV cell as the API
 /// would send its column ([`crate::dataset::Layout`]), without a map between them.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Field<'a> {
+pub enum Cell<'a> {
     Json(&'a Value),
     /// A string (a CSV text cell, or a cell that does not read as its column's type).
     Text(&'a str),
     Number(Number),
 }
 
-impl<'a> Field<'a> {
+impl<'a> Cell<'a> {
     fn text(&self) -> Option<&'a str> {
         match *self {
-            Field::Json(Value::String(s)) => Some(s),
-            Field::Text(s) => Some(s),
+            Cell::Json(Value::String(s)) => Some(s),
+            Cell::Text(s) => Some(s),
             _ => None,
         }
     }
 
     fn number(&self) -> Option<&Number> {
         match self {
-            Field::Json(Value::Number(n)) | Field::Number(n) => Some(n),
+            Cell::Json(Value::Number(n)) | Cell::Number(n) => Some(n),
             _ => None,
         }
     }
 
     fn kind(&self) -> &'static str {
         match self {
-            Field::Json(v) => kind(v),
-            Field::Text(_) => "a string",
-            Field::Number(_) => "a number",
+            Cell::Json(v) => kind(v),
+            Cell::Text(_) => "a string",
+            Cell::Number(_) => "a number",
         }
     }
 
     /// The value as JSON (for a reason quoting it).
     fn json(&self) -> Value {
         match self {
-            Field::Json(v) => (*v).clone(),
-            Field::Text(s) => Value::from(*s),
-            Field::Number(n) => Value::Number(n.clone()),
+            Cell::Json(v) => (*v).clone(),
+            Cell::Text(s) => Value::from(*s),
+            Cell::Number(n) => Value::Number(n.clone()),
         }
     }
 }
@@ -377,13 +377,13 @@ impl<'a> Field<'a> {
 /// A row validation reads: the value of each payments-API column, by its index in
 /// [`API_COLUMNS`] (`None` when the row has no such column).
 pub trait Row {
-    fn field(&self, column: usize) -> Option<Field<'_>>;
+    fn field(&self, column: usize) -> Option<Cell<'_>>;
 }
 
 /// An API body's row (column name → JSON value).
 impl Row for Map<String, Value> {
-    fn field(&self, column: usize) -> Option<Field<'_>> {
-        self.get(API_COLUMNS[column]).map(Field::Json)
+    fn field(&self, column: usize) -> Option<Cell<'_>> {
+        self.get(API_COLUMNS[column]).map(Cell::Json)
     }
 }
 
@@ -587,9 +587,9 @@ pub fn decimal(digits: &[u8]) -> Option<u32> {
 struct Fields<'a, R>(&'a R);
 
 impl<'a, R: Row> Fields<'a, R> {
-    fn get(&self, column: usize) -> Result<Field<'a>, String> {
+    fn get(&self, column: usize) -> Result<Cell<'a>, String> {
         match self.0.field(column) {
-            None | Some(Field::Json(Value::Null)) => {
+            None | Some(Cell::Json(Value::Null)) => {
                 Err(format!("missing field {}", API_COLUMNS[column]))
             }
             Some(v) => Ok(v),
@@ -675,8 +675,8 @@ impl<'a, R: Row> Fields<'a, R> {
 
     fn label(&self, column: usize) -> Result<Option<bool>, String> {
         let field = match self.0.field(column) {
-            None | Some(Field::Json(Value::Null)) => return Ok(None),
-            Some(Field::Json(Value::Bool(b))) => return Ok(Some(*b)),
+            None | Some(Cell::Json(Value::Null)) => return Ok(None),
+            Some(Cell::Json(Value::Bool(b))) => return Ok(Some(*b)),
             Some(field) => field,
         };
         match field.number().and_then(Number::as_u64) {

@@ -5,20 +5,21 @@ another server), the fraudctl binary (FRAUDCTL_BIN, default target/release/fraud
 payments simulator, the SMTP sink (scripts/smtp_sink.py), Airflow 2.8.3 (airflow/requirements.txt)
 run through its own CLI with LocalExecutor and a PostgreSQL metadata database.
 """
+
 import email
 import email.policy
 import json
 import os
 import secrets
-import signal
-import threading
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,14 +42,15 @@ for _setting in ("FRAUDCTL_BUSINESS_TIME_ZONE", "FRAUDCTL_DIGEST_LOCAL_TIME"):
 
 # The cluster scripts/test.sh started (FRAUDCTL_TEST_ADMIN_URL), as the other suites use.
 PG_URL = os.environ.get("FRAUDCTL_TEST_PG_URL") or os.environ.get(
-    "FRAUDCTL_TEST_ADMIN_URL", "postgres://postgres@127.0.0.1:55432/postgres")
+    "FRAUDCTL_TEST_ADMIN_URL", "postgres://postgres@127.0.0.1:55432/postgres"
+)
 
 
 def recent() -> str:
     """A logical date a few minutes ago, so extract polls the API instead of skipping, at 30 s
     past the minute, so no scheduled or backfilled run has it (`tasks test` then runs in a run of
     its own, kept in memory; the run directories go to the test's own runs root)."""
-    logical = datetime.now(timezone.utc).replace(second=30, microsecond=0) - timedelta(minutes=3)
+    logical = datetime.now(UTC).replace(second=30, microsecond=0) - timedelta(minutes=3)
     return logical.isoformat()
 
 
@@ -114,12 +116,15 @@ def databases(fraudctl_bin):
     """A fresh business database (fraudctl migrate --create-database) and Airflow metadata DB."""
     try:
         sql(PG_URL, "select 1")
-    except Exception as exc:  # noqa: BLE001 - any connection failure means the same thing
+    except Exception as exc:
         pytest.fail(f"PostgreSQL at {PG_URL} unreachable ({exc}): run scripts/pg.sh start")
     suffix = secrets.token_hex(4)
     fraud_db, airflow_db = f"fraud_db_dagtest_{suffix}", f"airflow_db_dagtest_{suffix}"
-    subprocess.run([fraudctl_bin, "migrate", "--create-database"], check=True,
-                   env={**os.environ, "FRAUDCTL_DATABASE_URL": with_db(PG_URL, fraud_db)})
+    subprocess.run(
+        [fraudctl_bin, "migrate", "--create-database"],
+        check=True,
+        env={**os.environ, "FRAUDCTL_DATABASE_URL": with_db(PG_URL, fraud_db)},
+    )
     sql(PG_URL, f"create database {airflow_db}")
     yield {"fraud": with_db(PG_URL, fraud_db), "airflow": with_db(PG_URL, airflow_db)}
     for db in (fraud_db, airflow_db):
@@ -150,9 +155,22 @@ def _payments_simulator(fraudctl_bin, tmp_path_factory, fraud_rate: float = 0.2,
     polled (`last-day`; `args`: more of serve-payments' options): yields its URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("simulator") / "simulator.log"
-    proc = _service([fraudctl_bin, "serve-payments", "--listen", f"127.0.0.1:{port}",
-                     "--time-mode", "last-day", "--fraud-rate", str(fraud_rate), *args],
-                    port, "payments simulator", log)
+    proc = _service(
+        [
+            fraudctl_bin,
+            "serve-payments",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--time-mode",
+            "last-day",
+            "--fraud-rate",
+            str(fraud_rate),
+            *args,
+        ],
+        port,
+        "payments simulator",
+        log,
+    )
     yield f"http://127.0.0.1:{port}/current-transactions"
     _stop(proc)
 
@@ -168,22 +186,40 @@ class Mailbox:
         self.maildir = maildir
 
     def messages(self) -> list:
-        return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
-                for p in sorted(self.maildir.glob("*.eml"))]
+        return [
+            email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+            for p in sorted(self.maildir.glob("*.eml"))
+        ]
 
 
 def _smtp_sink(tmp_path_factory):
     """The SMTP sink (scripts/smtp_sink.py): every accepted message is a file in its maildir."""
     port = free_port()
     base = tmp_path_factory.mktemp("smtp")
-    proc = _service([sys.executable, ROOT / "scripts/smtp_sink.py", "serve", "--listen",
-                     f"127.0.0.1:{port}", "--maildir", base / "mail"], port, "SMTP sink",
-                    base / "sink.log")
+    proc = _service(
+        [
+            sys.executable,
+            ROOT / "scripts/smtp_sink.py",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--maildir",
+            base / "mail",
+        ],
+        port,
+        "SMTP sink",
+        base / "sink.log",
+    )
     box = Mailbox(base / "mail")
     box.port = port
-    box.connection = json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port,
-                                 "extra": {"disable_ssl": True, "disable_tls": True,
-                                           "from_email": "fraudctl@example.test"}})
+    box.connection = json.dumps(
+        {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": port,
+            "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "fraudctl@example.test"},
+        }
+    )
     yield box
     _stop(proc)
 
@@ -241,25 +277,40 @@ class Airflow:
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 600, **env_overrides):
         env = {**self.env, **{k: str(v) for k, v in env_overrides.items()}}
-        done = subprocess.run([VENV_BIN / "airflow", *args], env=env, capture_output=True,
-                              text=True, timeout=timeout)
+        done = subprocess.run(
+            [VENV_BIN / "airflow", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if check and done.returncode != 0:
-            raise AssertionError(f"airflow {' '.join(args)} exited {done.returncode}:\n"
-                                 f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+            raise AssertionError(
+                f"airflow {' '.join(args)} exited {done.returncode}:\n"
+                f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+            )
         return done
 
     def task_states(self, dag_id: str, logical_date: str) -> dict:
-        rows = sql(self.metadata_url,
-                   "select ti.task_id, ti.state from task_instance ti join dag_run dr"
-                   " on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id"
-                   " where dr.dag_id = %s and dr.execution_date = %s", dag_id, logical_date)
+        rows = sql(
+            self.metadata_url,
+            "select ti.task_id, ti.state from task_instance ti join dag_run dr"
+            " on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id"
+            " where dr.dag_id = %s and dr.execution_date = %s",
+            dag_id,
+            logical_date,
+        )
         return dict(rows)
 
     def xcoms(self, dag_id: str, logical_date: str) -> dict:
-        rows = sql(self.metadata_url,
-                   "select x.task_id, x.value from xcom x join dag_run dr on dr.id = x.dag_run_id"
-                   " where dr.dag_id = %s and dr.execution_date = %s and x.key = 'return_value'",
-                   dag_id, logical_date)
+        rows = sql(
+            self.metadata_url,
+            "select x.task_id, x.value from xcom x join dag_run dr on dr.id = x.dag_run_id"
+            " where dr.dag_id = %s and dr.execution_date = %s and x.key = 'return_value'",
+            dag_id,
+            logical_date,
+        )
         return {task: json.loads(bytes(value)) for task, value in rows}
 
     def logs(self) -> str:
@@ -267,8 +318,9 @@ class Airflow:
 
 
 @pytest.fixture(scope="session")
-def airflow(tmp_path_factory, databases, fraudctl_bin, model_dir, payments_api, mailbox,
-            secrets_in_play) -> Airflow:
+def airflow(
+    tmp_path_factory, databases, fraudctl_bin, model_dir, payments_api, mailbox, secrets_in_play
+) -> Airflow:
     """Airflow configured as in production (Variables and Connections from the environment),
     its metadata database created by `airflow db migrate`."""
     home = tmp_path_factory.mktemp("airflow-home")
@@ -280,10 +332,13 @@ def airflow(tmp_path_factory, databases, fraudctl_bin, model_dir, payments_api, 
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": databases["airflow"].replace("postgres://", "postgresql+psycopg2://", 1),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": databases["airflow"].replace(
+            "postgres://", "postgresql+psycopg2://", 1
+        ),
         # Connections and Variables from the environment, as docker-compose sets them.
-        "AIRFLOW_CONN_FRAUD_DB": with_db(databases["fraud"], urlsplit(databases["fraud"]).path[1:],
-                                         password=secrets_in_play["db_password"]),
+        "AIRFLOW_CONN_FRAUD_DB": with_db(
+            databases["fraud"], urlsplit(databases["fraud"]).path[1:], password=secrets_in_play["db_password"]
+        ),
         "AIRFLOW_CONN_FRAUDCTL_SMTP": mailbox.connection,
         "AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT": str(runs_root),
         "AIRFLOW_VAR_FRAUDCTL_MODEL_DIR": str(model_dir),
@@ -316,8 +371,9 @@ def redis_broker(tmp_path_factory) -> str:
         pytest.fail("no redis-server on PATH: apt-get install redis-server")
     port, password, base = free_port(), secrets.token_hex(12), tmp_path_factory.mktemp("redis")
     conf = base / "redis.conf"  # the password in a file of the test's, never on a command line
-    conf.write_text(f'bind 127.0.0.1\nport {port}\nrequirepass {password}\nsave ""\n'
-                    f"appendonly no\ndir {base}\n")
+    conf.write_text(
+        f'bind 127.0.0.1\nport {port}\nrequirepass {password}\nsave ""\nappendonly no\ndir {base}\n'
+    )
     conf.chmod(0o600)
     proc = _service(["redis-server", conf], port, "redis-server", base / "redis.log")
     yield f"redis://:{password}@127.0.0.1:{port}/0"
@@ -330,8 +386,11 @@ def own_fraud_db(fraudctl_bin):
     other modules): fraudctl migrate --create-database, dropped afterwards."""
     name = f"fraud_db_dagtest_{secrets.token_hex(4)}"
     url = with_db(PG_URL, name)
-    subprocess.run([fraudctl_bin, "migrate", "--create-database"], check=True,
-                   env={**os.environ, "FRAUDCTL_DATABASE_URL": url})
+    subprocess.run(
+        [fraudctl_bin, "migrate", "--create-database"],
+        check=True,
+        env={**os.environ, "FRAUDCTL_DATABASE_URL": url},
+    )
     yield url
     sql(PG_URL, f"drop database if exists {name} with (force)")
 
@@ -371,8 +430,9 @@ class ProcessTrees:
 
     def start(self, name: str, cmd: list, env: dict) -> subprocess.Popen:
         with open(self.logs / f"{name}.log", "wb") as out:
-            self.procs[name] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                                start_new_session=True)
+            self.procs[name] = subprocess.Popen(
+                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         return self.procs[name]
 
     def tree(self, name: str) -> list:
@@ -416,8 +476,10 @@ class ProcessTrees:
         return (self.logs / f"{name}.log").read_text(errors="replace")[-tail:]
 
     def diagnostics(self) -> str:
-        return "\n".join(f"--- {name} (exit {proc.poll()}), {self.logs / name}.log:\n{self.log(name)}"
-                         for name, proc in self.procs.items())
+        return "\n".join(
+            f"--- {name} (exit {proc.poll()}), {self.logs / name}.log:\n{self.log(name)}"
+            for name, proc in self.procs.items()
+        )
 
 
 CELERY_WORKERS = ("worker-1", "worker-2")
@@ -432,8 +494,7 @@ def wait_for_log(procs: ProcessTrees, name: str, text: str, timeout: float = 120
 
 
 @pytest.fixture(scope="module")
-def celery_cluster(airflow, redis_broker, own_fraud_db, own_payments_api, own_mailbox,
-                   tmp_path_factory):
+def celery_cluster(airflow, redis_broker, own_fraud_db, own_payments_api, own_mailbox, tmp_path_factory):
     """The DAGs on CeleryExecutor as on several machines: Redis as the broker, the result backend
     in the metadata database (the session's), the scheduler and two `airflow celery worker`s
     (concurrency 1, each recording a hostname of its own on the tasks it runs) sharing one runs
@@ -467,12 +528,29 @@ def celery_cluster(airflow, redis_broker, own_fraud_db, own_payments_api, own_ma
     af.procs = procs = ProcessTrees(home)
     try:
         for name in CELERY_WORKERS:
-            procs.start(name, [VENV_BIN / "airflow", "celery", "worker", "--celery-hostname",
-                               f"{name}@%h", "--concurrency", "1", "--pid", home / f"{name}.pid",
-                               "--skip-serve-logs", "--without-mingle", "--without-gossip"],
-                        {**env, "PYTHONPATH": str(Path(__file__).parent),
-                         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_hostname.hostname",
-                         "FRAUDCTL_TEST_WORKER_NAME": name})
+            procs.start(
+                name,
+                [
+                    VENV_BIN / "airflow",
+                    "celery",
+                    "worker",
+                    "--celery-hostname",
+                    f"{name}@%h",
+                    "--concurrency",
+                    "1",
+                    "--pid",
+                    home / f"{name}.pid",
+                    "--skip-serve-logs",
+                    "--without-mingle",
+                    "--without-gossip",
+                ],
+                {
+                    **env,
+                    "PYTHONPATH": str(Path(__file__).parent),
+                    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_hostname.hostname",
+                    "FRAUDCTL_TEST_WORKER_NAME": name,
+                },
+            )
         af("dags", "reserialize")  # the DAGs in the database before the scheduler parses them
         af("dags", "unpause", "fraud_pipeline")
         procs.start("scheduler", [VENV_BIN / "airflow", "scheduler"], env)

@@ -1,9 +1,10 @@
 """Airflow's own data is kept for fraudctl_airflow_retention_days (default 30): the digest DAG's
 clean_airflow_db (`airflow db clean`) and clean_airflow_logs tasks, run by the real Airflow CLI
 against the tests' metadata database and a log folder named by Airflow's configuration."""
+
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from conftest import sql
 
@@ -12,7 +13,7 @@ def now_logical() -> str:
     """A logical date for `tasks test` of the digest: its data_interval_end, so "30 days ago"
     is counted from (about) now. A minute ago: `tasks test` refuses a logical date in the future
     ("Dependencies not met") and runs nothing."""
-    return (datetime.now(timezone.utc) - timedelta(minutes=1)).replace(microsecond=0).isoformat()
+    return (datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=0).isoformat()
 
 
 def runs_of(airflow, run_id: str) -> tuple:
@@ -27,11 +28,18 @@ def test_clean_airflow_db_drops_old_runs_and_keeps_recent_ones(airflow):
     for logical, age in ((old, "60 days"), (recent, "1 day")):
         airflow("dags", "test", "fraud_pipeline", logical)
         for table in ("dag_run", "task_instance"):
-            sql(airflow.metadata_url, f"update {table} set start_date = now() - interval '{age}',"
-                f" end_date = now() - interval '{age}' where run_id = %s", f"manual__{logical}")
+            sql(
+                airflow.metadata_url,
+                f"update {table} set start_date = now() - interval '{age}',"
+                f" end_date = now() - interval '{age}' where run_id = %s",
+                f"manual__{logical}",
+            )
     assert runs_of(airflow, f"manual__{old}") == (1, 5)
-    starts = sql(airflow.metadata_url, "select run_id, now() - start_date > interval '30 days'"
-                 " from dag_run where dag_id = 'fraud_pipeline' order by start_date")
+    starts = sql(
+        airflow.metadata_url,
+        "select run_id, now() - start_date > interval '30 days'"
+        " from dag_run where dag_id = 'fraud_pipeline' order by start_date",
+    )
     assert starts[:1] == [(f"manual__{old}", True)] and starts[-1] == (f"manual__{recent}", False), starts
 
     done = airflow("tasks", "test", "fraud_daily_digest", "clean_airflow_db", now_logical())
@@ -53,8 +61,14 @@ def test_clean_airflow_logs_deletes_old_files_and_keeps_new_ones(airflow, tmp_pa
     os.utime(old, (sixty_days_ago, sixty_days_ago))
     os.utime(left_empty, (two_hours_ago, two_hours_ago))
 
-    done = airflow("tasks", "test", "fraud_daily_digest", "clean_airflow_logs", now_logical(),
-                   AIRFLOW__LOGGING__BASE_LOG_FOLDER=folder)
+    done = airflow(
+        "tasks",
+        "test",
+        "fraud_daily_digest",
+        "clean_airflow_logs",
+        now_logical(),
+        AIRFLOW__LOGGING__BASE_LOG_FOLDER=folder,
+    )
 
     assert not old.exists() and new.exists() and not left_empty.exists()
     assert '"removed": 1' in done.stdout + done.stderr

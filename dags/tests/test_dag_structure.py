@@ -1,4 +1,5 @@
 """The DAG files import cleanly and say what we mean (no services needed)."""
+
 import re
 import warnings
 from datetime import timedelta
@@ -7,7 +8,6 @@ import pendulum
 import pytest
 from airflow.timetables.base import TimeRestriction
 from airflow.timetables.trigger import CronTriggerTimetable
-
 from conftest import DAGS
 from fraudctl_common import notify_failure
 from fraudctl_variables import TEMPLATE_FILTERS, VARIABLES, variable
@@ -72,21 +72,32 @@ def parsed_digest(monkeypatch, **settings):
     return DagBag(dag_folder=str(DAGS / "fraud_daily_digest_dag.py"), include_examples=False)
 
 
-@pytest.mark.parametrize("zone, local_time, runs, report_days", [
-    # DST begins in New York on 2024-03-10: 07:00 is 12:00 UTC before, 11:00 UTC after.
-    ("America/New_York", "07:00", ["2024-03-09T12:00", "2024-03-10T11:00", "2024-03-11T11:00"],
-     ["2024-03-08", "2024-03-09", "2024-03-10"]),
-    # DST ends in Berlin on 2024-10-27; at 00:30 local it is still the previous day in UTC.
-    ("Europe/Berlin", "00:30", ["2024-10-25T22:30", "2024-10-26T22:30", "2024-10-27T23:30"],
-     ["2024-10-25", "2024-10-26", "2024-10-27"]),
-])
+@pytest.mark.parametrize(
+    "zone, local_time, runs, report_days",
+    [
+        # DST begins in New York on 2024-03-10: 07:00 is 12:00 UTC before, 11:00 UTC after.
+        (
+            "America/New_York",
+            "07:00",
+            ["2024-03-09T12:00", "2024-03-10T11:00", "2024-03-11T11:00"],
+            ["2024-03-08", "2024-03-09", "2024-03-10"],
+        ),
+        # DST ends in Berlin on 2024-10-27; at 00:30 local it is still the previous day in UTC.
+        (
+            "Europe/Berlin",
+            "00:30",
+            ["2024-10-25T22:30", "2024-10-26T22:30", "2024-10-27T23:30"],
+            ["2024-10-25", "2024-10-26", "2024-10-27"],
+        ),
+    ],
+)
 def test_digest_runs_at_the_local_time_across_dst(monkeypatch, zone, local_time, runs, report_days):
-    bag = parsed_digest(monkeypatch, FRAUDCTL_BUSINESS_TIME_ZONE=zone,
-                        FRAUDCTL_DIGEST_LOCAL_TIME=local_time)
+    bag = parsed_digest(monkeypatch, FRAUDCTL_BUSINESS_TIME_ZONE=zone, FRAUDCTL_DIGEST_LOCAL_TIME=local_time)
     assert bag.import_errors == {}
     dag = bag.dags["fraud_daily_digest"]
-    restriction = TimeRestriction(earliest=pendulum.parse(runs[0]).subtract(hours=1), latest=None,
-                                  catchup=True)
+    restriction = TimeRestriction(
+        earliest=pendulum.parse(runs[0]).subtract(hours=1), latest=None, catchup=True
+    )
     last, seen = None, []
     for _ in runs:
         info = dag.timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
@@ -98,13 +109,16 @@ def test_digest_runs_at_the_local_time_across_dst(monkeypatch, zone, local_time,
     assert [build_report.render_template(day, {"data_interval_end": t}) for t in seen] == report_days
 
 
-@pytest.mark.parametrize("setting, value, says", [
-    ("FRAUDCTL_BUSINESS_TIME_ZONE", "Mars/Olympus", "an IANA time zone name"),
-    ("FRAUDCTL_BUSINESS_TIME_ZONE", "/etc/localtime", "an IANA time zone name"),
-    ("FRAUDCTL_BUSINESS_TIME_ZONE", "America", "an IANA time zone name"),
-    ("FRAUDCTL_DIGEST_LOCAL_TIME", "7am", "a time of day as HH:MM"),
-    ("FRAUDCTL_DIGEST_LOCAL_TIME", "24:00", "a time of day as HH:MM"),
-])
+@pytest.mark.parametrize(
+    "setting, value, says",
+    [
+        ("FRAUDCTL_BUSINESS_TIME_ZONE", "Mars/Olympus", "an IANA time zone name"),
+        ("FRAUDCTL_BUSINESS_TIME_ZONE", "/etc/localtime", "an IANA time zone name"),
+        ("FRAUDCTL_BUSINESS_TIME_ZONE", "America", "an IANA time zone name"),
+        ("FRAUDCTL_DIGEST_LOCAL_TIME", "7am", "a time of day as HH:MM"),
+        ("FRAUDCTL_DIGEST_LOCAL_TIME", "24:00", "a time of day as HH:MM"),
+    ],
+)
 def test_an_invalid_digest_setting_is_an_import_error_naming_it(monkeypatch, setting, value, says):
     bag = parsed_digest(monkeypatch, **{setting: value})
     (error,) = bag.import_errors.values()
@@ -157,6 +171,7 @@ def test_transform_and_score_read_one_challenger(dagbag):
 
 def templated_strings(task):
     """Every string in the task's templated fields (nested in dicts and lists too)."""
+
     def strings(value):
         if isinstance(value, str):
             yield value
@@ -166,6 +181,7 @@ def templated_strings(task):
         elif isinstance(value, (list, tuple)):
             for item in value:
                 yield from strings(item)
+
     for field in task.template_fields:
         yield from strings(getattr(task, field, None))
 

@@ -1,5 +1,6 @@
 """Airflow Variables are values, never code: a hostile Variable runs nothing on the worker and
 deletes nothing (the real Airflow CLI's `tasks test`, the real fraudctl)."""
+
 import os
 import time
 
@@ -19,9 +20,16 @@ def test_bad_retention_days_runs_nothing_and_deletes_nothing(airflow, tmp_path, 
     ten_days_ago = time.time() - 10 * 86400
     os.utime(old, (ten_days_ago, ten_days_ago))
 
-    done = airflow("tasks", "test", "fraud_daily_digest", "cleanup_run_dirs", LOGICAL, check=False,
-                   AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=runs_root,
-                   AIRFLOW_VAR_FRAUDCTL_RETENTION_DAYS=retention_days.format(marker=marker))
+    done = airflow(
+        "tasks",
+        "test",
+        "fraud_daily_digest",
+        "cleanup_run_dirs",
+        LOGICAL,
+        check=False,
+        AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=runs_root,
+        AIRFLOW_VAR_FRAUDCTL_RETENTION_DAYS=retention_days.format(marker=marker),
+    )
 
     output = done.stdout + done.stderr
     assert not marker.exists(), "the Variable's value ran as a command"
@@ -31,8 +39,9 @@ def test_bad_retention_days_runs_nothing_and_deletes_nothing(airflow, tmp_path, 
     assert "a whole number from 1 to 3650" in output
 
 
-@pytest.mark.parametrize("dag_id, task_id", [("fraud_pipeline", "extract"),
-                                             ("fraud_daily_digest", "build_report")])
+@pytest.mark.parametrize(
+    "dag_id, task_id", [("fraud_pipeline", "extract"), ("fraud_daily_digest", "build_report")]
+)
 def test_variable_fraudctl_bin_is_not_executed(airflow, tmp_path, dag_id, task_id):
     """The binary comes from the deployment (FRAUDCTL_BIN of the worker), not from a Variable."""
     marker = tmp_path / "impostor-ran"
@@ -41,8 +50,16 @@ def test_variable_fraudctl_bin_is_not_executed(airflow, tmp_path, dag_id, task_i
     impostor.chmod(0o755)
     runs_root = tmp_path / "runs"
 
-    done = airflow("tasks", "test", dag_id, task_id, LOGICAL, check=False,
-                   AIRFLOW_VAR_FRAUDCTL_BIN=impostor, AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=runs_root)
+    done = airflow(
+        "tasks",
+        "test",
+        dag_id,
+        task_id,
+        LOGICAL,
+        check=False,
+        AIRFLOW_VAR_FRAUDCTL_BIN=impostor,
+        AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=runs_root,
+    )
 
     output = done.stdout + done.stderr
     assert not marker.exists(), "the program named by the Variable fraudctl_bin ran"

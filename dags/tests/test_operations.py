@@ -1,13 +1,13 @@
 """The pipeline tells operations when it breaks (real Airflow CLI, real SMTP sink, real fraudctl):
 a task that fails for good sends one email; the watchdog sends one when fraud_pipeline stops
 succeeding, however often it checks, and one when it recovers."""
+
 import html
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
-
 from conftest import _payments_simulator, recent, sql, with_db
 
 OPS = "ops@example.test"
@@ -23,26 +23,48 @@ def to_ops(ops_mailbox):
     return {"AIRFLOW_VAR_FRAUDCTL_OPS_EMAIL": OPS, "AIRFLOW_CONN_FRAUDCTL_SMTP": ops_mailbox.connection}
 
 
-def test_a_task_that_fails_for_good_emails_operations_once(airflow, ops_mailbox, to_ops,
-                                                           secrets_in_play, tmp_path):
+def test_a_task_that_fails_for_good_emails_operations_once(
+    airflow, ops_mailbox, to_ops, secrets_in_play, tmp_path
+):
     """A real task instance (a backfill through the LocalExecutor counts its tries, where `tasks
     test` does not), on a minute no other test runs; no card-hash key in the worker's environment:
     extract exits 5, which no retry can change."""
-    logical = (datetime.now(timezone.utc) - timedelta(minutes=30)).replace(second=0, microsecond=0)
+    logical = (datetime.now(UTC) - timedelta(minutes=30)).replace(second=0, microsecond=0)
     emails = len(ops_mailbox.messages())
-    airflow("dags", "backfill", "fraud_pipeline", "-s", logical.isoformat(), "-e", logical.isoformat(),
-            check=False, FRAUDCTL_PAN_HASH_KEY="", AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=tmp_path, **to_ops)
+    airflow(
+        "dags",
+        "backfill",
+        "fraud_pipeline",
+        "-s",
+        logical.isoformat(),
+        "-e",
+        logical.isoformat(),
+        check=False,
+        FRAUDCTL_PAN_HASH_KEY="",
+        AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=tmp_path,
+        **to_ops,
+    )
     assert airflow.task_states("fraud_pipeline", logical)["extract"] == "failed"
-    tries = sql(airflow.metadata_url, "select try_number from task_instance where dag_id ="
-                " 'fraud_pipeline' and task_id = 'extract' and run_id = %s", f"backfill__{logical.isoformat()}")
+    tries = sql(
+        airflow.metadata_url,
+        "select try_number from task_instance where dag_id ="
+        " 'fraud_pipeline' and task_id = 'extract' and run_id = %s",
+        f"backfill__{logical.isoformat()}",
+    )
     assert tries == [(1,)]  # failed at once, no retry
     sent = ops_mailbox.messages()[emails:]
     assert len(sent) == 1
     mail, text = sent[0], body(sent[0])
     assert mail["To"] == OPS and mail["Subject"] == "[fraudctl] fraud_pipeline.extract failed"
-    for fact in ("fraud_pipeline", "extract", f"backfill__{logical.isoformat()}", "1 of 4",
-                 "5: configuration (a missing or invalid setting",
-                 "http://localhost:8080/log?execution_date=", "task_id=extract&dag_id=fraud_pipeline"):
+    for fact in (
+        "fraud_pipeline",
+        "extract",
+        f"backfill__{logical.isoformat()}",
+        "1 of 4",
+        "5: configuration (a missing or invalid setting",
+        "http://localhost:8080/log?execution_date=",
+        "task_id=extract&dag_id=fraud_pipeline",
+    ):
         assert fact in text, (fact, text)
     for secret in secrets_in_play.values():
         assert secret not in mail.as_string()
@@ -58,16 +80,30 @@ def flaky_payments_api(fraudctl_bin, tmp_path_factory):
 def own_data(airflow, own_fraud_db, tmp_path):
     """The environment of runs that capture and load payments into a database of the module's own
     (the session's is counted by the other modules), their alerts mailed to ops_mailbox (to_ops)."""
-    return {"AIRFLOW_CONN_FRAUD_DB": with_db(airflow.env["AIRFLOW_CONN_FRAUD_DB"], urlsplit(own_fraud_db).path[1:]),
-            "AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT": tmp_path}
+    return {
+        "AIRFLOW_CONN_FRAUD_DB": with_db(
+            airflow.env["AIRFLOW_CONN_FRAUD_DB"], urlsplit(own_fraud_db).path[1:]
+        ),
+        "AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT": tmp_path,
+    }
 
 
-def test_a_run_that_lost_api_requests_warns_operations(airflow, ops_mailbox, to_ops, own_data,
-                                                       flaky_payments_api):
+def test_a_run_that_lost_api_requests_warns_operations(
+    airflow, ops_mailbox, to_ops, own_data, flaky_payments_api
+):
     def extract(**env) -> list:
         emails = len(ops_mailbox.messages())
-        airflow("tasks", "test", "fraud_pipeline", "extract", recent(),
-                AIRFLOW_VAR_FRAUDCTL_API_URL=flaky_payments_api, **own_data, **to_ops, **env)
+        airflow(
+            "tasks",
+            "test",
+            "fraud_pipeline",
+            "extract",
+            recent(),
+            AIRFLOW_VAR_FRAUDCTL_API_URL=flaky_payments_api,
+            **own_data,
+            **to_ops,
+            **env,
+        )
         return ops_mailbox.messages()[emails:]
 
     sent = extract()
@@ -77,15 +113,23 @@ def test_a_run_that_lost_api_requests_warns_operations(airflow, ops_mailbox, to_
     assert extract(AIRFLOW_VAR_FRAUDCTL_SOURCE_ERRORS_WARN="1000000") == []
 
 
-def test_after_a_failed_run_the_next_success_sends_the_all_clear(airflow, ops_mailbox, to_ops, own_data,
-                                                                 own_payments_api):
+def test_after_a_failed_run_the_next_success_sends_the_all_clear(
+    airflow, ops_mailbox, to_ops, own_data, own_payments_api
+):
     """Real runs a few minutes ago (extract polls the module's own API), at seconds past the minute
     no other test uses: the first fails for good (no card-hash key), the next two succeed."""
-    minute = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=6)
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=6)
     env = {**own_data, **to_ops, "AIRFLOW_VAR_FRAUDCTL_API_URL": own_payments_api}
     emails = len(ops_mailbox.messages())
-    airflow("dags", "test", "fraud_pipeline", (minute + timedelta(seconds=10)).isoformat(), check=False,
-            FRAUDCTL_PAN_HASH_KEY="", **env)
+    airflow(
+        "dags",
+        "test",
+        "fraud_pipeline",
+        (minute + timedelta(seconds=10)).isoformat(),
+        check=False,
+        FRAUDCTL_PAN_HASH_KEY="",
+        **env,
+    )
     for seconds in (20, 40):
         airflow("dags", "test", "fraud_pipeline", (minute + timedelta(seconds=seconds)).isoformat(), **env)
     subjects = [m["Subject"] for m in ops_mailbox.messages()[emails:] if "[fraudctl]" in m["Subject"]]
@@ -96,9 +140,17 @@ def test_after_a_failed_run_the_next_success_sends_the_all_clear(airflow, ops_ma
 
 def test_without_an_operations_address_no_email_and_a_warning(airflow, ops_mailbox, tmp_path):
     emails = len(ops_mailbox.messages())
-    done = airflow("tasks", "test", "fraud_pipeline", "extract", recent(), check=False,
-                   FRAUDCTL_PAN_HASH_KEY="", AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=tmp_path,
-                   AIRFLOW_CONN_FRAUDCTL_SMTP=ops_mailbox.connection)
+    done = airflow(
+        "tasks",
+        "test",
+        "fraud_pipeline",
+        "extract",
+        recent(),
+        check=False,
+        FRAUDCTL_PAN_HASH_KEY="",
+        AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=tmp_path,
+        AIRFLOW_CONN_FRAUDCTL_SMTP=ops_mailbox.connection,
+    )
     output = done.stdout + done.stderr
     assert "the Variable fraudctl_ops_email is not set" in output, output[-3000:]
     assert len(ops_mailbox.messages()) == emails
@@ -120,24 +172,35 @@ def test_watchdog_one_email_per_incident_and_one_on_recovery(airflow, ops_mailbo
     # it a day older than it was, the newest stuck in "running".
     airflow("dags", "test", "fraud_pipeline", "2024-02-29T23:59:00+00:00")
     airflow("dags", "test", "fraud_pipeline", "2024-03-01T00:00:00+00:00")
-    sql(airflow.metadata_url, "update dag_run set queued_at = queued_at - interval '1 day',"
+    sql(
+        airflow.metadata_url,
+        "update dag_run set queued_at = queued_at - interval '1 day',"
         " start_date = start_date - interval '1 day', end_date = end_date - interval '1 day'"
-        " where dag_id = 'fraud_pipeline'")
-    sql(airflow.metadata_url, f"update dag_run set state = 'running', end_date = null where id = {NEWEST_RUN}")
+        " where dag_id = 'fraud_pipeline'",
+    )
+    sql(
+        airflow.metadata_url, f"update dag_run set state = 'running', end_date = null where id = {NEWEST_RUN}"
+    )
 
     stalled = check()
     assert [m["Subject"] for m in stalled] == ["[fraudctl] fraud_pipeline stalled"]
     assert stalled[0]["To"] == OPS
     text = body(stalled[0])
     # The incident began with the last success, a day before the check that noticed it.
-    last_success = sql(airflow.metadata_url, "select to_char(max(end_date) at time zone 'UTC',"
-                       f" 'YYYY-MM-DD HH24:MI:SS') {PIPELINE_RUNS} and state = 'success'")[0][0]
+    last_success = sql(
+        airflow.metadata_url,
+        "select to_char(max(end_date) at time zone 'UTC',"
+        f" 'YYYY-MM-DD HH24:MI:SS') {PIPELINE_RUNS} and state = 'success'",
+    )[0][0]
     assert f"incident began</th><td>{last_success} UTC" in text, text
     assert "no run has succeeded since" in text and "has been running since" in text, text
     assert "10 minutes (Variable fraudctl_watchdog_minutes)" in text, text
     assert check() == []  # the same incident: no second email
-    sql(airflow.metadata_url, "update dag_run set state = 'success', end_date = start_date"
-        f" + interval '1 minute' where id = {NEWEST_RUN}")
+    sql(
+        airflow.metadata_url,
+        "update dag_run set state = 'success', end_date = start_date"
+        f" + interval '1 minute' where id = {NEWEST_RUN}",
+    )
     assert check() == []  # no longer stuck, still no success for a day: the same incident
 
     airflow("dags", "test", "fraud_pipeline", "2024-03-01T00:01:00+00:00")  # a success now
@@ -157,11 +220,13 @@ def test_watchdog_tells_operations_when_the_live_path_stops_and_when_it_is_back(
 
     sql(airflow.fraud_db, "delete from live_lease")
     assert check() == []  # no live path deployed: nothing to say
-    sql(airflow.fraud_db, "insert into live_lease (holder, acquired_at, heartbeat_at)"
-        " values ('pid 42 on test', now() - interval '1 hour', now() - interval '1 hour')")
+    sql(
+        airflow.fraud_db,
+        "insert into live_lease (holder, acquired_at, heartbeat_at)"
+        " values ('pid 42 on test', now() - interval '1 hour', now() - interval '1 hour')",
+    )
     down = check()
-    assert [m["Subject"] for m in down] == [
-        "[fraudctl] live path down: alerts are back to minute latency"]
+    assert [m["Subject"] for m in down] == ["[fraudctl] live path down: alerts are back to minute latency"]
     assert "its last heartbeat was at" in body(down[0]) and "pid 42 on test" in body(down[0])
     assert check() == []  # the same incident
     sql(airflow.fraud_db, "update live_lease set heartbeat_at = now()")

@@ -2,31 +2,39 @@
 
 One logical date L (the current minute) is run first; the later tests build on its run directory.
 """
+
 import json
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from conftest import ProcessWatch, sql
 
 STAGES = ["extract", "transform", "score", "load", "alert"]
 
 
 def counts(airflow, mailbox) -> dict:
-    rows = sql(airflow.fraud_db, "select (select count(*) from payments_scored),"
-               " (select count(*) from payments_scored where predicted_fraud),"
-               " (select count(*) from fraud_alerts where status = 'sent'),"
-               " (select count(distinct cc_hash) from payments_scored where predicted_fraud)")[0]
-    return {"payments": rows[0], "frauds": rows[1], "alerts_sent": rows[2],
-            "cards": rows[3], "emails": len(mailbox.messages())}
+    rows = sql(
+        airflow.fraud_db,
+        "select (select count(*) from payments_scored),"
+        " (select count(*) from payments_scored where predicted_fraud),"
+        " (select count(*) from fraud_alerts where status = 'sent'),"
+        " (select count(distinct cc_hash) from payments_scored where predicted_fraud)",
+    )[0]
+    return {
+        "payments": rows[0],
+        "frauds": rows[1],
+        "alerts_sent": rows[2],
+        "cards": rows[3],
+        "emails": len(mailbox.messages()),
+    }
 
 
 @pytest.fixture(scope="module")
 def watched_first_run(airflow, mailbox):
     """The first run, with the command lines of every process that ran meanwhile."""
-    logical = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    logical = datetime.now(UTC).replace(second=0, microsecond=0)
     with ProcessWatch() as watch:
         airflow("dags", "test", "fraud_pipeline", logical.isoformat())
     return logical, watch.cmdlines
@@ -44,8 +52,11 @@ def test_dags_test_runs_every_stage(airflow, mailbox, first_run):
     now = counts(airflow, mailbox)
     assert now["payments"] > 0 and now["frauds"] > 0, now
     assert now["alerts_sent"] == now["frauds"], now  # every predicted fraud alerted
-    shadowed = sql(airflow.fraud_db, "select count(*) from payments_scored"
-                   " where challenger_model_version like %s", "challenger-v1@%")[0][0]
+    shadowed = sql(
+        airflow.fraud_db,
+        "select count(*) from payments_scored where challenger_model_version like %s",
+        "challenger-v1@%",
+    )[0][0]
     assert shadowed == now["payments"]  # the challenger scored each, none of it alerted
     assert now["emails"] == now["cards"], now  # in one email per card (a first run: no thread)
     run_dir = airflow.runs_root / "fraud_pipeline" / first_run.strftime("%Y%m%dT%H%M%S")
@@ -68,8 +79,16 @@ def test_backfill_rescores_captured_intervals_and_skips_the_others(airflow, mail
     start, end = first_run - timedelta(minutes=3), first_run - timedelta(minutes=1)
     # Logical date L-1m covers the interval ending at L: its raw file exists. L-2m and L-3m were
     # never captured; with a 1 s lag allowance they are "past" whatever the test's speed.
-    done = airflow("dags", "backfill", "fraud_pipeline", "-s", start.isoformat(),
-                   "-e", end.isoformat(), AIRFLOW_VAR_FRAUDCTL_EXTRACT_MAX_LAG_SECS=1)
+    done = airflow(
+        "dags",
+        "backfill",
+        "fraud_pipeline",
+        "-s",
+        start.isoformat(),
+        "-e",
+        end.isoformat(),
+        AIRFLOW_VAR_FRAUDCTL_EXTRACT_MAX_LAG_SECS=1,
+    )
     assert airflow.task_states("fraud_pipeline", end) == {s: "success" for s in STAGES}, done.stderr
     for missing in (start, start + timedelta(minutes=1)):
         assert airflow.task_states("fraud_pipeline", missing) == {s: "skipped" for s in STAGES}
@@ -89,13 +108,17 @@ def test_no_secret_in_rendered_fields_or_logs(airflow, secrets_in_play, first_ru
     text += "\n".join(bytes(v).decode(errors="replace") for (v,) in xcoms)
     for name, secret in secrets_in_play.items():
         assert secret not in text, f"{name} leaked"
-    commands = sql(airflow.metadata_url, "select rendered_fields->>'bash_command' from"
-                   " rendered_task_instance_fields where dag_id = 'fraud_pipeline'")
+    commands = sql(
+        airflow.metadata_url,
+        "select rendered_fields->>'bash_command' from"
+        " rendered_task_instance_fields where dag_id = 'fraud_pipeline'",
+    )
     assert all("://" not in c for (c,) in commands)
 
 
 def test_no_secret_on_the_command_line_of_any_process_the_run_started(
-        airflow, secrets_in_play, watched_first_run):
+    airflow, secrets_in_play, watched_first_run
+):
     """What the stages really ran with: every command line seen on the machine during the run
     (each stage's fraudctl process after the task's bash exec'd it; the bash command itself is
     the rendered bash_command, checked above)."""
@@ -119,8 +142,16 @@ def test_daily_digest_mails_the_report_and_applies_retention(airflow, mailbox, f
     morning = (first_run + timedelta(days=1)).replace(hour=7, minute=0)
     airflow("dags", "test", "fraud_daily_digest", morning.isoformat())
     states = airflow.task_states("fraud_daily_digest", morning)
-    assert states == {task: "success" for task in ("build_report", "send_digest", "cleanup_run_dirs",
-                                                   "clean_airflow_db", "clean_airflow_logs")}
+    assert states == {
+        task: "success"
+        for task in (
+            "build_report",
+            "send_digest",
+            "cleanup_run_dirs",
+            "clean_airflow_db",
+            "clean_airflow_logs",
+        )
+    }
     digest = mailbox.messages()[emails:]
     assert len(digest) == 1 and first_run.strftime("%Y-%m-%d") in digest[0]["Subject"]
     attachments = [p.get_filename() for p in digest[0].iter_attachments()]

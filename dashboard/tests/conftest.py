@@ -54,8 +54,9 @@ def dashboard_process(command: list, cwd: Path, **settings: str):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
     env.update(STREAMLIT_SERVER_PORT=str(port), PATH=f"{STREAMLIT.parent}:{env['PATH']}", **settings)
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         yield proc, port
     finally:
@@ -104,8 +105,19 @@ class FraudDb:
                    fraud_probability, predicted_fraud, threshold, model_version, scorer, run_id)
                VALUES (%s, %s, %s, md5(%s), 'fraud_Test Merchant', %s, %s, 'F', 'New York', 'NY',
                        8000000, %s, %s, %s, %s, %s, 0.5, 'test-model', 'local', 'test-run')""",
-            (trans_num, trans_time, last4, trans_num, category, amt, merch_lat, merch_long, label,
-             probability, probability >= 0.5),
+            (
+                trans_num,
+                trans_time,
+                last4,
+                trans_num,
+                category,
+                amt,
+                merch_lat,
+                merch_long,
+                label,
+                probability,
+                probability >= 0.5,
+            ),
         )
 
     def alert(self, trans_num: str, status: str = "sent", accepted_after: float | None = None) -> None:
@@ -127,6 +139,19 @@ class FraudDb:
         )
 
 
+# A login configured (OpenID Connect; Streamlit's [auth] secrets) and the user it logs in.
+AUTH = {
+    "auth": {
+        "redirect_uri": "https://fraud.example.com/oauth2callback",
+        "cookie_secret": "test-cookie-secret-0123456789abcdef",
+        "client_id": "fraudctl-dashboard",
+        "client_secret": "test-client-secret",
+        "server_metadata_url": "https://idp.example.com/.well-known/openid-configuration",
+    }
+}
+ANALYST = {"is_logged_in": True, "email": "analyst@example.com", "name": "An Analyst"}
+
+
 @pytest.fixture(autouse=True)
 def listening_address():
     """AppTest reads no config.toml: the app runs as the local stack's (dashboard/.streamlit/
@@ -145,23 +170,32 @@ def listening_address():
 def fraud_db():
     """A new database, migrated by `fraudctl migrate`, dropped after the test."""
     if not os.access(FRAUDCTL_BIN, os.X_OK):
-        pytest.fail(f"FRAUDCTL_BIN {FRAUDCTL_BIN} is not an executable: build it with "
-                    "`cargo build --release` or point FRAUDCTL_BIN at one.")
+        pytest.fail(
+            f"FRAUDCTL_BIN {FRAUDCTL_BIN} is not an executable: build it with "
+            "`cargo build --release` or point FRAUDCTL_BIN at one."
+        )
     name = f"fraud_dashboard_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = with_url(ADMIN_URL, database=name)
     try:
-        migrate = subprocess.run([FRAUDCTL_BIN, "migrate", "--database-url", url],
-                                 capture_output=True, text=True, timeout=120)
+        migrate = subprocess.run(
+            [FRAUDCTL_BIN, "migrate", "--database-url", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if migrate.returncode != 0:
             pytest.fail(f"`{FRAUDCTL_BIN} migrate` failed (exit {migrate.returncode}):\n{migrate.stderr}")
         db = FraudDb(url)
         applied = db.execute("SELECT max(version) FROM refinery_schema_history")[0][0]
         if applied != newest_migration():
-            pytest.fail(f"`{FRAUDCTL_BIN} migrate` applied migrations up to V{applied} but migrations/ "
-                        f"goes up to V{newest_migration()}: the binary predates them (they are "
-                        "embedded at build time); rebuild it with `cargo build --release`.")
+            pytest.fail(
+                f"`{FRAUDCTL_BIN} migrate` applied migrations up to V{applied} but migrations/ "
+                f"goes up to V{newest_migration()}: the binary predates them (they are "
+                "embedded at build time); rebuild it with `cargo build --release`."
+            )
         yield db
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
@@ -194,9 +228,13 @@ def run_dashboard(monkeypatch):
     date picker after the first run (which shows the default day).
     """
 
-    def run(database_url: str | None, day: dt.date | None = None, stale_minutes: int | None = None) -> AppTest:
-        for var, value in [("FRAUDCTL_DASHBOARD_DATABASE_URL", database_url),
-                           ("FRAUDCTL_DASHBOARD_STALE_MINUTES", stale_minutes)]:
+    def run(
+        database_url: str | None, day: dt.date | None = None, stale_minutes: int | None = None
+    ) -> AppTest:
+        for var, value in [
+            ("FRAUDCTL_DASHBOARD_DATABASE_URL", database_url),
+            ("FRAUDCTL_DASHBOARD_STALE_MINUTES", stale_minutes),
+        ]:
             if value is None:
                 monkeypatch.delenv(var, raising=False)
             else:

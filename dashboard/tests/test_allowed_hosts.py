@@ -10,13 +10,12 @@ import socket
 import time
 
 import pytest
+from conftest import DASHBOARD, dashboard_process
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ClientState_pb2 import ClientState
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
-
-from conftest import DASHBOARD, dashboard_process
 
 CANARY = "t-rebinding-canary"  # a predicted fraud of the report's day: in its table when it streams
 
@@ -30,14 +29,15 @@ def settings() -> dict:
 @pytest.fixture
 def port(fraud_db, reader_url, tmp_path, settings):
     """The port of the dashboard started by dashboard/run.sh on a day with one predicted fraud."""
-    fraud_db.payment(CANARY, dt.datetime.combine(fraud_db.yesterday(), dt.time(12), dt.timezone.utc),
-                     probability=0.97)
-    with dashboard_process([str(DASHBOARD / "run.sh")], tmp_path,
-                           FRAUDCTL_DASHBOARD_DATABASE_URL=reader_url, **settings) as (proc, port):
+    fraud_db.payment(CANARY, dt.datetime.combine(fraud_db.yesterday(), dt.time(12), dt.UTC), probability=0.97)
+    with dashboard_process(
+        [str(DASHBOARD / "run.sh")], tmp_path, FRAUDCTL_DASHBOARD_DATABASE_URL=reader_url, **settings
+    ) as (proc, port):
         deadline = time.monotonic() + 60
         while not accepts(port):
-            assert proc.poll() is None and time.monotonic() < deadline, \
+            assert proc.poll() is None and time.monotonic() < deadline, (
                 f"the dashboard did not listen within 60 s (exit {proc.poll()})"
+            )
             time.sleep(0.2)
         yield port
 
@@ -62,8 +62,10 @@ def stream(port: int, host: str, origin: str | None) -> bytes:
     """Everything the app sends on its WebSocket (/_stcore/stream) for one run of the page, opened
     as a browser at http://HOST would, over a connection to 127.0.0.1:PORT (what DNS rebinding
     does)."""
-    with (socket.create_connection(("127.0.0.1", port), timeout=30) as sock,
-          connect(f"ws://{host}/_stcore/stream", sock=sock, origin=origin, max_size=None) as ws):
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=30) as sock,
+        connect(f"ws://{host}/_stcore/stream", sock=sock, origin=origin, max_size=None) as ws,
+    ):
         ws.send(BackMsg(rerun_script=ClientState()).SerializeToString())
         received = b""
         while True:
@@ -73,11 +75,14 @@ def stream(port: int, host: str, origin: str | None) -> bytes:
                 return received
 
 
-@pytest.mark.parametrize(("host", "origin"), [
-    ("evil.example", "http://evil.example"),  # the rebinding page
-    ("evil.example", None),                   # a script, not a browser
-    ("127.0.0.1", "http://evil.example"),     # another site's page in the victim's browser
-])
+@pytest.mark.parametrize(
+    ("host", "origin"),
+    [
+        ("evil.example", "http://evil.example"),  # the rebinding page
+        ("evil.example", None),  # a script, not a browser
+        ("127.0.0.1", "http://evil.example"),  # another site's page in the victim's browser
+    ],
+)
 def test_other_host_names_are_refused(port, host, origin):
     host = f"{host}:{port}"
     origin = origin and f"{origin}:{port}"

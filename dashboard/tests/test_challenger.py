@@ -4,7 +4,7 @@ figures on screen are checked against counts made by hand."""
 
 import datetime as dt
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 DAY = dt.date(2026, 3, 9)
 CHALLENGER = "xgb-2026-03-challenger"
 
@@ -17,8 +17,9 @@ def metrics(at) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
-def scored(fraud_db, trans_num: str, when: dt.datetime, champion: bool, challenger: bool | None,
-           label: bool | None) -> None:
+def scored(
+    fraud_db, trans_num: str, when: dt.datetime, champion: bool, challenger: bool | None, label: bool | None
+) -> None:
     """A payment the champion predicted (probability against its 0.5 threshold) and, unless
     challenger is None, the challenger too."""
     fraud_db.payment(trans_num, when, probability=0.9 if champion else 0.1, label=label)
@@ -26,7 +27,8 @@ def scored(fraud_db, trans_num: str, when: dt.datetime, champion: bool, challeng
         fraud_db.execute(
             """UPDATE payments_scored SET challenger_model_version = %s, challenger_probability = %s,
                    challenger_predicted_fraud = %s WHERE trans_num = %s""",
-            (CHALLENGER, 0.8 if challenger else 0.2, challenger, trans_num))
+            (CHALLENGER, 0.8 if challenger else 0.2, challenger, trans_num),
+        )
 
 
 def confirmed(fraud_db, trans_num: str) -> None:
@@ -35,7 +37,8 @@ def confirmed(fraud_db, trans_num: str) -> None:
     fraud_db.execute(
         """INSERT INTO alert_verdicts (trans_num, verdict, token_sha256, token_expires_at)
            VALUES (%s, 'fraud', sha256(convert_to(%s, 'UTF8')), now() + interval '7 days')""",
-        (trans_num, trans_num))
+        (trans_num, trans_num),
+    )
 
 
 OUTCOMES = {  # (champion predicts fraud, challenger predicts fraud, label): payments of DAY
@@ -56,7 +59,9 @@ def test_champion_and_challenger_figures_equal_hand_counts(fraud_db, dashboard):
         for _ in range(count):
             scored(fraud_db, f"t-{minute}", at_utc(DAY, 10, minute), champion, challenger, label)
             minute += 1
-    scored(fraud_db, "t-no-challenger", at_utc(DAY, 12), True, None, True)  # before the challenger: not compared
+    scored(
+        fraud_db, "t-no-challenger", at_utc(DAY, 12), True, None, True
+    )  # before the challenger: not compared
     scored(fraud_db, "t-earlier", at_utc(DAY - dt.timedelta(days=3), 12), True, True, True)
     confirmed(fraud_db, "t-0")  # (True, True, True): the challenger caught it too
     confirmed(fraud_db, "t-2")  # (True, False, True): it did not
@@ -68,10 +73,22 @@ def test_champion_and_challenger_figures_equal_hand_counts(fraud_db, dashboard):
     # agreeing: 2+1 alerting and 4+1 not = 8 of 15.
     # Champion against labels: TP 2+1 = 3, FP 3, FN 2 -> precision 3/6, recall 3/5.
     # Challenger: TP 2+2 = 4, FP 1, FN 1 -> precision 4/5, recall 4/5.
-    assert {k: shown[k] for k in [
-        "Champion alerts a day", "Challenger alerts a day", "Champion precision", "Challenger precision",
-        "Champion recall", "Challenger recall", "Agreement", "Alerts by both", "Only the champion",
-        "Only the challenger", "Confirmed frauds caught"]} == {
+    assert {
+        k: shown[k]
+        for k in [
+            "Champion alerts a day",
+            "Challenger alerts a day",
+            "Champion precision",
+            "Challenger precision",
+            "Champion recall",
+            "Challenger recall",
+            "Agreement",
+            "Alerts by both",
+            "Only the champion",
+            "Only the challenger",
+            "Confirmed frauds caught",
+        ]
+    } == {
         "Champion alerts a day": "7",
         "Challenger alerts a day": "6",
         "Champion precision": "50.0%",
@@ -84,8 +101,11 @@ def test_champion_and_challenger_figures_equal_hand_counts(fraud_db, dashboard):
         "Only the challenger": "3",
         "Confirmed frauds caught": "1 of 2",
     }
-    assert any(f"Challenger `{CHALLENGER}`** against the champion `test-model`: 15 payments over 1 day, "
-               "13 of them labelled" in m.value for m in at.markdown)
+    assert any(
+        f"Challenger `{CHALLENGER}`** against the champion `test-model`: 15 payments over 1 day, "
+        "13 of them labelled" in m.value
+        for m in at.markdown
+    )
 
     at.radio(key="challenger_period").set_value("The 7 days to this day").run()
 
@@ -102,8 +122,10 @@ def test_precision_and_recall_undefined_without_labels(fraud_db, dashboard):
 
     shown = metrics(dashboard(day=DAY))
 
-    assert [shown[k] for k in ("Champion precision", "Challenger precision", "Champion recall",
-                               "Challenger recall")] == ["—"] * 4
+    assert [
+        shown[k]
+        for k in ("Champion precision", "Challenger precision", "Champion recall", "Challenger recall")
+    ] == ["—"] * 4
     assert shown["Agreement"] == "50.0%" and shown["Only the champion"] == "1"
     assert shown["Confirmed frauds caught"] == "—"
 

@@ -16,7 +16,7 @@ from conftest import DASHBOARD, STREAMLIT, dashboard_process
 def decode(hex_address: str, family: int) -> str:
     """An address of /proc/net/tcp{,6}: 32-bit words in host (little-endian) order."""
     raw = bytes.fromhex(hex_address)
-    return socket.inet_ntop(family, b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+    return socket.inet_ntop(family, b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4)))
 
 
 def listening_addresses(pid: int) -> set[str]:
@@ -28,7 +28,7 @@ def listening_addresses(pid: int) -> set[str]:
         except OSError:  # closed in the meantime
             continue
         if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
+            inodes.add(target[len("socket:[") : -1])
     found = set()
     for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
         for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:

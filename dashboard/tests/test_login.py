@@ -8,23 +8,17 @@ import importlib.util
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import ANALYST, APP, AUTH
 from streamlit.testing.v1 import AppTest
 
-from conftest import APP
-
 DAY = dt.date(2026, 3, 9)
-AUTH = {"auth": {"redirect_uri": "https://fraud.example.com/oauth2callback",
-                 "cookie_secret": "test-cookie-secret-0123456789abcdef",
-                 "client_id": "fraudctl-dashboard", "client_secret": "test-client-secret",
-                 "server_metadata_url": "https://idp.example.com/.well-known/openid-configuration"}}
-ANALYST = {"is_logged_in": True, "email": "analyst@example.com", "name": "An Analyst"}
 
 
 @pytest.fixture
 def open_page(fraud_db, reader_url, monkeypatch):
     """open_page(secrets=None, user=None, **query) -> AppTest: the app as a visitor opens it."""
     monkeypatch.setenv("FRAUDCTL_DASHBOARD_DATABASE_URL", reader_url)
-    fraud_db.payment("t-fraud", dt.datetime(2026, 3, 9, 12, tzinfo=dt.timezone.utc), probability=0.97)
+    fraud_db.payment("t-fraud", dt.datetime(2026, 3, 9, 12, tzinfo=dt.UTC), probability=0.97)
     fraud_db.pipeline_run("run-1", minutes_ago=1)
 
     def open_(secrets: dict | None = None, user: dict | None = None, **query: str) -> AppTest:
@@ -56,7 +50,8 @@ def test_the_local_stack_opens_without_a_login(open_page, listening_address, add
 
 @pytest.mark.parametrize(("address", "shown"), [("0.0.0.0", "0.0.0.0"), (None, "every interface")])
 def test_exposed_without_a_login_configured_it_refuses_naming_the_setting(
-        open_page, listening_address, address, shown):
+    open_page, listening_address, address, shown
+):
     listening_address(address)
 
     at = open_page(user=ANALYST)
@@ -64,8 +59,10 @@ def test_exposed_without_a_login_configured_it_refuses_naming_the_setting(
     assert not shows_data(at)
     assert len(at.error) == 1
     message = at.error[0].value
-    assert message.startswith(f"The dashboard listens on {shown} (server.address, STREAMLIT_SERVER_ADDRESS) "
-                              "and no login is configured, so it shows no data. Add an [auth] section")
+    assert message.startswith(
+        f"The dashboard listens on {shown} (server.address, STREAMLIT_SERVER_ADDRESS) "
+        "and no login is configured, so it shows no data. Add an [auth] section"
+    )
     assert "secrets.toml" in message and 'dashboard/README.md, "Who can see it"' in message
 
 

@@ -6,12 +6,11 @@ import importlib.util
 import json
 
 import pytest
-
 from conftest import APP, ROOT
 
 VECTORS = json.loads((ROOT / "tests" / "fixtures" / "verdict_vectors.json").read_text())
 KEY = VECTORS["key"].encode()
-NOW = dt.datetime.fromtimestamp(VECTORS["now"], dt.timezone.utc)
+NOW = dt.datetime.fromtimestamp(VECTORS["now"], dt.UTC)
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +25,9 @@ def app():
 @pytest.mark.parametrize("case", VECTORS["valid"], ids=lambda c: f"{c['verdict']}-{c['trans_num'][:12]}")
 def test_valid_vectors_verify_to_their_claims(app, case):
     claim = app.verify_token(KEY, case["token"], NOW)
-    assert claim == app.Claim(case["trans_num"], case["verdict"],
-                              dt.datetime.fromtimestamp(case["expires_at"], dt.timezone.utc))
+    assert claim == app.Claim(
+        case["trans_num"], case["verdict"], dt.datetime.fromtimestamp(case["expires_at"], dt.UTC)
+    )
 
 
 @pytest.mark.parametrize("case", VECTORS["invalid"], ids=lambda c: c["name"])

@@ -9,11 +9,10 @@ import hmac
 
 import psycopg
 import pytest
+from conftest import APP
 from streamlit.testing.v1 import AppTest
 
-from conftest import APP
-
-UTC = dt.timezone.utc
+UTC = dt.UTC
 KEY = "dashboard-test-verdict-key-0123456789abcdef"
 DAY = dt.date(2026, 3, 9)
 NOW = dt.datetime.now(UTC)
@@ -33,12 +32,19 @@ def issued(fraud_db, *tokens: str) -> None:
         fraud_db.execute(
             """INSERT INTO issued_verdict_tokens (token_sha256, trans_num, verdict, expires_at)
                VALUES (sha256(convert_to(%s, 'UTF8')), %s, %s, to_timestamp(%s))""",
-            (token, trans_num, verdict, int(expires)))
+            (token, trans_num, verdict, int(expires)),
+        )
 
 
 def alerted(fraud_db, trans_num: str, when: dt.datetime | None = None, status: str = "sent") -> None:
-    fraud_db.payment(trans_num, when or NOW - dt.timedelta(hours=2), amt=912.34,
-                     category="shopping_net", probability=0.93, last4="1881")
+    fraud_db.payment(
+        trans_num,
+        when or NOW - dt.timedelta(hours=2),
+        amt=912.34,
+        category="shopping_net",
+        probability=0.93,
+        last4="1881",
+    )
     fraud_db.alert(trans_num, status)
 
 
@@ -81,7 +87,10 @@ def test_the_link_shows_the_payment_and_records_only_on_the_click(fraud_db, open
     shown = at.dataframe[0].value.iloc[0]
     assert (shown["Transaction"], shown["Card"], shown["Amount"]) == ("t-burst-1", "**** 1881", 912.34)
     assert (shown["Merchant"], shown["Category"], round(shown["Score"], 2)) == (
-        "fraud_Test Merchant", "shopping_net", 0.93)
+        "fraud_Test Merchant",
+        "shopping_net",
+        0.93,
+    )
     assert [s.value for s in at.subheader] == ["Proposed verdict: Confirmed fraud"]
 
     at.text_area(key="verdict_note").input("Customer confirmed on the phone").run()
@@ -106,7 +115,9 @@ def test_a_later_verdict_supersedes_and_the_first_link_stays_used(fraud_db, open
     page = open_link(second)
     assert any(c.value.startswith("Verdict in force: Confirmed fraud, given ") for c in page.caption)
     page.button(key="confirm_verdict").click().run()
-    assert fraud_db.execute("SELECT verdict, verdicts_given FROM v_alert_verdicts_latest") == [("not_fraud", 2)]
+    assert fraud_db.execute("SELECT verdict, verdicts_given FROM v_alert_verdicts_latest") == [
+        ("not_fraud", 2)
+    ]
 
     replayed = open_link(first)
 
@@ -125,15 +136,26 @@ def tamper_last(token):
     [
         (tamper_last(sign("t-1", "fraud", IN_A_WEEK)), "This verdict link has been tampered with"),
         (sign("t-1", "fraud", IN_A_WEEK).replace(".fraud.", ".not_fraud."), "has been tampered with"),
-        (sign("t-1", "fraud", IN_A_WEEK, key="another-key-another-key-another-key!"), "has been tampered with"),
+        (
+            sign("t-1", "fraud", IN_A_WEEK, key="another-key-another-key-another-key!"),
+            "has been tampered with",
+        ),
         (sign("t-1", "fraud", int(NOW.timestamp()) - 60), "This verdict link has expired"),
         (sign("t-unknown", "fraud", IN_A_WEEK), "Unknown payment"),
         (sign("t-suppressed", "fraud", IN_A_WEEK), "Unknown payment"),
         ("v1.t-1.fraud", "This is not a valid verdict link"),
         ("", "This is not a valid verdict link"),
     ],
-    ids=["signature", "verdict-changed", "other-key", "expired", "never-alerted", "not-sent",
-         "truncated", "empty"],
+    ids=[
+        "signature",
+        "verdict-changed",
+        "other-key",
+        "expired",
+        "never-alerted",
+        "not-sent",
+        "truncated",
+        "empty",
+    ],
 )
 def test_refused_links_say_why_and_write_nothing(fraud_db, open_link, token, page):
     alerted(fraud_db, "t-1")
@@ -173,17 +195,24 @@ def test_the_models_reasons_are_shown_when_payments_have_them(fraud_db, open_lin
 
     at = open_link(sign("t-1", "fraud", IN_A_WEEK))
 
-    assert [t.value for t in at.text] == ["• Amount $912.34 is 40x the card's usual",
-                                          "• Third online purchase in 10 minutes"]
+    assert [t.value for t in at.text] == [
+        "• Amount $912.34 is 40x the card's usual",
+        "• Third online purchase in 10 minutes",
+    ]
 
 
 def test_the_function_refuses_what_the_page_would_and_records_once(fraud_db, reader_url):
     alerted(fraud_db, "t-1")
     alerted(fraud_db, "t-suppressed", status="suppressed")
     valid = sign("t-1", "fraud", IN_A_WEEK)
-    issued(fraud_db, valid, expired := sign("t-1", "fraud", int(NOW.timestamp()) - 1),
-           suppressed := sign("t-suppressed", "fraud", IN_A_WEEK))
+    issued(
+        fraud_db,
+        valid,
+        expired := sign("t-1", "fraud", int(NOW.timestamp()) - 1),
+        suppressed := sign("t-suppressed", "fraud", IN_A_WEEK),
+    )
     with psycopg.connect(reader_url, autocommit=True) as conn:
+
         def record(token, note=None):
             return conn.execute("SELECT record_alert_verdict(%s, %s)", (token, note)).fetchone()[0]
 
@@ -230,21 +259,39 @@ def test_reader_role_may_call_and_read_only_what_it_was_granted(fraud_db):
     functions = granted("""SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                            WHERE n.nspname = 'public'
                              AND has_function_privilege('fraud_report_reader', p.oid, 'EXECUTE')""")
-    assert functions == {"alert_latency_for_day", "business_time_zone", "business_yesterday", "fraud_report_for_day",
-                         "fraud_report_summary", "fraud_report_by_hour", "fraud_report_by_category",
-                         "fraud_report_by_amount_band", "record_alert_verdict",
-                         "challenger_comparison"}  # V23: champion against challenger, read only
+    assert functions == {
+        "alert_latency_for_day",
+        "business_time_zone",
+        "business_yesterday",
+        "fraud_report_for_day",
+        "fraud_report_summary",
+        "fraud_report_by_hour",
+        "fraud_report_by_category",
+        "fraud_report_by_amount_band",
+        "record_alert_verdict",
+        "challenger_comparison",
+    }  # V23: champion against challenger, read only
     for change in ("list_add", "list_remove", "list_add_card_of"):  # fraud_list_editor's, not the reader's
         assert not fraud_db.execute(f"""SELECT has_function_privilege('fraud_report_reader', p.oid, 'EXECUTE')
                                         FROM pg_proc p WHERE p.proname = '{change}'""")[0][0], change
-    relations = "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace " \
-                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p') " \
-                "AND has_table_privilege('fraud_report_reader', c.oid, '{}')"
+    relations = (
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p') "
+        "AND has_table_privilege('fraud_report_reader', c.oid, '{}')"
+    )
     assert granted(relations.format("SELECT")) == {
-        "v_daily_fraud_report", "v_pipeline_freshness", "v_alert_verdict_history",
-        "v_alert_verdicts_latest", "v_alert_verdict_outcomes", "v_alert_verdict_daily", "v_verdict_payments",
-        "v_payment_reasons", "list_entries", "list_changes",  # the rules' lists (V22): read, never written
-        "backtest_runs"}  # V23: fraudctl backtest's reports
+        "v_daily_fraud_report",
+        "v_pipeline_freshness",
+        "v_alert_verdict_history",
+        "v_alert_verdicts_latest",
+        "v_alert_verdict_outcomes",
+        "v_alert_verdict_daily",
+        "v_verdict_payments",
+        "v_payment_reasons",
+        "list_entries",
+        "list_changes",  # the rules' lists (V22): read, never written
+        "backtest_runs",
+    }  # V23: fraudctl backtest's reports
     for write in ("INSERT", "UPDATE", "DELETE", "TRUNCATE"):
         assert granted(relations.format(write)) == set(), write
 
@@ -260,12 +307,16 @@ def given(fraud_db, trans_num: str, verdict: str, at: dt.datetime) -> None:
 
 def test_main_page_shows_the_days_alerts_with_their_verdicts(fraud_db, dashboard):
     sent = dt.datetime(2026, 3, 9, 10, 0, tzinfo=UTC)
-    for i, (verdicts, minutes) in enumerate([(["fraud"], 10), (["not_fraud", "fraud"], 20),
-                                             (["fraud", "not_fraud"], 60), ([], None)]):
+    for i, (verdicts, minutes) in enumerate(
+        [(["fraud"], 10), (["not_fraud", "fraud"], 20), (["fraud", "not_fraud"], 60), ([], None)]
+    ):
         trans_num = f"t-{i}"
         fraud_db.payment(trans_num, sent - dt.timedelta(minutes=5 + i), probability=0.9)
-        fraud_db.execute("""INSERT INTO fraud_alerts (trans_num, status, message_id, recipients, run_id, recorded_at)
-                            VALUES (%s, 'sent', %s, 'x@example.com', 'r', %s)""", (trans_num, trans_num, sent))
+        fraud_db.execute(
+            """INSERT INTO fraud_alerts (trans_num, status, message_id, recipients, run_id, recorded_at)
+                            VALUES (%s, 'sent', %s, 'x@example.com', 'r', %s)""",
+            (trans_num, trans_num, sent),
+        )
         for j, verdict in enumerate(verdicts):
             given(fraud_db, trans_num, verdict, sent + dt.timedelta(minutes=minutes + 30 * j))
     fraud_db.payment("t-other-day", at := dt.datetime(2026, 3, 8, 12, tzinfo=UTC), probability=0.9)
@@ -305,4 +356,5 @@ def test_an_alerts_payment_link_opens_the_payment(fraud_db, reader_url, monkeypa
     assert any("?day=2026-03-09" in m.value for m in page.markdown)
     for other in ("t-quiet", "no-such-payment"):
         assert [w.value for w in open_payment(other).warning] == [
-            "No alert was sent for a payment with this transaction id."], other
+            "No alert was sent for a payment with this transaction id."
+        ], other

@@ -133,11 +133,15 @@ impl Signer<'_> {
 
 /// The verdict links of each fraud the burst sends, in its order (none without a key): signed
 /// once, for the email's two parts and for their registration before it is sent.
-pub fn sign(b: &Burst, e: &Envelope) -> Result<Vec<VerdictLinks>> {
-    let Some(signer) = &e.verdicts else {
+pub fn sign(burst: &Burst, envelope: &Envelope) -> Result<Vec<VerdictLinks>> {
+    let Some(signer) = &envelope.verdicts else {
         return Ok(Vec::new());
     };
-    b.send.iter().map(|f| signer.links(&f.trans_num)).collect()
+    burst
+        .send
+        .iter()
+        .map(|f| signer.links(&f.trans_num))
+        .collect()
 }
 
 pub fn subject(b: &Burst) -> String {

@@ -171,7 +171,7 @@ const LOCK: i64 = 0x6672_6175_6461_6c72; // one alert run at a time
 pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
     let dir = RunDir::open(&args.run, "alert")?;
     let (from, to, review_to) = addresses(args)?;
-    let mut smtp = smtp::Smtp::connect(
+    let mut smtp = smtp::Smtp::new(
         &args.smtp_url,
         args.smtp_username.as_deref(),
         Duration::from_secs(30),

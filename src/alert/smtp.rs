@@ -89,7 +89,8 @@ fn failed(step: Step, e: lettre::transport::smtp::Error) -> SendError {
 }
 
 impl Smtp {
-    pub fn connect(url: &str, username: Option<&str>, timeout: Duration) -> Result<Self, Failure> {
+    /// The server of `url` (checked now; connected to at the first send).
+    pub fn new(url: &str, username: Option<&str>, timeout: Duration) -> Result<Self, Failure> {
         let bad = |why: &str| {
             Failure::Config(format!(
                 "{} {url:?} {why}",

@@ -43,8 +43,8 @@ pub struct LoadArgs {
 
     /// Database sessions that load side by side, rows split by trans_num. 1 (the default) loads
     /// in one transaction: all or nothing. N > 1 loads big batches (backfills, re-scoring)
-    /// faster when the server has N free cores (a million rows: 1.4 to 1.6 times with 2
-    /// sessions on 2 cores), but each session commits on its own: a load killed midway may
+    /// faster when the server has N free cores (BENCHMARKS.md measures it), but each session
+    /// commits on its own: a load killed midway may
     /// leave part of the rows loaded (re-running converges).
     #[arg(
         long,

@@ -296,7 +296,7 @@ fn score_chunk(
             derived: record.derived,
             features: record.features,
         };
-        push_scored(&mut lines, &scored, &score.with(why.as_ref()));
+        push_scored(&mut lines, &scored, &score.with_why(why.as_ref()));
     }
     Ok((lines, chunk.len() as u64, frauds.len() as u64))
 }

@@ -330,7 +330,7 @@ impl<'a> ScoreOut<'a> {
     }
 
     /// The score with why it fired (`None`: not a predicted fraud, nothing said).
-    fn with(self, why: Option<&'a Why>) -> Self {
+    fn with_why(self, why: Option<&'a Why>) -> Self {
         match why {
             None => self,
             Some(Why::Reasons(reasons)) => Score {
@@ -387,7 +387,7 @@ impl Output {
             score = rules.apply(score, d);
             why = rules.reasons(d, why).filter(|_| score.predicted_fraud);
         }
-        let score = score.with(why.as_ref());
+        let score = score.with_why(why.as_ref());
         self.frauds += u64::from(score.predicted_fraud);
         self.fallback += u64::from(score.needs_rescore);
         self.line.clear();

@@ -36,7 +36,7 @@ enum BlockFile {
     Hashing {
         fields: Vec<Field>,
         n_features: usize,
-        #[serde(default = "yes")]
+        #[serde(default = "alternate_sign_by_default")]
         alternate_sign: bool,
         #[serde(default)]
         prefix: Option<String>,
@@ -46,7 +46,8 @@ enum BlockFile {
     },
 }
 
-fn yes() -> bool {
+/// A hashing block's `alternate_sign` when the spec does not say (scikit-learn's default).
+fn alternate_sign_by_default() -> bool {
     true
 }
 

@@ -2,6 +2,7 @@
 row of the sample, its probabilities equal `fraudctl score`'s within 1e-6 and the rows it
 upserts equal `fraudctl load`'s column by column (but the run, the times and the reasons'
 words); its cleaning refuses and masks what `fraudctl extract` does."""
+
 import csv
 import importlib.util
 import json
@@ -9,7 +10,6 @@ import sys
 
 import psycopg2
 import pytest
-
 from conftest import DEFAULT_MODEL, REPO, read_stage
 
 PEER_SCRIPT = REPO / "scripts" / "python_peer.py"
@@ -81,8 +81,10 @@ def test_peer_rows_equal_fraudctl_load_rows_column_by_column(peer, fraudctl_rows
     assert set(next(iter(rows.values()))) == set(next(iter(loaded.values())))
     for column in sorted(columns):
         differ = [t for t in loaded if rows[t][column] != loaded[t][column]]
-        assert not differ, (f"{column} differs in {len(differ)} rows, e.g. {differ[0]}: "
-                            f"peer {rows[differ[0]][column]!r}, fraudctl {loaded[differ[0]][column]!r}")
+        assert not differ, (
+            f"{column} differs in {len(differ)} rows, e.g. {differ[0]}: "
+            f"peer {rows[differ[0]][column]!r}, fraudctl {loaded[differ[0]][column]!r}"
+        )
 
 
 def test_peer_reasons_lead_with_fraudctls_strongest_and_only_for_frauds(peer, fraudctl_rows):
@@ -90,8 +92,9 @@ def test_peer_reasons_lead_with_fraudctls_strongest_and_only_for_frauds(peer, fr
     a later feature whose words repeat an earlier one's; the peer keeps the plain top three)."""
     _, rows = peer
     loaded, _ = fraudctl_rows
-    assert {t for t in rows if rows[t]["reasons"] is not None} == \
-        {t for t in loaded if loaded[t]["predicted_fraud"]}
+    assert {t for t in rows if rows[t]["reasons"] is not None} == {
+        t for t in loaded if loaded[t]["predicted_fraud"]
+    }
     for t, row in rows.items():
         if row["reasons"] is None:
             continue
@@ -110,9 +113,16 @@ def awkward_csv(sample_path, tmp_path_factory):
         header = next(reader)
         rows = [next(reader) for _ in range(12)]
     col = {name: i for i, name in enumerate(header)}
-    edits = [("amt", "4.975"), ("amt", "-3.00"), ("gender", "X"), ("state", "nc"),
-             ("dob", "2030-01-01"), ("trans_num", "4497913965512794052"),
-             ("merch_lat", "91.5"), ("merchant", "Shop 4497 9139 6551 2794 052 ref")]
+    edits = [
+        ("amt", "4.975"),
+        ("amt", "-3.00"),
+        ("gender", "X"),
+        ("state", "nc"),
+        ("dob", "2030-01-01"),
+        ("trans_num", "4497913965512794052"),
+        ("merch_lat", "91.5"),
+        ("merchant", "Shop 4497 9139 6551 2794 052 ref"),
+    ]
     for row, (name, value) in zip(rows, edits):
         row[col[name]] = value
     rows.append(list(rows[-1]))  # a duplicate trans_num
@@ -132,8 +142,11 @@ def test_peer_refuses_and_masks_what_extract_does(awkward_csv, fraudctl, run, st
     assert set(cleaned["trans_num"]) == set(by_trans_num)
     for _, row in cleaned.iterrows():
         extracted = by_trans_num[row["trans_num"]]
-        assert (row["merchant"], row["cc_last4"], row["cc_hash"]) == \
-            (extracted["merchant"], extracted["cc_last4"], extracted["cc_hash"])
+        assert (row["merchant"], row["cc_last4"], row["cc_hash"]) == (
+            extracted["merchant"],
+            extracted["cc_last4"],
+            extracted["cc_hash"],
+        )
     assert "Shop ****4052 ref" in set(cleaned["merchant"])
 
 

@@ -1,20 +1,22 @@
 """`fraudctl` (Rust) against the Python references, on every row of the sample: the features of
 both feature specs and the local XGBoost scorer's probabilities. Skipped when the binary is not
 built (FRAUDCTL_BIN, default target/release/fraudctl)."""
+
 import json
 import shutil
 
+import features
 import numpy as np
 import pytest
 import xgboost
+from conftest import DEFAULT_MODEL, ORIGINAL_SPEC, read_stage
 from sklearn.metrics import roc_auc_score
 
-import features
-from conftest import DEFAULT_MODEL, ORIGINAL_SPEC, read_stage
-
 DEFAULT_SPEC = DEFAULT_MODEL / "feature_spec.json"
-FLOAT_HINT = ("distance_km or age a few ULP off with equal formulas usually means a stage read a "
-              "float from JSON not correctly rounded (serde_json needs its float_roundtrip feature)")
+FLOAT_HINT = (
+    "distance_km or age a few ULP off with equal formulas usually means a stage read a "
+    "float from JSON not correctly rounded (serde_json needs its float_roundtrip feature)"
+)
 
 
 def feature_matrix(records):
@@ -49,8 +51,10 @@ def test_default_spec_equals_features_py(fraudctl_run, stage_records, sample):
 def test_derived_equals_features_py(fraudctl_run, stage_records, sample):
     run_dir = fraudctl_run(DEFAULT_SPEC)
     derived = [r["derived"] for r in stage_records(run_dir / "features.jsonl", "fraudctl.features")]
-    spec = {**features.load_spec(DEFAULT_SPEC),
-            "blocks": [{"type": "numeric", "features": ["age", "distance_km", "hour", "day_of_week"]}]}
+    spec = {
+        **features.load_spec(DEFAULT_SPEC),
+        "blocks": [{"type": "numeric", "features": ["age", "distance_km", "hour", "day_of_week"]}],
+    }
     python = features.compute(spec, sample).to_numpy()
     rust = np.array([[d["age_years"], d["distance_km"], d["hour"], d["day_of_week"]] for d in derived])
     np.testing.assert_array_equal(rust, python, err_msg=FLOAT_HINT)
@@ -77,9 +81,13 @@ def test_frauds_rank_far_above_legit_rows(scored, sample):
     assert roc_auc_score(sample["is_fraud"], rust_probability) > 0.95
 
 
-EVERY_HISTORY = {"schema": features.SPEC_SCHEMA, "version": 1, "name": "every-history-feature",
-                 "time_zone": "UTC",
-                 "blocks": [{"type": "card_history", "features": list(features.HISTORY_FEATURES)}]}
+EVERY_HISTORY = {
+    "schema": features.SPEC_SCHEMA,
+    "version": 1,
+    "name": "every-history-feature",
+    "time_zone": "UTC",
+    "blocks": [{"type": "card_history", "features": list(features.HISTORY_FEATURES)}],
+}
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +102,14 @@ def replayed_in_runs(fraudctl, run, sample_path, tmp_path_factory, new_database,
     dirs, first_features = [], []
     for k in range(3):
         part = root / f"part{k}.csv"
-        part.write_text("\n".join([header, *rows[k * len(rows) // 3:(k + 1) * len(rows) // 3]]) + "\n")
+        part.write_text("\n".join([header, *rows[k * len(rows) // 3 : (k + 1) * len(rows) // 3]]) + "\n")
         run_dir = root / f"run{k}"
-        for stage in (["extract", "--from-csv", part], ["transform", "--feature-spec", DEFAULT_SPEC],
-                      ["score", "--model-dir", DEFAULT_MODEL], ["load"]):
+        for stage in (
+            ["extract", "--from-csv", part],
+            ["transform", "--feature-spec", DEFAULT_SPEC],
+            ["score", "--model-dir", DEFAULT_MODEL],
+            ["load"],
+        ):
             run([fraudctl, stage[0], "--run-dir", run_dir, *stage[1:]], env)
         dirs.append(run_dir)
         first_features.append((run_dir / "features.jsonl").read_text().splitlines()[1:])
@@ -109,13 +121,15 @@ def features_by_trans_num(paths):
     out = {}
     for path in paths:
         _, records = read_stage(path, "fraudctl.features")
-        out.update({r["tx"]["trans_num"]: [np.nan if v is None else v for v in r["features"]]
-                    for r in records})
+        out.update(
+            {r["tx"]["trans_num"]: [np.nan if v is None else v for v in r["features"]] for r in records}
+        )
     return out
 
 
 def test_history_split_between_database_and_batch_equals_features_py(
-        replayed_in_runs, fraudctl, run, sample, tmp_path):
+    replayed_in_runs, fraudctl, run, sample, tmp_path
+):
     """Every history feature, each run transformed again after all three were loaded (so later
     payments sit in the database): bit for bit what features.py computes over the whole CSV."""
     dirs, env, _ = replayed_in_runs
@@ -170,8 +184,9 @@ def assert_contributions_equal_xgboost(features, explained, columns):
     np.testing.assert_allclose(rust, expected, rtol=0, atol=CONTRIBUTION_ATOL)
     np.testing.assert_allclose(rust.sum(axis=1), margin, rtol=0, atol=CONTRIBUTION_ATOL)
     np.testing.assert_allclose([e["margin"] for e in explained], margin, rtol=0, atol=1e-6)
-    np.testing.assert_allclose([e["probability"] for e in explained],
-                               booster.predict(matrix), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        [e["probability"] for e in explained], booster.predict(matrix), rtol=0, atol=1e-6
+    )
     assert (np.abs(expected[:, :-1]) > 0.1).any(axis=0).sum() >= 5, "features that matter"
 
 
@@ -191,7 +206,8 @@ def test_explain_contributions_equal_xgboost_pred_contribs(default_run, fraudctl
 
 
 def test_explain_with_missing_values_follows_the_default_directions(
-        default_run, fraudctl, run, stage_env, tmp_path):
+    default_run, fraudctl, run, stage_env, tmp_path
+):
     """The same records with a fifth of their values made null (NaN for the model): the
     contributions still equal xgboost's, whose walk takes each split's default direction."""
     run_dir, records, columns = default_run
@@ -205,7 +221,8 @@ def test_explain_with_missing_values_follows_the_default_directions(
     copy = tmp_path / "holed"
     copy.mkdir()
     (copy / "features.jsonl").write_text(
-        "\n".join([lines[0], *(json.dumps(r) for r in holed)]) + "\n", encoding="utf-8")
+        "\n".join([lines[0], *(json.dumps(r) for r in holed)]) + "\n", encoding="utf-8"
+    )
     by_trans_num = explain(fraudctl, run, stage_env, copy)
     explained = [by_trans_num[r["tx"]["trans_num"]] for r in holed]
     features = feature_matrix(holed)
@@ -213,8 +230,9 @@ def test_explain_with_missing_values_follows_the_default_directions(
     assert_contributions_equal_xgboost(features, explained, columns)
 
 
-def test_scored_frauds_carry_explains_reasons_and_others_none(default_run, fraudctl, run,
-                                                              stage_env, stage_records):
+def test_scored_frauds_carry_explains_reasons_and_others_none(
+    default_run, fraudctl, run, stage_env, stage_records
+):
     run_dir, _, _ = default_run
     by_trans_num = explain(fraudctl, run, stage_env, run_dir)
     scored = stage_records(run_dir / "scored.jsonl", "fraudctl.scored")

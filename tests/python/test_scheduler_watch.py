@@ -1,5 +1,6 @@
 """scripts/scheduler_watch.py against a real HTTP health check and the real SMTP sink: one email
 when the scheduler has been down long enough, one when it is back, none repeated by a restart."""
+
 import email
 import email.policy
 import http.server
@@ -10,7 +11,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import REPO
 
 SCRIPTS = REPO / "scripts"
@@ -45,8 +45,18 @@ class Health:
 @pytest.fixture
 def sink(tmp_path):
     port, maildir = free_port(), tmp_path / "mail"
-    process = subprocess.Popen([sys.executable, str(SCRIPTS / "smtp_sink.py"), "serve", "--listen",
-                                f"127.0.0.1:{port}", "--maildir", str(maildir)], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(SCRIPTS / "smtp_sink.py"),
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--maildir",
+            str(maildir),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     deadline = time.time() + 20
     while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
         assert time.time() < deadline, "the SMTP sink did not start"
@@ -74,10 +84,27 @@ def wait_for(maildir, count: int, seconds: float = 20) -> list[str]:
 
 
 def watcher(health, smtp, state):
-    return subprocess.Popen([sys.executable, str(SCRIPTS / "scheduler_watch.py"), "--health-url", health.url,
-                             "--smtp", smtp, "--to", "ops@localhost", "--state", str(state),
-                             "--every", "0.1", "--after-secs", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(SCRIPTS / "scheduler_watch.py"),
+            "--health-url",
+            health.url,
+            "--smtp",
+            smtp,
+            "--to",
+            "ops@localhost",
+            "--state",
+            str(state),
+            "--every",
+            "0.1",
+            "--after-secs",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_down_then_back_is_one_email_each_and_a_restart_repeats_neither(tmp_path, sink):
@@ -133,8 +160,18 @@ def test_the_down_email_waits_for_the_smtp_server(tmp_path):
     watch = watcher(health, smtp, tmp_path / "watch.json")
     try:
         time.sleep(1.5)  # past --after-secs, no SMTP server yet: nothing sent, retried
-        process = subprocess.Popen([sys.executable, str(SCRIPTS / "smtp_sink.py"), "serve", "--listen",
-                                    smtp, "--maildir", str(maildir)], stdout=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(SCRIPTS / "smtp_sink.py"),
+                "serve",
+                "--listen",
+                smtp,
+                "--maildir",
+                str(maildir),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         try:
             assert wait_for(maildir, 1)[0].startswith("Airflow scheduler is down")
         finally:

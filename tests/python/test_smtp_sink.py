@@ -1,4 +1,5 @@
 """scripts/smtp_sink.py show: what an operator reads of a message the local stack's sink kept."""
+
 import json
 import smtplib
 import socket
@@ -14,8 +15,12 @@ from conftest import REPO
 
 def show(maildir, message: EmailMessage) -> str:
     (maildir / "1.eml").write_bytes(bytes(message))
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "smtp_sink.py"), "show",
-                           "--maildir", str(maildir), "1.eml"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "smtp_sink.py"), "show", "--maildir", str(maildir), "1.eml"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -28,11 +33,14 @@ def message(subject: str) -> EmailMessage:
 
 def test_an_html_only_message_is_shown_as_its_text_with_its_links(tmp_path):
     m = message("Fraud report for 2026-12-05")
-    m.set_content("<html><head><style>td {color: red}</style></head><body><h1>Fraud report</h1>"
-                  "<p>12 payments, <b>2</b> frauds.</p><table><tr><td>Card</td><td>Amount</td></tr>"
-                  "<tr><td>****1234</td><td>$5.00</td></tr></table>"
-                  '<p><a href="http://127.0.0.1:8501/?day=2026-12-05">Open the dashboard</a></p>'
-                  "</body></html>", subtype="html")
+    m.set_content(
+        "<html><head><style>td {color: red}</style></head><body><h1>Fraud report</h1>"
+        "<p>12 payments, <b>2</b> frauds.</p><table><tr><td>Card</td><td>Amount</td></tr>"
+        "<tr><td>****1234</td><td>$5.00</td></tr></table>"
+        '<p><a href="http://127.0.0.1:8501/?day=2026-12-05">Open the dashboard</a></p>'
+        "</body></html>",
+        subtype="html",
+    )
     shown = show(tmp_path, m)
     assert "Subject: Fraud report for 2026-12-05" in shown
     assert "EmailMessage object" not in shown and "<td>" not in shown and "color: red" not in shown
@@ -52,16 +60,32 @@ def test_a_message_with_a_text_part_is_shown_as_that_text(tmp_path):
 def test_the_web_inbox_lists_and_shows_what_the_sink_accepted_escaped(tmp_path):
     """A real sink with its web inbox: a message sent over SMTP is listed and shown; a subject
     with markup is text, and the email's HTML runs in a sandbox."""
+
     def free_port():
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
 
     smtp, web = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "smtp_sink.py"), "serve",
-                             "--listen", f"127.0.0.1:{smtp}", "--web-listen", f"127.0.0.1:{web}",
-                             "--maildir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    get = lambda path: urllib.request.urlopen(f"http://127.0.0.1:{web}{path}", timeout=5).read().decode()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "smtp_sink.py"),
+            "serve",
+            "--listen",
+            f"127.0.0.1:{smtp}",
+            "--web-listen",
+            f"127.0.0.1:{web}",
+            "--maildir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+    def get(path):
+        return urllib.request.urlopen(f"http://127.0.0.1:{web}{path}", timeout=5).read().decode()
+
     try:
         for _ in range(100):
             try:

@@ -1,12 +1,12 @@
 """model/train.py --verdicts: the analysts' latest verdicts replace the data set's is_fraud for the
 payments they cover, and nothing else."""
+
 import json
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
-
 import train
 from conftest import MODEL_DIR
 
@@ -19,9 +19,12 @@ def write(path, text):
 def test_verdicts_override_the_labels_they_cover(sample, tmp_path):
     a, b = sample.loc[sample["is_fraud"] == 1, "trans_num"].iloc[:2]
     c, d = sample.loc[sample["is_fraud"] == 0, "trans_num"].iloc[:2]
-    verdicts = train.read_verdicts(write(
-        tmp_path / "v.csv",
-        f"trans_num,verdict\n{a},not_fraud\n{b},fraud\n{c},fraud\n{d},not_fraud\nnot-in-data,fraud\n"))
+    verdicts = train.read_verdicts(
+        write(
+            tmp_path / "v.csv",
+            f"trans_num,verdict\n{a},not_fraud\n{b},fraud\n{c},fraud\n{d},not_fraud\nnot-in-data,fraud\n",
+        )
+    )
 
     relabelled, counts = train.apply_verdicts(sample, verdicts)
 
@@ -55,9 +58,22 @@ def test_train_with_verdicts_records_them_in_the_metrics(sample, tmp_path):
     fraud = part.loc[part["is_fraud"] == 1, "trans_num"].iloc[0]
     verdicts = write(tmp_path / "verdicts.csv", f"trans_num,verdict\n{fraud},not_fraud\n")
     out = tmp_path / "model"
-    done = subprocess.run([sys.executable, str(MODEL_DIR / "train.py"), "--csv", str(csv),
-                           "--verdicts", str(verdicts), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(MODEL_DIR / "train.py"),
+            "--csv",
+            str(csv),
+            "--verdicts",
+            str(verdicts),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     recorded = json.loads((out / "metrics.json").read_text())["verdict_labels"]
     assert (recorded["covered"], recorded["changed"], recorded["file"]) == (1, 1, "verdicts.csv")

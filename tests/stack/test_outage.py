@@ -17,6 +17,7 @@ Airflow's metadata, stopped for two minutes and started again. Then:
 Slow by nature (about seven minutes: two of them the outage): run by `make test` after the
 other suites.
 """
+
 import collections
 import json
 import os
@@ -56,15 +57,20 @@ class Stack:
         self.env.update(FRAUDCTL_SIM_FRAUD_RATE="0.3", FRAUDCTL_SIM_CARDS="100000")
 
     def run(self, *cmd: str, timeout: float = 600) -> str:
-        done = subprocess.run(cmd, cwd=self.root, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+        done = subprocess.run(
+            cmd, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
         assert done.returncode == 0, f"{' '.join(cmd)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
     def supervisorctl(self, *args: str) -> str:
-        done = subprocess.run([str(REPO / ".venv/bin/supervisorctl"), "-c",
-                               str(self.root / ".local/supervisord.conf"), *args],
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [str(REPO / ".venv/bin/supervisorctl"), "-c", str(self.root / ".local/supervisord.conf"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         return done.stdout
 
     def sql(self, database: str, query: str):
@@ -116,14 +122,23 @@ def stack():
         stack.run("scripts/stack.sh", "up")
         yield stack
     finally:
-        subprocess.run(["scripts/stack.sh", "down"], cwd=root, env=stack.env, capture_output=True,
-                       timeout=300)
+        subprocess.run(
+            ["scripts/stack.sh", "down"],
+            cwd=root,
+            env=stack.env,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
 def dag_runs_succeeded_since(stack: Stack, since: str) -> int:
-    return stack.sql("airflow_db", "SELECT count(*) FROM dag_run WHERE dag_id = 'fraud_pipeline' "
-                                   f"AND state = 'success' AND start_date > '{since}'")[0][0]
+    return stack.sql(
+        "airflow_db",
+        "SELECT count(*) FROM dag_run WHERE dag_id = 'fraud_pipeline' "
+        f"AND state = 'success' AND start_date > '{since}'",
+    )[0][0]
 
 
 def captured(root: Path) -> set[str]:
@@ -139,8 +154,12 @@ def captured(root: Path) -> set[str]:
 
 
 def test_a_two_minute_database_outage_loses_nothing_and_the_scheduler_comes_back(stack):
-    wait("a first successful fraud_pipeline run", stack, 300,
-         lambda: dag_runs_succeeded_since(stack, "1970-01-01") > 0)
+    wait(
+        "a first successful fraud_pipeline run",
+        stack,
+        300,
+        lambda: dag_runs_succeeded_since(stack, "1970-01-01") > 0,
+    )
 
     scheduler_log = stack.root / ".local/logs/airflow-scheduler.log"
     before = scheduler_log.read_bytes()
@@ -151,11 +170,24 @@ def test_a_two_minute_database_outage_loses_nothing_and_the_scheduler_comes_back
     restarted = stack.sql("postgres", "SELECT now()::text")[0][0]
 
     # The scheduler's own health check answers 200 only when it is healthy.
-    wait("the scheduler healthy again", stack, 300, lambda: stack.get("SCHEDULER_HEALTH", "/health") is not None)
-    wait("a fraud_pipeline run succeeded after the outage", stack, 420,
-         lambda: dag_runs_succeeded_since(stack, restarted) > 0)
-    wait("operations told the scheduler is back", stack, 180,
-         lambda: any("scheduler is back" in str(m["Subject"]) for _, m in stack.mails()))
+    wait(
+        "the scheduler healthy again",
+        stack,
+        300,
+        lambda: stack.get("SCHEDULER_HEALTH", "/health") is not None,
+    )
+    wait(
+        "a fraud_pipeline run succeeded after the outage",
+        stack,
+        420,
+        lambda: dag_runs_succeeded_since(stack, restarted) > 0,
+    )
+    wait(
+        "operations told the scheduler is back",
+        stack,
+        180,
+        lambda: any("scheduler is back" in str(m["Subject"]) for _, m in stack.mails()),
+    )
     status = stack.supervisorctl("status")
     assert "airflow-scheduler" in status and all("RUNNING" in line for line in status.splitlines()), status
     operator_status = stack.run("scripts/stack.sh", "status")
@@ -165,24 +197,43 @@ def test_a_two_minute_database_outage_loses_nothing_and_the_scheduler_comes_back
     assert after.startswith(before) and after.count(b"Starting the scheduler") >= 2, "log replaced"
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", 8793)) != 0, "an Airflow log server listens on 8793"
-    assert re.search(r"^AIRFLOW__CORE__FERNET_KEY=\S{40,}", (stack.root / ".local/stack.env").read_text(), re.M)
+    assert re.search(
+        r"^AIRFLOW__CORE__FERNET_KEY=\S{40,}", (stack.root / ".local/stack.env").read_text(), re.M
+    )
 
     # Nothing lost: the simulator stopped, the live path drains what it captured.
     served = json.loads(stack.get("SIM", "/stats"))["served"]
     stack.supervisorctl("stop", "simulator")
-    wait("the live path's backlog empty", stack, 120, lambda: re.search(
-        r"backlog_payments\S* 0\b", stack.get("LIVE_METRICS", "/metrics")))
+    wait(
+        "the live path's backlog empty",
+        stack,
+        120,
+        lambda: re.search(r"backlog_payments\S* 0\b", stack.get("LIVE_METRICS", "/metrics")),
+    )
     seen = captured(stack.root)
-    loaded = lambda: {row[0] for row in stack.sql("fraud_db", "SELECT trans_num FROM payments_scored")}
+
+    def loaded():
+        return {row[0] for row in stack.sql("fraud_db", "SELECT trans_num FROM payments_scored")}
+
     wait("every captured payment loaded", stack, 180, lambda: seen <= loaded())
     # One response (at most 50 payments) may have been served between /stats and the stop.
     assert served <= len(seen) <= served + 50, (served, len(seen))
 
     # Nothing emailed twice: every recent predicted fraud alerted, each in one alert email.
-    wait("every recent predicted fraud alerted", stack, 180, lambda: stack.sql(
-        "fraud_db", "SELECT count(*) FROM payments_scored p WHERE predicted_fraud "
-                    "AND trans_time > now() - interval '1 hour' AND NOT EXISTS "
-                    "(SELECT 1 FROM fraud_alerts a WHERE a.trans_num = p.trans_num)")[0][0] == 0)
+    wait(
+        "every recent predicted fraud alerted",
+        stack,
+        180,
+        lambda: (
+            stack.sql(
+                "fraud_db",
+                "SELECT count(*) FROM payments_scored p WHERE predicted_fraud "
+                "AND trans_time > now() - interval '1 hour' AND NOT EXISTS "
+                "(SELECT 1 FROM fraud_alerts a WHERE a.trans_num = p.trans_num)",
+            )[0][0]
+            == 0
+        ),
+    )
     in_emails = collections.Counter()
     subjects = []
     for _, msg in stack.mails():
@@ -192,7 +243,9 @@ def test_a_two_minute_database_outage_loses_nothing_and_the_scheduler_comes_back
             body = msg.get_body(preferencelist=("plain",)).get_content()
             in_emails.update(set(re.findall(r"\b[0-9a-f]{32}\b", body)))
     assert [t for t, n in in_emails.items() if n > 1] == []
-    sent = {row[0] for row in stack.sql("fraud_db", "SELECT trans_num FROM fraud_alerts WHERE status = 'sent'")}
+    sent = {
+        row[0] for row in stack.sql("fraud_db", "SELECT trans_num FROM fraud_alerts WHERE status = 'sent'")
+    }
     assert set(in_emails) == sent
     down = [s for s in subjects if "scheduler is down" in s]
     back = [s for s in subjects if "scheduler is back" in s]

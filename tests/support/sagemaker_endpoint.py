@@ -15,6 +15,7 @@ For every InvokeEndpoint request the proxy
     python tests/support/sagemaker_endpoint.py --model model/default/model.json \
         --endpoint fraud-xgb --port-file /tmp/port --log /tmp/requests.jsonl [--throttle-first 2] [--unavailable-first 2]
 """
+
 import argparse
 import json
 import socket
@@ -37,8 +38,11 @@ def free_port() -> int:
 
 def make_handler(args, booster, moto_url):
     lock = threading.Lock()
-    state = {"throttle_left": args.throttle_first, "unavailable_left": args.unavailable_first,
-             "queued": set()}
+    state = {
+        "throttle_left": args.throttle_first,
+        "unavailable_left": args.unavailable_first,
+        "queued": set(),
+    }
 
     def log(entry):
         with lock, open(args.log, "a") as f:
@@ -63,11 +67,15 @@ def make_handler(args, booster, moto_url):
             parts = self.path.strip("/").split("/")
             auth = self.headers.get("Authorization", "")
             if not (auth.startswith("AWS4-HMAC-SHA256 ") and "/sagemaker/aws4_request" in auth):
-                return self.error(403, "MissingAuthenticationTokenException", "request is not SigV4-signed for sagemaker")
+                return self.error(
+                    403, "MissingAuthenticationTokenException", "request is not SigV4-signed for sagemaker"
+                )
             if len(parts) != 3 or parts[0] != "endpoints" or parts[2] != "invocations":
                 return self.error(404, "UnknownOperationException", self.path)
             if parts[1] != args.endpoint:
-                return self.error(400, "ValidationError", f"Endpoint {parts[1]} of account 123456789012 not found.")
+                return self.error(
+                    400, "ValidationError", f"Endpoint {parts[1]} of account 123456789012 not found."
+                )
             with lock:
                 throttle = state["throttle_left"] > 0
                 state["throttle_left"] -= int(throttle)
@@ -78,26 +86,49 @@ def make_handler(args, booster, moto_url):
             if unavailable:
                 return self.error(503, "ServiceUnavailable", "the endpoint is unavailable (injected)")
             text = body.decode()
-            rows = [[float(v) if v else np.nan for v in line.split(",")] for line in text.splitlines() if line]
+            rows = [
+                [float(v) if v else np.nan for v in line.split(",")] for line in text.splitlines() if line
+            ]
             scores = booster.predict(xgboost.DMatrix(np.array(rows, dtype=np.float32), missing=np.nan))
             answer = "".join(f"{p:.9g}\n" for p in scores)
             with lock:
                 if body not in state["queued"]:
                     state["queued"].add(body)
-                    results = {"results": [{"Body": answer, "ContentType": "text/csv", "InvokedProductionVariant": "AllTraffic"}]}
+                    results = {
+                        "results": [
+                            {
+                                "Body": answer,
+                                "ContentType": "text/csv",
+                                "InvokedProductionVariant": "AllTraffic",
+                            }
+                        ]
+                    }
                     request = urllib.request.Request(
                         f"{moto_url}/moto-api/static/sagemaker/endpoint-results",
-                        data=json.dumps(results).encode(), headers={"Content-Type": "application/json"})
+                        data=json.dumps(results).encode(),
+                        headers={"Content-Type": "application/json"},
+                    )
                     urllib.request.urlopen(request).read()
-                forward = urllib.request.Request(f"{moto_url}{self.path}", data=body, method="POST",
-                                                 headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                forward = urllib.request.Request(
+                    f"{moto_url}{self.path}",
+                    data=body,
+                    method="POST",
+                    headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
+                )
                 try:
                     with urllib.request.urlopen(forward) as response:
                         status, payload, headers = response.status, response.read(), dict(response.headers)
                 except urllib.error.HTTPError as e:
                     status, payload, headers = e.code, e.read(), dict(e.headers)
-            log({"status": status, "rows": len(rows), "bytes": len(body), "columns": len(rows[0]) if rows else 0,
-                 "content_type": self.headers.get("Content-Type")})
+            log(
+                {
+                    "status": status,
+                    "rows": len(rows),
+                    "bytes": len(body),
+                    "columns": len(rows[0]) if rows else 0,
+                    "content_type": self.headers.get("Content-Type"),
+                }
+            )
             headers.pop("Content-Length", None)
             headers.pop("Transfer-Encoding", None)
             self.reply(status, payload, headers)
@@ -109,14 +140,17 @@ def make_handler(args, booster, moto_url):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True, type=Path, help="XGBoost JSON model the endpoint serves")
     parser.add_argument("--endpoint", default="fraud-xgb", help="the one endpoint name served")
     parser.add_argument("--port-file", required=True, type=Path, help="written with the port once ready")
     parser.add_argument("--log", required=True, type=Path, help="JSON Lines log of the requests")
     parser.add_argument("--throttle-first", type=int, default=0, help="answer 429 to the first N requests")
-    parser.add_argument("--unavailable-first", type=int, default=0,
-                        help="then answer 503 to the next N requests")
+    parser.add_argument(
+        "--unavailable-first", type=int, default=0, help="then answer 503 to the next N requests"
+    )
     args = parser.parse_args()
 
     booster = xgboost.Booster()
@@ -124,7 +158,9 @@ def main():
     moto_port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     moto.start()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(args, booster, f"http://127.0.0.1:{moto_port}"))
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), make_handler(args, booster, f"http://127.0.0.1:{moto_port}")
+    )
     tmp = args.port_file.with_suffix(".tmp")
     tmp.write_text(str(server.server_address[1]))
     tmp.replace(args.port_file)
