@@ -1,8 +1,6 @@
 #!/usr/bin/env python3
 """The docs' screenshots of the running local stack (`make up`), from a real headless browser:
-the Airflow grid with a task's log, the web inbox, a fraud alert in it, and the dashboard's
-champion-and-challenger comparison and detection controls (today's business day: a fresh stack
-has no yesterday).
+the Airflow grid with a task's log, the web inbox, and a fraud alert in it.
 
     apt-get install chromium                       # Debian's, /usr/bin/chromium
     python3 -m venv /tmp/shots && /tmp/shots/bin/pip install -r scripts/screenshots-requirements.txt
@@ -17,7 +15,6 @@ import json
 import os
 import urllib.parse
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -26,7 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 AIRFLOW = f"http://127.0.0.1:{os.environ.get('FRAUDCTL_AIRFLOW_PORT', '8080')}"
 INBOX = f"http://127.0.0.1:{os.environ.get('FRAUDCTL_MAIL_WEB_PORT', '8025')}"
-DASHBOARD = f"http://127.0.0.1:{os.environ.get('FRAUDCTL_DASHBOARD_PORT', '8501')}"
 # What this machine's closed network needs (no background connections, no sandbox as root).
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -59,21 +55,6 @@ def latest_successful_run(password: str) -> str:
     return runs[0]["dag_run_id"]
 
 
-def dashboard_sections(page) -> None:
-    """The dashboard of today (UTC, the stack's business time zone), at two of its sections."""
-    page.set_viewport_size({"width": 1400, "height": 1300})
-    page.goto(f"{DASHBOARD}/?day={datetime.now(UTC).date()}")
-    for heading, name in (
-        ("Champion and challenger", "dashboard-challenger.png"),
-        ("Detection controls", "dashboard-controls.png"),
-    ):
-        section = page.get_by_text(heading, exact=True).first
-        section.wait_for(timeout=90_000)
-        section.scroll_into_view_if_needed()
-        page.wait_for_timeout(2_000)  # the charts and tables settle
-        page.screenshot(path=DOCS / name)
-
-
 def main() -> None:
     password = admin_password()
     run_id = latest_successful_run(password)
@@ -96,7 +77,6 @@ def main() -> None:
         alert.click()
         page.wait_for_load_state()
         page.screenshot(path=DOCS / "web-inbox-alert.png", full_page=True)
-        dashboard_sections(page)
         browser.close()
     print(f"wrote {', '.join(str(f.relative_to(ROOT)) for f in sorted(DOCS.glob('*.png')))}")
 

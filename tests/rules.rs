@@ -395,7 +395,7 @@ fn lists_refuse_card_numbers_and_unknown_entries_and_keep_every_change() {
 }
 
 /// `fraudctl backtest` over the loaded period, as JSON.
-fn backtest(db: &TestDb, rules: &std::path::Path) -> serde_json::Value {
+fn backtest(db: &TestDb, rules: &std::path::Path, more: &[&str]) -> serde_json::Value {
     let (from, to): (String, String) = {
         let row = db
             .client()
@@ -411,7 +411,8 @@ fn backtest(db: &TestDb, rules: &std::path::Path) -> serde_json::Value {
     cmd.args(["--from", &from, "--to", &to, "--format", "json", "--rules"])
         .arg(rules)
         .arg("--model-dir")
-        .arg(default_model());
+        .arg(default_model())
+        .args(more);
     let out = run(&mut cmd);
     assert!(out.status.success(), "{}", explain(&cmd, &out, "backtest"));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -422,7 +423,7 @@ fn backtests_reproduce_the_stored_decisions_and_count_a_candidate_by_hand(
     rules: &std::path::Path,
 ) {
     // The rules and model in force: exactly the decisions stored.
-    let same = backtest(db, rules);
+    let same = backtest(db, rules, &[]);
     assert_eq!(same["differences"], 0, "{same}");
     assert_eq!(same["without_inputs"], 0, "{same}");
     assert_eq!(
@@ -453,7 +454,7 @@ fn backtests_reproduce_the_stored_decisions_and_count_a_candidate_by_hand(
         ],
         Some(BLOCKED_CARD),
     );
-    let later = backtest(db, rules);
+    let later = backtest(db, rules, &[]);
     assert_eq!(later["differences"], 0, "{later}");
     assert_eq!(later["rules"], same["rules"], "{later}");
     // Each backtest kept, its report as printed (what the dashboard shows).
@@ -468,6 +469,12 @@ fn backtests_reproduce_the_stored_decisions_and_count_a_candidate_by_hand(
         .get(0);
     assert_eq!(kept, later);
     assert_eq!(db.count("SELECT count(*) FROM backtest_runs"), 2);
+    // With the lists as they are now (what today's lists would have done): the card's payments
+    // no longer match, and the alerts they had become differences.
+    let now = backtest(db, rules, &["--lists", "now"]);
+    assert_eq!(now["rules"][0]["id"], "blocked-card");
+    assert_eq!(now["rules"][0]["payments"], 0, "{now}");
+    assert!(now["differences"].as_u64().unwrap() > 0, "{now}");
     // A candidate: one alert rule, no lists. Its report against hand counts in SQL.
     let candidate = rules.with_file_name("candidate.toml");
     std::fs::write(
@@ -475,7 +482,7 @@ fn backtests_reproduce_the_stored_decisions_and_count_a_candidate_by_hand(
         "[[rule]]\nid = \"big\"\ndescription = \"over $1,000\"\nowner = \"tests\"\nwhen = \"payment.amt > 1000\"\naction = \"alert\"\n",
     )
     .unwrap();
-    let report = backtest(db, &candidate);
+    let report = backtest(db, &candidate, &[]);
     let hand = |filter: &str| {
         db.count(&format!(
             "SELECT count(*) FROM payments_scored WHERE {filter}"

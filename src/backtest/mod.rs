@@ -23,6 +23,14 @@ pub use report::Report;
 use report::Tally;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListsAt {
+    /// As they were when the payment's stored decision was made (from their audit trail).
+    Decided,
+    /// As they are now.
+    Now,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
     Json,
@@ -54,6 +62,11 @@ pub struct BacktestArgs {
     /// The candidate threshold [default: the model directory's own].
     #[arg(long)]
     pub threshold: Option<f64>,
+
+    /// Which lists the rules read: as they were when each payment's stored decision was made
+    /// (reproduces the pipeline), or as they are now (what today's lists would have done).
+    #[arg(long, value_enum, default_value_t = ListsAt::Decided)]
+    pub lists: ListsAt,
 
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -94,6 +107,11 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
         Some(set) => ListHistory::load(&mut client, &set.lists)?,
         None => ListHistory::load(&mut client, &[])?,
     };
+    let now = chrono::Utc::now().timestamp_millis();
+    let at = |row: &postgres::Row| match args.lists {
+        ListsAt::Decided => row.get::<_, i64>(17),
+        ListsAt::Now => now,
+    };
     let mut report = Report::new(args, &model.version, threshold, rules.as_ref());
     let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&args.from, &args.to];
     let mut rows = client
@@ -118,7 +136,7 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
         let model_fraud = probability >= threshold;
         let decision = rules
             .as_ref()
-            .map(|set| set.decide(&s, &lists.at(row.get(17)), model_fraud));
+            .map(|set| set.decide(&s, &lists.at(at(&row)), model_fraud));
         let alert = decision
             .as_ref()
             .map_or(model_fraud, |d| d.action == Outcome::Alert);
