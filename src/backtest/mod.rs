@@ -103,10 +103,8 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
         None => None,
     };
     // The lists as they were when each payment's decision was stored (docs/rules.md).
-    let lists = match &rules {
-        Some(set) => ListHistory::load(&mut client, &set.lists)?,
-        None => ListHistory::load(&mut client, &[])?,
-    };
+    let names = rules.as_ref().map_or(&[][..], |set| &set.lists[..]);
+    let lists = ListHistory::load(&mut client, names)?;
     let now = chrono::Utc::now().timestamp_millis();
     let at = |row: &postgres::Row| match args.lists {
         ListsAt::Decided => row.get::<_, i64>(17),

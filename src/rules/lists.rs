@@ -64,8 +64,12 @@ struct Span {
 }
 
 impl ListHistory {
-    /// The changes of `names`, in that order (a list never changed is empty at every time).
+    /// The changes of `names`, in that order (a list never changed is empty at every time; no
+    /// list, no query).
     pub fn load(client: &mut Client, names: &[String]) -> Result<Self> {
+        if names.is_empty() {
+            return Ok(ListHistory { lists: Vec::new() });
+        }
         let rows = client
             .query(
                 "SELECT list, value, change = 'add',

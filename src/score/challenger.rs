@@ -70,29 +70,25 @@ impl Challenger {
         }))
     }
 
-    /// The challenger's inputs of `record` into `out`, `model_values` the model's (read
-    /// already); the error says what of the record could not be read.
+    /// The challenger's inputs of `record` (features record `no`) into `out`, `model_values`
+    /// the model's (read already).
     pub(super) fn values(
         &self,
-        record: &FeatureRecord,
+        (no, record): (u64, &FeatureRecord),
         model_values: &[Option<f64>],
         out: &mut Vec<Option<f64>>,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         match self.own_features {
-            true => record.challenger_values(out)?,
+            true => record
+                .challenger_values(out)
+                .map_err(|e| Failure::BadInput(format!("features record {no}: {e}")))?,
             false => {
                 out.clear();
                 out.extend_from_slice(model_values);
             }
         }
-        match out.len() == self.model.model.num_features {
-            true => Ok(()),
-            false => Err(format!(
-                "the challenger's features are {} values, its model takes {}",
-                out.len(),
-                self.model.model.num_features
-            )),
-        }
+        let what = || format!("features record {no}'s challenger features");
+        self.model.check_width(out, what)
     }
 
     /// What the scored record says of a probability the challenger gave.

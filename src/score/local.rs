@@ -321,8 +321,7 @@ fn read_chunk<'c>(
             b.kept.extend_from_slice(&b.values); // what the rules read, parsed once
         }
         if let Some(c) = with.challenger {
-            c.values(&record, &b.values, &mut b.challenger_values)
-                .map_err(|e| Failure::BadInput(format!("features record {no}: {e}")))?;
+            c.values((no, &record), &b.values, &mut b.challenger_values)?;
             XgbModel::push_row(&mut b.challenger_rows, &b.challenger_values);
         }
         records.push((no, record));

@@ -132,9 +132,8 @@ pub(super) async fn score_sagemaker(
             challenger: with
                 .challenger
                 .map(|c| {
-                    c.values(&r, &features, &mut challenger_values)
+                    c.values((records, &r), &features, &mut challenger_values)
                         .map(|()| c.model.model.predict(&challenger_values))
-                        .map_err(|e| Failure::BadInput(format!("features record {records}: {e}")))
                 })
                 .transpose()?,
         });

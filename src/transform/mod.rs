@@ -236,6 +236,8 @@ struct Transformed {
 struct Specs {
     model: FeatureSpec,
     challenger: Option<FeatureSpec>,
+    /// Whether the challenger's hours are another zone's (then its derived values are its own).
+    challenger_zone_differs: bool,
 }
 
 impl Specs {
@@ -245,7 +247,14 @@ impl Specs {
             Some(path) => Some(FeatureSpec::load(&path)?).filter(|c| c.sha256 != model.sha256),
             None => None,
         };
-        Ok(Specs { model, challenger })
+        let challenger_zone_differs = challenger
+            .as_ref()
+            .is_some_and(|c| c.time_zone != model.time_zone);
+        Ok(Specs {
+            model,
+            challenger,
+            challenger_zone_differs,
+        })
     }
 
     fn all(&self) -> impl Iterator<Item = &FeatureSpec> {
@@ -303,8 +312,11 @@ fn transform_chunk(
                 out.extend_from_slice(b",\"features\":");
                 serde_json::to_writer(&mut *out, values).expect("numbers serialise");
                 if let Some(challenger) = &specs.challenger {
-                    let derived = Derived::of(&tx, &challenger.time_zone);
-                    challenger.compute(&tx, &derived, recent.as_ref(), challenger_values);
+                    let own = specs
+                        .challenger_zone_differs
+                        .then(|| Derived::of(&tx, &challenger.time_zone));
+                    let derived = own.as_ref().unwrap_or(&derived);
+                    challenger.compute(&tx, derived, recent.as_ref(), challenger_values);
                     out.extend_from_slice(b",\"challenger_features\":");
                     serde_json::to_writer(&mut *out, challenger_values).expect("numbers serialise");
                 }
