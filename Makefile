@@ -34,9 +34,10 @@ test: build venv ## every test (starts PostgreSQL itself)
 	scripts/test.sh
 
 PY_FILES = $$(git ls-files '*.py')
-lint: .venv/.installed ## the style gate CI runs: rustfmt, clippy (warnings are errors), ruff check and format
+lint: .venv/.installed ## the style gate CI runs: rustfmt, clippy (warnings are errors), src/'s layout, ruff check and format
 	cargo fmt --check
 	cargo clippy --release --locked --all-targets -- -D warnings
+	.venv/bin/python scripts/check_layout.py
 	.venv/bin/ruff check $(PY_FILES)
 	.venv/bin/ruff format --check $(PY_FILES)
 

@@ -18,6 +18,8 @@ pub mod dataset;
 #[cfg(feature = "services")]
 pub mod db;
 pub mod error;
+#[cfg(feature = "services")]
+pub mod explain;
 pub mod extract;
 #[cfg(feature = "services")]
 pub mod live;
@@ -25,6 +27,7 @@ pub mod live;
 pub mod load;
 #[cfg(feature = "services")]
 pub mod migrate;
+pub mod model;
 pub mod pan;
 pub mod parallel;
 pub mod payments_api;

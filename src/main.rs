@@ -9,7 +9,8 @@ use serde::Serialize;
 use fraudctl::error::{exit, exit_code_of, Failure};
 use fraudctl::pan::mask_digit_runs;
 use fraudctl::{
-    alert, backtest, extract, live, load, migrate, report, rules, score, simulator, transform,
+    alert, backtest, explain, extract, live, load, migrate, report, rules, score, simulator,
+    transform,
 };
 
 /// Fraud-detection data pipeline: payments API → features → fraud score → PostgreSQL → alerts.
@@ -103,7 +104,7 @@ enum Command {
     /// exit 4). A payment loaded before its model inputs were stored (migration V21) is
     /// explained from its run directory only.
     #[command(verbatim_doc_comment)]
-    Explain(score::explain::ExplainArgs),
+    Explain(explain::ExplainArgs),
     /// Run extract, transform, score, load and alert for one run directory (every other setting
     /// from the stages' environment variables).
     Run(RunArgs),
@@ -205,7 +206,7 @@ fn dispatch(command: Command) -> Result<()> {
             print(&outcome.summary)
         }
         Command::Migrate(args) => print(&migrate::run(&args)?),
-        Command::Explain(args) => score::explain::run(
+        Command::Explain(args) => explain::run(
             &args,
             &mut std::io::BufWriter::new(std::io::stdout().lock()),
         )

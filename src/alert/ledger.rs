@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 
-use super::message::{message_id, Fraud};
+use super::fraud::{message_id, Fraud};
 use super::plan::Burst;
 use super::AlertSummary;
 use crate::audit;

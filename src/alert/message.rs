@@ -7,104 +7,10 @@ use chrono::{DateTime, Utc};
 use lettre::message::{header, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
+use super::fraud::Fraud;
 use super::plan::Burst;
 use crate::verdict::{self, VerdictArgs, VerdictKey, VerdictLinks};
 use crate::zone::Zone;
-
-/// A predicted fraud, as read from `payments_scored`.
-#[derive(Debug, Clone)]
-pub struct Fraud {
-    pub trans_num: String,
-    pub trans_time: DateTime<Utc>,
-    pub cc_last4: String,
-    pub merchant: String,
-    pub category: String,
-    pub amt: f64,
-    pub city: String,
-    pub state: String,
-    pub probability: f64,
-    pub model_version: String,
-    pub scorer: String,
-    /// Why the model fired, in plain words (score's reasons); empty when unavailable.
-    pub reasons: Vec<String>,
-    /// Re-opened by `--retry-failed`: sent whatever its age.
-    pub retrying: bool,
-}
-
-impl Fraud {
-    pub fn from_row(r: &postgres::Row) -> Result<Fraud> {
-        let reasons: Option<serde_json::Value> = r.try_get("reasons")?;
-        let text = |column: &str| -> Result<String> { Ok(shown(&r.try_get::<_, String>(column)?)) };
-        Ok(Fraud {
-            trans_num: r.try_get("trans_num")?,
-            trans_time: r.try_get("trans_time")?,
-            cc_last4: r.try_get("cc_last4")?,
-            merchant: text("merchant")?,
-            category: text("category")?,
-            amt: r.try_get("amt")?,
-            city: text("city")?,
-            state: text("state")?,
-            probability: r.try_get("fraud_probability")?,
-            model_version: text("model_version")?,
-            scorer: text("scorer")?,
-            reasons: reason_texts(reasons.as_ref()),
-            retrying: r.try_get("retrying")?,
-        })
-    }
-}
-
-/// The `text` of each reason in score's `reasons` list (null or absent: none).
-fn reason_texts(reasons: Option<&serde_json::Value>) -> Vec<String> {
-    let Some(list) = reasons.and_then(|r| r.as_array()) else {
-        return Vec::new();
-    };
-    list.iter()
-        .filter_map(|r| r.get("text")?.as_str())
-        .map(shown)
-        .collect()
-}
-
-/// A text from the database as an email shows it: card numbers masked, and every control
-/// character (a newline would start a line of its own in the plain-text part: a fake link) and
-/// every bidirectional formatting character (which reorders what a reader sees, the subject's
-/// included) replaced by U+FFFD. Extract refuses control characters; rows stored otherwise may
-/// hold them.
-pub fn shown(text: &str) -> String {
-    const BIDI: [std::ops::RangeInclusive<char>; 4] = [
-        '\u{061C}'..='\u{061C}',
-        '\u{200E}'..='\u{200F}',
-        '\u{202A}'..='\u{202E}',
-        '\u{2066}'..='\u{2069}',
-    ];
-    crate::pan::mask_digit_runs(text)
-        .chars()
-        .map(|c| {
-            if c.is_control() || BIDI.iter().any(|r| r.contains(&c)) {
-                char::REPLACEMENT_CHARACTER
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
-/// One of the card's recent payments.
-#[derive(Debug, Clone)]
-pub struct Activity {
-    pub trans_num: String,
-    pub trans_time: DateTime<Utc>,
-    pub amt: f64,
-    pub merchant: String,
-    pub category: String,
-    pub probability: f64,
-    pub predicted_fraud: bool,
-}
-
-/// A stable Message-ID per email, from its oldest fraud: a re-sent alert is recognisably the
-/// same message.
-pub fn message_id(trans_num: &str) -> String {
-    format!("<fraud-alert.{trans_num}@fraudctl>")
-}
 
 pub struct Envelope<'a> {
     pub from: &'a Mailbox,
@@ -306,9 +212,9 @@ impl Content<'_> {
 }
 
 /// An amount as the email shows it: in US dollars, the payments' currency, with thousands
-/// separators ("$1,234.56"; the reasons' figure, `score::reasons::money`, with its sign).
+/// separators ("$1,234.56"; the reasons' figure, `model::reasons::money`, with its sign).
 fn money(amount: f64) -> String {
-    let figure = crate::score::reasons::money(amount);
+    let figure = crate::model::reasons::money(amount);
     match figure.strip_prefix('-') {
         Some(positive) => format!("-${positive}"),
         None => format!("${figure}"),
@@ -374,13 +280,33 @@ fn esc(s: &str) -> String {
 }
 
 fn html(c: &Content) -> String {
-    let b = c.b;
     let mut out = format!(
         "<html><body><h2>Fraud alert</h2><p>{}</p><p><b>{}</b></p>",
         esc(&c.intro()),
         esc(&c.next_step())
     );
-    for (i, f) in b.send.iter().enumerate().take(FULL_FRAUDS) {
+    html_frauds_in_full(c, &mut out);
+    if c.b.send.len() > FULL_FRAUDS {
+        html_other_frauds(c, &mut out);
+    }
+    out.push_str(
+        "<h3>Recent activity on the card</h3><table><tr><th>Time</th><th>Amount</th>\
+         <th>Merchant</th><th>Category</th><th>Score</th><th></th></tr>",
+    );
+    for row in c.activity_rows() {
+        out.push_str(&format!("<tr>{}</tr>", html_cells(&row)));
+    }
+    let (url, day) = c.report_link();
+    out.push_str(&format!(
+        "</table><p><a href=\"{}\">Open the report for {day}</a></p></body></html>",
+        esc(&url)
+    ));
+    out
+}
+
+/// The first [`FULL_FRAUDS`] frauds, each a section: its fields, its link, its verdict links.
+fn html_frauds_in_full(c: &Content, out: &mut String) {
+    for (i, f) in c.b.send.iter().enumerate().take(FULL_FRAUDS) {
         out.push_str(&format!(
             "<h3>{}. {} at {}</h3><table>",
             i + 1,
@@ -409,43 +335,36 @@ fn html(c: &Content) -> String {
             ));
         }
     }
-    if b.send.len() > FULL_FRAUDS {
-        out.push_str(&format!(
-            "<h3>The other {} frauds</h3><table><tr><th>#</th><th>Time</th><th>Amount</th>\
-             <th>Merchant</th><th>Score</th><th>Transaction</th><th>Verdict</th></tr>",
-            b.send.len() - FULL_FRAUDS
-        ));
-        for (i, row) in c.brief_rows() {
-            let cells: String = row.iter().map(|v| format!("<td>{}</td>", esc(v))).collect();
-            let links = c.verdict_links(i).map_or(String::new(), |(links, _)| {
-                let [(_, fraud), (_, not_fraud)] = links;
-                format!(
-                    "<a href=\"{}\">fraud</a> &middot; <a href=\"{}\">not fraud</a>",
-                    esc(&fraud),
-                    esc(&not_fraud)
-                )
-            });
-            out.push_str(&format!(
-                "<tr><td>{}</td>{cells}<td>{links}</td></tr>",
-                i + 1
-            ));
-        }
-        out.push_str("</table>");
-    }
-    out.push_str(
-        "<h3>Recent activity on the card</h3><table><tr><th>Time</th><th>Amount</th>\
-         <th>Merchant</th><th>Category</th><th>Score</th><th></th></tr>",
-    );
-    for row in c.activity_rows() {
-        let cells: String = row.iter().map(|v| format!("<td>{}</td>", esc(v))).collect();
-        out.push_str(&format!("<tr>{cells}</tr>"));
-    }
-    let (url, day) = c.report_link();
+}
+
+/// The frauds after the first [`FULL_FRAUDS`], a table row each with its verdict links.
+fn html_other_frauds(c: &Content, out: &mut String) {
     out.push_str(&format!(
-        "</table><p><a href=\"{}\">Open the report for {day}</a></p></body></html>",
-        esc(&url)
+        "<h3>The other {} frauds</h3><table><tr><th>#</th><th>Time</th><th>Amount</th>\
+         <th>Merchant</th><th>Score</th><th>Transaction</th><th>Verdict</th></tr>",
+        c.b.send.len() - FULL_FRAUDS
     ));
-    out
+    for (i, row) in c.brief_rows() {
+        let links = c.verdict_links(i).map_or(String::new(), |(links, _)| {
+            let [(_, fraud), (_, not_fraud)] = links;
+            format!(
+                "<a href=\"{}\">fraud</a> &middot; <a href=\"{}\">not fraud</a>",
+                esc(&fraud),
+                esc(&not_fraud)
+            )
+        });
+        out.push_str(&format!(
+            "<tr><td>{}</td>{}<td>{links}</td></tr>",
+            i + 1,
+            html_cells(&row)
+        ));
+    }
+    out.push_str("</table>");
+}
+
+/// A table row's cells, escaped.
+fn html_cells(row: &[String]) -> String {
+    row.iter().map(|v| format!("<td>{}</td>", esc(v))).collect()
 }
 
 /// The email for a burst (which must have frauds to send), with each fraud's verdict links

@@ -12,6 +12,7 @@
 //! between the server's acceptance and the record, the next run sends that same email again,
 //! the same frauds under the same Message-ID, which mail systems use to recognise the duplicate.
 
+mod fraud;
 mod ledger;
 mod message;
 mod plan;
@@ -217,22 +218,7 @@ pub fn run(args: &AlertArgs) -> Result<AlertOutcome> {
         review_to: &review_to,
         run_id: &dir.run_id,
     };
-    if delivery.envelope.verdicts.is_some() {
-        ledger::forget_expired_tokens(&mut client)?;
-    }
-    let mut accepted = None;
-    let delivered = bursts.iter().try_for_each(|burst| {
-        delivery.handle(&mut client, &mut smtp, burst, &mut summary, &mut accepted)
-    });
-    // The last email accepted is recorded even when a later one failed: else it goes again.
-    if let Some((message, at)) = accepted {
-        ledger::record_outcome(&mut client, &message, &ledger::Outcome::Accepted(at))?;
-    }
-    delivered?;
-    if args.reviews {
-        delivery.reviews(&mut client, &mut smtp, cutoff, &mut summary)?;
-    }
-    smtp.quit();
+    delivery.send(&mut client, &mut smtp, &bursts, cutoff, &mut summary)?;
     ledger::record_run(&mut client, &summary)?;
     if summary.failed > 0 {
         tracing::warn!(failed = summary.failed, "the SMTP server refused some alerts for good; they are recorded `failed` (fraudctl report shows them): fix the cause, then `fraudctl alert --retry-failed`");
@@ -326,6 +312,35 @@ struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
+    /// Sends every burst's email in turn, then the review email (`--reviews`): each recorded
+    /// before it goes out and after the server took it.
+    fn send(
+        &self,
+        client: &mut postgres::Client,
+        smtp: &mut smtp::Smtp,
+        bursts: &[plan::Burst],
+        cutoff: DateTime<Utc>,
+        summary: &mut AlertSummary,
+    ) -> Result<()> {
+        if self.envelope.verdicts.is_some() {
+            ledger::forget_expired_tokens(client)?;
+        }
+        let mut accepted = None;
+        let delivered = bursts
+            .iter()
+            .try_for_each(|burst| self.handle(client, smtp, burst, summary, &mut accepted));
+        // The last email accepted is recorded even when a later one failed: else it goes again.
+        if let Some((message, at)) = accepted {
+            ledger::record_outcome(client, &message, &ledger::Outcome::Accepted(at))?;
+        }
+        delivered?;
+        if self.args.reviews {
+            self.reviews(client, smtp, cutoff, summary)?;
+        }
+        smtp.quit();
+        Ok(())
+    }
+
     fn entry(&self) -> ledger::Entry<'_> {
         ledger::Entry {
             recipients: &self.recipients,

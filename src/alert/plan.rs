@@ -23,7 +23,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::message::{message_id, shown, Activity, Fraud};
+use super::fraud::{message_id, shown, Activity, Fraud};
 
 /// How many of the card's payments an email lists as its recent activity.
 pub const RECENT_PAYMENTS: i64 = 10;

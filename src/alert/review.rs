@@ -13,7 +13,7 @@ use lettre::message::{header, Mailbox};
 use lettre::Message;
 use serde::Serialize;
 
-use super::message::shown;
+use super::fraud::shown;
 use crate::zone::Zone;
 
 /// The most payments one review email lists; the others go in the next run's.

@@ -16,9 +16,9 @@ use postgres::fallible_iterator::FallibleIterator;
 
 use crate::db::DbArgs;
 use crate::error::Failure;
+use crate::model::{threshold, LocalModel};
 use crate::rules::lists::ListHistory;
 use crate::rules::{Outcome, Payment, RuleSet, Subject};
-use crate::score::{LocalModel, DEFAULT_THRESHOLD};
 pub use report::Report;
 use report::Tally;
 
@@ -90,13 +90,8 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
         );
     }
     let model = LocalModel::load(&args.model_dir)?;
-    let threshold = match args.threshold {
-        Some(t) if (0.0..=1.0).contains(&t) => t,
-        Some(t) => {
-            return Err(Failure::Config(format!("--threshold {t} is not between 0 and 1")).into())
-        }
-        None => crate::score::model_threshold(&args.model_dir)?.unwrap_or(DEFAULT_THRESHOLD),
-    };
+    let setting = || crate::setting::name::<BacktestArgs>("threshold");
+    let threshold = threshold(args.threshold, setting, &args.model_dir)?;
     let mut client = args.db.connect()?;
     let rules = match &args.rules_file {
         Some(path) => Some(RuleSet::load(path, &model.spec.columns)?),

@@ -14,7 +14,10 @@ use crate::rundir::RunDir;
 use crate::stagefile::{Header, Rejected, StageWriter, REJECTED_SCHEMA};
 use crate::transaction::{redact, validate_into, Row, Transaction};
 
-use super::{SourceStats, RAW_SCHEMA};
+use super::SourceStats;
+
+/// The schema of `raw.jsonl` (docs/stage-files.md), which the collector writes.
+pub const RAW_SCHEMA: &str = "fraudctl.raw";
 
 /// Where a collector's rows go: the kept ones as `raw.jsonl` lines, the rejected ones with
 /// their reason.

@@ -13,7 +13,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::{Collector, ExtractArgs, Sink, StageFiles};
 use crate::error::Failure;
-use crate::live::{lease, JOURNAL, REJECTED_JOURNAL};
+use crate::live::journal::{RAW as JOURNAL, REJECTED as REJECTED_JOURNAL};
+use crate::live::lease;
 use crate::stagefile::Rejected;
 
 /// Waits, while the live path's lease is fresh, for `run_dir`'s raw file to appear (at most

@@ -1,13 +1,14 @@
 //! `fraudctl extract`: payments API (or a CSV in the data set's layout) → `raw.jsonl`, plus
 //! `raw.rejected.jsonl` with the reason for every record that could not be used.
 
-mod collector;
+pub(crate) mod collector;
 mod csv_source;
 #[cfg(feature = "services")]
 mod handover;
 #[cfg(feature = "services")]
 pub(crate) mod http_source;
 
+pub use collector::RAW_SCHEMA;
 pub(crate) use collector::{trans_num_key, Collector, Sink, StageFiles};
 
 use std::path::PathBuf;
@@ -21,8 +22,6 @@ use crate::error::Failure;
 use crate::pan::PanProtector;
 use crate::rundir::{log_started, RunArgs, RunDir};
 use crate::stagefile::read_header;
-
-pub const RAW_SCHEMA: &str = "fraudctl.raw";
 
 /// Options of `fraudctl extract`.
 #[derive(Debug, Clone, Args)]
@@ -162,21 +161,8 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         None => crate::redact::url(&args.api.api_url),
     };
     if !args.refetch {
-        if let Some(header) = read_header(&dir.raw())? {
-            tracing::info!(file = %dir.raw().display(), records = header.records(), "raw file already captured for this run, reusing it (--refetch to fetch again)");
-            return Ok(ExtractSummary {
-                stage: "extract",
-                run_id: dir.run_id.clone(),
-                source,
-                records: header.records(),
-                rejected: header.count("rejected"),
-                duplicates: header.count("duplicates"),
-                requests: 0,
-                source_errors: 0,
-                stopped_by: None,
-                reused: true,
-                raw_file: dir.raw(),
-            });
+        if let Some(summary) = captured_already(&dir, &source)? {
+            return Ok(summary);
         }
     }
     if let (true, true, Some(end)) = (from_api, past, args.interval_end) {
@@ -214,6 +200,28 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary> {
         reused: false,
         raw_file: dir.raw(),
     })
+}
+
+/// The summary of the run's raw file when it was captured already (reused: a task retried after
+/// its extract finished does not poll the API again).
+fn captured_already(dir: &RunDir, source: &str) -> Result<Option<ExtractSummary>> {
+    let Some(header) = read_header(&dir.raw())? else {
+        return Ok(None);
+    };
+    tracing::info!(file = %dir.raw().display(), records = header.records(), "raw file already captured for this run, reusing it (--refetch to fetch again)");
+    Ok(Some(ExtractSummary {
+        stage: "extract",
+        run_id: dir.run_id.clone(),
+        source: source.to_owned(),
+        records: header.records(),
+        rejected: header.count("rejected"),
+        duplicates: header.count("duplicates"),
+        requests: 0,
+        source_errors: 0,
+        stopped_by: None,
+        reused: true,
+        raw_file: dir.raw(),
+    }))
 }
 
 #[cfg(feature = "services")]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::extract::{Sink, RAW_SCHEMA};
+use crate::extract::collector::{Sink, RAW_SCHEMA};
 use crate::rundir::RunDir;
 use crate::stagefile::{Header, Rejected, StageWriter, REJECTED_SCHEMA};
 

@@ -13,7 +13,7 @@
 //! micro-batch under way and exits 0; a process that dies loses nothing it journaled: the next
 //! one processes its journals again and finishes their minutes.
 
-mod journal;
+pub(crate) mod journal;
 pub mod lease;
 mod metrics;
 mod minute;
@@ -29,7 +29,6 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use clap::Args;
 
-pub use journal::{RAW as JOURNAL, REJECTED as REJECTED_JOURNAL};
 use metrics::Metrics;
 pub use minute::Minute;
 use process::{Batch, Processor};

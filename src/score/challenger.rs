@@ -9,10 +9,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::local::{model_threshold, LocalModel};
-use super::DEFAULT_THRESHOLD;
 use crate::challenger::ChallengerArgs;
 use crate::error::Failure;
+use crate::model::{threshold, LocalModel};
 use crate::transform::FeatureRecord;
 
 /// What a scored record says of the challenger (`score.challenger`).
@@ -46,7 +45,7 @@ impl Challenger {
             return Ok(None);
         };
         let model = LocalModel::shared(dir)?;
-        let threshold = model_threshold(dir)?.unwrap_or(DEFAULT_THRESHOLD);
+        let threshold = threshold(None, String::new, dir)?;
         let sha = Some(model.spec.sha256.as_str());
         let own_features = if meta["feature_spec"]["sha256"].as_str() == sha {
             false

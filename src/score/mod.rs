@@ -11,14 +11,10 @@
 //! (a [`Score`], marked by [`ScoredBy`]) is here.
 
 mod challenger;
-pub mod explain;
 mod local;
-pub(crate) mod reasons;
 mod remote;
 mod rules;
 mod sagemaker;
-mod shap;
-mod xgboost;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,13 +25,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 pub use challenger::ChallengerScore;
-pub use local::{model_threshold, Explanation, LocalModel};
-pub use reasons::{Explainer, Reason, TOP_REASONS};
 pub use sagemaker::SageMakerArgs;
-pub use xgboost::XgbModel;
 
 use crate::challenger::ChallengerArgs;
 use crate::error::Failure;
+use crate::model::{self, LocalModel, Reason};
 use crate::rundir::{log_started, require_input, RunArgs, RunDir};
 use crate::stagefile::{Header, StageReader, StageWriter};
 use crate::transaction::Transaction;
@@ -396,26 +390,9 @@ impl Output {
     }
 }
 
-/// The threshold of a model directory without threshold.json (a model trained elsewhere).
-pub const DEFAULT_THRESHOLD: f64 = 0.5;
-
-/// --threshold, else the model directory's own, else [`DEFAULT_THRESHOLD`].
-fn threshold(args: &ScoreArgs) -> Result<f64> {
-    let Some(threshold) = args.threshold else {
-        return Ok(local::model_threshold(&args.model_dir)?.unwrap_or(DEFAULT_THRESHOLD));
-    };
-    if !(0.0..=1.0).contains(&threshold) {
-        return Err(Failure::Config(format!(
-            "{} {threshold} is not between 0 and 1",
-            crate::setting::name::<ScoreArgs>("threshold"),
-        ))
-        .into());
-    }
-    Ok(threshold)
-}
-
 pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
-    let threshold = threshold(args)?;
+    let setting = || crate::setting::name::<ScoreArgs>("threshold");
+    let threshold = model::threshold(args.threshold, setting, &args.model_dir)?;
     let dir = RunDir::open(&args.run, "score")?;
     require_input(&dir.features(), "transform")?;
     let mut input = StageReader::<serde_json::Value>::open(&dir.features(), FEATURES_SCHEMA)?;
@@ -515,7 +492,7 @@ impl Output {
 
 /// Refuses features (`features`, its header's `meta.feature_spec` in `spec_meta`) computed with
 /// another spec than the local model's (from `model_dir`).
-fn same_spec(
+pub(crate) fn same_spec(
     features: &Path,
     spec_meta: &serde_json::Value,
     local: &LocalModel,
@@ -537,7 +514,7 @@ fn same_spec(
 
 /// Parses a `features.jsonl` line, its features into `values`, naming its record number when
 /// it is not one.
-fn feature_record<'a>(
+pub(crate) fn feature_record<'a>(
     record: u64,
     line: &'a str,
     values: &mut Vec<Option<f64>>,

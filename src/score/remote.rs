@@ -10,11 +10,12 @@ use anyhow::Result;
 use serde_json::value::RawValue;
 
 use super::challenger::Challenger;
-use super::local::{LocalModel, With};
+use super::local::With;
 use super::rules::Rules;
 use super::sagemaker::{self, Endpoint, InFlight, SageMakerArgs};
 use super::{feature_record, Output, ScoredBy, Why};
 use crate::error::Failure;
+use crate::model::LocalModel;
 use crate::retry::ServiceError;
 use crate::rules::Decision;
 use crate::stagefile::StageReader;

@@ -1,18 +1,15 @@
 //! Feature computation for one transaction, exactly as docs/feature-spec.md defines it (the
 //! training script implements the same definitions; parity tests hold them equal).
 
-use std::f64::consts::PI;
-
 use chrono::{Datelike, Timelike};
 use serde::Serialize;
 
+use super::geo::haversine_km;
 use super::history::Recent;
 use super::murmur3::murmur3_32;
 use super::spec::{Block, FeatureSpec, Field, Numeric};
 use crate::transaction::Transaction;
 use crate::zone::Zone;
-
-const EARTH_RADIUS_KM: f64 = 6371.0;
 
 /// Spec-independent values that `load` stores beside the score.
 #[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
@@ -34,19 +31,6 @@ impl Derived {
             day_of_week: local.weekday().num_days_from_monday(),
         }
     }
-}
-
-fn rad(degrees: f64) -> f64 {
-    degrees * PI / 180.0
-}
-
-pub fn haversine_km(lat: f64, long: f64, merch_lat: f64, merch_long: f64) -> f64 {
-    let (phi1, phi2) = (rad(lat), rad(merch_lat));
-    let d_phi = rad(merch_lat - lat);
-    let d_lambda = rad(merch_long - long);
-    let a = (d_phi / 2.0).sin() * (d_phi / 2.0).sin()
-        + phi1.cos() * phi2.cos() * (d_lambda / 2.0).sin() * (d_lambda / 2.0).sin();
-    (2.0 * EARTH_RADIUS_KM) * a.sqrt().asin()
 }
 
 fn field(tx: &Transaction, f: Field) -> &str {
@@ -137,16 +121,5 @@ impl FeatureSpec {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn haversine_of_one_degree_of_latitude() {
-        let d = haversine_km(0.0, 0.0, 1.0, 0.0);
-        assert!((d - 111.195).abs() < 0.001, "{d}");
     }
 }

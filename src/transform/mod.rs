@@ -2,6 +2,7 @@
 //! (`features.jsonl`), driven by the feature spec the model ships.
 
 mod features;
+mod geo;
 mod history;
 mod murmur3;
 mod spec;

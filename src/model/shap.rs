@@ -24,6 +24,8 @@
 //! tree and way through it instead ([`RegionTables`]), and a payment costs a look-up a region.
 //! Only run for the few payments predicted fraudulent, and by `fraudctl explain`.
 
+use std::sync::OnceLock;
+
 use super::xgboost::{Node, XgbModel};
 
 /// One feature on the path from the root to the current node.
@@ -218,12 +220,6 @@ fn mean_value(nodes: &[Node], covers: &[f32], at: u32) -> f64 {
     (weighted(node.left) + weighted(node.right)) / f64::from(covers[at as usize])
 }
 
-/// The bias: logit(base_score) (`base_margin`) + every tree's mean output.
-pub(super) fn mean_margin(nodes: &[Node], covers: &[f32], roots: &[u32], base_margin: f32) -> f64 {
-    let means = roots.iter().map(|&root| mean_value(nodes, covers, root));
-    f64::from(base_margin) + means.sum::<f64>()
-}
-
 /// How many table entries ([`RegionTables`]) a model may have (4 bytes each): beyond, every
 /// payment's contributions are computed by the recursive walk.
 const MAX_TABLE_ENTRIES: usize = 1 << 22;
@@ -246,7 +242,7 @@ const REGION_BITS: usize = 8;
 /// The tables are flat (every tree's splits, every region's index bits, features and shares one
 /// after the other). A payment's way at each split of a tree is found once, as one bit a split.
 #[derive(Debug, Default)]
-pub(super) struct RegionTables {
+struct RegionTables {
     trees: Vec<TreeTables>,
     /// Every tree's splits (at most 64 a tree: one bit each).
     splits: Vec<Node>,
@@ -511,14 +507,39 @@ fn splits_under(model: &XgbModel, at: u32) -> Vec<u32> {
     splits
 }
 
-impl XgbModel {
+/// A model's TreeSHAP: its bias, and its region tables once built. Made by [`TreeShap::of`] for
+/// one model and used with that model only.
+#[derive(Debug)]
+pub struct TreeShap {
+    /// The margin's expected value over the training rows: logit(base_score) + each tree's
+    /// mean output.
+    bias: f64,
+    /// The model's node count, to catch a use with another model.
+    nodes: usize,
+    /// Built when first needed (`None`: the model is too deep for them).
+    region_tables: OnceLock<Option<RegionTables>>,
+}
+
+impl TreeShap {
+    pub fn of(model: &XgbModel) -> TreeShap {
+        let means = model
+            .roots
+            .iter()
+            .map(|&root| mean_value(&model.nodes, &model.covers, root));
+        TreeShap {
+            bias: f64::from(model.base_margin) + means.sum::<f64>(),
+            nodes: model.nodes.len(),
+            region_tables: OnceLock::new(),
+        }
+    }
+
     /// The contributions of one feature row (`None` = missing) to its margin: one per feature,
     /// in the model's order, then the bias (XGBoost's `pred_contribs=True` layout). They sum to
     /// [`XgbModel::margin`] (up to f32 rounding: XGBoost sums in f32, this in f64).
-    pub fn contributions(&self, features: &[Option<f64>]) -> Vec<f64> {
+    pub fn contributions(&self, model: &XgbModel, features: &[Option<f64>]) -> Vec<f64> {
         let mut row = Vec::with_capacity(features.len());
-        Self::push_row(&mut row, features);
-        self.contributions_of(&row, &[0])
+        XgbModel::push_row(&mut row, features);
+        self.contributions_of(model, &row, &[0])
     }
 
     /// The contributions of the rows `which` of `rows` (laid out by [`XgbModel::push_row`]),
@@ -527,47 +548,48 @@ impl XgbModel {
     /// when the model has them, else by the walk (≈ 0.6 ms a row). Never one or the other by
     /// the batch's size: they agree only within f32 rounding, and a payment's reasons must be
     /// the same however it was batched (the live path's micro-batch, the DAG's minute).
-    pub fn contributions_of(&self, rows: &[f32], which: &[usize]) -> Vec<f64> {
-        let (width, stride) = (self.num_features, self.num_features + 1);
+    pub fn contributions_of(&self, model: &XgbModel, rows: &[f32], which: &[usize]) -> Vec<f64> {
+        assert_eq!(
+            self.nodes,
+            model.nodes.len(),
+            "TreeShap used with another model"
+        );
+        let (width, stride) = (model.num_features, model.num_features + 1);
         let mut phi = vec![0.0; which.len() * stride];
         if which.is_empty() {
             return phi; // and no tables built (some 15 ms) for a batch without a fraud
         }
         for bias in phi.iter_mut().skip(width).step_by(stride) {
-            *bias = self.mean_margin;
+            *bias = self.bias;
         }
-        let tables = self.region_tables.get_or_init(|| RegionTables::of(self));
+        let tables = self.region_tables.get_or_init(|| RegionTables::of(model));
         match tables {
             Some(tables) => tables.add_rows(rows, width, which, &mut phi),
             None => {
                 for (k, &i) in which.iter().enumerate() {
                     let row = &rows[i * width..][..width];
-                    self.walk_contributions(row, &mut phi[k * stride..][..stride]);
+                    walk_contributions(model, row, &mut phi[k * stride..][..stride]);
                 }
             }
         }
         phi
     }
+}
 
-    /// Adds every tree's contributions for `row` to `phi` by the recursive walk.
-    fn walk_contributions(&self, row: &[f32], phi: &mut [f64]) {
-        // A node at depth d has a path of at most d + 1 elements (the first one above the
-        // root), each copied after its parent's: room for 1 + 2 + … + (max_depth + 2).
-        let longest = self.max_depth as usize + 2;
-        let mut paths = vec![PathElement::EMPTY; longest * (longest + 1) / 2];
-        let root_step = Reached {
-            feature: None,
-            zero_fraction: 1.0,
-            one_fraction: 1.0,
-        };
-        for &root in &self.roots {
-            let mut walk = TreeWalk {
-                model: self,
-                row,
-                phi,
-            };
-            walk.visit(root, &mut paths, 0, root_step);
-        }
+/// Adds every tree's contributions for `row` to `phi` by the recursive walk.
+fn walk_contributions(model: &XgbModel, row: &[f32], phi: &mut [f64]) {
+    // A node at depth d has a path of at most d + 1 elements (the first one above the
+    // root), each copied after its parent's: room for 1 + 2 + … + (max_depth + 2).
+    let longest = model.max_depth as usize + 2;
+    let mut paths = vec![PathElement::EMPTY; longest * (longest + 1) / 2];
+    let root_step = Reached {
+        feature: None,
+        zero_fraction: 1.0,
+        one_fraction: 1.0,
+    };
+    for &root in &model.roots {
+        let mut walk = TreeWalk { model, row, phi };
+        walk.visit(root, &mut paths, 0, root_step);
     }
 }
 
@@ -630,7 +652,8 @@ mod tests {
     #[test]
     fn contributions_are_the_brute_force_shapley_values() {
         let model = XgbModel::parse(TREE.as_bytes()).unwrap();
-        assert!(model
+        let shap = TreeShap::of(&model);
+        assert!(shap
             .region_tables
             .get_or_init(|| RegionTables::of(&model))
             .is_some());
@@ -640,14 +663,15 @@ mod tests {
             for b in values {
                 for c in values {
                     let row = [a, b, c];
-                    let (shap, exact) = (model.contributions(&row), brute_force(&model, &row));
+                    let tabled = shap.contributions(&model, &row);
+                    let exact = brute_force(&model, &row);
                     let mut walked = vec![0.0; 4];
-                    walked[3] = model.mean_margin;
+                    walked[3] = shap.bias;
                     let mut f32_row = Vec::new();
                     XgbModel::push_row(&mut f32_row, &row);
-                    model.walk_contributions(&f32_row, &mut walked);
+                    walk_contributions(&model, &f32_row, &mut walked);
                     for (k, e) in exact.iter().enumerate() {
-                        let (s, w) = (shap[k], walked[k]);
+                        let (s, w) = (tabled[k], walked[k]);
                         // The tables keep the shares in f32.
                         assert!(
                             (s - e).abs() < 1e-6,
@@ -658,7 +682,7 @@ mod tests {
                             "row {row:?} column {k}: walk {w} != {e}"
                         );
                     }
-                    let sum: f64 = shap.iter().sum();
+                    let sum: f64 = tabled.iter().sum();
                     let margin = f64::from(model.margin(&row));
                     assert!(
                         (sum - margin).abs() < 1e-6,
@@ -705,7 +729,7 @@ mod tests {
                 vec![0.0; model.num_features + 1],
             );
             tables.add_rows(&row, model.num_features, &[0], &mut tabled);
-            model.walk_contributions(&row, &mut walked);
+            walk_contributions(&model, &row, &mut walked);
             for (k, (t, w)) in tabled.iter().zip(&walked).enumerate() {
                 assert!(
                     (t - w).abs() < 1e-5,

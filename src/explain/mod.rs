@@ -15,9 +15,10 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::{feature_record, same_spec, LocalModel, Reason};
 use crate::error::Failure;
+use crate::model::{LocalModel, Reason};
 use crate::rundir::{require_input, FEATURES};
+use crate::score::{feature_record, same_spec};
 use crate::stagefile::StageReader;
 use crate::transaction::Transaction;
 use crate::transform::FEATURES_SCHEMA;

@@ -9,7 +9,7 @@ use postgres::Row;
 
 use super::{finish, print_one, ExplainArgs};
 use crate::error::Failure;
-use crate::score::LocalModel;
+use crate::model::LocalModel;
 use crate::transaction::Transaction;
 
 const QUERY: &str = "SELECT trans_num, (extract(epoch FROM trans_time) * 1000)::int8,

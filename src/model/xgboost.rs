@@ -2,16 +2,7 @@
 //! XGBoost's CPU predictor does: features as f32, a node goes left when `x < threshold` (strict,
 //! in f32), a missing value (NaN) follows `default_left`, leaf values (in `split_conditions`)
 //! summed in f32 onto logit(base_score), then the sigmoid. Each node's cover (`sum_hessian`) is
-//! kept for the feature contributions (TreeSHAP, `shap.rs`).
-
-use std::path::Path;
-
-use anyhow::{Context, Result};
-use serde::Deserialize;
-use serde_json::Value;
-
-use super::shap;
-use crate::error::Failure;
+//! kept for the feature contributions (TreeSHAP, `shap.rs`). The file is read by `json.rs`.
 
 /// One node of a tree, packed so that a walk touches one cache line per step. A leaf has
 /// `left == 0` (no split node points back to the root) and its value in `value`.
@@ -66,176 +57,30 @@ pub struct XgbModel {
     pub(super) base_margin: f32,
     /// The deepest tree's depth (TreeSHAP's path buffer is sized by it).
     pub(super) max_depth: u32,
-    /// The margin's expected value over the training rows: logit(base_score) + each tree's
-    /// mean output (TreeSHAP's bias).
-    pub(super) mean_margin: f64,
-    /// TreeSHAP's tables, built when first needed (`None`: the model is too deep for them).
-    pub(super) region_tables: std::sync::OnceLock<Option<shap::RegionTables>>,
     pub num_features: usize,
 }
 
-#[derive(Deserialize)]
-struct ModelFile {
-    learner: Learner,
-}
-
-#[derive(Deserialize)]
-struct Learner {
-    gradient_booster: Booster,
-    learner_model_param: Value,
-    objective: Value,
-}
-
-#[derive(Deserialize)]
-struct Booster {
-    name: String,
-    #[serde(default)]
-    model: Option<Trees>,
-}
-
-#[derive(Deserialize)]
-struct Trees {
-    trees: Vec<TreeFile>,
-}
-
-#[derive(Deserialize)]
-struct TreeFile {
-    left_children: Vec<i32>,
-    right_children: Vec<i32>,
-    split_indices: Vec<u32>,
-    split_conditions: Vec<f32>,
-    default_left: Vec<Value>,
-    sum_hessian: Vec<f32>,
-    #[serde(default)]
-    split_type: Vec<u8>,
-}
-
 impl XgbModel {
-    pub fn load(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
-        Self::parse(&text)
-            .map_err(|e| Failure::BadInput(format!("model {}: {e}", path.display())).into())
-    }
-
-    pub fn parse(text: &[u8]) -> Result<Self, String> {
-        let file: ModelFile =
-            serde_json::from_slice(text).map_err(|e| format!("not an XGBoost JSON model: {e}"))?;
-        let learner = file.learner;
-        let objective = learner.objective["name"].as_str().unwrap_or("?");
-        if objective != "binary:logistic" {
-            return Err(format!(
-                "objective {objective:?} is not supported (binary:logistic only)"
-            ));
-        }
-        let booster = &learner.gradient_booster.name;
-        if booster != "gbtree" {
-            return Err(format!(
-                "booster {booster:?} is not supported (gbtree only)"
-            ));
-        }
-        let param = &learner.learner_model_param;
-        let base_score = parse_base_score(param["base_score"].as_str().unwrap_or("0.5"))?;
-        if !(0.0 < base_score && base_score < 1.0) {
-            return Err(format!("base_score {base_score} is not a probability"));
-        }
-        let num_features: usize = param["num_feature"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or("learner_model_param.num_feature is missing")?;
-        let trees = learner
-            .gradient_booster
-            .model
-            .ok_or("gradient_booster.model.trees is missing")?
-            .trees;
-        let (mut nodes, mut covers, mut roots) =
-            (Vec::new(), Vec::new(), Vec::with_capacity(trees.len()));
-        for (i, t) in trees.into_iter().enumerate() {
-            if t.split_type.iter().any(|s| *s != 0) {
-                return Err(format!(
-                    "tree {i} has categorical splits, which are not supported"
-                ));
-            }
-            let n = t.left_children.len();
-            if [
-                t.right_children.len(),
-                t.split_indices.len(),
-                t.split_conditions.len(),
-                t.default_left.len(),
-                t.sum_hessian.len(),
-            ]
-            .iter()
-            .any(|len| *len != n)
-            {
-                return Err(format!("tree {i} has arrays of different lengths"));
-            }
-            for node in 0..n {
-                let (l, r) = (t.left_children[node], t.right_children[node]);
-                if l != -1
-                    && (l as usize >= n
-                        || r as usize >= n
-                        || r < 0
-                        || l as usize <= node
-                        || r as usize <= node)
-                {
-                    return Err(format!("tree {i} node {node} has invalid children"));
-                }
-                // TreeSHAP divides by a split's cover.
-                let cover = t.sum_hessian[node];
-                if l != -1 && (cover.is_nan() || cover <= 0.0) {
-                    return Err(format!(
-                        "tree {i} node {node} is a split with cover (sum_hessian) {}",
-                        t.sum_hessian[node]
-                    ));
-                }
-                if l != -1 && t.split_indices[node] as usize >= num_features {
-                    return Err(format!(
-                        "tree {i} node {node} splits on feature {} of {num_features}",
-                        t.split_indices[node]
-                    ));
-                }
-            }
-            let base = nodes.len() as u32;
-            roots.push(base);
-            covers.extend_from_slice(&t.sum_hessian);
-            for node in 0..n {
-                let default_left = &t.default_left[node];
-                let leaf = t.left_children[node] == -1;
-                nodes.push(Node {
-                    feature: t.split_indices[node],
-                    value: t.split_conditions[node],
-                    left: if leaf {
-                        0
-                    } else {
-                        base + t.left_children[node] as u32
-                    },
-                    right: if leaf {
-                        0
-                    } else {
-                        base + t.right_children[node] as u32
-                    },
-                    default_left: default_left
-                        .as_bool()
-                        .or_else(|| default_left.as_u64().map(|x| x != 0))
-                        .ok_or("default_left holds a non-boolean")?,
-                });
-            }
-        }
-        let base_margin = -(1.0f32 / base_score - 1.0f32).ln();
+    /// The model of these trees (`nodes` laid out as [`Node`] says, `roots` where each tree
+    /// starts), checked already by the reader (`json.rs`).
+    pub(super) fn of_trees(
+        nodes: Vec<Node>,
+        covers: Vec<f32>,
+        roots: Vec<u32>,
+        base_margin: f32,
+        num_features: usize,
+    ) -> XgbModel {
         let complete = Complete::of(&nodes, &roots);
         let max_depth = roots.iter().map(|&r| depth(&nodes, r)).max().unwrap_or(0);
-        let mean_margin = shap::mean_margin(&nodes, &covers, &roots, base_margin);
-        Ok(XgbModel {
+        XgbModel {
             nodes,
             covers,
             roots,
             complete,
             base_margin,
             max_depth,
-            mean_margin,
-            region_tables: std::sync::OnceLock::new(),
             num_features,
-        })
+        }
     }
 
     /// The fraud probability for one feature row (`None` = missing).
@@ -444,17 +289,9 @@ impl Complete {
     }
 }
 
-pub(super) fn sigmoid(margin: f32) -> f64 {
+/// The probability of a margin (log-odds), computed in f32 as XGBoost does.
+pub fn sigmoid(margin: f32) -> f64 {
     f64::from(1.0f32 / (1.0f32 + (-margin).exp()))
-}
-
-/// `base_score` as written by XGBoost: `"5E-1"`, or since 3.1 a list string `"[2.5514E-1]"`.
-fn parse_base_score(s: &str) -> Result<f32, String> {
-    let inner = s.trim().trim_start_matches('[').trim_end_matches(']');
-    let first = inner.split(',').next().unwrap_or("").trim();
-    first
-        .parse::<f32>()
-        .map_err(|_| format!("base_score {s:?} is not a number"))
 }
 
 #[cfg(test)]
