@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::pan::{masked_excerpt, PanProtector};
 use crate::rundir::RunDir;
 use crate::stagefile::{Header, Rejected, StageWriter, REJECTED_SCHEMA};
-use crate::transaction::{redact, validate_into, Row, Transaction};
+use crate::transaction::{redacted_row, validate_into, Row, Transaction};
 
 use super::SourceStats;
 
@@ -176,7 +176,7 @@ impl<S: Sink> Collector<S> {
     pub fn row(&mut self, row: &Map<String, Value>, origin: &str) -> Result<()> {
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        let redacted = |pan: &PanProtector| redact(row, pan);
+        let redacted = |pan: &PanProtector| redacted_row(row, pan);
         let checked = self.checker.check(row, &mut line, redacted);
         let taken = self.take(checked, || origin.to_string(), redacted);
         let kept = match taken {

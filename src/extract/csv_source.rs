@@ -223,7 +223,7 @@ fn records(text: &[u8]) -> csv::Reader<&[u8]> {
 
 /// A record as a rejection keeps it.
 fn redact(headers: &csv::StringRecord, record: &csv::StringRecord, pan: &PanProtector) -> Value {
-    crate::transaction::redact(&dataset::row(headers, record), pan)
+    crate::transaction::redacted_row(&dataset::row(headers, record), pan)
 }
 
 /// The record of a CSV text of one record.
