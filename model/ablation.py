@@ -1,9 +1,9 @@
 """Which card-history features to ship: one model per candidate set, compared twice.
 
-Every candidate is trained exactly as train.py trains the default (same split, parameters and
-per-payment features) and judged on the held-out cards twice, every one at the same threshold
-(THRESHOLD); one more row is default-v2 itself (its history feature and its per-payment
-features, day_of_week included, which v3 dropped):
+Every candidate is trained exactly as train.py trains the default (model/recipe.py: same split,
+parameters and per-payment features) and judged on the held-out cards twice, every one at the
+same threshold (THRESHOLD); one more row is default-v2 itself (its history feature and its
+per-payment features, day_of_week included, which v3 dropped):
 
 * on the sample as it is;
 * on a *dense replay*: the held-out cards' payments plus synthetic legitimate payments of the
@@ -13,12 +13,11 @@ features, day_of_week included, which v3 dropped):
   (counts over 30 days, amount against a 30-day mean of the burst itself) scores well here and
   misfires on a real stream. The replay shows which ones. Only the real rows are scored.
 
-    python model/ablation.py --csv /work/shared/data/fraud_sample.csv
-    (train.py --ablation runs the same and stores the rows in metrics.json)
+    python -m model.ablation --csv /work/shared/data/fraud_sample.csv
+    (python -m model.train --ablation runs the same and stores the rows in metrics.json)
 """
 
 import argparse
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,9 +25,7 @@ import numpy as np
 import pandas as pd
 import xgboost
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import features
-import train
+from model import evaluation, features, recipe
 
 DENSE_RATES = (2.5, 10.0)  # legitimate payments a day: an average card and a heavy user
 DENSE_SEED = 20240601
@@ -46,7 +43,7 @@ GROUPS = {
     "sum 24h + secs since prev": ["card_amt_sum_24h", "card_secs_since_prev"],
 }
 HISTORY_ONLY = {
-    **train.spec_with("history only", []),
+    **recipe.spec_with("history only", []),
     "blocks": [{"type": "card_history", "features": list(features.HISTORY_FEATURES)}],
 }
 VARIANTS = {**GROUPS, **{name: [name] for name in features.HISTORY_FEATURES}}
@@ -96,32 +93,32 @@ def scores(booster, X):
 def run(df):
     """One row for WITH_DAY_OF_WEEK, then one per VARIANTS entry: its numeric per-payment and
     history features and its held-out metrics on the sample and on each dense replay
-    (train.held_out_metrics)."""
-    train_idx, test_idx = train.split(df)
+    (evaluation.held_out_metrics)."""
+    train_idx, test_idx = recipe.split(df)
     held = df.iloc[test_idx]
     y = df["is_fraud"].to_numpy()
     # One pass over every column any row reads; each row picks its own, in its spec's order.
-    every = train.spec_with("ablation", features.HISTORY_FEATURES, train.V2_NUMERIC)
+    every = recipe.spec_with("ablation", features.HISTORY_FEATURES, recipe.V2_NUMERIC)
     X = features.compute(every, df)
     judged = {
         "held_out": X.iloc[test_idx],
         **{f"dense_{rate:g}_per_day": replay(X.iloc[test_idx], held, rate) for rate in DENSE_RATES},
     }
     candidates = [
-        (WITH_DAY_OF_WEEK, V2_HISTORY, train.V2_NUMERIC),
-        *((name, history, train.NUMERIC) for name, history in VARIANTS.items()),
+        (WITH_DAY_OF_WEEK, V2_HISTORY, recipe.V2_NUMERIC),
+        *((name, history, recipe.NUMERIC) for name, history in VARIANTS.items()),
     ]
     rows = []
     for name, history, numeric in candidates:
-        columns = features.columns(train.spec_with(name, history, numeric))
-        booster = train.fit(X[columns].to_numpy()[train_idx], y[train_idx])
+        columns = features.columns(recipe.spec_with(name, history, numeric))
+        booster = recipe.fit(X[columns].to_numpy()[train_idx], y[train_idx])
         rows.append(
             {
                 "variant": name,
                 "numeric": numeric,
                 "history": history,
                 **{
-                    key: train.held_out_metrics(held, scores(booster, X_judged[columns]), THRESHOLD)
+                    key: evaluation.held_out_metrics(held, scores(booster, X_judged[columns]), THRESHOLD)
                     for key, X_judged in judged.items()
                 },
             }
@@ -140,7 +137,7 @@ def replay(X_held, held, rate):
 
 def table(rows):
     """The rows as the Markdown table of model/MODEL_CARD.md; ← marks the shipped features
-    (train.py's NUMERIC and HISTORY)."""
+    (model/recipe.py's NUMERIC and HISTORY)."""
     k = rows[0]["held_out"]["alerts_per_day"]
     dense = [key for key in rows[0] if key.startswith("dense_")]
     head = [
@@ -175,8 +172,8 @@ def table(rows):
 
 
 def is_shipped(row):
-    """Whether an ablation row is the model train.py ships."""
-    return row["numeric"] == train.NUMERIC and row["history"] == train.HISTORY
+    """Whether an ablation row is the model train.py ships (model/recipe.py's)."""
+    return row["numeric"] == recipe.NUMERIC and row["history"] == recipe.HISTORY
 
 
 def main():

@@ -1,8 +1,8 @@
 """Classes the original project's pickled preprocessing refers to.
 
 `/work/shared/seed/preprocess.joblib` was pickled with a transformer of class
-`HashingEncoder` from a module named `encoders`; put `model/` on `sys.path`
-before `joblib.load` so that it resolves to this one.
+`HashingEncoder` from a module named `encoders`: load it with
+`model.export_preprocess.load_preprocess`, which resolves that name to this module.
 """
 
 from sklearn.base import BaseEstimator, TransformerMixin

@@ -2,7 +2,7 @@
 scikit-learn preprocessing, column for column, so that `fraudctl transform` can feed its
 SageMaker endpoint.
 
-    python model/export_preprocess.py --artifact /work/shared/seed/preprocess.joblib \
+    python -m model.export_preprocess --artifact /work/shared/seed/preprocess.joblib \
         --out model/original/feature_spec.json
 """
 
@@ -10,19 +10,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from unittest import mock
 
 import joblib
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction import FeatureHasher
 from sklearn.preprocessing import OneHotEncoder
 
-MODEL_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(MODEL_DIR))  # the artifact refers to module `encoders`
-
-import features  # noqa: E402  (needs the path above)
-from encoders import HashingEncoder  # noqa: E402
+from model import encoders, features
 
 SPEC_NAME = "original-sagemaker-v1"
+PICKLED_MODULE = "encoders"  # the module the original project pickled HashingEncoder from
 
 
 class Unsupported(Exception):
@@ -30,8 +28,11 @@ class Unsupported(Exception):
 
 
 def load_preprocess(path):
-    """Loads the pickled ColumnTransformer (needs scikit-learn 1.3.2 and model/encoders.py)."""
-    return joblib.load(path)
+    """Loads the pickled ColumnTransformer (needs scikit-learn 1.3.2). The artifact names its
+    transformer's class `encoders.HashingEncoder`: for the load, that module is model.encoders
+    (the one place that name stands for it)."""
+    with mock.patch.dict(sys.modules, {PICKLED_MODULE: encoders}):
+        return joblib.load(path)
 
 
 def one_hot_blocks(encoder, cols):
@@ -76,7 +77,7 @@ def spec_of(preprocess):
             raise Unsupported(f"transformer {name!r} output starts at column {out.start}, expected {width}")
         if isinstance(transformer, OneHotEncoder):
             new = one_hot_blocks(transformer, cols)
-        elif isinstance(transformer, HashingEncoder):
+        elif isinstance(transformer, encoders.HashingEncoder):
             new = [hashing_block(transformer, cols)]
         elif isinstance(transformer, str) and transformer == "passthrough":
             new = [{"type": "numeric", "features": list(cols)}]

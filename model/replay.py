@@ -5,7 +5,7 @@ of --run-size payments, each run `fraudctl extract --from-csv` â†’ `transform` â
 its own batch. The figures go in model/MODEL_CARD.md.
 
     FRAUDCTL_DATABASE_URL=postgres://postgres@127.0.0.1:55432/fraud_replay \\
-        .venv/bin/python model/replay.py --csv ../shared/data/fraud_sample.csv
+        .venv/bin/python -m model.replay --csv ../shared/data/fraud_sample.csv
 
 The database must be new (it is migrated, created if missing): a replay into a database that
 already holds the payments would read them as history. Needs the fraudctl binary (--fraudctl,
@@ -23,18 +23,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import features
-import train
+from model import evaluation, features, recipe
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "model" / "default"
 
 
 def held_out_rows(csv_path):
-    """The held-out split's rows of the CSV (train.py's split), in time order, as CSV lines."""
+    """The held-out split's rows of the CSV (the training split, recipe.split), in time order, as CSV lines."""
     df = features.read_transactions(csv_path)
-    _, held = train.split(df)
+    _, held = recipe.split(df)
     lines = Path(csv_path).read_text(encoding="utf-8").splitlines()
     header, body = lines[0], lines[1:]
     order = sorted(held, key=lambda i: (df["trans_date_trans_time"].iloc[i], i))
@@ -81,7 +79,7 @@ def replay(csv_path, binary, run_size, work, env):
 
 
 def metrics(scored, threshold):
-    """The model card's held-out metrics (train.py's definitions) of the replayed payments."""
+    """The model card's held-out metrics (evaluation.held_out_metrics, as training measures them) of the replayed payments."""
     p = np.array([s[0] for s in scored])
     held = pd.DataFrame(
         {
@@ -91,7 +89,7 @@ def metrics(scored, threshold):
             ),
         }
     )
-    out = train.held_out_metrics(held, p, threshold)
+    out = evaluation.held_out_metrics(held, p, threshold)
     out["predicted_frauds"] = int(sum(s[1] for s in scored))
     return out
 

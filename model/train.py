@@ -6,7 +6,7 @@ fraud, chosen on the training cards: `choose_threshold`) and metrics.json (held-
 that threshold, counts, versions, input hashes; with --ablation also the feature ablation of
 model/ablation.py). The split is card-disjoint: no card has transactions on both sides.
 
-    python model/train.py --csv /work/shared/data/fraud_sample.csv --out model/default \
+    python -m model.train --csv /work/shared/data/fraud_sample.csv --out model/default \
         --ablation
 
 Analysts' verdicts as labels (docs/verdict-links.md): export the verdict in force of each
@@ -15,13 +15,16 @@ alerted payment from fraud_db, then pass the file with --verdicts; for the payme
 metrics.json records how many it covered and changed:
 
     psql "$FRAUDCTL_DATABASE_URL" -c "\copy (SELECT trans_num, verdict FROM v_alert_verdicts_latest) TO 'verdicts.csv' CSV HEADER"
-    python model/train.py --csv /work/shared/data/fraud_sample.csv --verdicts verdicts.csv \
+    python -m model.train --csv /work/shared/data/fraud_sample.csv --verdicts verdicts.csv \
         --out model/candidate
 
 A model on another feature spec (a challenger run in shadow beside the default, docs/rules.md):
 
-    python model/train.py --csv /work/shared/data/fraud_sample.csv \
+    python -m model.train --csv /work/shared/data/fraud_sample.csv \
         --feature-spec model/challenger/feature_spec.json --out model/challenger
+
+(from the repository root, as every program of model/; the split, the parameters and the default
+feature spec are model/recipe.py's, the held-out metrics model/evaluation.py's.)
 """
 
 import argparse
@@ -34,14 +37,10 @@ import numpy as np
 import pandas as pd
 import sklearn
 import xgboost
-from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
-from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+from sklearn.model_selection import StratifiedGroupKFold
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import features
+from model import ablation, evaluation, features, recipe
 
-SEED = 20240601
-TEST_SIZE = 0.25
 # The threshold (choose_threshold): F-beta with recall counted BETA times as much as precision (a
 # missed fraud costs more than an analyst's look at a legitimate payment), at the data set's own
 # fraud share (9,651 frauds of 1,852,394 payments), not the sample's 14 %: the sample was drawn
@@ -50,63 +49,7 @@ BETA = 2
 DATASET_FRAUD_SHARE = 9651 / 1852394
 THRESHOLD_GRID = np.round(np.arange(0.50, 0.991, 0.01), 2)
 THRESHOLD_FOLDS, THRESHOLD_REPEATS = 5, 4
-ALERTS_PER_DAY = 5  # k of "precision at k alerts a day" (model/MODEL_CARD.md says why 5)
-ROUNDS = 200
-PARAMS = {
-    "objective": "binary:logistic",
-    "eval_metric": "auc",
-    "tree_method": "hist",
-    "max_depth": 4,
-    "eta": 0.1,
-    "min_child_weight": 1,
-    "seed": SEED,
-    "nthread": 2,
-}
-CATEGORIES = [
-    "entertainment",
-    "food_dining",
-    "gas_transport",
-    "grocery_net",
-    "grocery_pos",
-    "health_fitness",
-    "home",
-    "kids_pets",
-    "misc_net",
-    "misc_pos",
-    "personal_care",
-    "shopping_net",
-    "shopping_pos",
-    "travel",
-]
-# The numeric per-payment features of default-v1 and v2, in their column order.
-V2_NUMERIC = ["amt", "log_amt", "hour", "day_of_week", "age", "gender", "city_pop", "distance_km"]
-# default-v3 drops day_of_week: the sample's legitimate payments fall on six calendar days, so the
-# model learnt the calendar and alerted on ordinary Fridays and Saturdays (model/MODEL_CARD.md).
-NUMERIC = [name for name in V2_NUMERIC if name != "day_of_week"]
 VERDICT_LABELS = {"fraud": 1, "not_fraud": 0}  # an analyst's verdict as the label it stands for
-# The one history feature the ablation kept: it helps as much as all thirteen on the sample and
-# keeps its meaning when the card's legitimate payments are dense (model/MODEL_CARD.md).
-HISTORY = ["card_amt_sum_24h", "card_secs_since_prev"]
-
-
-def spec_with(name, history, numeric=NUMERIC):
-    """A feature spec: the per-payment blocks (the `numeric` features, one-hot category), then a
-    card_history block of `history` (none when empty)."""
-    payment_blocks = [
-        {"type": "numeric", "features": list(numeric)},
-        {"type": "one_hot", "field": "category", "categories": CATEGORIES},
-    ]
-    history_blocks = [{"type": "card_history", "features": list(history)}] if history else []
-    return {
-        "schema": features.SPEC_SCHEMA,
-        "version": 1,
-        "name": name,
-        "time_zone": "UTC",
-        "blocks": payment_blocks + history_blocks,
-    }
-
-
-SPEC = spec_with("default-v4", HISTORY)
 
 
 def sha256_of(path):
@@ -154,20 +97,7 @@ def apply_verdicts(df, verdicts):
     return relabelled, counts
 
 
-def split(df):
-    """Row positions (train, held out) of the card-disjoint split: a card's payments, and so
-    its whole history, are on one side only."""
-    splitter = GroupShuffleSplit(n_splits=1, test_size=TEST_SIZE, random_state=SEED)
-    return next(splitter.split(df, groups=df["cc_num"].to_numpy()))
-
-
-def fit(X, y, params=PARAMS, rounds=ROUNDS):
-    """The booster. It carries no feature names (the feature spec holds them): SageMaker's
-    container and the test endpoint predict on unnamed CSV columns."""
-    return xgboost.train(params, xgboost.DMatrix(X, label=y), num_boost_round=rounds)
-
-
-def choose_threshold(X, y, groups, params=PARAMS, rounds=ROUNDS):
+def choose_threshold(X, y, groups, params=recipe.PARAMS, rounds=recipe.ROUNDS):
     """The threshold of the grid that maximises F-beta at the data set's fraud share, from
     out-of-fold probabilities of the training cards (card-grouped, stratified folds, repeated):
     recall is measured on the frauds, the false-alarm rate on the legitimate payments, and
@@ -175,9 +105,11 @@ def choose_threshold(X, y, groups, params=PARAMS, rounds=ROUNDS):
     recall, false_alarms = np.zeros(len(THRESHOLD_GRID)), np.zeros(len(THRESHOLD_GRID))
     for repeat in range(THRESHOLD_REPEATS):
         p = np.zeros(len(y))
-        folds = StratifiedGroupKFold(THRESHOLD_FOLDS, shuffle=True, random_state=SEED + repeat)
+        folds = StratifiedGroupKFold(THRESHOLD_FOLDS, shuffle=True, random_state=recipe.SEED + repeat)
         for fit_idx, out_idx in folds.split(X, y, groups):
-            p[out_idx] = fit(X[fit_idx], y[fit_idx], params, rounds).predict(xgboost.DMatrix(X[out_idx]))
+            p[out_idx] = recipe.fit(X[fit_idx], y[fit_idx], params, rounds).predict(
+                xgboost.DMatrix(X[out_idx])
+            )
         recall += [(p[y == 1] >= t).mean() / THRESHOLD_REPEATS for t in THRESHOLD_GRID]
         false_alarms += [(p[y == 0] >= t).mean() / THRESHOLD_REPEATS for t in THRESHOLD_GRID]
     share = DATASET_FRAUD_SHARE
@@ -198,49 +130,18 @@ def choose_threshold(X, y, groups, params=PARAMS, rounds=ROUNDS):
     }
 
 
-def alerts_per_day(held, p, k=ALERTS_PER_DAY):
-    """Precision of the alerts an analyst team sees with a budget of k a day: the k
-    highest-scored payments of each UTC day (all of them on a day with fewer), and the
-    precision a perfect ranking would reach with the same budget (the ceiling)."""
-    day = held["trans_date_trans_time"].str[:10].to_numpy()
-    y = held["is_fraud"].to_numpy()
-    scored = pd.DataFrame({"day": day, "p": p, "y": y})
-    top = scored.sort_values(["day", "p"], ascending=[True, False]).groupby("day").head(k)
-    best = scored.sort_values(["day", "y"], ascending=[True, False]).groupby("day").head(k)
-    return {
-        "k": k,
-        "alerts": len(top),
-        "precision": float(top["y"].mean()),
-        "ceiling": float(best["y"].mean()),
-    }
-
-
-def held_out_metrics(held, p, threshold):
-    """Metrics of probabilities `p` for the held-out transactions `held` (a DataFrame)."""
-    y = held["is_fraud"].to_numpy()
-    predicted = p >= threshold
-    return {
-        "roc_auc": float(roc_auc_score(y, p)),
-        "average_precision": float(average_precision_score(y, p)),
-        "precision": float(precision_score(y, predicted, zero_division=0)),
-        "recall": float(recall_score(y, predicted)),
-        "threshold": threshold,
-        "alerts_per_day": alerts_per_day(held, p),
-    }
-
-
-def train(df, spec=SPEC, params=PARAMS, rounds=ROUNDS):
+def train(df, spec=recipe.SPEC, params=recipe.PARAMS, rounds=recipe.ROUNDS):
     """Features, card-disjoint split, XGBoost, the threshold; returns the booster, the
     threshold.json document and the held-out metrics (at that threshold)."""
     X = features.compute(spec, df).to_numpy()
     y = df["is_fraud"].to_numpy()
     groups = df["cc_num"].to_numpy()
-    train_idx, test_idx = split(df)
-    booster = fit(X[train_idx], y[train_idx], params, rounds)
+    train_idx, test_idx = recipe.split(df)
+    booster = recipe.fit(X[train_idx], y[train_idx], params, rounds)
     threshold = choose_threshold(X[train_idx], y[train_idx], groups[train_idx], params, rounds)
     p = booster.predict(xgboost.DMatrix(X[test_idx]))
     metrics = {
-        "held_out": held_out_metrics(df.iloc[test_idx], p, threshold["threshold"]),
+        "held_out": evaluation.held_out_metrics(df.iloc[test_idx], p, threshold["threshold"]),
         "counts": {
             side: {"rows": len(idx), "frauds": int(y[idx].sum()), "cards": int(np.unique(groups[idx]).size)}
             for side, idx in (("train", train_idx), ("held_out", test_idx))
@@ -249,7 +150,7 @@ def train(df, spec=SPEC, params=PARAMS, rounds=ROUNDS):
     return booster, threshold, metrics
 
 
-def main():
+def arguments():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -278,15 +179,19 @@ def main():
         "--feature-spec",
         type=Path,
         help="train on this feature spec (docs/feature-spec.md) instead of the "
-        f"default model's {SPEC['name']}: a challenger's "
+        f"default model's {recipe.SPEC['name']}: a challenger's "
         "(model/challenger/feature_spec.json)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main():
+    args = arguments()
     for path in [*args.csv, *(p for p in (args.verdicts, args.feature_spec) if p)]:
         if not path.is_file():
             sys.exit(f"train: {path} does not exist")
     try:
-        spec = features.load_spec(args.feature_spec) if args.feature_spec else SPEC
+        spec = features.load_spec(args.feature_spec) if args.feature_spec else recipe.SPEC
     except ValueError as e:
         sys.exit(f"train: {e}")
 
@@ -303,9 +208,13 @@ def main():
         {
             "feature_spec": spec["name"],
             "columns": features.columns(spec),
-            "params": PARAMS,
-            "rounds": ROUNDS,
-            "split": {"method": "GroupShuffleSplit by cc_num", "test_size": TEST_SIZE, "seed": SEED},
+            "params": recipe.PARAMS,
+            "rounds": recipe.ROUNDS,
+            "split": {
+                "method": "GroupShuffleSplit by cc_num",
+                "test_size": recipe.TEST_SIZE,
+                "seed": recipe.SEED,
+            },
             "versions": {"xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__},
             "training_data": [{"file": p.name, "sha256": sha256_of(p)} for p in args.csv],
         }
@@ -313,19 +222,21 @@ def main():
     if verdict_labels:
         metrics["verdict_labels"] = verdict_labels
     if args.ablation:
-        import ablation  # here, not at the top: ablation.py imports this module
-
         metrics["ablation"] = ablation.run(df)
         print(ablation.table(metrics["ablation"]))
+    write_model(args.out, spec, booster, threshold, metrics)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "feature_spec.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
-    booster.save_model(args.out / "model.json")
-    (args.out / features.THRESHOLD_FILE).write_text(json.dumps(threshold, indent=2) + "\n", encoding="utf-8")
-    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+
+def write_model(out, spec, booster, threshold, metrics):
+    """The model directory: feature_spec.json, model.json, threshold.json, metrics.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "feature_spec.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    booster.save_model(out / "model.json")
+    (out / features.THRESHOLD_FILE).write_text(json.dumps(threshold, indent=2) + "\n", encoding="utf-8")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     held = metrics["held_out"]
     print(
-        f"wrote {args.out}: held-out AUC {held['roc_auc']:.4f}, "
+        f"wrote {out}: held-out AUC {held['roc_auc']:.4f}, "
         f"precision {held['precision']:.3f}, recall {held['recall']:.3f} at {held['threshold']}"
     )
 

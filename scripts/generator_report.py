@@ -3,7 +3,7 @@
 and prints every figure as JSON:
 
     FRAUDCTL_DATABASE_URL=postgres://postgres@127.0.0.1:55432/generator_report \\
-        .venv/bin/python scripts/generator_report.py --csv ../shared/data/fraud_sample.csv
+        .venv/bin/python -m scripts.generator_report --csv ../shared/data/fraud_sample.csv
 
 * **Through the pipeline, as the stack sees it** (for each --seed, default options otherwise,
   `--time-mode original` so that the figures do not depend on when the script runs): three runs
@@ -52,9 +52,9 @@ import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
+from model import features
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "model"))
-import features  # noqa: E402  (needs the path above)
 
 MODEL = REPO / "model" / "default"
 DAY_MS = 86_400_000

@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,7 +53,8 @@ def listens_on(command: list, cwd: Path, **settings: str) -> set[str]:
 
 
 def image_workdir(tmp_path: Path) -> tuple[Path, list[str]]:
-    """A directory filled as the image's WORKDIR by the Dockerfile's COPY lines, and its CMD."""
+    """A directory filled as the image's WORKDIR by the Dockerfile's COPY lines (their sources
+    may be patterns, as `*.py`), and its CMD."""
     workdir, command = tmp_path / "app", None
     workdir.mkdir()
     for line in (DASHBOARD / "Dockerfile").read_text().splitlines():
@@ -59,8 +62,11 @@ def image_workdir(tmp_path: Path) -> tuple[Path, list[str]]:
         if instruction == "COPY":
             *sources, dest = args.split()
             for source in sources:
-                copy = shutil.copytree if (DASHBOARD / source).is_dir() else shutil.copy
-                copy(DASHBOARD / source, workdir / dest)
+                paths = sorted(DASHBOARD.glob(source))
+                assert paths, f"COPY {source}: no such file in dashboard/"
+                for path in paths:
+                    copy = shutil.copytree if path.is_dir() else shutil.copy
+                    copy(path, workdir / dest)
         elif instruction == "CMD":
             command = json.loads(args)
     assert command == ["./run.sh"], command
@@ -70,6 +76,15 @@ def image_workdir(tmp_path: Path) -> tuple[Path, list[str]]:
 def test_the_image_listens_on_loopback_only(tmp_path):
     workdir, command = image_workdir(tmp_path)
     assert listens_on(command, workdir) == {"127.0.0.1"}
+
+
+def test_the_image_holds_every_module_the_page_imports(tmp_path):
+    """app.py imports the modules beside it by name: the COPY lines must bring them all."""
+    workdir, _ = image_workdir(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", "import app, server"], cwd=workdir, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_run_sh_from_any_directory_listens_on_loopback_only(tmp_path):

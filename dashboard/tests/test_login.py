@@ -4,12 +4,13 @@ configured. The real app against a real fraud_db (AppTest, which plays the ident
 part through AppTest.user); and the database session's read-only guard."""
 
 import datetime as dt
-import importlib.util
 from urllib.parse import urlsplit
 
 import pytest
 from conftest import ANALYST, APP, AUTH
 from streamlit.testing.v1 import AppTest
+
+import database
 
 DAY = dt.date(2026, 3, 9)
 
@@ -98,15 +99,11 @@ def test_exposed_a_verdict_link_asks_for_the_login_first(open_page, listening_ad
 
 def test_statements_run_read_only_unless_they_write_from_either_form_of_url(reader_url, monkeypatch):
     monkeypatch.setenv("FRAUDCTL_DASHBOARD_DATABASE_URL", reader_url)
-    spec = importlib.util.spec_from_file_location("fraud_dashboard_app", APP)
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
-
-    assert app.query("SHOW transaction_read_only").iloc[0, 0] == "on"
-    assert app.execute("SHOW transaction_read_only").iloc[0, 0] == "on"
-    assert app.execute("SHOW transaction_read_only", write=True).iloc[0, 0] == "off"
+    assert database.query("SHOW transaction_read_only").iloc[0, 0] == "on"
+    assert database.execute("SHOW transaction_read_only").iloc[0, 0] == "on"
+    assert database.execute("SHOW transaction_read_only", write=True).iloc[0, 0] == "off"
     monkeypatch.setenv("FRAUDCTL_DASHBOARD_DATABASE_URL", conninfo(reader_url))
-    assert app.query("SELECT current_user").iloc[0, 0] == urlsplit(reader_url).username
+    assert database.query("SELECT current_user").iloc[0, 0] == urlsplit(reader_url).username
 
 
 def conninfo(url: str) -> str:

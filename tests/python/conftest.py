@@ -4,12 +4,12 @@ running the `fraudctl` binary and reading its stage files (docs/stage-files.md).
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
+
+from model import export_preprocess, features
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = REPO / "model"
@@ -33,9 +33,6 @@ SEED_DROPPED = [
     "trans_num",
 ]
 
-sys.path.insert(0, str(MODEL_DIR))
-import features  # noqa: E402  (needs the path above)
-
 
 def require_file(path, what):
     if not path.is_file():
@@ -56,8 +53,8 @@ def sample(sample_path):
 
 @pytest.fixture(scope="session")
 def preprocess():
-    """The original project's fitted ColumnTransformer (module `encoders` from model/)."""
-    return joblib.load(require_file(SEED_PREPROCESS, "seed preprocessing artifact"))
+    """The original project's fitted ColumnTransformer (its HashingEncoder: model/encoders.py)."""
+    return export_preprocess.load_preprocess(require_file(SEED_PREPROCESS, "seed preprocessing artifact"))
 
 
 @pytest.fixture(scope="session")
@@ -75,11 +72,14 @@ def seed_transform(preprocess):
 
 @pytest.fixture(scope="session")
 def run():
-    """Runs a command; fails the test with its stderr unless it exits 0."""
+    """Runs a command (in `cwd`, default the current directory); fails the test with its stderr
+    unless it exits 0."""
 
-    def run_command(args, env=None):
+    def run_command(args, env=None, cwd=None):
         args = [str(a) for a in args]
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, check=False)
+        done = subprocess.run(
+            args, env=env, cwd=cwd, capture_output=True, text=True, timeout=600, check=False
+        )
         if done.returncode != 0:
             pytest.fail(f"{' '.join(args)} exited {done.returncode}:\n{done.stderr}", pytrace=False)
         return done

@@ -3,13 +3,13 @@
 import json
 import re
 
-import export_preprocess
-import features
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import ORIGINAL_SPEC
 from sklearn.feature_extraction import FeatureHasher
+
+from model import export_preprocess, features
 
 
 def spec_of(*blocks, time_zone="UTC"):

@@ -6,10 +6,11 @@ import math
 import re
 import time
 
-import features
 import numpy as np
 import pandas as pd
 import pytest
+
+from model import features
 
 EVERY = list(features.HISTORY_FEATURES)
 SPEC = {

@@ -2,14 +2,14 @@
 legitimate payments of the same cards, only where a real payment's history can see them, at
 the rate asked, and leaves the real rows as they were."""
 
-import ablation
 import numpy as np
 import pandas as pd
-import train
+
+from model import ablation, recipe
 
 
 def test_dense_replay_adds_legitimate_payments_in_the_30_days_before_real_ones(sample):
-    _, test_idx = train.split(sample)
+    _, test_idx = recipe.split(sample)
     held = sample.iloc[test_idx]
     dense = ablation.densify(held, rate=1.0)
     real, added = dense.iloc[: len(held)], dense.iloc[len(held) :]

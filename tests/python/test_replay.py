@@ -22,7 +22,8 @@ def replayed(fraudctl, sample_path, new_database):
     done = subprocess.run(
         [
             sys.executable,
-            REPO / "model" / "replay.py",
+            "-m",
+            "model.replay",
             "--csv",
             sample_path,
             "--fraudctl",
@@ -31,6 +32,7 @@ def replayed(fraudctl, sample_path, new_database):
             "200",
         ],
         env=env,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,

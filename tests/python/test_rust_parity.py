@@ -5,12 +5,13 @@ built (FRAUDCTL_BIN, default target/release/fraudctl)."""
 import json
 import shutil
 
-import features
 import numpy as np
 import pytest
 import xgboost
 from conftest import DEFAULT_MODEL, ORIGINAL_SPEC, read_stage
 from sklearn.metrics import roc_auc_score
+
+from model import features
 
 DEFAULT_SPEC = DEFAULT_MODEL / "feature_spec.json"
 FLOAT_HINT = (

@@ -7,8 +7,9 @@ import sys
 
 import pandas as pd
 import pytest
-import train
-from conftest import MODEL_DIR
+from conftest import REPO
+
+from model import train
 
 
 def write(path, text):
@@ -61,7 +62,8 @@ def test_train_with_verdicts_records_them_in_the_metrics(sample, tmp_path):
     done = subprocess.run(
         [
             sys.executable,
-            str(MODEL_DIR / "train.py"),
+            "-m",
+            "model.train",
             "--csv",
             str(csv),
             "--verdicts",
@@ -69,6 +71,7 @@ def test_train_with_verdicts_records_them_in_the_metrics(sample, tmp_path):
             "--out",
             str(out),
         ],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
