@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use anyhow::{anyhow, Result};
-use serde::de::DeserializeOwned;
 
 use crate::progress::Progress;
-use crate::stagefile::StageReader;
+use crate::stagefile::BlockReader;
 
 /// Bytes of whole lines per chunk: large enough to amortise the hand-offs, small enough to
 /// bound memory.
@@ -60,15 +59,14 @@ pub fn workers() -> usize {
 /// and hands the results to `sink` in input order, showing `stage`'s progress ([`Progress`]).
 /// The first error (reading, mapping or sinking) stops the work and is returned; `map` gets a
 /// per-worker state made by `init` (scratch buffers).
-pub fn map_chunks<T, R, S, I, M, K>(
+pub fn map_chunks<R, S, I, M, K>(
     stage: &'static str,
-    input: &mut StageReader<T>,
+    mut input: BlockReader,
     init: I,
     map: M,
     mut sink: K,
 ) -> Result<()>
 where
-    T: DeserializeOwned,
     R: Send,
     I: Fn() -> S + Sync,
     M: Fn(&mut S, &Chunk) -> Result<R> + Sync,
@@ -173,6 +171,7 @@ fn consume_in_order<R>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stagefile::StageReader;
     use crate::stagefile::{Header, StageWriter};
 
     /// A stage file of the records 0..n, each a number right-aligned in `width` characters
@@ -194,11 +193,11 @@ mod tests {
     fn results_arrive_in_input_order_with_record_numbers() {
         // Lines of 1000 bytes: a chunk is about a thousand of them.
         let (_dir, path) = file_of(10_000, 999);
-        let mut input = StageReader::<u32>::open(&path, "n").unwrap();
+        let input = StageReader::<u32>::open(&path, "n").unwrap();
         let mut seen = Vec::new();
         map_chunks(
             "test",
-            &mut input,
+            input.blocks(),
             || (),
             |_, chunk| {
                 Ok(chunk
@@ -220,11 +219,11 @@ mod tests {
     fn a_small_file_is_mapped_on_the_calling_thread_a_large_one_on_workers() {
         for (n, on_this_thread) in [(ON_THIS_THREAD_RECORDS as u32, true), (5_000, false)] {
             let (_dir, path) = file_of(n, 999);
-            let mut input = StageReader::<u32>::open(&path, "n").unwrap();
+            let input = StageReader::<u32>::open(&path, "n").unwrap();
             let (mut records, mut threads) = (0, std::collections::HashSet::new());
             map_chunks(
                 "test",
-                &mut input,
+                input.blocks(),
                 || (),
                 |_, chunk| Ok((chunk.len(), thread::current().id())),
                 |(len, thread)| {
@@ -244,11 +243,11 @@ mod tests {
     fn an_error_in_a_chunk_stops_the_work_and_is_returned() {
         // Lines of 1000 bytes: record 5001 is in the file's fifth chunk or so.
         let (_dir, path) = file_of(20_000, 999);
-        let mut input = StageReader::<u32>::open(&path, "n").unwrap();
+        let input = StageReader::<u32>::open(&path, "n").unwrap();
         let mut sunk = Vec::new();
         let err = map_chunks(
             "test",
-            &mut input,
+            input.blocks(),
             || (),
             |_, chunk| match chunk.lines().find(|(_, l)| l.trim() == "5000") {
                 Some((no, _)) => Err(anyhow!("bad record {no}")),
@@ -277,9 +276,15 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let last_line = text[..text.len() - 1].rfind('\n').unwrap() + 1;
         std::fs::write(&path, &text[..last_line]).unwrap();
-        let mut input = StageReader::<u32>::open(&path, "n").unwrap();
-        let err =
-            map_chunks("test", &mut input, || (), |_, c| Ok(c.len()), |_| Ok(())).unwrap_err();
+        let input = StageReader::<u32>::open(&path, "n").unwrap();
+        let err = map_chunks(
+            "test",
+            input.blocks(),
+            || (),
+            |_, c| Ok(c.len()),
+            |_| Ok(()),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
     }
 }

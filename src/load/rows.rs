@@ -135,7 +135,7 @@ pub fn stream(
     target: &Target,
     captured_at: DateTime<Utc>,
 ) -> Result<u64> {
-    let mut input = StageReader::<ScoredRecord>::open(path, SCORED_SCHEMA)?;
+    let input = StageReader::<ScoredRecord>::open(path, SCORED_SCHEMA)?;
     let mut writers = Vec::with_capacity(sessions.len());
     for txn in sessions.iter_mut() {
         let mut writer = txn
@@ -148,7 +148,7 @@ pub fn stream(
     let mut records = 0u64;
     let streamed = parallel::map_chunks(
         "load",
-        &mut input,
+        input.blocks(),
         || (),
         |_, chunk| {
             let mut encoders: Vec<CopyEncoder> = (0..n).map(|_| CopyEncoder::new()).collect();

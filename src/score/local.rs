@@ -10,7 +10,7 @@ use crate::error::Failure;
 use crate::model::{LocalModel, XgbModel};
 use crate::parallel::{self, Chunk};
 use crate::rules::Decision;
-use crate::stagefile::StageReader;
+use crate::stagefile::BlockReader;
 use crate::transform::FeatureRecord;
 
 /// What is applied beside the model: the rules, a challenger in shadow.
@@ -36,7 +36,7 @@ struct Buffers {
 }
 
 pub(super) fn score_local(
-    input: &mut StageReader<serde_json::Value>,
+    input: BlockReader,
     local: &LocalModel,
     with: With,
     out: &mut Output,

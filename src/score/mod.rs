@@ -436,7 +436,7 @@ pub fn run(args: &ScoreArgs) -> Result<ScoreSummary> {
                 rules: rules.as_ref(),
                 challenger: challenger.as_ref(),
             };
-            local::score_local(&mut input, local, with, &mut out)?;
+            local::score_local(input.blocks(), local, with, &mut out)?;
             local.version.clone()
         }
         Scorer::Sagemaker => {

@@ -132,7 +132,7 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
     let dir = RunDir::open(&args.run, "transform")?;
     let specs = Specs::load(args)?;
     require_input(&dir.raw(), "extract")?;
-    let mut input = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
+    let input = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
     // Before anything is written: a database that cannot be read fails the stage (exit 3).
     let history = match specs.has_history() {
         true => Some(card_history(args, specs.history_reads_details(), &dir)?),
@@ -156,7 +156,7 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
     let raw_path = dir.raw();
     parallel::map_chunks(
         "transform",
-        &mut input,
+        input.blocks(),
         || (Vec::new(), Vec::new()),
         |values, chunk| {
             let history = history.as_ref().map(|(h, _)| h);
@@ -187,13 +187,13 @@ pub fn run(args: &TransformArgs) -> Result<TransformSummary> {
 fn card_history(args: &TransformArgs, details: bool, dir: &RunDir) -> Result<(CardHistory, u64)> {
     let captured_at = dir.captured_at()?;
     let mut client = args.db.connect()?;
-    let mut batch = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
+    let batch = StageReader::<Transaction>::open(&dir.raw(), RAW_SCHEMA)?;
     let records = batch.header().records() as usize;
     let mut builder =
         history::Builder::with_capacity(records, details, captured_at.timestamp_millis());
     parallel::map_chunks(
         "transform (the batch's card history)",
-        &mut batch,
+        batch.blocks(),
         || (),
         |_, chunk| {
             // Records that are not transactions are rejected by the second pass; they have no
