@@ -236,6 +236,30 @@ mod tests {
     }
 
     #[test]
+    fn a_threshold_given_wins_a_bad_one_names_its_setting_and_none_is_the_directorys() {
+        let dir = tempfile::tempdir().unwrap();
+        let setting = || "--threshold / FRAUDCTL_THRESHOLD".to_string();
+        assert_eq!(threshold(Some(0.3), setting, dir.path()).unwrap(), 0.3);
+        assert_eq!(
+            threshold(None, setting, dir.path()).unwrap(),
+            DEFAULT_THRESHOLD
+        );
+        std::fs::write(dir.path().join("threshold.json"), r#"{"threshold": 0.8}"#).unwrap();
+        assert_eq!(threshold(None, setting, dir.path()).unwrap(), 0.8);
+        for bad in [1.5, -0.1, f64::NAN] {
+            let e = threshold(Some(bad), setting, dir.path()).unwrap_err();
+            assert!(
+                matches!(e.downcast_ref::<Failure>(), Some(Failure::Config(_))),
+                "{e:#}"
+            );
+            assert!(
+                format!("{e:#}").starts_with("--threshold / FRAUDCTL_THRESHOLD "),
+                "{e:#}"
+            );
+        }
+    }
+
+    #[test]
     fn a_bad_threshold_file_is_bad_input_naming_it() {
         for (text, says) in [
             (
