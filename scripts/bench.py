@@ -4,6 +4,7 @@ report (BENCHMARKS.md is its output, with notes).
 
     make bench                       # 1,000,000 transactions, median of 3 runs
     make bench N=100000 RUNS=1       # a quick run
+    python3 scripts/bench.py --runs 1 --end-to-end-only   # fraudctl against the peer alone
 
 What it measures, each run on a fresh database:
   - extract from CSV (once: the API is not what is measured), transform, score (local model);
@@ -24,10 +25,12 @@ What it measures, each run on a fresh database:
     a run, the median over every run's; load twice: a new payment (the every-minute case), and
     the same payment again (an upsert that changes nothing);
   - the Python peer (scripts/python_peer.py, skipped with --no-peer): the stack fraudctl
-    replaces (pandas, the project's feature code, xgboost, psycopg2's execute_values upsert) on
-    the same CSV into a fresh database, against fraudctl's extract → transform → score → load
-    (inserts), stage by stage and end to end.
-Peak memory is each process's maximum resident set size. Needs the release build, the
+    replaces (pandas, the features over whole columns, xgboost, psycopg2's execute_values upsert)
+    on the same CSV into a fresh database, against fraudctl's extract → transform → score → load
+    (inserts), stage by stage and end to end. --end-to-end-only measures that alone: no second
+    batch, sessions, floor, updates or one-record batches (a few minutes a run, not 17).
+Peak memory is each process's maximum resident set size. Needs the release build (or
+FRAUDCTL_BIN: a copy of it, which a rebuild during the benchmark leaves alone), the
 private PostgreSQL cluster (scripts/pg.sh) and, for the peer, .venv (`make venv`), all of
 which `make bench` provides.
 """
@@ -36,6 +39,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -45,8 +49,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "fraudctl"
-PEER = ROOT / "scripts" / "python_peer.py"
+BIN = Path(os.environ.get("FRAUDCTL_BIN", ROOT / "target" / "release" / "fraudctl"))  # or a copy of it
+PEER = "scripts.python_peer"  # run as a module from the repository's root (it imports `model`)
 PEER_PYTHON = ROOT / ".venv" / "bin" / "python"
 # fraudctl's stages and the peer's that do the same work, in pipeline order.
 PEER_STAGES = (
@@ -85,7 +89,7 @@ def stage(name, run_dir, *extra):
     return measured([str(BIN), name, "--run-dir", str(run_dir), *extra])
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -94,35 +98,39 @@ def main():
     parser.add_argument("--work", type=Path, default=ROOT / ".local" / "bench", help="work directory")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--no-peer", action="store_true", help="skip the Python peer")
+    parser.add_argument(
+        "--end-to-end-only",
+        action="store_true",
+        help="only fraudctl's extract → transform → score → load (inserts) against the peer",
+    )
     args = parser.parse_args()
     if not args.no_peer and not PEER_PYTHON.is_file():
         sys.exit(f"bench: the Python peer needs {PEER_PYTHON}: run `make venv` (or pass --no-peer)")
+    if args.end_to_end_only and args.no_peer:
+        sys.exit("bench: --end-to-end-only compares fraudctl with the peer: drop --no-peer")
+    return args
 
+
+def transactions(args):
+    """The generated CSVs (made once in --work): N transactions, and the same cards a day later
+    (not needed by --end-to-end-only)."""
+    args.work.mkdir(parents=True, exist_ok=True)
+    csv, later = args.work / f"tx-{args.n}.csv", args.work / f"tx-{args.n}-later.csv"
+    for path, extra, needed in ((csv, [], True), (later, ["--later-days", "1"], not args.end_to_end_only)):
+        if needed and not path.exists():
+            print(f"bench: generating {args.n} transactions into {path}", file=sys.stderr)
+            generate = [sys.executable, str(ROOT / "scripts/gen_transactions.py"), str(args.n), str(path)]
+            subprocess.run([*generate, *extra], check=True)
+    return csv, later
+
+
+def main():
+    args = parse_args()
     admin = subprocess.run(
         [str(ROOT / "scripts/pg.sh"), "start"], check=True, capture_output=True, text=True
     ).stdout.strip()
     url = admin.rsplit("/", 1)[0] + "/" + DB
-    args.work.mkdir(parents=True, exist_ok=True)
-    csv = args.work / f"tx-{args.n}.csv"
-    if not csv.exists():
-        print(f"bench: generating {args.n} transactions into {csv}", file=sys.stderr)
-        subprocess.run(
-            [sys.executable, str(ROOT / "scripts/gen_transactions.py"), str(args.n), str(csv)], check=True
-        )
-
-    later = args.work / f"tx-{args.n}-later.csv"
-    if not later.exists():
-        subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "scripts/gen_transactions.py"),
-                str(args.n),
-                str(later),
-                "--later-days",
-                "1",
-            ],
-            check=True,
-        )
+    csv, later = transactions(args)
     timed_stages = (
         "extract",
         "transform",
@@ -158,6 +166,8 @@ def main():
             one_run(args, (csv, later), admin, url, shared, figures, peaks)
             if not args.no_peer:
                 peer_run(csv, admin, url, figures, peaks)
+            if args.end_to_end_only:
+                continue
             for name, samples in one_record(args, admin, url).items():
                 single.setdefault(name, []).extend(samples)
     finally:
@@ -217,6 +227,8 @@ def one_run(args, csvs, admin, url, shared, figures, peaks):
     scored = timed("transform", *db) + timed("score")
     figures["reprocess"].append(scored + timed("load", *db, key="load_insert"))
     figures["end_to_end"].append(extracted + figures["reprocess"][-1])
+    if args.end_to_end_only:
+        return
     # The same cards a day later, their first payments loaded: history from the database.
     stage("extract", later_dir, "--from-csv", str(later))
     timed("transform", *db, key="transform_history", directory=later_dir)
@@ -232,22 +244,22 @@ def one_run(args, csvs, admin, url, shared, figures, peaks):
     psql(url, "TRUNCATE payments_scored CASCADE; CHECKPOINT")
     sessions = timed("load", *db, "--connections", str(SESSIONS), key="load_sessions")
     figures["reprocess_sessions"].append(scored + sessions)
+    floor_run(url, run_dir, shared, figures, timed)
 
-    # The floor: the same rows, from a binary COPY file, through the same SQL.
+
+def floor_run(url, run_dir, shared, figures, timed):
+    """The floor: the rows fraudctl loaded, from a binary COPY file, through the same SQL (new
+    payments also straight into the table); then the updates, fraudctl's and the floor's in turn."""
+    db = ["--database-url", url]
     rows = shared / "staging.bin"
     staging_sql = (ROOT / "src/load/sql/staging.sql").read_text()
     upsert_sql = (
         (ROOT / "src/load/sql/upsert.sql").read_text().replace("$1", "'bench-floor'").replace("$2", "now()")
     )
-    columns = (
-        "trans_num, trans_time, cc_last4, cc_hash, merchant, category, amt, "
-        "gender, city, state, city_pop, merch_lat, merch_long, age_years, distance_km, "
-        "is_fraud_label, fraud_probability, predicted_fraud, threshold, model_version, "
-        "scorer, needs_rescore, reasons"
-    )
+    columns = ", ".join(staging_columns(staging_sql))
     psql(url, f"COPY (SELECT {columns} FROM payments_scored) TO '{rows}' (FORMAT binary)")
     # New payments: the same rows straight into the empty table, as fraudctl COPYs them.
-    direct, table_columns = shared / "direct.bin", f"{columns}, run_id, captured_at"
+    direct, table_columns = shared / "direct.bin", f"{columns}, run_id"
     psql(url, f"COPY (SELECT {table_columns} FROM payments_scored) TO '{direct}' (FORMAT binary)")
     psql(url, "TRUNCATE payments_scored CASCADE; CHECKPOINT")
     figures["floor_copy"].append(
@@ -276,11 +288,19 @@ def one_run(args, csvs, admin, url, shared, figures, peaks):
         figures["floor_update"].append(psql(url, load)[0])
 
 
+def staging_columns(staging_sql):
+    """The staging table's columns in order (src/load/sql/staging.sql): what the floor COPYs."""
+    table = re.search(r"CREATE TEMPORARY TABLE payments_staging \((.*)\)\s*ON COMMIT DROP", staging_sql, re.S)
+    if not table:
+        sys.exit("bench: no CREATE TEMPORARY TABLE payments_staging (…) in src/load/sql/staging.sql")
+    return [column.split()[0] for column in re.split(r",(?![^(]*\))", table.group(1))]
+
+
 def peer_run(csv, admin, url, figures, peaks):
     """The Python peer on the same CSV, into a fresh database as each fraudctl run gets: its
     stages as it times them, its end to end and peak memory as the caller measures them."""
     fresh_db(admin, url)
-    wall, rss, out = measured([str(PEER_PYTHON), str(PEER), "--csv", str(csv), "--database-url", url])
+    wall, rss, out = measured([str(PEER_PYTHON), "-m", PEER, "--csv", str(csv), "--database-url", url])
     result = json.loads(out)
     for _, name in PEER_STAGES:
         figures[f"peer_{name}"].append(result["seconds"][name])
@@ -319,7 +339,6 @@ def one_record(args, admin, url):
 
 def report(args, med, peaks, single):
     n = args.n
-    rate = lambda s: f"{n / s:,.0f}"  # noqa: E731
     cpu = next(
         (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
         "?",
@@ -334,6 +353,15 @@ def report(args, med, peaks, single):
     print(
         f"Machine: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}; {pg}.\n"
     )
+    if not args.end_to_end_only:
+        stage_report(args, med, peaks, single)
+    if "peer_end_to_end" in med:
+        peer_report(med, peaks)
+
+
+def stage_report(args, med, peaks, single):
+    """Each stage, the load against the database's floor, the one-record batches."""
+    rate = lambda s: f"{args.n / s:,.0f}"  # noqa: E731
     print("| Stage | Seconds | Records/s | Peak memory |")
     print("|---|---:|---:|---:|")
     for key, label in (
@@ -370,9 +398,7 @@ def report(args, med, peaks, single):
     for name, ms in single.items():
         note = " (connects to PostgreSQL on loopback)" if name.split()[0] in ("transform", "load") else ""
         print(f"| {name}{note} | {ms:.1f} ms |")
-    if "peer_end_to_end" in med:
-        print()
-        peer_report(med, peaks)
+    print()
 
 
 def peer_report(med, peaks):

@@ -4,27 +4,23 @@ upserts equal `fraudctl load`'s column by column (but the run, the times and the
 words); its cleaning refuses and masks what `fraudctl extract` does."""
 
 import csv
-import importlib.util
 import json
 import sys
+from datetime import datetime, timedelta
 
+import numpy as np
 import psycopg2
 import pytest
-from conftest import DEFAULT_MODEL, REPO, read_stage
+from conftest import DEFAULT_MODEL, ORIGINAL_SPEC, REPO, read_stage
 
-PEER_SCRIPT = REPO / "scripts" / "python_peer.py"
+from scripts import python_peer
+
 # Not the same by construction: who wrote the row and when.
 RUN_COLUMNS = {"run_id", "loaded_at", "updated_at", "captured_at"}
 # Compared on their own below: float32 (xgboost's output) against fraudctl's f64.
 SCORE_COLUMNS = {"fraud_probability", "reasons"}
 TOLERANCE = 1e-6
-
-
-def load_peer_module():
-    spec = importlib.util.spec_from_file_location("python_peer", PEER_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def table(url):
@@ -52,7 +48,11 @@ def fraudctl_rows(fraudctl_run, fraudctl, run, new_database, stage_env):
 def peer(sample_path, new_database, stage_env, run):
     """The peer's run of the sample into a fresh database: its summary line and its rows."""
     url = new_database()
-    done = run([sys.executable, PEER_SCRIPT, "--csv", sample_path, "--database-url", url], stage_env)
+    done = run(
+        [sys.executable, "-m", "scripts.python_peer", "--csv", sample_path, "--database-url", url],
+        stage_env,
+        cwd=REPO,
+    )
     return json.loads(done.stdout), table(url)
 
 
@@ -136,7 +136,7 @@ def test_peer_refuses_and_masks_what_extract_does(awkward_csv, fraudctl, run, st
     run([fraudctl, "extract", "--from-csv", awkward_csv, "--run-dir", tmp_path / "run"], stage_env)
     _, raw = read_stage(tmp_path / "run" / "raw.jsonl", "fraudctl.raw")
     key = stage_env["FRAUDCTL_PAN_HASH_KEY"].encode()
-    cleaned, refused = load_peer_module().read(awkward_csv, key)
+    cleaned, refused = python_peer.read(awkward_csv, key)
     assert refused == 13 - len(raw) == 8  # seven refused, one duplicate
     by_trans_num = {r["trans_num"]: r for r in raw}
     assert set(cleaned["trans_num"]) == set(by_trans_num)
@@ -153,4 +153,103 @@ def test_peer_refuses_and_masks_what_extract_does(awkward_csv, fraudctl, run, st
 def test_peer_refuses_a_short_card_hash_key(monkeypatch):
     monkeypatch.setenv("FRAUDCTL_PAN_HASH_KEY", "short")
     with pytest.raises(SystemExit, match="FRAUDCTL_PAN_HASH_KEY must be set"):
-        load_peer_module().pan_key()
+        python_peer.pan_key()
+
+
+def shifted(when, **delta):
+    """A trans_date_trans_time moved by a timedelta."""
+    moved = datetime.strptime(when, TIME_FORMAT) + timedelta(**delta)
+    return moved.strftime(TIME_FORMAT)
+
+
+@pytest.fixture(scope="module")
+def history_csv(sample_path, tmp_path_factory):
+    """The sample and, for its card history's edge cases: every 7th payment again at the same
+    second with another amount, category and merchant (ties, several at a card's latest
+    millisecond); every 11th again exactly 1 h, 24 h, 7 d or 30 d later (a window's first
+    millisecond); a card paying once. Every card's first payment has no history."""
+    with open(sample_path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        rows = list(reader)
+    col = {name: i for i, name in enumerate(header)}
+    extra = []
+    for i, row in enumerate(rows):
+        if i % 7 == 0:
+            tie = list(row)
+            tie[col["trans_num"]] = f"tie-{i}"
+            tie[col["amt"]] = f"{float(row[col['amt']]) + 1.23:.2f}"
+            tie[col["category"]] = rows[i + 1][col["category"]]
+            tie[col["merch_lat"]] = f"{float(row[col['merch_lat']]) + 0.5:.6f}"
+            extra.append(tie)
+        if i % 11 == 0:
+            later = list(row)
+            later[col["trans_num"]] = f"later-{i}"
+            delta = [{"hours": 1}, {"hours": 24}, {"days": 7}, {"days": 30}][i // 11 % 4]
+            later[col["trans_date_trans_time"]] = shifted(row[col["trans_date_trans_time"]], **delta)
+            extra.append(later)
+    lone = list(rows[0])
+    lone[col["trans_num"]] = "lone"
+    lone[col["cc_num"]] = "4000000000000002"
+    path = tmp_path_factory.mktemp("history") / "history.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows, *extra, lone])
+    return path
+
+
+def test_peer_card_history_equals_fraudctls_bit_for_bit(history_csv, fraudctl, run, stage_env, tmp_path):
+    """Every history feature, the peer's vectorised computation against `fraudctl transform`,
+    on the sample with tied payments, windows' first milliseconds and first payments."""
+    names = list(python_peer.features.HISTORY_FEATURES)
+    spec = {
+        "schema": python_peer.features.SPEC_SCHEMA,
+        "version": 1,
+        "name": "every-history-feature",
+        "time_zone": "UTC",
+        "blocks": [{"type": "numeric", "features": ["amt"]}, {"type": "card_history", "features": names}],
+    }
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    run_dir = tmp_path / "run"
+    run([fraudctl, "extract", "--from-csv", history_csv, "--run-dir", run_dir], stage_env)
+    run([fraudctl, "transform", "--run-dir", run_dir, "--feature-spec", spec_path], stage_env)
+    _, records = read_stage(run_dir / "features.jsonl", "fraudctl.features")
+    theirs = {r["tx"]["trans_num"]: r["features"] for r in records}
+
+    df, refused = python_peer.read(history_csv, stage_env["FRAUDCTL_PAN_HASH_KEY"].encode())
+    ours = python_peer.compute_features(spec, df)
+    assert refused == 0 and sorted(df["trans_num"]) == sorted(theirs)
+    rust = np.array([theirs[t] for t in df["trans_num"]], dtype=np.float64)  # null -> NaN
+    np.testing.assert_array_equal(ours.to_numpy(), rust)
+    ties = df.duplicated(["cc_num", "trans_time"], keep=False).sum()
+    firsts = np.isnan(ours["card_secs_since_prev"]).sum()
+    assert ties > 1000 and firsts > 600, (ties, firsts)
+
+
+def every_numeric_feature_in_new_york(directory):
+    """A spec of every numeric feature, in a zone that is not UTC (hour, day and age local)."""
+    path = directory / "every-numeric.json"
+    spec = {
+        "schema": python_peer.features.SPEC_SCHEMA,
+        "version": 1,
+        "name": "every-numeric-feature",
+        "time_zone": "America/New_York",
+        "blocks": [{"type": "numeric", "features": list(python_peer.features.NUMERIC_FEATURES)}],
+    }
+    path.write_text(json.dumps(spec))
+    return path
+
+
+@pytest.mark.parametrize("which", ["original", "every numeric feature, America/New_York"])
+def test_peer_per_payment_features_equal_fraudctls_bit_for_bit(
+    which, fraudctl_run, stage_records, sample, sample_path, stage_env, tmp_path
+):
+    """The one-hot, hashing and numeric blocks, computed over whole columns, against `fraudctl
+    transform` on the sample (the default spec's are held by the rows' test above)."""
+    path = ORIGINAL_SPEC if which == "original" else every_numeric_feature_in_new_york(tmp_path)
+    records = stage_records(fraudctl_run(path) / "features.jsonl", "fraudctl.features")
+    rust = np.array([r["features"] for r in records], dtype=np.float64)
+    df, _ = python_peer.read(sample_path, stage_env["FRAUDCTL_PAN_HASH_KEY"].encode())
+    assert list(df["trans_num"]) == list(sample["trans_num"])
+    ours = python_peer.compute_features(python_peer.features.load_spec(path), df)
+    np.testing.assert_array_equal(ours.to_numpy(), rust)
