@@ -3,7 +3,7 @@
 
 import pytest
 from conftest import recent
-from fraudctl_common import PERMANENT_EXIT_CODES, permanent_failure
+from fraudctl_exit_codes import PERMANENT_EXIT_CODES, permanent_failure
 
 
 @pytest.mark.parametrize(
