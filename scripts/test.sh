@@ -11,10 +11,27 @@ export FRAUDCTL_TEST_PYTHON=$PWD/.venv/bin/python
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# The DAG suite on each Airflow the DAGs support, one after the other: 2.8.3 (airflow/requirements.txt)
+# and 3 (airflow/requirements-3.txt). `scripts/test.sh dags` runs just these.
+dag_suites() {
+    local status=0 venv
+    for venv in .venv-airflow .venv-airflow3; do
+        step "on Airflow $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("apache-airflow"))') ($venv)"
+        SECONDS=0
+        "$venv/bin/python" -m pytest -q dags/tests || status=1
+        echo "($SECONDS s)"
+    done
+    return "$status"
+}
+if [[ ${1:-} == dags ]]; then
+    dag_suites
+    exit
+fi
+
 # Two suites go on in the background beside the others, because they spend most of their time
 # waiting: the fuzzing run (after cargo-fuzz's install and build, one core per target for a
-# bounded time) and the Airflow DAG suite (schedulers and workers polling: 60 % of a core over
-# 6 minutes). Each one's output is shown, and its result counted, at the end, in start order.
+# bounded time) and the Airflow DAG suites (schedulers and workers polling: 60 % of a core over
+# 6 minutes on Airflow 2.8.3, then again on Airflow 3). Each one's output is shown, and its result counted, at the end, in start order.
 # Each runs in a session of its own, so that an early exit stops it with the services it started.
 names=() pids=() logs=()
 stop_background() {
@@ -36,7 +53,7 @@ background "Fuzz: payments-API body parser and stage-file readers (${FRAUDCTL_FU
 step "Rust: unit and integration tests"
 cargo test --release --locked --no-run
 if [[ -d dags/tests ]]; then # started once the test build no longer needs both cores
-    background "Python: Airflow DAG tests" .venv-airflow/bin/python -m pytest -q dags/tests
+    background "Python: Airflow DAG tests, on Airflow 2.8.3 then 3" "$PWD/scripts/test.sh" dags
 fi
 cargo test --release --locked -- --test-threads 4
 
