@@ -114,10 +114,7 @@ with DAG(
     clean_airflow_logs = BashOperator(
         task_id="clean_airflow_logs",
         bash_command=PRUNE_LOGS,
-        env={
-            "LOG_FOLDER": "{{ conf.get('logging', 'base_log_folder') }}",
-            "RETENTION_DAYS": var("airflow_retention_days"),
-        },
-        append_env=True,
+        env={"RETENTION_DAYS": var("airflow_retention_days")},
+        append_env=True,  # Airflow's own settings (its log folder) and PATH
     )
     report >> send_digest

@@ -18,9 +18,12 @@ CLEANUP_RUN_DIRS = (
 CLEAN_AIRFLOW_DB = 'exec airflow db clean --clean-before-timestamp "$CLEAN_BEFORE" --yes --skip-archive'
 
 # clean_airflow_logs: every file under Airflow's log folder older than RETENTION_DAYS, then the
-# directories left empty (not touched for an hour: never one a starting task has just made).
+# directories left empty (not touched for an hour: never one a starting task has just made). The
+# folder is what Airflow's configuration says where the task runs (AIRFLOW__LOGGING__* included),
+# asked of its CLI: Airflow 3's templates have no `conf`.
 PRUNE_LOGS = (
     "set -euo pipefail; "
+    "LOG_FOLDER=$(airflow config get-value logging base_log_folder); "
     '[[ $LOG_FOLDER == /* ]] || { echo "[logging] base_log_folder is not an absolute path: $LOG_FOLDER" >&2; exit 1; }; '
     'removed=0; if [ -d "$LOG_FOLDER" ]; then '
     'removed=$(find "$LOG_FOLDER" -type f -mmin "+$((RETENTION_DAYS * 1440))" -print -delete | wc -l); '

@@ -48,8 +48,9 @@ def pipeline_problems(
 
 
 def previous_state(ti) -> dict:
-    """The latest earlier check's return value (XCom), {} before the first."""
-    return ti.xcom_pull(task_ids=ti.task_id, include_prior_dates=True) or {}
+    """The latest earlier check's return value (XCom), {} before the first. (map_indexes=-1, the
+    index of an unmapped task: without it Airflow 3 returns every earlier check's value.)"""
+    return ti.xcom_pull(task_ids=ti.task_id, include_prior_dates=True, map_indexes=-1) or {}
 
 
 def track(

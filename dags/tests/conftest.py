@@ -12,6 +12,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -280,6 +281,15 @@ class ProcessWatch:
                     self.cmdlines.add(raw.replace(b"\0", b" ").decode(errors="replace"))
 
 
+def tasks_test_state(done: subprocess.CompletedProcess) -> str:
+    """The state `airflow tasks test` ended its task in (success, failed, up_for_retry, skipped),
+    as its output says: Airflow 2.8.3 logs "Marking task as FAILED" and exits non-zero on a
+    failure, Airflow 3 logs "new_state=failed" and exits 0."""
+    pattern = r"new_state=(\w+)" if AIRFLOW_MAJOR >= 3 else r"Marking task as (\w+)"
+    said = re.findall(pattern, done.stdout + done.stderr)
+    return said[-1].lower() if said else ("success" if done.returncode == 0 else "failed")
+
+
 def xcom_value(stored):
     """An XCom's value as its row holds it: JSON as bytes on Airflow 2, jsonb (decoded) on 3."""
     return stored if AIRFLOW_MAJOR >= 3 else json.loads(bytes(stored))
@@ -337,6 +347,9 @@ class Airflow:
         if AIRFLOW_MAJOR < 3:
             return self("dags", "backfill", dag_id, "-s", first, "-e", last, check=check, **env)
         self("dags", "reserialize")  # the DAGs in the database, as the dag-processor puts them
+        # A paused DAG's queued runs, a backfill's too, are not started (no scheduled run is made
+        # meanwhile: the scheduler runs without its job schedule).
+        self("dags", "unpause", dag_id)
         with Airflow3Services(self, env):
             done = self(
                 "backfill", "create", "--dag-id", dag_id, "--from-date", first, "--to-date", last, **env
@@ -352,7 +365,20 @@ class Airflow:
             ):
                 assert time.monotonic() < deadline, "the backfill did not complete within 300 s"
                 time.sleep(1)
+        self("dags", "pause", dag_id)
         return done
+
+    def run_id(self, dag_id: str, logical_date: datetime) -> str:
+        """The run id of the DAG's run of that logical date (Airflow 3 names a backfill's run by
+        the end of its interval, 2.8.3 by its logical date)."""
+        rows = sql(
+            self.metadata_url,
+            f"select run_id from dag_run where dag_id = %s and {LOGICAL_DATE} = %s",
+            dag_id,
+            logical_date,
+        )
+        assert len(rows) == 1, rows
+        return rows[0][0]
 
     def task_states(self, dag_id: str, logical_date: str) -> dict:
         rows = sql(
@@ -392,13 +418,15 @@ class Airflow3Services:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",  # LocalExecutor's processes (32 by default)
         }
         self.port, self.procs = port, ProcessTrees(Path(tempfile.mkdtemp(prefix="airflow3-services-")))
 
     def __enter__(self):
         cmd = [VENV_BIN / "airflow", "api-server", "--host", "127.0.0.1", "--port", str(self.port)]
         self.procs.start("api-server", cmd, self.env)
-        self.procs.start("scheduler", [VENV_BIN / "airflow", "scheduler"], self.env)
+        # Without its log server (port 8793 on every interface, which another Airflow may hold).
+        self.procs.start("scheduler", [VENV_BIN / "airflow", "scheduler", "--skip-serve-logs"], self.env)
         try:
             wait_for_port(self.port, self.procs.procs["api-server"], "airflow api-server", timeout=120)
         except RuntimeError as exc:

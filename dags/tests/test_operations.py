@@ -5,7 +5,7 @@ succeeding, however often it checks, and one when it recovers."""
 import html
 import re
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from conftest import AIRFLOW_MAJOR, LOGICAL_DATE, _payments_simulator, recent, sql, with_db
@@ -41,11 +41,13 @@ def test_a_task_that_fails_for_good_emails_operations_once(
         **to_ops,
     )
     assert airflow.task_states("fraud_pipeline", logical)["extract"] == "failed"
+    run_id = airflow.run_id("fraud_pipeline", logical)
+    assert run_id.startswith("backfill__"), run_id
     tries = sql(
         airflow.metadata_url,
         "select try_number from task_instance where dag_id ="
         " 'fraud_pipeline' and task_id = 'extract' and run_id = %s",
-        f"backfill__{logical.isoformat()}",
+        run_id,
     )
     assert tries == [(1,)]  # failed at once, no retry
     sent = ops_mailbox.messages()[emails:]
@@ -53,14 +55,14 @@ def test_a_task_that_fails_for_good_emails_operations_once(
     mail, text = sent[0], body(sent[0])
     assert mail["To"] == OPS and mail["Subject"] == "[fraudctl] fraud_pipeline.extract failed"
     log_url = (  # the task's log in the UI (its address on each version)
-        [f"http://localhost:8080/dags/fraud_pipeline/runs/backfill__{logical.isoformat()}/tasks/extract"]
+        [f"http://localhost:8080/dags/fraud_pipeline/runs/{quote(run_id, safe='')}/tasks/extract"]
         if AIRFLOW_MAJOR >= 3
         else ["http://localhost:8080/log?execution_date=", "task_id=extract&dag_id=fraud_pipeline"]
     )
     for fact in (
         "fraud_pipeline",
         "extract",
-        f"backfill__{logical.isoformat()}",
+        run_id,
         "1 of 4",
         "5: configuration (a missing or invalid setting",
         *log_url,
@@ -135,7 +137,7 @@ def test_after_a_failed_run_the_next_success_sends_the_all_clear(
     subjects = [m["Subject"] for m in ops_mailbox.messages()[emails:] if "[fraudctl]" in m["Subject"]]
     assert subjects == ["[fraudctl] fraud_pipeline.extract failed", "[fraudctl] fraud_pipeline runs again"]
     text = body([m for m in ops_mailbox.messages() if m["Subject"].endswith("runs again")][-1])
-    assert f"manual__{(minute + timedelta(seconds=10)).isoformat()}" in text, text
+    assert airflow.run_id("fraud_pipeline", minute + timedelta(seconds=10)) in text, text
 
 
 def test_without_an_operations_address_no_email_and_a_warning(airflow, ops_mailbox, tmp_path):
@@ -225,8 +227,17 @@ def test_watchdog_tells_operations_when_the_live_path_stops_and_when_it_is_back(
     checks = iter(f"2024-03-02T01:{minute:02d}:00+00:00" for minute in range(0, 60, 2))
 
     def check() -> list:
+        """A check that takes a heartbeat of the last 10 minutes as fresh (an hour-old one is
+        stale): a check's own run (20 s on Airflow 3) never makes a fresh heartbeat stale."""
         before = len(ops_mailbox.messages())
-        airflow("dags", "test", "fraud_pipeline_watchdog", next(checks), **to_ops)
+        airflow(
+            "dags",
+            "test",
+            "fraud_pipeline_watchdog",
+            next(checks),
+            AIRFLOW_VAR_FRAUDCTL_LIVE_STALE_SECS=600,
+            **to_ops,
+        )
         return [m for m in ops_mailbox.messages()[before:] if "live path" in m["Subject"]]
 
     sql(airflow.fraud_db, "delete from live_lease")
