@@ -15,7 +15,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # waiting: the fuzzing run (after cargo-fuzz's install and build, one core per target for a
 # bounded time) and the Airflow DAG suite, once on Airflow 2.8.3 (airflow/requirements.txt) and
 # once on Airflow 3 (airflow/requirements-3.txt), side by side (schedulers and workers polling:
-# 60 % of a core each; 6.5 and about 11 minutes alone). Each one's output is shown, and its result
+# 60 % of a core each; side by side, 9 and 12.5 minutes on a shared 2-core machine). Each one's output is shown, and its result
 # counted, at the end, in start order. Each runs in a session of its own, so that an early exit
 # stops it with the services it started. `scripts/test.sh dags` runs the two DAG suites alone.
 names=() pids=() logs=()
