@@ -23,7 +23,14 @@ build: ## the fraudctl binary (target/release/fraudctl)
 	.venv-airflow/bin/pip install -q --disable-pip-version-check -r airflow/requirements-test.txt
 	touch $@
 
-VENVS := .venv/.installed .venv-dashboard/.installed .venv-airflow/.installed
+# Airflow 3 beside 2.8.3 (the default): the DAG tests run on both; FRAUDCTL_AIRFLOW_MAJOR=3 make up
+# runs the stack on it (airflow/README.md, airflow/UPGRADING.md).
+.venv-airflow3/.installed: airflow/requirements-3.txt airflow/requirements-3-test.txt
+	$(PYTHON) -m venv .venv-airflow3
+	.venv-airflow3/bin/pip install -q --disable-pip-version-check -r airflow/requirements-3-test.txt
+	touch $@
+
+VENVS := .venv/.installed .venv-dashboard/.installed .venv-airflow/.installed .venv-airflow3/.installed
 
 venv: $(VENVS) ## the pinned Python environments
 
@@ -57,7 +64,7 @@ bench-live: build .venv/.installed ## the live path's latency at 10, 100 and 100
 fuzz: build ## fuzz the API body parser and the stage-file readers, 60 s each (FRAUDCTL_FUZZ_SECONDS)
 	scripts/fuzz.sh
 
-up: build venv ## the whole local stack: PostgreSQL, simulator, SMTP sink, Airflow, dashboard
+up: build venv ## the whole local stack: PostgreSQL, simulator, SMTP sink, Airflow (FRAUDCTL_AIRFLOW_MAJOR=3: Airflow 3), dashboard
 	scripts/stack.sh up
 
 down: ## stop the local stack
@@ -68,4 +75,4 @@ status:
 
 clean:
 	scripts/pg.sh stop
-	rm -rf .local .venv .venv-dashboard .venv-airflow target
+	rm -rf .local .venv .venv-dashboard .venv-airflow .venv-airflow3 target

@@ -7,9 +7,10 @@
 set -euo pipefail
 
 airflow db migrate
-# An existing user is kept as it is (its password too: change it in the UI or with
-# `airflow users reset-password`).
-if ! airflow users list --output plain | awk '{print $2}' | grep -qx "$AIRFLOW_ADMIN_USER"; then
+# Airflow 2.8.3's FAB login: an existing user is kept as it is (its password too: change it in the
+# UI or with `airflow users reset-password`). Airflow 3's simple auth manager has no users in the
+# database: the api-server writes its passwords file from .env when it starts.
+if [[ $AIRFLOW_VERSION == 2.* ]] && ! airflow users list --output plain | awk '{print $2}' | grep -qx "$AIRFLOW_ADMIN_USER"; then
     airflow users create --role Admin --username "$AIRFLOW_ADMIN_USER" \
         --password "$AIRFLOW_ADMIN_PASSWORD" --firstname Fraud --lastname Admin \
         --email "$AIRFLOW_ADMIN_EMAIL"

@@ -27,23 +27,14 @@ import os
 import subprocess
 from pathlib import Path
 
-from airflow.decorators import task
-from airflow.exceptions import AirflowSkipException
-from airflow.operators.bash import BashOperator
 from airflow.providers.smtp.operators.smtp import EmailOperator
-from fraudctl_common import (
-    DAG_DEFAULTS,
-    DATABASE_URL,
-    PRUNE_LOGS,
-    RUNS_ROOT,
-    SMTP_CONN_ID,
-    business_time_zone,
-    digest_timetable,
-    fraudctl_bin,
-)
+from fraudctl_compat import DAG, AirflowSkipException, BashOperator, task
+from fraudctl_defaults import DAG_DEFAULTS
+from fraudctl_maintenance import CLEAN_AIRFLOW_DB, CLEANUP_RUN_DIRS, PRUNE_LOGS
+from fraudctl_schedule import business_time_zone, digest_timetable
+from fraudctl_stage import fraudctl_bin
+from fraudctl_templates import DATABASE_URL, RUNS_ROOT, SMTP_CONN_ID
 from fraudctl_variables import var, variable
-
-from airflow import DAG
 
 REPORT_DAY = (
     "{{ data_interval_end.in_timezone(%r).subtract(days=1).strftime('%%Y-%%m-%%d') }}" % business_time_zone()
@@ -106,21 +97,14 @@ with DAG(
     )
     cleanup_run_dirs = BashOperator(
         task_id="cleanup_run_dirs",
-        bash_command=(
-            "set -euo pipefail; removed=0; "
-            'for d in "$RUNS_ROOT/fraud_pipeline" "$RUNS_ROOT/fraud_daily_digest"; do '
-            '[ -d "$d" ] || continue; '
-            'n=$(find "$d" -mindepth 1 -maxdepth 1 -type d -mmin "+$((RETENTION_DAYS * 1440))" -print -exec rm -rf {} + | wc -l); '
-            "removed=$((removed + n)); done; "
-            'echo "{\\"stage\\": \\"cleanup\\", \\"retention_days\\": $RETENTION_DAYS, \\"removed\\": $removed}"'
-        ),
+        bash_command=CLEANUP_RUN_DIRS,
         # checked by fraudctl_variables before the command runs: an absolute path, a number of days
         env={"RUNS_ROOT": RUNS_ROOT, "RETENTION_DAYS": var("retention_days")},
         append_env=True,
     )
     clean_airflow_db = BashOperator(
         task_id="clean_airflow_db",
-        bash_command='exec airflow db clean --clean-before-timestamp "$CLEAN_BEFORE" --yes --skip-archive',
+        bash_command=CLEAN_AIRFLOW_DB,
         env={
             "CLEAN_BEFORE": "{{ data_interval_end.subtract(days=%s | int).isoformat() }}"
             % AIRFLOW_RETENTION_DAYS
@@ -130,10 +114,7 @@ with DAG(
     clean_airflow_logs = BashOperator(
         task_id="clean_airflow_logs",
         bash_command=PRUNE_LOGS,
-        env={
-            "LOG_FOLDER": "{{ conf.get('logging', 'base_log_folder') }}",
-            "RETENTION_DAYS": var("airflow_retention_days"),
-        },
-        append_env=True,
+        env={"RETENTION_DAYS": var("airflow_retention_days")},
+        append_env=True,  # Airflow's own settings (its log folder) and PATH
     )
     report >> send_digest

@@ -12,7 +12,8 @@ stage's file in the run directory and prints its JSON summary as the last stdout
   deleted by the `cleanup_run_dirs` task of `fraud_daily_digest`.
 * **catchup=False**: the payments API only serves the present, so a catch-up run of a missed
   interval could not fetch its data; missed intervals are not replayed automatically. Re-scoring
-  past intervals is an explicit `airflow dags backfill`: intervals whose raw file exists are
+  past intervals is an explicit backfill (`airflow dags backfill` on Airflow 2, `airflow backfill
+  create` on 3): intervals whose raw file exists are
   re-processed, the others end with `extract` *skipped* (exit 99) and the rest of the run skipped.
 * **max_active_runs=1**: runs of a minute never overlap (extract polls for at most
   `fraudctl_extract_max_seconds`, 45 s by default).
@@ -33,20 +34,13 @@ stage's file in the run directory and prints its JSON summary as the last stdout
 """
 
 import pendulum
-from fraudctl_common import (
-    DAG_DEFAULTS,
-    DATABASE_URL,
-    MODEL_DIR,
-    RUNS_ROOT,
-    SMTP_ENV,
-    FraudctlStageOperator,
-    fraudctl,
-    notify_recovery,
-    warn_source_errors,
-)
+from fraudctl_compat import DAG
+from fraudctl_defaults import DAG_DEFAULTS
+from fraudctl_notify import notify_recovery, warn_source_errors
+from fraudctl_schedule import every
+from fraudctl_stage import FraudctlStageOperator, fraudctl
+from fraudctl_templates import DATABASE_URL, MODEL_DIR, RUNS_ROOT, SMTP_ENV
 from fraudctl_variables import var
-
-from airflow import DAG
 
 RUN_ENV = {
     "FRAUDCTL_RUN_DIR": RUNS_ROOT + "/fraud_pipeline/{{ data_interval_end | ts_nodash }}",
@@ -104,7 +98,7 @@ SUCCESS_CALLBACKS = {"extract": warn_source_errors, "alert": notify_recovery}
 with DAG(
     dag_id="fraud_pipeline",
     description="Payments API -> features -> fraud score -> PostgreSQL -> fraud alert emails",
-    schedule="* * * * *",
+    schedule=every("* * * * *"),
     dagrun_timeout=pendulum.duration(minutes=15),
     doc_md=__doc__,
     **DAG_DEFAULTS,

@@ -11,22 +11,22 @@ And is the live path (`fraudctl live`) capturing? When its lease is let go, or i
 older than `fraudctl_live_stale_secs`, one email ("alerts are back to minute latency"), one more
 when it is back. (No email while no live path was ever deployed.)
 
-It reads only Airflow's metadata database and the live path's lease, never fraud_pipeline's tasks
+It reads only Airflow's record of fraud_pipeline's runs (its metadata database on Airflow 2, the
+execution API on 3) and the live path's lease, never fraud_pipeline's tasks
 or files (logic in `fraudctl_watchdog.py`). catchup=False: a check is about now, a missed one is
 not worth replaying.
 """
 
-from airflow.operators.python import PythonOperator
-from fraudctl_common import DAG_DEFAULTS
+from fraudctl_compat import DAG, PythonOperator
+from fraudctl_defaults import DAG_DEFAULTS
+from fraudctl_schedule import every
 from fraudctl_variables import var
 from fraudctl_watchdog import check_live_path, check_pipeline
-
-from airflow import DAG
 
 with DAG(
     dag_id="fraud_pipeline_watchdog",
     description="One email to operations when fraud_pipeline stops succeeding, one when it recovers",
-    schedule="*/2 * * * *",
+    schedule=every("*/2 * * * *"),
     doc_md=__doc__,
     **DAG_DEFAULTS,
     tags=["fraudctl", "operations"],

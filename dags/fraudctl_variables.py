@@ -8,15 +8,14 @@ templates are rendered, in Python, before any command exists: a value that fails
 the task at once (no retries), with a message naming the Variable, what it must be and the fix.
 A missing or empty Variable takes its default; an empty default leaves fraudctl's own.
 
-What runs is never a Variable: the binary is the deployment's (FRAUDCTL_BIN, fraudctl_common.py).
+What runs is never a Variable: the binary is the deployment's (FRAUDCTL_BIN, fraudctl_stage.py).
 """
 
 import re
 from urllib.parse import urlsplit
 
 import pendulum
-from airflow.exceptions import AirflowFailException
-from airflow.models import Variable
+from fraudctl_compat import AirflowFailException, variable_value
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 EMAIL = re.compile(r"[^@\s<>()\[\],;:\"']+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
@@ -165,7 +164,7 @@ def variable(name: str) -> str:
 
 def value(name: str) -> str:
     """The checked Variable fraudctl_<name>, read now (in a task's or a callback's Python code)."""
-    return checked(Variable.get(f"fraudctl_{name}", default_var=None), name)
+    return checked(variable_value(f"fraudctl_{name}"), name)
 
 
 def var(name: str) -> str:

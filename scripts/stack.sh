@@ -6,6 +6,12 @@
 # record and the safety net), and the dashboard. Offline defaults: simulator, local model, local
 # SMTP sink.
 #
+# Airflow 2.8.3 by default; FRAUDCTL_AIRFLOW_MAJOR=3 runs Airflow 3 instead (.venv-airflow3, its
+# own home .local/airflow3 and metadata database airflow3_db, so either can be started without
+# touching the other's; airflow/UPGRADING.md moves one stack's database from 2 to 3): its
+# api-server in place of the webserver, and the dag-processor, which Airflow 3 runs apart from the
+# scheduler. (No triggerer: no task defers, on either version.)
+#
 # The long-running processes run under supervisord (.venv's supervisor, .local/supervisord.conf
 # written here): each is restarted when it exits (waiting longer after each start that fails,
 # so a database outage does not make them spin), its log appended to .local/logs/NAME.log and
@@ -29,6 +35,12 @@ SCHEDULER_HEALTH_PORT=${FRAUDCTL_SCHEDULER_HEALTH_PORT:-8974}  # the Airflow sch
 OPS_EMAIL=${FRAUDCTL_OPS_EMAIL:-ops@localhost}
 BUSINESS_TIME_ZONE=${FRAUDCTL_BUSINESS_TIME_ZONE:-UTC}  # fraudctl migrate's and the digest DAG's
 FRAUDCTL=$ROOT/target/release/fraudctl
+AIRFLOW_MAJOR=${FRAUDCTL_AIRFLOW_MAJOR:-2}
+case $AIRFLOW_MAJOR in
+    2) AIRFLOW_VENV=$ROOT/.venv-airflow AIRFLOW_DB=airflow_db AIRFLOW_HOME=$LOCAL/airflow AIRFLOW_UI=airflow-webserver ;;
+    3) AIRFLOW_VENV=$ROOT/.venv-airflow3 AIRFLOW_DB=airflow3_db AIRFLOW_HOME=$LOCAL/airflow3 AIRFLOW_UI=airflow-api-server ;;
+    *) echo "stack.sh: FRAUDCTL_AIRFLOW_MAJOR is '$AIRFLOW_MAJOR': 2 (the default) or 3" >&2; exit 2 ;;
+esac
 
 log() { printf '==> %s\n' "$*"; }
 
@@ -87,6 +99,8 @@ secrets() {
     # empty fernet_key into the airflow.cfg it generates: stored in clear).
     secret AIRFLOW__CORE__FERNET_KEY 'base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()'
     secret AIRFLOW_ADMIN_PASSWORD 'secrets.token_urlsafe(12)'  # the UI's user admin
+    # Airflow 3: the key of the tokens the api-server issues to tasks and users (one for every process).
+    secret AIRFLOW__API_AUTH__JWT_SECRET 'secrets.token_urlsafe(32)'
     set -a; source "$LOCAL/stack.env"; set +a
 }
 
@@ -94,18 +108,14 @@ secrets() {
 # `source` (the secrets stay in .local/stack.env, which scripts/airflow sources too).
 airflow_settings() {
     local pg_port=$1
-    printf 'PATH=%q:"$PATH"\n' "$ROOT/.venv-airflow/bin"  # the `airflow` of the tasks (db clean) and of the CLI
+    printf 'PATH=%q:"$PATH"\n' "$AIRFLOW_VENV/bin"  # the `airflow` of the tasks (db clean) and of the CLI
     printf '%s=%q\n' \
         AIRFLOW_HOME "$AIRFLOW_HOME" \
         AIRFLOW__CORE__DAGS_FOLDER "$ROOT/dags" \
         AIRFLOW__CORE__LOAD_EXAMPLES False \
         AIRFLOW__CORE__EXECUTOR LocalExecutor \
         AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION False \
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN "postgresql+psycopg2://postgres@127.0.0.1:$pg_port/airflow_db" \
-        AIRFLOW__WEBSERVER__WEB_SERVER_HOST 127.0.0.1 \
-        AIRFLOW__WEBSERVER__WEB_SERVER_PORT "$AIRFLOW_PORT" \
-        AIRFLOW__WEBSERVER__BASE_URL "http://127.0.0.1:$AIRFLOW_PORT" \
-        AIRFLOW__API__AUTH_BACKENDS "airflow.api.auth.backend.session,airflow.api.auth.backend.basic_auth" \
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN "postgresql+psycopg2://postgres@127.0.0.1:$pg_port/$AIRFLOW_DB" \
         AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK True \
         AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST 127.0.0.1 \
         AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT "$SCHEDULER_HEALTH_PORT" \
@@ -115,6 +125,53 @@ airflow_settings() {
         FRAUDCTL_BUSINESS_TIME_ZONE "$BUSINESS_TIME_ZONE" \
         FRAUDCTL_DIGEST_LOCAL_TIME "${FRAUDCTL_DIGEST_LOCAL_TIME:-07:00}" \
         FRAUDCTL_POLL_INTERVAL_MS "${FRAUDCTL_POLL_INTERVAL_MS:-200}"
+    if ((AIRFLOW_MAJOR == 2)); then
+        printf '%s=%q\n' \
+            AIRFLOW__WEBSERVER__WEB_SERVER_HOST 127.0.0.1 \
+            AIRFLOW__WEBSERVER__WEB_SERVER_PORT "$AIRFLOW_PORT" \
+            AIRFLOW__WEBSERVER__BASE_URL "http://127.0.0.1:$AIRFLOW_PORT" \
+            AIRFLOW__API__AUTH_BACKENDS "airflow.api.auth.backend.session,airflow.api.auth.backend.basic_auth"
+    else
+        # The api-server serves the UI, the REST API and the tasks' execution API; the simple auth
+        # manager's user admin takes the password of the file written by airflow_login.
+        printf '%s=%q\n' \
+            AIRFLOW__API__HOST 127.0.0.1 \
+            AIRFLOW__API__PORT "$AIRFLOW_PORT" \
+            AIRFLOW__API__WORKERS 1 \
+            AIRFLOW__API__BASE_URL "http://127.0.0.1:$AIRFLOW_PORT" \
+            AIRFLOW__CORE__EXECUTION_API_SERVER_URL "http://127.0.0.1:$AIRFLOW_PORT/execution/" \
+            AIRFLOW__CORE__AUTH_MANAGER airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager \
+            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS admin:admin \
+            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE "$AIRFLOW_HOME/simple_auth_manager_passwords.json"
+    fi
+}
+
+# The UI's user admin with the password AIRFLOW_ADMIN_PASSWORD (.local/stack.env): Airflow 2.8.3's
+# FAB login (scripts/airflow_admin.py, in the metadata database), Airflow 3's simple auth manager
+# (its passwords file, 0600).
+airflow_login() {
+    if ((AIRFLOW_MAJOR == 2)); then
+        printf 'from flask_appbuilder.const import AUTH_DB\nAUTH_TYPE = AUTH_DB\n' >"$AIRFLOW_HOME/webserver_config.py"
+        "$AIRFLOW_VENV/bin/python" scripts/airflow_admin.py >>"$LOGS/airflow-db.log" 2>&1 \
+            || { tail -n 20 "$LOGS/airflow-db.log" >&2; exit 1; }
+    else
+        (umask 077; ADMIN_PASSWORD=$AIRFLOW_ADMIN_PASSWORD python3 -c \
+            'import json, os; print(json.dumps({"admin": os.environ["ADMIN_PASSWORD"]}))' \
+            >"$AIRFLOW_HOME/simple_auth_manager_passwords.json")
+    fi
+}
+
+# The Airflow processes of the major version: supervisord programs.
+airflow_programs() {
+    # Without its log server (Airflow 2.8 binds it to every interface): the webserver, on this
+    # machine, reads the task logs from their files.
+    program airflow-scheduler airflow scheduler --skip-serve-logs
+    if ((AIRFLOW_MAJOR == 2)); then
+        program airflow-webserver airflow webserver
+    else
+        program airflow-api-server airflow api-server
+        program airflow-dag-processor airflow dag-processor
+    fi
 }
 
 up() {
@@ -126,8 +183,8 @@ up() {
     log "PostgreSQL on ${base#postgres://postgres@}"
     export FRAUDCTL_DATABASE_URL=$base/fraud_db
     "$FRAUDCTL" migrate --create-database --business-time-zone "$BUSINESS_TIME_ZONE" >/dev/null
-    psql -qAt "$admin" -c "SELECT 1 FROM pg_database WHERE datname = 'airflow_db'" | grep -q 1 \
-        || psql -q "$admin" -c "CREATE DATABASE airflow_db"
+    psql -qAt "$admin" -c "SELECT 1 FROM pg_database WHERE datname = '$AIRFLOW_DB'" | grep -q 1 \
+        || psql -q "$admin" -c "CREATE DATABASE $AIRFLOW_DB"
     # The dashboard's login role: a member of the read-only fraud_report_reader (V5 migration)
     # and of fraud_list_editor (V23: the lists' audited functions, docs/rules.md).
     psql -q "$FRAUDCTL_DATABASE_URL" -v pw="$FRAUDCTL_DASHBOARD_DB_PASSWORD" <<'SQL'
@@ -137,10 +194,11 @@ SELECT format('ALTER ROLE fraud_dashboard PASSWORD %L', :'pw') \gexec
 GRANT fraud_list_editor TO fraud_dashboard;
 SQL
 
-    export AIRFLOW_HOME=$LOCAL/airflow
+    export AIRFLOW_HOME
     mkdir -p "$AIRFLOW_HOME"
-    # A login (user admin, AIRFLOW_ADMIN_PASSWORD): the grid's REST API refuses anonymous users.
-    printf 'from flask_appbuilder.const import AUTH_DB\nAUTH_TYPE = AUTH_DB\n' >"$AIRFLOW_HOME/webserver_config.py"
+    # Which Airflow this stack runs, for scripts/airflow: its settings' file.
+    echo "$AIRFLOW_HOME/airflow.env" >"$LOCAL/airflow-settings"
+    log "Airflow $AIRFLOW_MAJOR ($("$AIRFLOW_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("apache-airflow"))'))"
     # One home for Airflow's settings: the scheduler and webserver below and scripts/airflow (the
     # CLI an operator runs: backfill, tasks clear, dags test) read the same file.
     (umask 077; airflow_settings "${base##*:}" >"$AIRFLOW_HOME/airflow.env")
@@ -151,8 +209,8 @@ SQL
     # generated: mode 0600 (not the directory's: Airflow's task logs make their parents 0775).
     (umask 077; airflow db migrate >"$LOGS/airflow-db.log" 2>&1) \
         || { tail -n 20 "$LOGS/airflow-db.log" >&2; exit 1; }
-    "$ROOT/.venv-airflow/bin/python" scripts/airflow_admin.py >>"$LOGS/airflow-db.log" 2>&1 \
-        || { tail -n 20 "$LOGS/airflow-db.log" >&2; exit 1; }
+    # A login (user admin, AIRFLOW_ADMIN_PASSWORD): the grid's REST API refuses anonymous users.
+    airflow_login
     chmod 600 "$AIRFLOW_HOME/airflow.cfg"
     # The stack's Variables live in the metadata database, where Admin > Variables and
     # `scripts/airflow variables set` change them (a value an operator set there is kept).
@@ -165,13 +223,11 @@ SQL
     fi
     challenger=${FRAUDCTL_CHALLENGER_MODEL_DIR-$ROOT/model/challenger}
     [[ -z $challenger ]] || challenger=$(realpath "$challenger")
-    "$ROOT/.venv-airflow/bin/python" scripts/seed_variables.py "$AIRFLOW_HOME/seeded-variables.json" \
+    "$AIRFLOW_VENV/bin/python" scripts/seed_variables.py "$AIRFLOW_HOME/seeded-variables.json" \
         "${rules[@]}" fraudctl_challenger_model_dir="$challenger" fraudctl_runs_root="$LOCAL/runs" fraudctl_model_dir="$ROOT/model/default" \
         fraudctl_api_url="http://127.0.0.1:$SIM_PORT/current-transactions" \
         fraudctl_report_url="http://127.0.0.1:$DASHBOARD_PORT" fraudctl_ops_email="$OPS_EMAIL" \
         2>>"$LOGS/airflow-db.log" | sed -n 's/^seed_variables: kept /==> Variable kept as set in Airflow: /p' \
-        || { tail -n 20 "$LOGS/airflow-db.log" >&2; exit 1; }
-    "$ROOT/.venv-airflow/bin/python" scripts/airflow_admin.py >>"$LOGS/airflow-db.log" 2>&1 \
         || { tail -n 20 "$LOGS/airflow-db.log" >&2; exit 1; }
 
     # supervisord, and every process it starts, run with this environment (the secrets, Airflow's
@@ -208,10 +264,7 @@ EOF
             FRAUDCTL_LIVE_METRICS_LISTEN="127.0.0.1:$LIVE_METRICS_PORT" \
             ${rules_file:+"FRAUDCTL_RULES_FILE=$rules_file"} FRAUDCTL_CHALLENGER_MODEL_DIR="$challenger" \
             "$FRAUDCTL" live --runs-root "$LOCAL/runs"
-        # Without its log server (Airflow 2.8 binds it to every interface): the webserver, on this
-        # machine, reads the task logs from their files.
-        program airflow-scheduler airflow scheduler --skip-serve-logs
-        program airflow-webserver airflow webserver
+        airflow_programs
         # Outside the scheduler, so it can say when the scheduler (and with it the watchdog DAG)
         # is down: an email after a minute without a healthy answer, another when it is back.
         program scheduler-watch "$ROOT/.venv/bin/python" scripts/scheduler_watch.py \
@@ -232,7 +285,7 @@ EOF
     fi
 
     wait_port simulator "$SIM_PORT"; wait_port smtp-sink "$SMTP_PORT"; wait_port smtp-sink "$MAIL_WEB_PORT"
-    wait_port dashboard "$DASHBOARD_PORT"; wait_port airflow-webserver "$AIRFLOW_PORT"
+    wait_port dashboard "$DASHBOARD_PORT"; wait_port "$AIRFLOW_UI" "$AIRFLOW_PORT"
     wait_port fraudctl-live "$LIVE_METRICS_PORT"
     cat <<EOF
 

@@ -26,7 +26,7 @@ pub mod exit {
     pub const SKIPPED: i32 = 99;
 
     /// Every exit code, in a few words: the one list `--help` prints, and the table of
-    /// docs/commands.md and the DAG's (`dags/fraudctl_common.py`) are held to by the tests below.
+    /// docs/commands.md and the DAG's (`dags/fraudctl_exit_codes.py`) are held to by the tests below.
     pub const CODES: [(i32, &str); 7] = [
         (OK, "success"),
         (ERROR, "error"),
@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn the_dags_table_lists_every_exit_code_and_the_permanent_ones() {
-        let dag = include_str!("../dags/fraudctl_common.py");
+        let dag = include_str!("../dags/fraudctl_exit_codes.py");
         let start = dag.find("EXIT_CODES = {").expect("EXIT_CODES");
         let table = &dag[start..start + dag[start..].find("\n}").expect("its end")];
         let listed: Vec<i32> = table

@@ -2,14 +2,17 @@
 
 Real components only: the private PostgreSQL (scripts/pg.sh start; FRAUDCTL_TEST_PG_URL to use
 another server), the fraudctl binary (FRAUDCTL_BIN, default target/release/fraudctl) and its
-payments simulator, the SMTP sink (scripts/smtp_sink.py), Airflow 2.8.3 (airflow/requirements.txt)
-run through its own CLI with LocalExecutor and a PostgreSQL metadata database.
+payments simulator, the SMTP sink (scripts/smtp_sink.py), the Airflow of the venv running the tests
+(Airflow 2.8.3, airflow/requirements.txt; or Airflow 3, airflow/requirements-3.txt) run through its
+own CLI with LocalExecutor and a PostgreSQL metadata database. `dags/` and this folder are on
+sys.path through pytest.ini (`pythonpath`), as Airflow puts its dags folder there.
 """
 
 import email
 import email.policy
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -20,6 +23,7 @@ import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,13 +32,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
-VENV_BIN = Path(sys.executable).parent  # the venv of airflow/requirements.txt
+VENV_BIN = Path(sys.executable).parent  # the venv of airflow/requirements.txt (or -3.txt)
+AIRFLOW_MAJOR = int(version("apache-airflow").split(".")[0])  # without importing airflow (below)
+# dag_run's logical date column: renamed by Airflow 3.
+LOGICAL_DATE = "logical_date" if AIRFLOW_MAJOR >= 3 else "execution_date"
+
+
+def on_airflow_2_only(why: str):
+    """A test of something Airflow 3 does not have or does otherwise: skipped there, saying why."""
+    return pytest.mark.skipif(AIRFLOW_MAJOR >= 3, reason=f"Airflow 2 only: {why}")
+
 
 # In-process Airflow (DagBag tests) gets a throwaway home before any test module imports airflow.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="fraudctl-airflow-home-")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-sys.path.insert(0, str(DAGS))  # the DAGs' helper modules, as Airflow puts its dags folder there
 # The digest's parse-time settings at their defaults (UTC, 07:00) whatever the developer's shell
 # says; the tests that need others set them (test_dag_structure.py).
 for _setting in ("FRAUDCTL_BUSINESS_TIME_ZONE", "FRAUDCTL_DIGEST_LOCAL_TIME"):
@@ -269,6 +281,41 @@ class ProcessWatch:
                     self.cmdlines.add(raw.replace(b"\0", b" ").decode(errors="replace"))
 
 
+def tasks_test_state(done: subprocess.CompletedProcess) -> str:
+    """The state `airflow tasks test` ended its task in (success, failed, up_for_retry, skipped),
+    as its output says: Airflow 2.8.3 logs "Marking task as FAILED" and exits non-zero on a
+    failure, Airflow 3 logs "new_state=failed" and exits 0."""
+    pattern = r"new_state=(\w+)" if AIRFLOW_MAJOR >= 3 else r"Marking task as (\w+)"
+    said = re.findall(pattern, done.stdout + done.stderr)
+    return said[-1].lower() if said else ("success" if done.returncode == 0 else "failed")
+
+
+def xcom_value(stored):
+    """An XCom's value as its row holds it: JSON as bytes on Airflow 2, jsonb (decoded) on 3."""
+    return stored if AIRFLOW_MAJOR >= 3 else json.loads(bytes(stored))
+
+
+def parse_dags(folder: Path):
+    """The DAG files of `folder` parsed in this process, as the scheduler parses them."""
+    if AIRFLOW_MAJOR >= 3:
+        from airflow.dag_processing.dagbag import DagBag
+
+        return DagBag(dag_folder=str(folder))
+    from airflow.models.dagbag import DagBag
+
+    return DagBag(dag_folder=str(folder), include_examples=False)
+
+
+def core_timetable(dag):
+    """The DAG's timetable as the scheduler computes runs with it (Airflow 3: the Task SDK's
+    declaration, turned into the core class)."""
+    if AIRFLOW_MAJOR >= 3:
+        from airflow.serialization.encoders import coerce_to_core_timetable
+
+        return coerce_to_core_timetable(dag.timetable)
+    return dag.timetable
+
+
 class Airflow:
     """The airflow CLI of the pinned venv, with one AIRFLOW_HOME and environment."""
 
@@ -292,12 +339,53 @@ class Airflow:
             )
         return done
 
+    def backfill(self, dag_id: str, start: datetime, end: datetime, check: bool = True, **env):
+        """`airflow dags backfill` on Airflow 2 (it runs the runs itself); on 3, `airflow backfill
+        create`, which the scheduler runs (beside an api-server, whose execution API its tasks
+        talk to), waited for until the backfill completes. `env`: the tasks' environment too."""
+        first, last = start.isoformat(), end.isoformat()
+        if AIRFLOW_MAJOR < 3:
+            return self("dags", "backfill", dag_id, "-s", first, "-e", last, check=check, **env)
+        self("dags", "reserialize")  # the DAGs in the database, as the dag-processor puts them
+        # A paused DAG's queued runs, a backfill's too, are not started (no scheduled run is made
+        # meanwhile: the scheduler runs without its job schedule).
+        self("dags", "unpause", dag_id)
+        with Airflow3Services(self, env):
+            done = self(
+                "backfill", "create", "--dag-id", dag_id, "--from-date", first, "--to-date", last, **env
+            )
+            deadline = time.monotonic() + 300
+            while not sql(
+                self.metadata_url,
+                "select 1 from backfill where completed_at is not null"
+                " and dag_id = %s and from_date = %s and to_date = %s",
+                dag_id,
+                start,
+                end,
+            ):
+                assert time.monotonic() < deadline, "the backfill did not complete within 300 s"
+                time.sleep(1)
+        self("dags", "pause", dag_id)
+        return done
+
+    def run_id(self, dag_id: str, logical_date: datetime) -> str:
+        """The run id of the DAG's run of that logical date (Airflow 3 names a backfill's run by
+        the end of its interval, 2.8.3 by its logical date)."""
+        rows = sql(
+            self.metadata_url,
+            f"select run_id from dag_run where dag_id = %s and {LOGICAL_DATE} = %s",
+            dag_id,
+            logical_date,
+        )
+        assert len(rows) == 1, rows
+        return rows[0][0]
+
     def task_states(self, dag_id: str, logical_date: str) -> dict:
         rows = sql(
             self.metadata_url,
             "select ti.task_id, ti.state from task_instance ti join dag_run dr"
             " on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id"
-            " where dr.dag_id = %s and dr.execution_date = %s",
+            f" where dr.dag_id = %s and dr.{LOGICAL_DATE} = %s",
             dag_id,
             logical_date,
         )
@@ -307,14 +395,49 @@ class Airflow:
         rows = sql(
             self.metadata_url,
             "select x.task_id, x.value from xcom x join dag_run dr on dr.id = x.dag_run_id"
-            " where dr.dag_id = %s and dr.execution_date = %s and x.key = 'return_value'",
+            f" where dr.dag_id = %s and dr.{LOGICAL_DATE} = %s and x.key = 'return_value'",
             dag_id,
             logical_date,
         )
-        return {task: json.loads(bytes(value)) for task, value in rows}
+        return {task: xcom_value(value) for task, value in rows}
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in (self.home / "logs").rglob("*.log"))
+
+
+class Airflow3Services:
+    """What runs a backfill on Airflow 3: the api-server (the tasks' execution API) and the
+    scheduler (LocalExecutor; no scheduled runs, only the backfill's), with the test's
+    environment and `env`; stopped afterwards, with every task they started."""
+
+    def __init__(self, af: Airflow, env: dict):
+        port = free_port()
+        self.env = {
+            **af.env,
+            **{k: str(v) for k, v in env.items()},
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",  # LocalExecutor's processes (32 by default)
+        }
+        self.port, self.procs = port, ProcessTrees(Path(tempfile.mkdtemp(prefix="airflow3-services-")))
+
+    def __enter__(self):
+        cmd = [VENV_BIN / "airflow", "api-server", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.procs.start("api-server", cmd, self.env)
+        # Without its log server (port 8793 on every interface, which another Airflow may hold).
+        self.procs.start("scheduler", [VENV_BIN / "airflow", "scheduler", "--skip-serve-logs"], self.env)
+        try:
+            wait_for_port(self.port, self.procs.procs["api-server"], "airflow api-server", timeout=120)
+        except RuntimeError as exc:
+            self.procs.stop_all()
+            pytest.fail(f"{exc}\n{self.procs.diagnostics()}")
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            print(self.procs.diagnostics())
+        self.procs.stop_all()
 
 
 @pytest.fixture(scope="session")

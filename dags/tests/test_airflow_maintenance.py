@@ -24,28 +24,30 @@ def runs_of(airflow, run_id: str) -> tuple:
 
 def test_clean_airflow_db_drops_old_runs_and_keeps_recent_ones(airflow):
     # Two runs of past minutes (skipped: no raw data), one started 60 days ago, one yesterday.
-    old, recent = "2024-04-01T00:00:00+00:00", "2024-04-01T00:01:00+00:00"
+    old, recent = datetime(2024, 4, 1, 0, 0, tzinfo=UTC), datetime(2024, 4, 1, 0, 1, tzinfo=UTC)
+    run_ids = {}
     for logical, age in ((old, "60 days"), (recent, "1 day")):
-        airflow("dags", "test", "fraud_pipeline", logical)
+        airflow("dags", "test", "fraud_pipeline", logical.isoformat())
+        run_ids[logical] = airflow.run_id("fraud_pipeline", logical)
         for table in ("dag_run", "task_instance"):
             sql(
                 airflow.metadata_url,
                 f"update {table} set start_date = now() - interval '{age}',"
                 f" end_date = now() - interval '{age}' where run_id = %s",
-                f"manual__{logical}",
+                run_ids[logical],
             )
-    assert runs_of(airflow, f"manual__{old}") == (1, 5)
+    assert runs_of(airflow, run_ids[old]) == (1, 5)
     starts = sql(
         airflow.metadata_url,
         "select run_id, now() - start_date > interval '30 days'"
         " from dag_run where dag_id = 'fraud_pipeline' order by start_date",
     )
-    assert starts[:1] == [(f"manual__{old}", True)] and starts[-1] == (f"manual__{recent}", False), starts
+    assert starts[:1] == [(run_ids[old], True)] and starts[-1] == (run_ids[recent], False), starts
 
     done = airflow("tasks", "test", "fraud_daily_digest", "clean_airflow_db", now_logical())
 
-    assert runs_of(airflow, f"manual__{old}") == (0, 0), done.stdout[-5000:]
-    assert runs_of(airflow, f"manual__{recent}") == (1, 5)
+    assert runs_of(airflow, run_ids[old]) == (0, 0), done.stdout[-5000:]
+    assert runs_of(airflow, run_ids[recent]) == (1, 5)
 
 
 def test_clean_airflow_logs_deletes_old_files_and_keeps_new_ones(airflow, tmp_path):

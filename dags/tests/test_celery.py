@@ -15,7 +15,12 @@ from datetime import UTC, datetime, timedelta
 
 import psutil
 import pytest
-from conftest import VENV_BIN, sql
+from conftest import VENV_BIN, on_airflow_2_only, sql
+
+pytestmark = on_airflow_2_only(
+    "not ported yet: Airflow 3's Celery workers run tasks through the api-server's execution API, "
+    "and a lost worker's task is a heartbeat timeout with no task_fail row (airflow/UPGRADING.md)"
+)
 
 STAGES = ["extract", "transform", "score", "load", "alert"]
 RUNS = 3

