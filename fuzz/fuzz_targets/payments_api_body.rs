@@ -4,7 +4,7 @@
 
 use fraudctl::pan::{mask_digit_runs, PanProtector};
 use fraudctl::payments_api::decode;
-use fraudctl::transaction::{redact, validate};
+use fraudctl::transaction::{redacted_row, validate};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
                     let _ = tx.trans_time();
                     let _ = tx.amt_cents();
                 }
-                let _ = redact(&row, &pan);
+                let _ = redacted_row(&row, &pan);
             }
         }
         Err(_) => {
